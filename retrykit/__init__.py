@@ -1,0 +1,67 @@
+"""
+retrykit: classify every failure, retry it in exactly one layer, and say what happened.
+
+The core (``retrykit._*``) decides; the adapters (``retrykit.adapters``) run attempts and sleep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _events, _logging
+from ._classify import Classification, Classifier, ErrorCategory, Rule, classify
+from ._config import configure, configure_from_env, configure_from_settings
+from ._errors import ConfigError
+from ._events import (
+    AttemptFailed,
+    GaveUp,
+    RetryScheduled,
+    RuleFailed,
+    StopReason,
+    Succeeded,
+    subscribe,
+)
+from ._policy import Policy, get_preset, preset_names, register_preset
+from ._scope import remaining
+from ._strategy import Decision, Jitter, Strategy
+from .adapters import attempts, retry
+
+__all__ = [
+    "AttemptFailed",
+    "Classification",
+    "Classifier",
+    "ConfigError",
+    "Decision",
+    "ErrorCategory",
+    "GaveUp",
+    "Jitter",
+    "Policy",
+    "RetryScheduled",
+    "Rule",
+    "RuleFailed",
+    "StopReason",
+    "Strategy",
+    "Succeeded",
+    "attempts",
+    "classify",
+    "configure",
+    "configure_from_env",
+    "configure_from_settings",
+    "get_preset",
+    "preset_names",
+    "register_preset",
+    "remaining",
+    "retry",
+    "subscribe",
+]
+
+_events.subscribe(_logging.log_event)
+configure_from_env()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("retrykit")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,220 @@
+"""
+Settings: keyword arguments, environment variables (``RETRYKIT_*``) or a Django/Flask settings
+mapping, validated with errors that name the key.
+
+Settings shape the ``default`` preset (what ``@retrykit.retry`` uses with no policy), the default
+classifier's fallback category, and the global on/off switch. Explicit ``Policy`` objects are
+what they say and are not changed by settings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._classify import Classifier, ErrorCategory
+from ._errors import ConfigError, seconds, whole
+from ._strategy import Decision
+
+ENV_PREFIX = "RETRYKIT_"
+
+_CATEGORY_KEYS: dict[str, ErrorCategory] = {
+    "network": ErrorCategory.NETWORK_ERROR,
+    "api_rate_limit": ErrorCategory.API_RATE_LIMIT,
+    "rate_limit": ErrorCategory.API_RATE_LIMIT,
+    "data": ErrorCategory.DATA_ERROR,
+    "system": ErrorCategory.SYSTEM_ERROR,
+    "temporary": ErrorCategory.TEMPORARY_ERROR,
+    "permanent": ErrorCategory.PERMANENT_ERROR,
+}
+_STRATEGY_FIELDS = ("max_retries", "base_delay", "max_delay", "decision")
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(key, value, "must be a boolean", "use true/false, 1/0, yes/no or on/off")
+
+
+def _parse_int(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ConfigError(key, value, "must be a whole number", f"use e.g. {key}=3") from None
+    result: int = whole(key, value, minimum=minimum, allow_none=False)
+    return result
+
+
+def _parse_seconds(key: str, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ConfigError(key, value, "must be a number of seconds", f"use e.g. {key}=1.5") from None
+    result: float = seconds(key, value, allow_none=False)
+    return result
+
+
+def _strategy_parser(field_name: str) -> Callable[[str, Any], Any]:
+    if field_name == "max_retries":
+        return lambda k, v: _parse_int(k, v, 0)
+    if field_name == "decision":
+        return lambda k, v: Decision.parse(v, k)
+    return _parse_seconds
+
+
+@dataclass(slots=True)
+class Settings:
+    """Strictly private: the process-wide settings. Change them with ``configure()``."""
+
+    enabled: bool = True
+    default_category: ErrorCategory = ErrorCategory.TEMPORARY_ERROR
+    max_attempts: int | None = None
+    deadline: float | None = None
+    strategy_defaults: dict[str, Any] = field(default_factory=dict)
+    category_overrides: dict[ErrorCategory, dict[str, Any]] = field(default_factory=dict)
+    classifier: Classifier = field(default_factory=Classifier)
+    generation: int = 0
+
+
+settings = Settings()
+_lock = threading.Lock()
+
+
+def _known_keys() -> dict[str, Callable[[str, Any], Any]]:
+    keys: dict[str, Callable[[str, Any], Any]] = {
+        "enabled": _parse_bool,
+        "default_category": lambda k, v: ErrorCategory.parse(v, k),
+        "max_attempts": lambda k, v: _parse_int(k, v, 1),
+        "deadline": _parse_seconds,
+        "default_max_retries": lambda k, v: _parse_int(k, v, 1),
+        "default_base_delay": _parse_seconds,
+        "default_max_delay": _parse_seconds,
+    }
+    for short in _CATEGORY_KEYS:
+        for field_name in _STRATEGY_FIELDS:
+            keys[f"{short}_{field_name}"] = _strategy_parser(field_name)
+    return keys
+
+
+def configure(**options: Any) -> None:
+    """
+    Change retrykit's settings for this process.
+
+    ``enabled`` (off: every decorator makes one attempt and re-raises untouched),
+    ``default_category`` (for failures no rule matches), and for the ``default`` preset:
+    ``max_attempts``, ``deadline``, ``default_max_retries``, ``default_base_delay``,
+    ``default_max_delay`` (every retrying category), and per category
+    ``<category>_max_retries`` / ``_base_delay`` / ``_max_delay`` / ``_decision``, where
+    ``<category>`` is ``network``, ``api_rate_limit``, ``data``, ``system``, ``temporary`` or
+    ``permanent``. Values are validated before anything changes: a bad key or value raises
+    ``ConfigError`` naming it, and leaves the settings as they were.
+    """
+    known = _known_keys()
+    parsed: dict[str, Any] = {}
+    for key, value in options.items():
+        name = key.lower()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see retrykit.configure's docstring"
+            raise ConfigError(key, value, "is not a retrykit setting", hint)
+        parsed[name] = known[name](key, value)
+    global settings
+    with _lock:
+        new = Settings(
+            settings.enabled, settings.default_category, settings.max_attempts,
+            settings.deadline, dict(settings.strategy_defaults),
+            {c: dict(v) for c, v in settings.category_overrides.items()},
+            settings.classifier, settings.generation + 1,
+        )
+        for name, value in parsed.items():
+            if name in ("enabled", "default_category", "max_attempts", "deadline"):
+                setattr(new, name, value)
+            elif name.startswith("default_"):
+                new.strategy_defaults[name.removeprefix("default_")] = value
+            else:
+                for short, category in _CATEGORY_KEYS.items():
+                    if name.startswith(short + "_") and name[len(short) + 1 :] in _STRATEGY_FIELDS:
+                        new.category_overrides.setdefault(category, {})[
+                            name[len(short) + 1 :]
+                        ] = value
+                        break
+        new.classifier = Classifier(default=new.default_category)
+        _check_default_preset(new)
+        settings = new
+
+
+def _check_default_preset(candidate: Settings) -> None:
+    """Build the default preset under *candidate* so contradictions fail now, naming the key."""
+    from ._policy import build_default
+
+    build_default(candidate)
+
+
+def reset() -> None:
+    """Back to the built-in settings (for tests)."""
+    global settings
+    with _lock:
+        settings = Settings(generation=settings.generation + 1)
+
+
+def configure_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """
+    Apply every ``RETRYKIT_*`` environment variable (``RETRYKIT_ENABLED=false``,
+    ``RETRYKIT_DEFAULT_MAX_RETRIES=5``, ``RETRYKIT_NETWORK_BASE_DELAY=0.5``, ...).
+
+    Returns what it applied. Done automatically at ``import retrykit``.
+    """
+    env = os.environ if environ is None else environ
+    found = {k[len(ENV_PREFIX) :]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    try:
+        configure(**found)
+    except ConfigError as err:
+        raise ConfigError(ENV_PREFIX + err.argument.upper(), err.value, err.rule, err.fix) from None
+    return {ENV_PREFIX + k: v for k, v in found.items()}
+
+
+def configure_from_settings(source: Any, *, prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """
+    Apply settings from a framework's configuration.
+
+    Django: ``configure_from_settings(django.conf.settings)`` reads its ``RETRYKIT`` dict.
+    Flask: ``configure_from_settings(app.config)`` reads the ``RETRYKIT_*`` keys.
+    A plain mapping without prefixed keys is read as it is (``{"ENABLED": True, ...}``).
+    """
+    name = prefix.rstrip("_")
+    mapping: Any
+    if not isinstance(source, Mapping) and hasattr(source, name):
+        mapping = getattr(source, name)
+    elif isinstance(source, Mapping) and name in source and isinstance(source[name], Mapping):
+        mapping = source[name]
+    else:
+        mapping = source
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(
+            "source", source, f"must be a mapping or have a {name} mapping",
+            f"pass app.config (Flask), django.conf.settings with {name} = {{...}}, or a dict",
+        )
+    prefixed = {k[len(prefix) :]: v for k, v in mapping.items() if str(k).startswith(prefix)}
+    chosen = prefixed if prefixed else {str(k): v for k, v in mapping.items()}
+    configure(**chosen)
+    return chosen
+
+
+def bump() -> None:
+    """Tell resolved-by-name policies that presets changed."""
+    with _lock:
+        settings.generation += 1

@@ -1,0 +1,144 @@
+"""
+The event stream: what retrykit did, as typed, frozen events, dispatched to sinks.
+
+Events are built only when something failed (the success path of a first attempt emits nothing),
+and a failing sink never breaks the retried call: its error is reported once through stdlib
+logging and the call goes on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from ._classify import Classification
+    from ._strategy import Decision
+
+_log = logging.getLogger("retrykit")
+
+
+class StopReason(str, Enum):
+    """Why a retrying layer gave up on a failure."""
+
+    NON_RETRYABLE = "non_retryable"
+    """The failure's category maps to ``Decision.NO_RETRY``."""
+    CATEGORY_EXHAUSTED = "category_retries_exhausted"
+    """The category's strategy allows no more retries (``max_retries``)."""
+    MAX_ATTEMPTS = "max_attempts"
+    """The policy's whole-call ``max_attempts`` was reached."""
+    DEADLINE = "deadline"
+    """The next sleep would end past the deadline (this layer's or an enclosing one's)."""
+    RETRY_AFTER_EXCEEDS_DEADLINE = "retry_after_exceeds_deadline"
+    """The server asked to wait longer (Retry-After) than the time left before the deadline."""
+    STRATEGY_STOP = "strategy_stop"
+    """A tenacity ``stop`` object given to the strategy said stop."""
+    TESTING_NO_RETRY = "testing_no_retry"
+    """``retrykit.testing.no_retry()`` is active."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed:
+    """An attempt raised; *classification* says what kind of failure it was."""
+
+    operation: str
+    attempt: int
+    error_type: str
+    classification: Classification
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled:
+    """Attempt *attempt* failed and attempt ``attempt + 1`` starts after *delay* seconds."""
+
+    operation: str
+    attempt: int
+    error_type: str
+    classification: Classification
+    decision: Decision
+    delay: float
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    """The call succeeded on attempt *attempts*, after at least one failure."""
+
+    operation: str
+    attempts: int
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class GaveUp:
+    """The layer stopped retrying and let the original exception through."""
+
+    operation: str
+    attempts: int
+    error_type: str
+    classification: Classification
+    reason: StopReason
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFailed:
+    """A classifier rule raised while classifying; the rule was skipped."""
+
+    rule: str
+    error_type: str
+    rule_error: str
+
+
+Event: TypeAlias = AttemptFailed | RetryScheduled | Succeeded | GaveUp | RuleFailed
+Sink: TypeAlias = Callable[[Event], Any]
+
+_sinks: tuple[Sink, ...] = ()
+_sinks_lock = threading.Lock()
+# Context-local sinks (the testing recorder): only events emitted in this context reach them.
+_local_sinks: contextvars.ContextVar[tuple[Sink, ...]] = contextvars.ContextVar(
+    "retrykit_local_sinks", default=()
+)
+
+
+def subscribe(sink: Sink) -> Callable[[], None]:
+    """
+    Send every event to *sink* (a callable taking one event) until the returned function is called.
+
+    A sink that raises is reported through the ``retrykit`` stdlib logger and skipped; the retried
+    call is never affected.
+    """
+    if not callable(sink):
+        from ._errors import ConfigError
+
+        raise ConfigError("sink", sink, "must be callable", "pass a function taking one event")
+    global _sinks
+    with _sinks_lock:
+        _sinks = (*_sinks, sink)
+
+    def unsubscribe() -> None:
+        global _sinks
+        with _sinks_lock:
+            _sinks = tuple(s for s in _sinks if s is not sink)
+
+    return unsubscribe
+
+
+def listening() -> bool:
+    """Whether any sink would receive an event (so callers can skip building one)."""
+    return bool(_sinks) or bool(_local_sinks.get())
+
+
+def emit(event: Event) -> None:
+    """Dispatch *event* to the global and context-local sinks; never raises."""
+    for sink in (*_sinks, *_local_sinks.get()):
+        try:
+            sink(event)
+        except Exception:
+            _log.exception("retrykit: sink %r failed on %s; skipped", sink, type(event).__name__)

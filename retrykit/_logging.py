@@ -1,0 +1,61 @@
+"""
+The structlog sink: one log line per retry, give-up and late success, on the ``retrykit`` logger.
+
+When the application configured structlog, events go through it (JSON, key-value, whatever it
+renders). When it did not, they go through the stdlib ``logging`` logger ``retrykit`` with the
+same fields in ``extra`` and a readable message, so they obey the application's logging setup.
+Argument values are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import structlog
+
+from . import _events
+
+_stdlib = logging.getLogger("retrykit")
+
+
+def _fields(event: _events.Event) -> tuple[str, int, dict[str, Any]]:
+    if isinstance(event, _events.RetryScheduled):
+        c = event.classification
+        return "retry_scheduled", logging.WARNING, {
+            "operation": event.operation, "attempt": event.attempt, "error": event.error_type,
+            "category": c.category.value, "decision": event.decision.value,
+            "delay": round(event.delay, 3), "reason": c.reason,
+        }
+    if isinstance(event, _events.GaveUp):
+        c = event.classification
+        quiet = event.attempts == 1 and event.reason is _events.StopReason.NON_RETRYABLE
+        return "gave_up", logging.INFO if quiet else logging.WARNING, {
+            "operation": event.operation, "attempts": event.attempts, "error": event.error_type,
+            "category": c.category.value, "stop_reason": event.reason.value, "reason": c.reason,
+            "elapsed": round(event.elapsed, 3),
+        }
+    if isinstance(event, _events.Succeeded):
+        return "succeeded", logging.INFO, {
+            "operation": event.operation, "attempts": event.attempts,
+            "elapsed": round(event.elapsed, 3),
+        }
+    if isinstance(event, _events.RuleFailed):
+        return "rule_failed", logging.ERROR, {
+            "rule": event.rule, "error": event.error_type, "rule_error": event.rule_error,
+        }
+    return "", logging.DEBUG, {}
+
+
+def log_event(event: _events.Event) -> None:
+    """Log *event* through structlog if configured, else through stdlib logging."""
+    name, level, fields = _fields(event)
+    if not name:
+        return
+    if structlog.is_configured():
+        structlog.get_logger("retrykit").log(level, f"retrykit.{name}", **fields)
+        return
+    if not _stdlib.isEnabledFor(level):
+        return
+    text = " ".join(f"{k}={v}" for k, v in fields.items())
+    _stdlib.log(level, "retrykit.%s %s", name, text, extra={"retrykit": {"event": name, **fields}})

@@ -1,0 +1,335 @@
+"""
+Policies: category -> strategy, whole-call limits, callbacks; presets by name.
+
+A policy *is* tenacity objects: ``policy.retry``, ``policy.wait`` and ``policy.stop`` plug into
+``tenacity.Retrying``/``AsyncRetrying`` and compose with tenacity's own (``|``, ``&``, ``+``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from . import _config, _engine
+from ._classify import Classifier, ErrorCategory
+from ._errors import ConfigError, seconds, whole
+from ._strategy import Decision, Jitter, Strategy
+
+if TYPE_CHECKING:
+    from ._config import Settings
+
+Callback = Callable[[Any], Any]
+
+_BUILTIN_DEFAULT: Mapping[ErrorCategory, Strategy] = MappingProxyType({
+    ErrorCategory.NETWORK_ERROR: Strategy.backoff(0.2, 10.0, max_retries=4),
+    ErrorCategory.API_RATE_LIMIT: Strategy.delay(5.0, max_retries=3, backoff_factor=2.0,
+                                                 max_delay=60.0, jitter=Jitter.EQUAL),
+    ErrorCategory.DATA_ERROR: Strategy.no_retry(),
+    ErrorCategory.SYSTEM_ERROR: Strategy.backoff(1.0, 30.0, max_retries=3, jitter=Jitter.EQUAL),
+    ErrorCategory.TEMPORARY_ERROR: Strategy.backoff(0.5, 15.0, max_retries=3),
+    ErrorCategory.PERMANENT_ERROR: Strategy.no_retry(),
+})
+
+
+class PolicyRetry(tenacity.retry_base):
+    """tenacity ``retry``: is this failure retryable (not cancellation, not given up inside)?"""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return _engine.retry(self.policy, retry_state)
+
+    def __repr__(self) -> str:
+        return f"<PolicyRetry of {self.policy.name or 'policy'}>"
+
+
+class PolicyWait(tenacity.wait.wait_base):
+    """tenacity ``wait``: the failure's category strategy's delay (or the Retry-After)."""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        return _engine.wait(self.policy, retry_state)
+
+    def __repr__(self) -> str:
+        return f"<PolicyWait of {self.policy.name or 'policy'}>"
+
+
+class PolicyStop(tenacity.stop.stop_base):
+    """tenacity ``stop``: per-category retries, max_attempts, deadline (never slept past)."""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return _engine.stop(self.policy, retry_state)
+
+    def __repr__(self) -> str:
+        return f"<PolicyStop of {self.policy.name or 'policy'}>"
+
+
+def _check_callback(name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise ConfigError(name, value, "must be callable", f"pass a function taking one event as {name}=")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """
+    How to retry: a strategy per error category, plus whole-call limits and callbacks.
+
+    *strategies* maps categories (or their names) to ``Strategy`` objects; categories left out
+    keep the built-in default strategy. *max_attempts* caps the executions of one call,
+    *deadline* its total time (a sleep that would end past it is not started), *attempt_timeout*
+    each attempt of a coroutine (enforced with anyio; not enforceable for plain functions).
+    *on_retry*, *on_giveup*, *on_success* receive the ``RetryScheduled``, ``GaveUp`` and
+    ``Succeeded`` events (plain or ``async`` functions). *classifier* defaults to the configured
+    default classifier.
+    """
+
+    strategies: Mapping[ErrorCategory, Strategy] = field(default_factory=lambda: _BUILTIN_DEFAULT)
+    classifier: Classifier | None = None
+    max_attempts: int | None = None
+    deadline: float | None = None
+    attempt_timeout: float | None = None
+    on_retry: Callback | None = None
+    on_giveup: Callback | None = None
+    on_success: Callback | None = None
+    name: str | None = None
+    retry: PolicyRetry = field(init=False, repr=False, compare=False)
+    wait: PolicyWait = field(init=False, repr=False, compare=False)
+    stop: PolicyStop = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.strategies, Mapping):
+            raise ConfigError(
+                "strategies", self.strategies, "must map categories to Strategy objects",
+                "pass e.g. {ErrorCategory.NETWORK_ERROR: Strategy.backoff(0.5, 10)}",
+            )
+        merged = dict(_BUILTIN_DEFAULT)
+        for key, strategy in self.strategies.items():
+            category = ErrorCategory.parse(key, "strategies")
+            if not isinstance(strategy, Strategy):
+                raise ConfigError(
+                    f"strategies[{category.value!r}]", strategy, "must be a Strategy",
+                    "build one with Strategy.backoff(...), Strategy.delay(...), "
+                    "Strategy.immediately(...) or Strategy.no_retry()",
+                )
+            merged[category] = strategy
+        set_(self, "strategies", MappingProxyType(merged))
+        if self.classifier is not None and not isinstance(self.classifier, Classifier):
+            raise ConfigError(
+                "classifier", self.classifier, "must be a Classifier",
+                "wrap your rules: Classifier([Rule(...), my_function])",
+            )
+        set_(self, "max_attempts", whole("max_attempts", self.max_attempts, minimum=1))
+        set_(self, "deadline", seconds("deadline", self.deadline, positive=True))
+        set_(self, "attempt_timeout", seconds("attempt_timeout", self.attempt_timeout, positive=True))
+        for name in ("on_retry", "on_giveup", "on_success"):
+            _check_callback(name, getattr(self, name))
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError("name", self.name, "must be a str", "pass a short name")
+        set_(self, "retry", PolicyRetry(self))
+        set_(self, "wait", PolicyWait(self))
+        set_(self, "stop", PolicyStop(self))
+
+    def replace(self, **changes: Any) -> Policy:
+        """
+        A copy with *changes* (validated). ``strategies`` given here are merged over this
+        policy's, so ``policy.replace(strategies={"network_error": ...})`` changes one category.
+        """
+        allowed = {f.name for f in fields(self) if f.init}
+        for key in changes:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(sorted(allowed))}"
+                raise ConfigError(key, changes[key], "is not a Policy option", hint)
+        if "strategies" in changes and isinstance(changes["strategies"], Mapping):
+            merged: dict[Any, Strategy] = dict(self.strategies)
+            for key, value in changes["strategies"].items():
+                merged[ErrorCategory.parse(key, "strategies")] = value
+            changes["strategies"] = merged
+        return replace(self, **changes)
+
+    def strategy_for(self, category: ErrorCategory) -> Strategy:
+        """The strategy this policy applies to *category*."""
+        return self.strategies[category]
+
+    def tenacity_kwargs(self) -> dict[str, Any]:
+        """``retry``, ``wait``, ``stop`` and ``reraise=True``, ready for ``tenacity.Retrying(**...)``."""
+        return {"retry": self.retry, "wait": self.wait, "stop": self.stop, "reraise": True}
+
+    @property
+    def async_callbacks(self) -> tuple[str, ...]:
+        """Names of the callbacks that are coroutine functions."""
+        return tuple(
+            name for name in ("on_retry", "on_giveup", "on_success")
+            if _is_async_callable(getattr(self, name))
+        )
+
+
+def _is_async_callable(obj: Any) -> bool:
+    if obj is None:
+        return False
+    while hasattr(obj, "func"):  # functools.partial
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    )
+
+
+# --------------------------------------------------------------------------- presets
+
+def _policy(name: str, strategies: Mapping[ErrorCategory, Strategy], **kw: Any) -> Policy:
+    return Policy(strategies=strategies, name=name, **kw)
+
+
+_NET = ErrorCategory.NETWORK_ERROR
+_RATE = ErrorCategory.API_RATE_LIMIT
+_DATA = ErrorCategory.DATA_ERROR
+_SYS = ErrorCategory.SYSTEM_ERROR
+_TEMP = ErrorCategory.TEMPORARY_ERROR
+_PERM = ErrorCategory.PERMANENT_ERROR
+
+_RESOURCE_CONSTRAINT = Strategy.delay(30.0, max_retries=3, backoff_factor=2.0, max_delay=300.0,
+                                      jitter=Jitter.EQUAL)
+
+BUILTIN_PRESETS: dict[str, Policy] = {
+    # tracking: seed 001's TRACKING_QUERY. Network 5s -> 10s -> 20s -> 40s; rate limit
+    # 5 min -> 10 min -> 20 min; data errors never; temporary errors exponential backoff.
+    "tracking": _policy("tracking", {
+        _NET: Strategy.backoff(5.0, 40.0, max_retries=4, jitter=Jitter.NONE),
+        _RATE: Strategy.delay(timedelta(minutes=5), max_retries=3, backoff_factor=2.0,
+                              max_delay=timedelta(minutes=30)),
+        _DATA: Strategy.no_retry(),
+        _TEMP: Strategy.backoff(10.0, 300.0, max_retries=5),
+    }),
+    # screenshot: seed 001's SCREENSHOT_CAPTURE. Network at once; resource-constraint retry for
+    # system errors; quick file-operation retry for temporary errors.
+    "screenshot": _policy("screenshot", {
+        _NET: Strategy.immediately(max_retries=3),
+        _SYS: _RESOURCE_CONSTRAINT,
+        _TEMP: Strategy.backoff(1.0, 10.0, max_retries=3, jitter=Jitter.EQUAL),
+    }),
+    # document: seed 001's DOCUMENT_GENERATION. Data errors never; resource-constraint retry;
+    # critical-file retry (more, longer) for temporary errors.
+    "document": _policy("document", {
+        _DATA: Strategy.no_retry(),
+        _SYS: _RESOURCE_CONSTRAINT,
+        _TEMP: Strategy.backoff(2.0, 60.0, max_retries=5, jitter=Jitter.EQUAL),
+    }),
+    # http: calls to HTTP APIs. Short, jittered; Retry-After honoured; 4xx never retried.
+    "http": _policy("http", {
+        _NET: Strategy.backoff(0.2, 5.0, max_retries=3),
+        _RATE: Strategy.delay(1.0, max_retries=3, backoff_factor=2.0, max_delay=30.0,
+                              jitter=Jitter.EQUAL),
+        _TEMP: Strategy.backoff(0.5, 10.0, max_retries=3),
+        _SYS: Strategy.no_retry(),
+    }, max_attempts=5),
+    # database: deadlocks, serialization failures and lost connections clear up fast.
+    "database": _policy("database", {
+        _NET: Strategy.backoff(0.1, 2.0, max_retries=5),
+        _TEMP: Strategy.backoff(0.05, 2.0, max_retries=5, jitter=Jitter.DECORRELATED),
+        _SYS: Strategy.delay(1.0, max_retries=2),
+    }, max_attempts=6),
+}
+
+
+def build_default(cfg: Settings) -> Policy:
+    """The ``default`` preset under settings *cfg*."""
+    strategies: dict[ErrorCategory, Strategy] = {}
+    for category, strategy in _BUILTIN_DEFAULT.items():
+        changes: dict[str, Any] = {}
+        if strategy.retries:
+            changes.update(cfg.strategy_defaults)
+        changes.update(cfg.category_overrides.get(category, {}))
+        if changes:
+            decision = Decision.parse(changes.get("decision", strategy.decision))
+            if decision is Decision.NO_RETRY:
+                changes.setdefault("max_retries", 0)
+            elif strategy.decision is Decision.NO_RETRY and "max_retries" not in changes:
+                changes["max_retries"] = 3
+            if decision is Decision.RETRY_IMMEDIATELY:
+                changes.setdefault("base_delay", 0.0)
+            if "base_delay" in changes and "max_delay" not in changes:
+                changes["max_delay"] = max(strategy.max_delay, changes["base_delay"])
+            if "max_delay" in changes and "base_delay" not in changes:
+                changes["base_delay"] = min(strategy.base_delay, changes["max_delay"])
+            try:
+                strategy = strategy.replace(**changes)
+            except ConfigError as err:
+                short = category.value.removesuffix("_error")
+                raise ConfigError(f"{short}_{err.argument}", err.value, err.rule, err.fix) from None
+        strategies[category] = strategy
+    return Policy(
+        strategies=strategies, max_attempts=cfg.max_attempts or 6, deadline=cfg.deadline,
+        name="default",
+    )
+
+
+_registry: dict[str, Policy] = dict(BUILTIN_PRESETS)
+_registry_lock = threading.Lock()
+_default_cache: tuple[int, Policy] | None = None
+
+
+def generation() -> int:
+    """Bumped whenever settings or presets change (resolved-by-name policies re-resolve)."""
+    return _config.settings.generation
+
+
+def register_preset(name: str, policy: Policy, *, replace: bool = False) -> None:
+    """Register *policy* under *name*, for ``@retrykit.retry(name)``."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError("name", name, "must be a non-empty str", "pass e.g. 'payments'")
+    if not isinstance(policy, Policy):
+        raise ConfigError("policy", policy, "must be a Policy", "build one with retrykit.Policy(...)")
+    with _registry_lock:
+        if (name in _registry or name == "default") and not replace:
+            raise ConfigError(
+                "name", name, "a preset with this name exists",
+                "pick another name, or pass replace=True to override it",
+            )
+        _registry[name] = policy if policy.name == name else policy.replace(name=name)
+    _config.bump()
+
+
+def preset_names() -> list[str]:
+    """The names ``get_preset`` knows, sorted."""
+    return sorted({"default", *_registry})
+
+
+def get_preset(name: str) -> Policy:
+    """The policy registered as *name* (``default``, ``tracking``, ``http``, ...)."""
+    global _default_cache
+    if name == "default":
+        cache = _default_cache
+        gen = generation()
+        if cache is None or cache[0] != gen:
+            cache = (gen, build_default(_config.settings))
+            _default_cache = cache
+        return cache[1]
+    try:
+        return _registry[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            "policy", name, "is not a known preset", f"use one of: {', '.join(preset_names())}, "
+            "or register it with retrykit.register_preset()",
+        ) from None

@@ -1,0 +1,308 @@
+"""
+Strategies: what to do about one category of failure.
+
+A ``Strategy`` is a ``Decision`` plus its numbers (how many retries, how long to wait, how the
+wait grows, how it is jittered), or tenacity ``wait``/``stop`` objects the user composed. Delays
+are capped *before* jitter is applied, so that delays at the cap stay spread out instead of all
+collapsing onto the cap.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+from ._errors import ConfigError, seconds, whole
+
+
+class Decision(str, Enum):
+    """What to do about a failure of some category."""
+
+    RETRY_IMMEDIATELY = "retry_immediately"
+    """Retry at once (a blip): no wait."""
+    RETRY_WITH_DELAY = "retry_with_delay"
+    """Wait *base_delay* (growing by *backoff_factor*, 1 by default: a fixed delay)."""
+    RETRY_WITH_BACKOFF = "retry_with_backoff"
+    """Wait exponentially longer each time (*backoff_factor* 2 by default), with jitter."""
+    NO_RETRY = "no_retry"
+    """Do not retry: retrying repeats the failure."""
+
+    @classmethod
+    def parse(cls, value: Any, argument: str = "decision") -> Decision:
+        """Accept a member, its value or its name."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower()
+            for member in cls:
+                if key in (member.value, member.name.lower()):
+                    return member
+        known = ", ".join(m.value for m in cls)
+        raise ConfigError(argument, value, "is not a decision", f"use one of: {known}")
+
+
+class Jitter(str, Enum):
+    """How a delay is randomised so that clients that failed together do not retry together."""
+
+    NONE = "none"
+    """The delay as computed."""
+    FULL = "full"
+    """Uniform between 0 and the delay."""
+    EQUAL = "equal"
+    """Half the delay, plus uniform up to the other half."""
+    DECORRELATED = "decorrelated"
+    """Uniform between *base_delay* and three times the previous delay (capped)."""
+
+    @classmethod
+    def parse(cls, value: Any, argument: str = "jitter") -> Jitter:
+        """Accept a member, its value, or a bool (``True`` is full jitter, as in Celery)."""
+        if isinstance(value, cls):
+            return value
+        if value is True:
+            return cls.FULL
+        if value is False or value is None:
+            return cls.NONE
+        if isinstance(value, str):
+            for member in cls:
+                if value.strip().lower() in (member.value, member.name.lower()):
+                    return member
+        known = ", ".join(m.value for m in cls)
+        raise ConfigError(argument, value, "is not a jitter kind", f"use one of: {known}")
+
+
+_DEFAULT_FACTOR = {
+    Decision.RETRY_IMMEDIATELY: 1.0,
+    Decision.RETRY_WITH_DELAY: 1.0,
+    Decision.RETRY_WITH_BACKOFF: 2.0,
+    Decision.NO_RETRY: 1.0,
+}
+_DEFAULT_JITTER = {
+    Decision.RETRY_IMMEDIATELY: Jitter.NONE,
+    Decision.RETRY_WITH_DELAY: Jitter.NONE,
+    Decision.RETRY_WITH_BACKOFF: Jitter.FULL,
+    Decision.NO_RETRY: Jitter.NONE,
+}
+_RETRY_AFTER_SPREAD = 0.1
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """
+    What to do about one category of failure.
+
+    The *n*-th retry of a category waits ``min(max_delay, base_delay * backoff_factor ** (n-1))``,
+    then *jitter* is applied, then the *min_delay* floor. A ``Retry-After`` the server sent takes
+    the place of the computed delay (as a floor: with jitter, up to 10 % more is added so that
+    clients told the same time do not return together). *wait* and *stop* take tenacity objects
+    (``wait_exponential(1, max=30) + wait_random(0, 1)``, ``stop_after_attempt(5) |
+    stop_after_delay(60)``) instead of the numbers.
+    """
+
+    decision: Decision = Decision.RETRY_WITH_BACKOFF
+    max_retries: int | None = 3
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    backoff_factor: float = _UNSET
+    jitter: Jitter = _UNSET
+    min_delay: float = 0.0
+    wait: Callable[[Any], float] | None = None
+    stop: Callable[[Any], bool] | None = None
+    honor_retry_after: bool = True
+    queue: str | None = None
+    """Celery only: the queue this category's retries are published to."""
+
+    def __post_init__(self) -> None:
+        decision = Decision.parse(self.decision)
+        set_ = object.__setattr__
+        set_(self, "decision", decision)
+        if self.backoff_factor is _UNSET:
+            set_(self, "backoff_factor", _DEFAULT_FACTOR[decision])
+        if self.jitter is _UNSET:
+            set_(self, "jitter", _DEFAULT_JITTER[decision])
+        set_(self, "jitter", Jitter.parse(self.jitter))
+        set_(self, "base_delay", seconds("base_delay", self.base_delay, allow_none=False))
+        set_(self, "max_delay", seconds("max_delay", self.max_delay, allow_none=False))
+        set_(self, "min_delay", seconds("min_delay", self.min_delay, allow_none=False))
+        factor = self.backoff_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (
+            math.isfinite(factor) and factor >= 1
+        ):
+            raise ConfigError(
+                "backoff_factor", factor, "must be a finite number of 1 or more",
+                "use 1 for a fixed delay or 2 to double it each retry",
+            )
+        set_(self, "backoff_factor", float(factor))
+        if decision is Decision.NO_RETRY:
+            if self.max_retries not in (0, None):
+                raise ConfigError(
+                    "max_retries", self.max_retries, "NO_RETRY contradicts retries",
+                    "use max_retries=0 with NO_RETRY, or pick a retrying decision",
+                )
+            if self.wait is not None or self.stop is not None:
+                raise ConfigError(
+                    "wait", self.wait or self.stop, "NO_RETRY never waits or stops",
+                    "drop wait=/stop=, or pick a retrying decision",
+                )
+            set_(self, "max_retries", 0)
+        else:
+            whole("max_retries", self.max_retries, minimum=1)
+            if self.max_retries is None and self.stop is None:
+                raise ConfigError(
+                    "max_retries", None, "a retrying strategy needs a bound",
+                    "pass max_retries=N or stop=<a tenacity stop>",
+                )
+        if decision is Decision.RETRY_IMMEDIATELY and self.base_delay > 0:
+            raise ConfigError(
+                "base_delay", self.base_delay, "RETRY_IMMEDIATELY never waits",
+                "use Decision.RETRY_WITH_DELAY for a delay, or base_delay=0",
+            )
+        if self.max_delay < self.base_delay:
+            raise ConfigError(
+                "max_delay", self.max_delay, f"must not be below base_delay={self.base_delay}",
+                f"raise max_delay to at least {self.base_delay} or lower base_delay",
+            )
+        if self.min_delay > self.max_delay and decision is not Decision.RETRY_IMMEDIATELY:
+            raise ConfigError(
+                "min_delay", self.min_delay, f"must not exceed max_delay={self.max_delay}",
+                "lower min_delay or raise max_delay",
+            )
+        for name in ("wait", "stop"):
+            obj = getattr(self, name)
+            if obj is not None and not callable(obj):
+                raise ConfigError(
+                    name, obj, "must be a tenacity object or a callable taking a RetryCallState",
+                    f"pass e.g. {name}=tenacity.{name}_{'exponential()' if name == 'wait' else 'after_attempt(5)'}",
+                )
+        if self.queue is not None and not (isinstance(self.queue, str) and self.queue):
+            raise ConfigError("queue", self.queue, "must be a queue name", "pass a non-empty str")
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def immediately(cls, max_retries: int = 3, **kwargs: Any) -> Strategy:
+        """Retry at once, up to *max_retries* times."""
+        return cls(Decision.RETRY_IMMEDIATELY, max_retries, base_delay=0.0, **kwargs)
+
+    @classmethod
+    def delay(
+        cls, base_delay: float | timedelta, max_retries: int = 3, **kwargs: Any
+    ) -> Strategy:
+        """Wait *base_delay* before each retry (growing by *backoff_factor*, if given)."""
+        kwargs.setdefault("max_delay", max(_secs(base_delay), _secs(kwargs.get("max_delay", 0))))
+        return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base_delay, **kwargs)
+
+    @classmethod
+    def backoff(
+        cls,
+        base_delay: float | timedelta = 1.0,
+        max_delay: float | timedelta = 60.0,
+        max_retries: int = 3,
+        **kwargs: Any,
+    ) -> Strategy:
+        """Exponential backoff with jitter (full jitter, factor 2, unless told otherwise)."""
+        return cls(
+            Decision.RETRY_WITH_BACKOFF, max_retries, base_delay=base_delay, max_delay=max_delay,
+            **kwargs,
+        )
+
+    @classmethod
+    def no_retry(cls) -> Strategy:
+        """Never retry this category."""
+        return cls(Decision.NO_RETRY, 0, base_delay=0.0, max_delay=0.0)
+
+    @classmethod
+    def custom(
+        cls,
+        *,
+        wait: Callable[[Any], float] | None = None,
+        stop: Callable[[Any], bool] | None = None,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> Strategy:
+        """Delays from a tenacity *wait*, limits from a tenacity *stop* (and/or *max_retries*)."""
+        if wait is None and stop is None:
+            raise ConfigError(
+                "wait", None, "a custom strategy needs a wait or a stop",
+                "pass wait=tenacity.wait_... and/or stop=tenacity.stop_...",
+            )
+        return cls(Decision.RETRY_WITH_BACKOFF, max_retries, wait=wait, stop=stop, **kwargs)
+
+    def replace(self, **changes: Any) -> Strategy:
+        """A copy with *changes* applied (and validated)."""
+        return replace(self, **changes)
+
+    # ------------------------------------------------------------------ delays
+
+    @property
+    def retries(self) -> bool:
+        """Whether this strategy ever retries."""
+        return self.decision is not Decision.NO_RETRY
+
+    def delay_for(
+        self,
+        retry: int,
+        *,
+        retry_after: float | None = None,
+        previous: float | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> float:
+        """
+        The delay before retry number *retry* (1-based) of this category.
+
+        *previous* is the last delay (for decorrelated jitter); *rng* returns floats in [0, 1).
+        """
+        if retry_after is not None and self.honor_retry_after:
+            spread = 0.0 if self.jitter is Jitter.NONE else retry_after * _RETRY_AFTER_SPREAD
+            return max(retry_after + spread * rng(), self.min_delay)
+        if self.decision is Decision.RETRY_IMMEDIATELY or self.decision is Decision.NO_RETRY:
+            return self.min_delay
+        capped = self.nominal(retry)
+        jitter = self.jitter
+        if jitter is Jitter.FULL:
+            value = capped * rng()
+        elif jitter is Jitter.EQUAL:
+            value = capped / 2 + capped / 2 * rng()
+        elif jitter is Jitter.DECORRELATED:
+            low = self.base_delay
+            high = min(self.max_delay, 3 * (previous if previous else self.base_delay))
+            value = low + (max(high, low) - low) * rng()
+        else:
+            value = capped
+        return max(value, self.min_delay)
+
+    def nominal(self, retry: int) -> float:
+        """The delay before jitter: ``min(max_delay, base_delay * backoff_factor ** (retry-1))``."""
+        if self.decision is Decision.RETRY_IMMEDIATELY or self.base_delay == 0:
+            return 0.0
+        exponent = retry - 1
+        if self.backoff_factor > 1 and exponent * math.log(self.backoff_factor) > math.log(
+            self.max_delay / self.base_delay
+        ):
+            return self.max_delay  # no float overflow for huge retry numbers
+        return min(self.max_delay, self.base_delay * self.backoff_factor**exponent)
+
+    def delay_range(self, retry: int) -> tuple[float, float]:
+        """The smallest and largest delay retry number *retry* can have (no Retry-After)."""
+        nominal = self.nominal(retry)
+        if self.decision in (Decision.RETRY_IMMEDIATELY, Decision.NO_RETRY):
+            low = high = 0.0
+        elif self.jitter is Jitter.FULL:
+            low, high = 0.0, nominal
+        elif self.jitter is Jitter.EQUAL:
+            low, high = nominal / 2, nominal
+        elif self.jitter is Jitter.DECORRELATED:
+            low = self.base_delay
+            high = self.max_delay if retry > 1 else min(self.max_delay, 3 * self.base_delay)
+        else:
+            low = high = nominal
+        return max(low, self.min_delay), max(high, self.min_delay)
+
+
+def _secs(value: Any) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value or 0)

@@ -38,6 +38,7 @@ class PolicySource:
 
 def resolve(policy: Any, overrides: dict[str, Any]) -> PolicySource:
     """Turn ``retry()``'s first argument and keyword overrides into a ``PolicySource``."""
+    _config.check()
     if policy is None:
         policy = "default"
     if isinstance(policy, str):

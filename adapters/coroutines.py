@@ -71,7 +71,7 @@ async def _retry(
     policy: Policy, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, exc: Exception,
     start: float, operation: str,
 ) -> T:
-    if not _config.settings.enabled or _engine.passes_through(exc):
+    if not _config.settings.enabled or _engine.passes_through(exc, start):
         raise exc
     state = _engine.new_state(fn, args, kwargs, start, operation)
     record: _engine.CallRecord = state.retrykit  # type: ignore[attr-defined]
@@ -84,6 +84,7 @@ async def _retry(
             raise exc
         await _scope.sleep_async(delay)
         state.prepare_for_next_attempt()
+        record.attempt_start = _scope.now()
         try:
             result = await _run_attempt(fn, args, kwargs, policy)
         except Exception as err:

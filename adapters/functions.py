@@ -47,7 +47,7 @@ def _retry(
     policy: Policy, fn: Callable[..., T], args: Any, kwargs: Any, exc: Exception, start: float,
     operation: str,
 ) -> T:
-    if not _config.settings.enabled or _engine.passes_through(exc):
+    if not _config.settings.enabled or _engine.passes_through(exc, start):
         raise exc
     state = _engine.new_state(fn, args, kwargs, start, operation)
     record: _engine.CallRecord = state.retrykit  # type: ignore[attr-defined]
@@ -60,6 +60,7 @@ def _retry(
             raise exc
         _scope.sleep_sync(delay)
         state.prepare_for_next_attempt()
+        record.attempt_start = _scope.now()
         try:
             result = fn(*args, **kwargs)
         except Exception as err:
@@ -99,7 +100,7 @@ class Attempt:
 class BlockRun:
     """Strictly private: the state of one ``for attempt in attempts(policy)`` loop."""
 
-    __slots__ = ("finished", "number", "operation", "pending", "policy", "start", "state",
+    __slots__ = ("attempt_start", "number", "operation", "pending", "policy", "start", "state",
                  "succeeded", "token")
 
     def __init__(self, policy: Policy, operation: str) -> None:
@@ -109,7 +110,7 @@ class BlockRun:
         self.state: Any = None
         self.number = 0
         self.pending: float | None = None
-        self.finished = False
+        self.attempt_start = self.start
         self.succeeded = False
         self.token: object | None = None
 
@@ -133,8 +134,8 @@ class BlockRun:
         return Attempt(self, self.number)
 
     def enter_attempt(self) -> None:
+        now = self.attempt_start = _scope.now()
         if self.policy.deadline is not None:
-            now = _scope.now()
             self.token = _scope.enter(self.policy.deadline - (now - self.start), now)
 
     def exit_attempt(self, exc: BaseException | None) -> bool:
@@ -144,10 +145,11 @@ class BlockRun:
         if exc is None:
             self.succeeded = True
             return False
-        if not _config.settings.enabled or _engine.passes_through(exc):
+        if not _config.settings.enabled or _engine.passes_through(exc, self.attempt_start):
             return False
         if self.state is None:
             self.state = _engine.new_state(None, (), {}, self.start, self.operation)
+        self.state.retrykit.attempt_start = self.attempt_start
         _engine.set_failure(self.state, exc)
         self.pending = _engine.decide(self.policy, self.state)
         return self.pending is not None

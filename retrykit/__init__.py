@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _events, _logging
+from . import _config, _events, _logging
 from ._classify import Classification, Classifier, ErrorCategory, Rule, classify
 from ._config import configure, configure_from_env, configure_from_settings
 from ._errors import ConfigError
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 _events.subscribe(_logging.log_event)
-configure_from_env()
+_config.load_env_at_import()
 
 
 def __getattr__(name: str) -> Any:

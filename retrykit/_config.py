@@ -92,6 +92,23 @@ class Settings:
 
 settings = Settings()
 _lock = threading.Lock()
+deferred_error: ConfigError | None = None
+"""A bad ``RETRYKIT_*`` variable found at import, raised at first use (see ``check``)."""
+
+
+def check() -> None:
+    """Raise the error a bad ``RETRYKIT_*`` variable caused at import, if any."""
+    if deferred_error is not None:
+        raise deferred_error
+
+
+def load_env_at_import() -> None:
+    """Apply the environment; remember (do not raise) an error, so ``import retrykit`` works."""
+    global deferred_error
+    try:
+        configure_from_env()
+    except ConfigError as err:
+        deferred_error = err
 
 
 def _known_keys() -> dict[str, Callable[[str, Any], Any]]:
@@ -166,7 +183,8 @@ def _check_default_preset(candidate: Settings) -> None:
 
 def reset() -> None:
     """Back to the built-in settings (for tests)."""
-    global settings
+    global settings, deferred_error
+    deferred_error = None
     with _lock:
         settings = Settings(generation=settings.generation + 1)
 
@@ -176,14 +194,17 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> dict[str, st
     Apply every ``RETRYKIT_*`` environment variable (``RETRYKIT_ENABLED=false``,
     ``RETRYKIT_DEFAULT_MAX_RETRIES=5``, ``RETRYKIT_NETWORK_BASE_DELAY=0.5``, ...).
 
-    Returns what it applied. Done automatically at ``import retrykit``.
+    Returns what it applied. Done automatically at ``import retrykit``; an invalid variable
+    found then is raised at the first decoration or preset lookup, naming the variable.
     """
+    global deferred_error
     env = os.environ if environ is None else environ
     found = {k[len(ENV_PREFIX) :]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     try:
         configure(**found)
     except ConfigError as err:
         raise ConfigError(ENV_PREFIX + err.argument.upper(), err.value, err.rule, err.fix) from None
+    deferred_error = None
     return {ENV_PREFIX + k: v for k, v in found.items()}
 
 

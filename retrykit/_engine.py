@@ -60,6 +60,8 @@ class CallRecord:
     verdict: Verdict | None = None
     decided: int = 0
     pending: list[Awaitable[Any]] = field(default_factory=list)
+    attempt_start: float | None = None
+    """When the current attempt began (on ``_scope.now()``'s clock)."""
 
 
 def operation_name(fn: Any) -> str:
@@ -85,14 +87,22 @@ def is_control_flow(exc: BaseException) -> bool:
     return False
 
 
-def gave_up(exc: BaseException) -> bool:
-    """Whether a retrykit layer already gave up on *exc* (or on an exception it came from)."""
-    return any(_MARK in link.__dict__ for link in _chain(exc, set()))
+def gave_up(exc: BaseException, since: float) -> bool:
+    """
+    Whether an inner retrykit layer gave up on *exc* (or an exception it came from) at or after
+    *since*, the start of the attempt that raised it. Older marks are from earlier calls that
+    raised the same instance; they do not count.
+    """
+    for link in _chain(exc, set()):
+        mark = link.__dict__.get(_MARK)
+        if mark is not None and mark[3] >= since:
+            return True
+    return False
 
 
-def passes_through(exc: BaseException) -> bool:
+def passes_through(exc: BaseException, since: float) -> bool:
     """Failures no layer may retry or annotate: cancellation, control flow, already given up."""
-    return not isinstance(exc, Exception) or is_control_flow(exc) or gave_up(exc)
+    return not isinstance(exc, Exception) or is_control_flow(exc) or gave_up(exc, since)
 
 
 def _outcome_error(state: tenacity.RetryCallState) -> BaseException | None:
@@ -110,7 +120,8 @@ def assess(policy: Policy, state: tenacity.RetryCallState) -> Verdict:
         return record.verdict
     exc = _outcome_error(state)
     verdict = Verdict(exc)
-    if exc is None or passes_through(exc):
+    since = record.attempt_start if record.attempt_start is not None else state.start_time
+    if exc is None or passes_through(exc, since):
         verdict.passthrough = True
     else:
         classifier = policy.classifier or _config.settings.classifier
@@ -192,6 +203,7 @@ def stop(policy: Policy, state: tenacity.RetryCallState) -> bool:
         return True
     if record.decided != state.attempt_number:
         record.decided = state.attempt_number
+        record.attempt_start = _scope.now()  # raw tenacity: the next attempt starts after this
         assert verdict.classification is not None and verdict.strategy is not None
         event = _events.RetryScheduled(
             record.operation, state.attempt_number, type(verdict.error).__name__,
@@ -259,7 +271,7 @@ def give_up(
     )
     add_note(exc, note)
     try:
-        setattr(exc, _MARK, (record.operation, attempts, reason.value))
+        setattr(exc, _MARK, (record.operation, attempts, reason.value, _scope.now()))
     except (AttributeError, TypeError):  # pragma: no cover - exceptions without a __dict__
         pass
     event = _events.GaveUp(

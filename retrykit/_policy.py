@@ -319,6 +319,7 @@ def preset_names() -> list[str]:
 def get_preset(name: str) -> Policy:
     """The policy registered as *name* (``default``, ``tracking``, ``http``, ...)."""
     global _default_cache
+    _config.check()
     if name == "default":
         cache = _default_cache
         gen = generation()

@@ -138,6 +138,13 @@ class Strategy:
                 "use 1 for a fixed delay or 2 to double it each retry",
             )
         set_(self, "backoff_factor", float(factor))
+        for name in ("wait", "stop"):
+            obj = getattr(self, name)
+            if obj is not None and not callable(obj):
+                raise ConfigError(
+                    name, obj, "must be a tenacity object or a callable taking a RetryCallState",
+                    f"pass e.g. {name}=tenacity.{name}_{'exponential()' if name == 'wait' else 'after_attempt(5)'}",
+                )
         if decision is Decision.NO_RETRY:
             if self.max_retries not in (0, None):
                 raise ConfigError(
@@ -172,13 +179,6 @@ class Strategy:
                 "min_delay", self.min_delay, f"must not exceed max_delay={self.max_delay}",
                 "lower min_delay or raise max_delay",
             )
-        for name in ("wait", "stop"):
-            obj = getattr(self, name)
-            if obj is not None and not callable(obj):
-                raise ConfigError(
-                    name, obj, "must be a tenacity object or a callable taking a RetryCallState",
-                    f"pass e.g. {name}=tenacity.{name}_{'exponential()' if name == 'wait' else 'after_attempt(5)'}",
-                )
         if self.queue is not None and not (isinstance(self.queue, str) and self.queue):
             raise ConfigError("queue", self.queue, "must be a queue name", "pass a non-empty str")
 

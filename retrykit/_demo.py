@@ -1,0 +1,152 @@
+"""
+``retrykit demo``: a flaky HTTP service on 127.0.0.1, called through ``@retrykit.retry("http")``.
+
+Real sockets, real failures (connection resets, 503 and 429 with Retry-After, 500s, a 400) and
+real sleeps, scaled down by ``--time-scale`` so the run takes seconds. Every decision is printed as
+it is made, from retrykit's own event stream, then a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TextIO
+
+from . import _events
+from ._events import GaveUp, RetryScheduled, Succeeded
+from .adapters import retry
+from .testing import scaled_time
+
+# path -> the responses it gives, in order; the last one repeats.
+SCRIPT: dict[str, list[tuple[str, int, dict[str, str]]]] = {
+    "/orders/17": [("reset", 0, {}), ("reset", 0, {}), ("ok", 200, {})],
+    "/inventory": [("status", 503, {"Retry-After": "1"}), ("ok", 200, {})],
+    "/quotes": [("status", 429, {"Retry-After": "2"}), ("status", 429, {"Retry-After": "2"}),
+                ("ok", 200, {})],
+    "/search?q=%ZZ": [("status", 400, {})],
+    "/reports/daily": [("status", 500, {})],
+}
+
+
+class _Service(BaseHTTPRequestHandler):
+    hits: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        with self.lock:
+            n = self.hits[self.path]
+            self.hits[self.path] += 1
+        steps = SCRIPT.get(self.path, [("status", 404, {})])
+        kind, status, headers = steps[min(n, len(steps) - 1)]
+        if kind == "reset":  # close with RST: the client sees a connection reset
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.connection.close()
+            self.close_connection = True
+            return
+        body = json.dumps({"path": self.path, "status": status}).encode()
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class _Row:
+    path: str
+    attempts: int = 1
+    waited: float = 0.0
+    outcome: str = ""
+
+
+def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:
+    """Run the demo; returns the process exit code (0: every call ended as scripted)."""
+    import sys
+
+    out = out or sys.stdout
+    _Service.hits = Counter()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Service)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    rows: dict[str, _Row] = {}
+    current: list[_Row] = []
+
+    def show(event: _events.Event) -> None:
+        if not current:
+            return
+        row = current[0]
+        if isinstance(event, RetryScheduled):
+            c = event.classification
+            row.attempts = event.attempt + 1
+            row.waited += event.delay
+            after = f" (Retry-After {c.retry_after:g}s)" if c.retry_after is not None else ""
+            print(
+                f"    attempt {event.attempt}: {event.error_type} -> {c.category.value} "
+                f"[{c.reason}] -> {event.decision.value}, wait {event.delay:.2f}s{after}",
+                file=out,
+            )
+        elif isinstance(event, GaveUp):
+            c = event.classification
+            print(
+                f"    attempt {event.attempts}: {event.error_type} -> {c.category.value} "
+                f"[{c.reason}] -> give up ({event.reason.value})", file=out,
+            )
+
+    @retry("http", operation="demo.get")
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(base + path, timeout=5) as response:
+            return json.loads(response.read())
+
+    logging.getLogger("retrykit").setLevel(logging.ERROR)  # the demo prints events itself
+    unsubscribe = _events.subscribe(show)
+    started = time.monotonic()
+    print(f"retrykit demo: a flaky service on {base}, policy 'http', "
+          f"waits scaled x{time_scale:g}", file=out)
+    try:
+        with scaled_time(time_scale):
+            for path in SCRIPT:
+                row = rows[path] = _Row(path)
+                current[:] = [row]
+                print(f"GET {path}", file=out)
+                try:
+                    get(path)
+                except Exception as exc:
+                    row.outcome = f"failed: {type(exc).__name__} {getattr(exc, 'code', '')}".strip()
+                else:
+                    row.outcome = "ok"
+                print(f"    => {row.outcome} after {row.attempts} attempt(s)", file=out)
+    finally:
+        unsubscribe()
+        server.shutdown()
+        server.server_close()
+    elapsed = time.monotonic() - started
+    print("\nsummary", file=out)
+    print(f"  {'call':<18} {'attempts':>8} {'waited (policy s)':>18}  outcome", file=out)
+    for row in rows.values():
+        print(f"  {row.path:<18} {row.attempts:>8} {row.waited:>18.2f}  {row.outcome}", file=out)
+    total = sum(r.attempts for r in rows.values())
+    served = sum(_Service.hits.values())
+    print(f"  {len(rows)} calls, {total} attempts ({served} requests served), "
+          f"{elapsed:.2f}s real time", file=out)
+    expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
+    good = all(rows[p].outcome == o for p, o in expected.items()) and total == served
+    return 0 if good else 1
+
+
+__all__ = ["Succeeded", "run"]

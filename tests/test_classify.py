@@ -1,0 +1,352 @@
+"""Classification: built-in rules, third-party errors by duck typing, chains, and safety."""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+import ssl
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+import retrykit
+from retrykit import Classifier, ErrorCategory, Rule
+from retrykit._classify import parse_retry_after
+from retrykit.testing import record
+
+NET = ErrorCategory.NETWORK_ERROR
+RATE = ErrorCategory.API_RATE_LIMIT
+DATA = ErrorCategory.DATA_ERROR
+SYS = ErrorCategory.SYSTEM_ERROR
+TEMP = ErrorCategory.TEMPORARY_ERROR
+PERM = ErrorCategory.PERMANENT_ERROR
+
+
+class _Response:
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status
+        self.headers = headers or {}
+
+
+class HTTPishError(Exception):
+    """An error carrying a response, as httpx and requests errors do."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.response = _Response(status, headers)
+
+
+class StatusError(Exception):
+    """An error with a bare status attribute, as aiohttp's ClientResponseError has."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__("status")
+        self.status = status
+
+
+class PgError(Exception):
+    """A database driver error carrying a SQLSTATE."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.pgcode = code
+
+
+class OperationalError(Exception):
+    """A DB-API OperationalError (MySQL style: errno first)."""
+
+
+class IntegrityError(Exception):
+    """A DB-API IntegrityError."""
+
+
+def _json_error() -> json.JSONDecodeError:
+    try:
+        json.loads("{")
+    except json.JSONDecodeError as err:
+        return err
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("exc", "category"),
+    [
+        (ConnectionResetError(), NET),
+        (ConnectionRefusedError(), NET),
+        (BrokenPipeError(), NET),
+        (TimeoutError(), NET),
+        (socket.gaierror(-2, "Name or service not known"), NET),
+        (ssl.SSLError(), NET),
+        (EOFError(), NET),
+        (ssl.SSLCertVerificationError("certificate verify failed"), PERM),
+        (HTTPishError(429), RATE),
+        (StatusError(429), RATE),
+        *[(HTTPishError(code), TEMP) for code in (408, 425, 500, 502, 503, 504)],
+        *[(HTTPishError(code), DATA) for code in (400, 422)],
+        *[(HTTPishError(code), PERM) for code in (401, 403, 404, 405, 410)],
+        (PgError("40001"), TEMP),
+        (PgError("40P01"), TEMP),
+        (PgError("08006"), TEMP),
+        (PgError("57P01"), TEMP),
+        (PgError("53100"), SYS),
+        (PgError("23505"), DATA),
+        (PgError("42P01"), PERM),
+        (OperationalError(1213, "Deadlock found"), TEMP),
+        (OperationalError(2006, "MySQL server has gone away"), TEMP),
+        (IntegrityError("duplicate key"), DATA),
+        (MemoryError(), SYS),
+        *[(OSError(code, "x"), SYS) for code in (errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM)],
+        (ValueError("bad"), DATA),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid"), DATA),
+        (_json_error(), DATA),
+        (KeyError("field"), DATA),
+        (TypeError(), PERM),
+        (AttributeError(), PERM),
+        (NameError(), PERM),
+        (NotImplementedError(), PERM),
+        (AssertionError(), PERM),
+        (ImportError(), PERM),
+        (RuntimeError("API rate limit exceeded"), RATE),
+        (RuntimeError("something odd"), TEMP),
+        (OSError(errno.EACCES, "denied"), TEMP),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_builtin_rules(exc: BaseException, category: ErrorCategory) -> None:
+    """Each built-in rule maps its failures to the category the issue names."""
+    assert category == retrykit.classify(exc).category
+
+
+def test_httpx_errors_are_recognised() -> None:
+    """httpx's transport errors are network errors; its 429 is a rate limit with Retry-After."""
+    httpx = pytest.importorskip("httpx")
+    request = httpx.Request("GET", "http://127.0.0.1/")
+    for exc in (httpx.ConnectError("x", request=request), httpx.ReadTimeout("x", request=request),
+                httpx.RemoteProtocolError("x", request=request)):
+        assert NET == retrykit.classify(exc).category
+    response = httpx.Response(429, headers={"Retry-After": "7"}, request=request)
+    err = httpx.HTTPStatusError("429", request=request, response=response)
+    verdict = retrykit.classify(err)
+    assert (RATE, 7.0) == (verdict.category, verdict.retry_after)
+
+
+def test_requests_and_urllib3_errors_are_recognised() -> None:
+    """requests' ConnectionError/Timeout (not builtin subclasses) and urllib3's are network."""
+    requests = pytest.importorskip("requests")
+    urllib3 = pytest.importorskip("urllib3")
+    for exc in (requests.exceptions.ConnectionError("x"), requests.exceptions.ReadTimeout("x"),
+                urllib3.exceptions.ProtocolError("x"), urllib3.exceptions.ReadTimeoutError(None, "/", "x")):
+        assert NET == retrykit.classify(exc).category
+    response = requests.Response()
+    response.status_code = 503
+    response.headers["Retry-After"] = "3"
+    verdict = retrykit.classify(requests.exceptions.HTTPError(response=response))
+    assert (TEMP, 3.0) == (verdict.category, verdict.retry_after)
+
+
+def test_aiohttp_errors_are_recognised() -> None:
+    """aiohttp's connection errors are network errors; ClientResponseError 429 is a rate limit."""
+    aiohttp = pytest.importorskip("aiohttp")
+    assert NET == retrykit.classify(aiohttp.ServerDisconnectedError()).category
+    err = aiohttp.ClientResponseError(None, (), status=429, headers={"Retry-After": "4"})  # type: ignore[arg-type]
+    verdict = retrykit.classify(err)
+    assert (RATE, 4.0) == (verdict.category, verdict.retry_after)
+
+
+def test_urllib_http_error_is_recognised() -> None:
+    """The stdlib's urllib HTTPError is classified by its code and headers."""
+    import email.message
+    import urllib.error
+
+    headers = email.message.Message()
+    headers["Retry-After"] = "9"
+    err = urllib.error.HTTPError("http://x", 503, "unavailable", headers, None)
+    verdict = retrykit.classify(err)
+    assert (TEMP, 9.0) == (verdict.category, verdict.retry_after)
+
+
+def test_import_does_not_import_http_libraries() -> None:
+    """``import retrykit`` imports none of httpx, requests, aiohttp, urllib3, celery, redis."""
+    code = (
+        "import sys, retrykit; "
+        "print(sorted(m for m in ('httpx','requests','aiohttp','urllib3','celery','redis') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "[]" == out.stdout.strip()
+
+
+_NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 5 ", 5.0),
+        ("0", 0.0),
+        (30, 30.0),
+        (timedelta(seconds=12), 12.0),
+        (format_datetime(datetime.fromtimestamp(_NOW + 90, timezone.utc), usegmt=True), 90.0),
+        (format_datetime(datetime.fromtimestamp(_NOW - 90, timezone.utc), usegmt=True), None),
+        ("-5", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("inf", None),
+        ("nan", None),
+    ],
+)
+def test_retry_after_parsing(value: Any, expected: float | None) -> None:
+    """Retry-After takes delta-seconds or an HTTP-date; past dates and garbage give None."""
+    result = parse_retry_after(value, now=_NOW)
+    if expected is None:
+        assert result is None
+    else:
+        assert result == pytest.approx(expected, abs=1.0)
+
+
+def test_chain_is_walked() -> None:
+    """A wrapper no rule knows is classified by its cause (``raise ... from ...``)."""
+
+    class WrapperError(Exception):
+        pass
+
+    try:
+        try:
+            raise ConnectionResetError("reset")
+        except ConnectionResetError as inner:
+            raise WrapperError("failed") from inner
+    except WrapperError as err:
+        assert NET == retrykit.classify(err).category
+
+
+def test_implicit_context_and_reason_are_walked() -> None:
+    """``__context__`` and a urllib-style ``.reason`` lead to the real failure."""
+    import urllib.error
+
+    assert NET == retrykit.classify(urllib.error.URLError(ConnectionRefusedError())).category
+
+    class Opaque(Exception):
+        pass
+
+    err = Opaque()
+    err.__context__ = TimeoutError()
+    assert NET == retrykit.classify(err).category
+
+
+def test_cycles_terminate() -> None:
+    """A cause cycle does not loop forever."""
+
+    class Opaque(Exception):
+        pass
+
+    a, b = Opaque("a"), Opaque("b")
+    a.__cause__, b.__cause__ = b, a
+    assert TEMP == retrykit.classify(a).category
+
+
+def test_exception_group_takes_most_severe_member() -> None:
+    """An exception group is classified by its most severe member."""
+    group = ExceptionGroup("many", [ConnectionResetError(), KeyError("x"), TimeoutError()])
+    assert DATA == retrykit.classify(group).category
+    assert NET == retrykit.classify(ExceptionGroup("n", [ConnectionResetError()])).category
+
+
+def test_raising_rule_is_skipped_and_reported() -> None:
+    """A rule that raises is skipped, the next rule decides, and a RuleFailed event says so."""
+
+    def broken(exc: BaseException) -> ErrorCategory:
+        raise RuntimeError("rule bug")
+
+    classifier = Classifier([broken, Rule(DATA, types=LookupError)])
+    with record() as rec:
+        verdict = classifier.classify(IndexError())
+    assert DATA == verdict.category
+    assert ["broken"] == [e.rule.rsplit(".", 1)[-1] for e in rec.events]  # type: ignore[union-attr]
+
+
+def test_user_rules_come_first() -> None:
+    """User rules run before the built-in ones, in order."""
+    classifier = Classifier([
+        Rule(PERM, types=ValueError, message="fatal"),
+        Rule(TEMP, types=ValueError),
+    ])
+    assert PERM == classifier.classify(ValueError("fatal input")).category
+    assert TEMP == classifier.classify(ValueError("other")).category
+    assert NET == classifier.classify(ConnectionResetError()).category
+
+
+@pytest.mark.parametrize(
+    ("rule", "exc", "matches"),
+    [
+        (Rule(RATE, status=429), HTTPishError(429), True),
+        (Rule(RATE, status=[429, 420]), HTTPishError(503), False),
+        (Rule(TEMP, message=r"try again"), RuntimeError("please TRY AGAIN later"), True),
+        (Rule(PERM, when=lambda e: getattr(e, "code", None) == "CLOSED"), RuntimeError(), False),
+        (Rule(DATA, types=(KeyError, IndexError), message="x"), IndexError("x"), True),
+    ],
+)
+def test_rule_criteria(rule: Rule, exc: BaseException, matches: bool) -> None:
+    """A rule matches only when every criterion it has holds."""
+    assert matches == (rule.match(exc) is not None)
+
+
+def test_callable_rule_may_return_a_category_name() -> None:
+    """A plain function rule (the seeds' custom_classify_error) may return a category or its name."""
+    classifier = Classifier([lambda e: "data_error" if "custom_error" in str(e) else None])
+    assert DATA == classifier.classify(RuntimeError("custom_error here")).category
+
+
+def test_builtin_rules_can_be_switched_off() -> None:
+    """``builtin=False`` leaves only the user's rules and the default."""
+    classifier = Classifier(builtin=False, default="permanent_error")
+    assert PERM == classifier.classify(ConnectionResetError()).category
+
+
+def test_default_category_is_configurable() -> None:
+    """``configure(default_category=...)`` changes what unknown failures become."""
+    retrykit.configure(default_category="permanent_error")
+    assert PERM == retrykit.classify(RuntimeError("odd")).category
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"types": int}, "types"),
+        ({"status": 99}, "status"),
+        ({"message": "("}, "message"),
+        ({"when": 3}, "when"),
+        ({}, "Rule"),
+    ],
+)
+def test_bad_rules_fail_at_construction(kwargs: dict[str, Any], argument: str) -> None:
+    """A malformed rule is refused when built, naming the argument."""
+    with pytest.raises(retrykit.ConfigError) as info:
+        Rule(DATA, **kwargs)
+    assert argument == info.value.argument
+
+
+def test_unknown_category_lists_known_ones() -> None:
+    """An unknown category name is refused with the list of known ones."""
+    with pytest.raises(retrykit.ConfigError, match="network_error, api_rate_limit"):
+        Rule("networkish", types=ValueError)
+
+
+def test_classify_never_raises_even_on_hostile_exceptions() -> None:
+    """An exception whose attributes and str() raise is still classified."""
+
+    class Hostile(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+        @property
+        def response(self) -> Any:
+            raise RuntimeError("no response")
+
+    assert TEMP == retrykit.classify(Hostile()).category

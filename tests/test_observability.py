@@ -1,0 +1,116 @@
+"""Logging (structlog or stdlib), sinks, the recorder and the pytest fixtures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+import retrykit
+from retrykit import ErrorCategory, GaveUp, Policy, RetryScheduled, Strategy, Succeeded
+from retrykit.testing import Recorder, no_wait, record
+
+THREE = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=2)})
+
+
+def _flaky(failures: int) -> Any:
+    calls = 0
+
+    def fn(secret: str = "s3cr3t") -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= failures:
+            raise ConnectionResetError("reset")
+        return "ok"
+
+    return fn
+
+
+def test_structlog_gets_one_event_per_retry_giveup_and_late_success() -> None:
+    """With structlog configured, each retry, give-up and late success is one structlog event."""
+    with capture_logs() as logs, no_wait():
+        assert structlog.is_configured()
+        retrykit.retry(THREE, operation="op")(_flaky(1))()
+        with pytest.raises(ConnectionResetError):
+            retrykit.retry(THREE, operation="op")(_flaky(5))()
+    names = [entry["event"] for entry in logs]
+    assert ["retrykit.retry_scheduled", "retrykit.succeeded", "retrykit.retry_scheduled",
+            "retrykit.retry_scheduled", "retrykit.gave_up"] == names
+    first = logs[0]
+    assert {"operation": "op", "attempt": 1, "category": "network_error",
+            "decision": "retry_immediately", "delay": 0.0} == {
+        k: first[k] for k in ("operation", "attempt", "category", "decision", "delay")}
+    assert "reason" in first
+    assert "s3cr3t" not in repr(logs)
+
+
+def test_stdlib_fallback_when_structlog_is_not_configured(caplog: pytest.LogCaptureFixture) -> None:
+    """Without structlog configuration, events go to the stdlib 'retrykit' logger."""
+    structlog.reset_defaults()
+    assert not structlog.is_configured()
+    with caplog.at_level("INFO", logger="retrykit"), no_wait():
+        retrykit.retry(THREE, operation="op")(_flaky(1))()
+    messages = [r.getMessage() for r in caplog.records if r.name == "retrykit"]
+    assert 2 == len(messages)
+    assert messages[0].startswith("retrykit.retry_scheduled operation=op attempt=1")
+    assert "network_error" in messages[0]
+    assert {"event": "succeeded", "operation": "op", "attempts": 2} == {
+        k: v for k, v in caplog.records[-1].retrykit.items() if k != "elapsed"}  # type: ignore[attr-defined]
+
+
+def test_a_failing_sink_never_breaks_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    """A sink that raises is logged and skipped; the call still succeeds."""
+
+    def broken(event: Any) -> None:
+        raise RuntimeError("sink bug")
+
+    unsubscribe = retrykit.subscribe(broken)
+    try:
+        with no_wait():
+            assert "ok" == retrykit.retry(THREE)(_flaky(1))()
+    finally:
+        unsubscribe()
+    assert "sink bug" in caplog.text
+
+
+def test_subscribe_and_unsubscribe() -> None:
+    """A subscribed sink gets typed events until it unsubscribes."""
+    got: list[Any] = []
+    unsubscribe = retrykit.subscribe(got.append)
+    with no_wait():
+        retrykit.retry(THREE)(_flaky(1))()
+    unsubscribe()
+    with no_wait():
+        retrykit.retry(THREE)(_flaky(1))()
+    assert [retrykit.AttemptFailed, RetryScheduled, Succeeded] == [type(e) for e in got]
+
+
+def test_recorder_sees_only_its_own_context() -> None:
+    """record() collects the events of its context only, with derived views."""
+    with record() as outer, no_wait():
+        retrykit.retry(THREE)(_flaky(1))()
+        with record() as inner, pytest.raises(ConnectionResetError):
+            retrykit.retry(THREE)(_flaky(9))()
+    assert [0.0] * 2 == inner.sleeps
+    assert 3 == inner.attempts()
+    assert [ErrorCategory.NETWORK_ERROR] * 3 == [c.category for c in inner.classifications]
+    assert 1 == len(inner.gave_up)
+    assert isinstance(inner.gave_up[0], GaveUp)
+    assert len(outer.events) > len(inner.events)
+
+
+def test_pytest_fixtures(retrykit_recorder: Recorder) -> None:
+    """The plugin's retrykit_recorder fixture records and skips sleeps."""
+    slow = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.delay(3600, max_retries=1)})
+    assert "ok" == retrykit.retry(slow)(_flaky(1))()
+    assert [3600.0] == retrykit_recorder.sleeps
+
+
+@pytest.mark.usefixtures("retrykit_no_retry")
+def test_no_retry_fixture() -> None:
+    """The plugin's retrykit_no_retry fixture makes every call one attempt."""
+    fn = _flaky(1)
+    with pytest.raises(ConnectionResetError):
+        retrykit.retry(THREE)(fn)()

@@ -1,0 +1,69 @@
+"""The package's face: public names, typing marker, the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import retrykit
+from retrykit import _cli
+
+PUBLIC = [
+    "AttemptFailed", "Classification", "Classifier", "ConfigError", "Decision", "ErrorCategory",
+    "GaveUp", "Jitter", "Policy", "RetryScheduled", "Rule", "RuleFailed", "StopReason",
+    "Strategy", "Succeeded", "attempts", "classify", "configure", "configure_from_env",
+    "configure_from_settings", "get_preset", "preset_names", "register_preset", "remaining",
+    "retry", "subscribe",
+]
+
+
+def test_public_surface_is_pinned() -> None:
+    """__all__ is exactly the documented, sorted list, and every name exists."""
+    assert PUBLIC == retrykit.__all__
+    assert sorted(retrykit.__all__) == retrykit.__all__
+    for name in PUBLIC:
+        assert getattr(retrykit, name) is not None
+
+
+def test_package_is_typed() -> None:
+    """The package ships py.typed."""
+    assert (Path(retrykit.__file__).parent / "py.typed").exists()
+
+
+def test_version() -> None:
+    """__version__ comes from the installed metadata."""
+    assert retrykit.__version__ == "0.1.0"
+
+
+def test_demo_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    """``retrykit demo`` calls the flaky service for real and ends as scripted (exit 0)."""
+    assert 0 == _cli.main(["demo", "--time-scale", "0.001"])
+    out = capsys.readouterr().out
+    assert "ConnectionResetError -> network_error" in out
+    assert "api_rate_limit [HTTP 429]" in out
+    assert "(Retry-After 2s)" in out
+    assert "data_error [HTTP 400] -> give up (non_retryable)" in out
+    assert "5 calls, 13 attempts (13 requests served)" in out
+
+
+@pytest.mark.parametrize("args", [["demo", "--time-scale", "0"], ["demo", "--time-scale", "x"], ["nope"]])
+def test_bad_command_lines_exit_non_zero_without_traceback(args: list[str]) -> None:
+    """Bad input is one clear line on stderr and a non-zero exit, never a traceback."""
+    proc = subprocess.run([sys.executable, "-m", "retrykit._cli", *args], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip()
+
+
+def test_bad_environment_is_one_line_for_the_command() -> None:
+    """A bad RETRYKIT_* variable makes the command fail with one line naming it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "retrykit._cli", "demo"], capture_output=True, text=True,
+        env={"RETRYKIT_ENABLED": "perhaps", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    assert "RETRYKIT_ENABLED" in proc.stderr
+    assert "Traceback" not in proc.stderr

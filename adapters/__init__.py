@@ -32,7 +32,8 @@ def _is_async(fn: Any) -> bool:
     while isinstance(target, functools.partial):
         target = target.func
     return inspect.iscoroutinefunction(target) or (
-        not inspect.isfunction(target) and not inspect.ismethod(target)
+        not inspect.isfunction(target)
+        and not inspect.ismethod(target)
         and inspect.iscoroutinefunction(getattr(target, "__call__", None))  # noqa: B004
     )
 
@@ -57,7 +58,9 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
         )
     if hasattr(fn, _MARKER) or isinstance(getattr(fn, "retry", None), tenacity.BaseRetrying):
         raise ConfigError(
-            "fn", operation_name(fn), "it already has a retry decorator (two retry authorities)",
+            "fn",
+            operation_name(fn),
+            "it already has a retry decorator (two retry authorities)",
             "keep one retry decorator on a function",
         )
     policy = source.current()
@@ -67,7 +70,8 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
     else:
         if policy.async_callbacks:
             raise ConfigError(
-                policy.async_callbacks[0], getattr(policy, policy.async_callbacks[0]),
+                policy.async_callbacks[0],
+                getattr(policy, policy.async_callbacks[0]),
                 f"an async callback cannot run for the plain function {name}",
                 "use a plain function as callback, or make the decorated function async",
             )
@@ -76,7 +80,8 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
                 f"attempt_timeout={policy.attempt_timeout} is not enforced for the plain "
                 f"function {name}: Python cannot interrupt a running function. Pass a timeout "
                 "to the call you make, or make the function async",
-                RuntimeWarning, stacklevel=3,
+                RuntimeWarning,
+                stacklevel=3,
             )
         wrapped = functions.wrap(fn, source, name)
     setattr(wrapped, _MARKER, source)
@@ -93,9 +98,7 @@ def retry(
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
 
 
-def retry(
-    policy: Any = None, /, *, operation: str | None = None, **overrides: Any
-) -> Any:
+def retry(policy: Any = None, /, *, operation: str | None = None, **overrides: Any) -> Any:
     """
     Retry a function or coroutine function by a policy.
 
@@ -104,8 +107,11 @@ def retry(
     The first attempt is a plain call; retrying machinery is built only after a failure.
     *operation* names the call in events (default: the function's qualified name).
     """
-    if policy is not None and not isinstance(policy, (str, Policy)) and callable(policy) and not (
-        isinstance(policy, (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.wait_base))
+    if (
+        policy is not None
+        and not isinstance(policy, (str, Policy))
+        and callable(policy)
+        and not (isinstance(policy, (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.wait_base)))
     ):
         if overrides or operation is not None:  # pragma: no cover - impossible positionally
             raise ConfigError("policy", policy, "cannot combine a function with options", "")
@@ -135,8 +141,10 @@ class Attempts:
         policy = self._source.current()
         if policy.async_callbacks:
             raise ConfigError(
-                policy.async_callbacks[0], getattr(policy, policy.async_callbacks[0]),
-                "an async callback cannot run in a sync block", "use async for, or a plain callback",
+                policy.async_callbacks[0],
+                getattr(policy, policy.async_callbacks[0]),
+                "an async callback cannot run in a sync block",
+                "use async for, or a plain callback",
             )
         return functions.SyncAttempts(BlockRun(policy, self._operation))
 

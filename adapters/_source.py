@@ -42,21 +42,26 @@ def resolve(policy: Any, overrides: dict[str, Any]) -> PolicySource:
     if policy is None:
         policy = "default"
     if isinstance(policy, str):
-        source = PolicySource(None, policy, overrides)  # validates the name and overrides now
-        return source
+        return PolicySource(None, policy, overrides)  # validates the name and overrides now
     if isinstance(policy, Policy):
         return PolicySource(policy.replace(**overrides) if overrides else policy, None, {})
     if isinstance(policy, Strategy):
         raise ConfigError(
-            "policy", policy, "a Strategy covers one category, a Policy all of them",
+            "policy",
+            policy,
+            "a Strategy covers one category, a Policy all of them",
             "pass Policy(strategies={ErrorCategory.X: strategy}) or a preset name",
         )
     if isinstance(policy, (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.wait_base)):
         raise ConfigError(
-            "policy", policy, "tenacity objects are not a policy",
+            "policy",
+            policy,
+            "tenacity objects are not a policy",
             "put them in a strategy: Strategy.custom(wait=..., stop=...)",
         )
     raise ConfigError(
-        "policy", policy, "must be a Policy, a preset name or None",
+        "policy",
+        policy,
+        "must be a Policy, a preset name or None",
         "pass e.g. retrykit.retry('http') or retrykit.retry(Policy(...))",
     )

@@ -68,8 +68,13 @@ def wrap(
 
 
 async def _retry(
-    policy: Policy, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, exc: Exception,
-    start: float, operation: str,
+    policy: Policy,
+    fn: Callable[..., Awaitable[T]],
+    args: Any,
+    kwargs: Any,
+    exc: Exception,
+    start: float,
+    operation: str,
 ) -> T:
     if not _config.settings.enabled or _engine.passes_through(exc, start):
         raise exc

@@ -44,7 +44,12 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str) -> Callable
 
 
 def _retry(
-    policy: Policy, fn: Callable[..., T], args: Any, kwargs: Any, exc: Exception, start: float,
+    policy: Policy,
+    fn: Callable[..., T],
+    args: Any,
+    kwargs: Any,
+    exc: Exception,
+    start: float,
     operation: str,
 ) -> T:
     if not _config.settings.enabled or _engine.passes_through(exc, start):
@@ -91,7 +96,9 @@ class Attempt:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
         return bool(self._run.exit_attempt(exc))
@@ -100,8 +107,17 @@ class Attempt:
 class BlockRun:
     """Strictly private: the state of one ``for attempt in attempts(policy)`` loop."""
 
-    __slots__ = ("attempt_start", "number", "operation", "pending", "policy", "start", "state",
-                 "succeeded", "token")
+    __slots__ = (
+        "attempt_start",
+        "number",
+        "operation",
+        "pending",
+        "policy",
+        "start",
+        "state",
+        "succeeded",
+        "token",
+    )
 
     def __init__(self, policy: Policy, operation: str) -> None:
         self.policy = policy
@@ -120,8 +136,7 @@ class BlockRun:
             return 0.0
         if self.pending is None:  # succeeded, gave up, or the body never entered the attempt
             if self.succeeded and self.number > 1:
-                _engine.succeeded(self.policy, self.state.retrykit, self.number,
-                                  _scope.now() - self.start)
+                _engine.succeeded(self.policy, self.state.retrykit, self.number, _scope.now() - self.start)
             return None
         return self.pending
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from . import _events
 from ._errors import ConfigError
@@ -80,7 +80,9 @@ class ClassifierRule(Protocol):
     def match(self, exc: BaseException) -> Classification | None: ...
 
 
-RuleLike: TypeAlias = "ClassifierRule | Callable[[BaseException], ErrorCategory | Classification | str | None]"
+RuleLike: TypeAlias = (
+    "ClassifierRule | Callable[[BaseException], ErrorCategory | Classification | str | None]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +119,7 @@ class Rule:
         type_tuple = (types,) if isinstance(types, type) else tuple(types)
         for t in type_tuple:
             if not (isinstance(t, type) and issubclass(t, BaseException)):
-                raise ConfigError(
-                    "types", t, "must be exception classes", "pass e.g. types=(MyError,)"
-                )
+                raise ConfigError("types", t, "must be exception classes", "pass e.g. types=(MyError,)")
         codes = frozenset((status,) if isinstance(status, int) else status)
         for code in codes:
             if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
@@ -131,14 +131,18 @@ class Rule:
             pattern = re.compile(message, re.IGNORECASE) if isinstance(message, str) else message
         except re.error as err:
             raise ConfigError(
-                "message", message, f"is not a valid regular expression ({err})",
+                "message",
+                message,
+                f"is not a valid regular expression ({err})",
                 "escape special characters with re.escape()",
             ) from None
         if when is not None and not callable(when):
             raise ConfigError("when", when, "must be callable", "pass a function exc -> bool")
         if not (type_tuple or codes or pattern or when):
             raise ConfigError(
-                "Rule", "no criteria", "a rule needs at least one criterion",
+                "Rule",
+                "no criteria",
+                "a rule needs at least one criterion",
                 "pass types=, status=, message= or when=",
             )
         object.__setattr__(self, "category", cat)
@@ -194,7 +198,9 @@ class _CallableRule:
             return verdict
         category = ErrorCategory.parse(verdict, argument=f"return value of rule {self.name}")
         return Classification(
-            category, f"{type(exc).__name__} matched rule {self.name}", retry_after_of(exc),
+            category,
+            f"{type(exc).__name__} matched rule {self.name}",
+            retry_after_of(exc),
             self.name,
         )
 
@@ -332,11 +338,19 @@ _LAZY_NETWORK_TYPES: tuple[tuple[str, str], ...] = (
 _SYSTEM_ERRNOS = {errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
 _DATA_TYPES: tuple[type[BaseException], ...] = (ValueError, KeyError)
 _PERMANENT_TYPES: tuple[type[BaseException], ...] = (
-    TypeError, AttributeError, NameError, NotImplementedError, AssertionError, ImportError,
+    TypeError,
+    AttributeError,
+    NameError,
+    NotImplementedError,
+    AssertionError,
+    ImportError,
     SyntaxError,
 )
 _NETWORK_TYPES: tuple[type[BaseException], ...] = (
-    ConnectionError, TimeoutError, ssl.SSLError, EOFError,
+    ConnectionError,
+    TimeoutError,
+    ssl.SSLError,
+    EOFError,
 )
 # SQLSTATE classes and codes (PostgreSQL, SQL standard), and MySQL error numbers.
 _SQLSTATE_TEMPORARY_PREFIXES = ("08", "40", "57P")
@@ -346,9 +360,17 @@ _SQLSTATE_DATA_PREFIXES = ("22", "23")
 _SQLSTATE_PERMANENT_PREFIXES = ("42", "28")
 _MYSQL_TEMPORARY = {1205, 1213, 2002, 2003, 2006, 2013, 2055}
 _DB_TEMPORARY_NAMES = frozenset(
-    {"OperationalError", "InterfaceError", "DeadlockDetected", "SerializationFailure",
-     "TransactionRollbackError", "DisconnectionError", "ConnectionDoesNotExistError",
-     "ConnectionFailureError", "InternalClientError"}
+    {
+        "OperationalError",
+        "InterfaceError",
+        "DeadlockDetected",
+        "SerializationFailure",
+        "TransactionRollbackError",
+        "DisconnectionError",
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "InternalClientError",
+    }
 )
 _DB_DATA_NAMES = frozenset({"IntegrityError", "DataError"})
 _DB_PERMANENT_NAMES = frozenset({"ProgrammingError", "NotSupportedError"})
@@ -402,16 +424,12 @@ def _rule_database(exc: BaseException) -> Classification | None:
         if code.startswith(_SQLSTATE_DATA_PREFIXES):
             return Classification(ErrorCategory.DATA_ERROR, f"SQLSTATE {code}", None, "database")
         if code.startswith(_SQLSTATE_PERMANENT_PREFIXES):
-            return Classification(
-                ErrorCategory.PERMANENT_ERROR, f"SQLSTATE {code}", None, "database"
-            )
+            return Classification(ErrorCategory.PERMANENT_ERROR, f"SQLSTATE {code}", None, "database")
     names = {cls.__name__ for cls in type(exc).__mro__}
     if "OperationalError" in names or "InternalError" in names:
         number = exc.args[0] if exc.args else None
         if isinstance(number, int) and number in _MYSQL_TEMPORARY:
-            return Classification(
-                ErrorCategory.TEMPORARY_ERROR, f"MySQL error {number}", None, "database"
-            )
+            return Classification(ErrorCategory.TEMPORARY_ERROR, f"MySQL error {number}", None, "database")
     if getattr(exc, "connection_invalidated", False) is True:
         return Classification(
             ErrorCategory.TEMPORARY_ERROR, "database connection invalidated", None, "database"
@@ -432,7 +450,7 @@ def _rule_network(exc: BaseException) -> Classification | None:
         return Classification(
             ErrorCategory.PERMANENT_ERROR, "TLS certificate verification failed", None, "network"
         )
-    if isinstance(exc, _NETWORK_TYPES) or isinstance(exc, _lazy_types()):
+    if isinstance(exc, (*_NETWORK_TYPES, *_lazy_types())):
         return Classification(
             ErrorCategory.NETWORK_ERROR, f"{type(exc).__name__}: network failure", None, "network"
         )
@@ -453,7 +471,9 @@ def _rule_system(exc: BaseException) -> Classification | None:
 def _rule_rate_limit_message(exc: BaseException) -> Classification | None:
     if _RATE_LIMIT_MESSAGE.search(str(exc)):
         return Classification(
-            ErrorCategory.API_RATE_LIMIT, "message mentions a rate limit", retry_after_of(exc),
+            ErrorCategory.API_RATE_LIMIT,
+            "message mentions a rate limit",
+            retry_after_of(exc),
             "rate_limit_message",
         )
     return None
@@ -461,12 +481,12 @@ def _rule_rate_limit_message(exc: BaseException) -> Classification | None:
 
 def _rule_types(exc: BaseException) -> Classification | None:
     if isinstance(exc, _DATA_TYPES):
-        return Classification(
-            ErrorCategory.DATA_ERROR, f"{type(exc).__name__}: bad data", None, "types"
-        )
+        return Classification(ErrorCategory.DATA_ERROR, f"{type(exc).__name__}: bad data", None, "types")
     if isinstance(exc, _PERMANENT_TYPES):
         return Classification(
-            ErrorCategory.PERMANENT_ERROR, f"{type(exc).__name__}: programming error", None,
+            ErrorCategory.PERMANENT_ERROR,
+            f"{type(exc).__name__}: programming error",
+            None,
             "types",
         )
     return None
@@ -501,7 +521,9 @@ def _as_rule(rule: Any) -> ClassifierRule:
     if callable(rule):
         return _CallableRule(rule, getattr(rule, "__qualname__", repr(rule)))
     raise ConfigError(
-        "rules", rule, "each rule must be a Rule, an object with name and match(), or a function",
+        "rules",
+        rule,
+        "each rule must be a Rule, an object with name and match(), or a function",
         "wrap it as Rule(category, types=..., status=..., message=..., when=...)",
     )
 
@@ -527,7 +549,8 @@ class Classifier:
         default: ErrorCategory | str = ErrorCategory.TEMPORARY_ERROR,
         builtin: bool = True,
     ) -> None:
-        if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
+        given = cast(object, rules)
+        if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
             raise ConfigError("rules", rules, "must be an iterable of rules", "pass rules=[Rule(...)]")
         own = tuple(_as_rule(r) for r in rules)
         object.__setattr__(self, "rules", own)
@@ -548,9 +571,7 @@ class Classifier:
             _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, repr(err)))
         if found is not None:
             return found
-        return Classification(
-            self.default, f"{type(exc).__name__} matched no rule; default category", None
-        )
+        return Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
 
     def _classify(self, exc: BaseException, seen: set[int]) -> Classification | None:
         for link in _chain(exc, seen):

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="call a flaky local HTTP service through @retrykit.retry")
     demo.add_argument(
-        "--time-scale", type=_positive_fraction, default=0.1,
+        "--time-scale",
+        type=_positive_fraction,
+        default=0.1,
         help="sleep this fraction of each wait for real (default 0.1; 1 for real time)",
     )
     args = parser.parse_args(argv)

@@ -152,10 +152,14 @@ def configure(**options: Any) -> None:
     global settings
     with _lock:
         new = Settings(
-            settings.enabled, settings.default_category, settings.max_attempts,
-            settings.deadline, dict(settings.strategy_defaults),
+            settings.enabled,
+            settings.default_category,
+            settings.max_attempts,
+            settings.deadline,
+            dict(settings.strategy_defaults),
             {c: dict(v) for c, v in settings.category_overrides.items()},
-            settings.classifier, settings.generation + 1,
+            settings.classifier,
+            settings.generation + 1,
         )
         for name, value in parsed.items():
             if name in ("enabled", "default_category", "max_attempts", "deadline"):
@@ -165,9 +169,7 @@ def configure(**options: Any) -> None:
             else:
                 for short, category in _CATEGORY_KEYS.items():
                     if name.startswith(short + "_") and name[len(short) + 1 :] in _STRATEGY_FIELDS:
-                        new.category_overrides.setdefault(category, {})[
-                            name[len(short) + 1 :]
-                        ] = value
+                        new.category_overrides.setdefault(category, {})[name[len(short) + 1 :]] = value
                         break
         new.classifier = Classifier(default=new.default_category)
         _check_default_preset(new)
@@ -226,7 +228,9 @@ def configure_from_settings(source: Any, *, prefix: str = ENV_PREFIX) -> dict[st
         mapping = source
     if not isinstance(mapping, Mapping):
         raise ConfigError(
-            "source", source, f"must be a mapping or have a {name} mapping",
+            "source",
+            source,
+            f"must be a mapping or have a {name} mapping",
             f"pass app.config (Flask), django.conf.settings with {name} = {{...}}, or a dict",
         )
     prefixed = {k[len(prefix) :]: v for k, v in mapping.items() if str(k).startswith(prefix)}

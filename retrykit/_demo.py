@@ -18,7 +18,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from . import _events
 from ._events import GaveUp, RetryScheduled, Succeeded
@@ -29,16 +29,19 @@ from .testing import scaled_time
 SCRIPT: dict[str, list[tuple[str, int, dict[str, str]]]] = {
     "/orders/17": [("reset", 0, {}), ("reset", 0, {}), ("ok", 200, {})],
     "/inventory": [("status", 503, {"Retry-After": "1"}), ("ok", 200, {})],
-    "/quotes": [("status", 429, {"Retry-After": "2"}), ("status", 429, {"Retry-After": "2"}),
-                ("ok", 200, {})],
+    "/quotes": [
+        ("status", 429, {"Retry-After": "2"}),
+        ("status", 429, {"Retry-After": "2"}),
+        ("ok", 200, {}),
+    ],
     "/search?q=%ZZ": [("status", 400, {})],
     "/reports/daily": [("status", 500, {})],
 }
 
 
 class _Service(BaseHTTPRequestHandler):
-    hits: Counter[str] = Counter()
-    lock = threading.Lock()
+    hits: ClassVar[Counter[str]] = Counter()
+    lock: ClassVar[threading.Lock] = threading.Lock()
 
     def do_GET(self) -> None:
         with self.lock:
@@ -47,9 +50,7 @@ class _Service(BaseHTTPRequestHandler):
         steps = SCRIPT.get(self.path, [("status", 404, {})])
         kind, status, headers = steps[min(n, len(steps) - 1)]
         if kind == "reset":  # close with RST: the client sees a connection reset
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             self.close_connection = True
             return
@@ -74,7 +75,7 @@ class _Row:
     outcome: str = ""
 
 
-def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:
+def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:  # noqa: PLR0915 - a script
     """Run the demo; returns the process exit code (0: every call ended as scripted)."""
     import sys
 
@@ -105,7 +106,8 @@ def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:
             c = event.classification
             print(
                 f"    attempt {event.attempts}: {event.error_type} -> {c.category.value} "
-                f"[{c.reason}] -> give up ({event.reason.value})", file=out,
+                f"[{c.reason}] -> give up ({event.reason.value})",
+                file=out,
             )
 
     @retry("http", operation="demo.get")
@@ -116,8 +118,7 @@ def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:
     logging.getLogger("retrykit").setLevel(logging.ERROR)  # the demo prints events itself
     unsubscribe = _events.subscribe(show)
     started = time.monotonic()
-    print(f"retrykit demo: a flaky service on {base}, policy 'http', "
-          f"waits scaled x{time_scale:g}", file=out)
+    print(f"retrykit demo: a flaky service on {base}, policy 'http', waits scaled x{time_scale:g}", file=out)
     try:
         with scaled_time(time_scale):
             for path in SCRIPT:
@@ -142,8 +143,10 @@ def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:
         print(f"  {row.path:<18} {row.attempts:>8} {row.waited:>18.2f}  {row.outcome}", file=out)
     total = sum(r.attempts for r in rows.values())
     served = sum(_Service.hits.values())
-    print(f"  {len(rows)} calls, {total} attempts ({served} requests served), "
-          f"{elapsed:.2f}s real time", file=out)
+    print(
+        f"  {len(rows)} calls, {total} attempts ({served} requests served), {elapsed:.2f}s real time",
+        file=out,
+    )
     expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
     good = all(rows[p].outcome == o for p, o in expected.items()) and total == served
     return 0 if good else 1

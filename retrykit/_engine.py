@@ -9,10 +9,10 @@ exception (a PEP 678 note) and marks it, so enclosing retrykit layers let it thr
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import random
-import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,8 +30,14 @@ if TYPE_CHECKING:
 _log = logging.getLogger("retrykit")
 _MARK = "__retrykit_gave_up__"
 _CONTROL_FLOW = (
-    "Retry", "Ignore", "Reject", "MaxRetriesExceededError", "SoftTimeLimitExceeded",
-    "TimeLimitExceeded", "WorkerLostError", "Terminated",
+    "Retry",
+    "Ignore",
+    "Reject",
+    "MaxRetriesExceededError",
+    "SoftTimeLimitExceeded",
+    "TimeLimitExceeded",
+    "WorkerLostError",
+    "Terminated",
 )
 _random = random.random
 
@@ -149,14 +155,22 @@ def assess(policy: Policy, state: tenacity.RetryCallState) -> Verdict:
             verdict.delay = float(strategy.wait(state))
         else:
             verdict.delay = strategy.delay_for(
-                count, retry_after=classification.retry_after,
-                previous=record.previous.get(category), rng=_random,
+                count,
+                retry_after=classification.retry_after,
+                previous=record.previous.get(category),
+                rng=_random,
             )
             record.previous[category] = verdict.delay
         if _events.listening():
-            _events.emit(_events.AttemptFailed(
-                record.operation, attempt, type(exc).__name__, classification, _elapsed(state),
-            ))
+            _events.emit(
+                _events.AttemptFailed(
+                    record.operation,
+                    attempt,
+                    type(exc).__name__,
+                    classification,
+                    _elapsed(state),
+                )
+            )
     record.assessed = attempt
     record.verdict = verdict
     return verdict
@@ -195,19 +209,25 @@ def stop(policy: Policy, state: tenacity.RetryCallState) -> bool:
     sleep = state.upcoming_sleep
     if reason is None:
         reason = _deadline_reason(policy, state, verdict, sleep)
-    if reason is None and verdict.strategy is not None and verdict.strategy.stop is not None:
-        if verdict.strategy.stop(state):
-            reason = StopReason.STRATEGY_STOP
+    strategy = verdict.strategy
+    if reason is None and strategy is not None and strategy.stop is not None and strategy.stop(state):
+        reason = StopReason.STRATEGY_STOP
     if reason is not None:
         give_up(policy, state, verdict, reason)
         return True
     if record.decided != state.attempt_number:
         record.decided = state.attempt_number
         record.attempt_start = _scope.now()  # raw tenacity: the next attempt starts after this
-        assert verdict.classification is not None and verdict.strategy is not None
+        assert verdict.classification is not None
+        assert verdict.strategy is not None
         event = _events.RetryScheduled(
-            record.operation, state.attempt_number, type(verdict.error).__name__,
-            verdict.classification, verdict.strategy.decision, sleep, _elapsed(state),
+            record.operation,
+            state.attempt_number,
+            type(verdict.error).__name__,
+            verdict.classification,
+            verdict.strategy.decision,
+            sleep,
+            _elapsed(state),
         )
         _dispatch(policy, record, event, policy.on_retry)
     return False
@@ -226,8 +246,10 @@ def _deadline_reason(
     if left is None or sleep <= left:
         return None
     classification = verdict.classification
-    if classification is not None and classification.retry_after is not None and (
-        verdict.strategy is None or verdict.strategy.honor_retry_after
+    if (
+        classification is not None
+        and classification.retry_after is not None
+        and (verdict.strategy is None or verdict.strategy.honor_retry_after)
     ):
         return StopReason.RETRY_AFTER_EXCEEDS_DEADLINE
     return StopReason.DEADLINE
@@ -238,16 +260,15 @@ _REASON_TEXT = {
     StopReason.CATEGORY_EXHAUSTED: "{category} allows {max_retries} retries",
     StopReason.MAX_ATTEMPTS: "max_attempts={max_attempts} reached",
     StopReason.DEADLINE: "the next wait ({sleep:.3g}s) would pass the deadline",
-    StopReason.RETRY_AFTER_EXCEEDS_DEADLINE:
-        "the server's Retry-After ({sleep:.3g}s) would pass the deadline",
+    StopReason.RETRY_AFTER_EXCEEDS_DEADLINE: (
+        "the server's Retry-After ({sleep:.3g}s) would pass the deadline"
+    ),
     StopReason.STRATEGY_STOP: "the strategy's stop condition was met",
     StopReason.TESTING_NO_RETRY: "retrykit.testing.no_retry() is active",
 }
 
 
-def give_up(
-    policy: Policy, state: tenacity.RetryCallState, verdict: Verdict, reason: StopReason
-) -> None:
+def give_up(policy: Policy, state: tenacity.RetryCallState, verdict: Verdict, reason: StopReason) -> None:
     """Annotate and mark the original exception, emit ``GaveUp``, call ``on_giveup``."""
     record = record_of(state)
     if record.decided == state.attempt_number:
@@ -261,7 +282,8 @@ def give_up(
     why = _REASON_TEXT[reason].format(
         category=classification.category.value,
         max_retries=strategy.max_retries if strategy else "?",
-        max_attempts=policy.max_attempts, sleep=state.upcoming_sleep,
+        max_attempts=policy.max_attempts,
+        sleep=state.upcoming_sleep,
     )
     attempts = state.attempt_number
     note = (
@@ -270,10 +292,8 @@ def give_up(
         f"({classification.reason}); stopped because {why} [{reason.value}]"
     )
     add_note(exc, note)
-    try:
+    with contextlib.suppress(AttributeError, TypeError):  # exceptions without a __dict__
         setattr(exc, _MARK, (record.operation, attempts, reason.value, _scope.now()))
-    except (AttributeError, TypeError):  # pragma: no cover - exceptions without a __dict__
-        pass
     event = _events.GaveUp(
         record.operation, attempts, type(exc).__name__, classification, reason, _elapsed(state)
     )
@@ -282,20 +302,20 @@ def give_up(
 
 def add_note(exc: BaseException, note: str) -> None:
     """PEP 678 ``add_note``, with the same ``__notes__`` list on Python 3.10."""
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
+    add = getattr(exc, "add_note", None)
+    if add is not None:
+        add(note)
         return
-    notes = getattr(exc, "__notes__", None)  # pragma: no cover - Python 3.10
-    if not isinstance(notes, list):  # pragma: no cover
+    notes = getattr(exc, "__notes__", None)  # Python 3.10
+    if not isinstance(notes, list):
         notes = []
-        exc.__notes__ = notes  # type: ignore[attr-defined]
-    notes.append(note)  # pragma: no cover
+        exc.__notes__ = notes
+    notes.append(note)
 
 
 def succeeded(policy: Policy, record: CallRecord, attempts: int, elapsed: float) -> None:
     """A call succeeded on attempt *attempts* (> 1): emit ``Succeeded``, call ``on_success``."""
-    _dispatch(policy, record, _events.Succeeded(record.operation, attempts, elapsed),
-              policy.on_success)
+    _dispatch(policy, record, _events.Succeeded(record.operation, attempts, elapsed), policy.on_success)
 
 
 def first_success(policy: Policy, fn: Any, elapsed: float) -> Any:

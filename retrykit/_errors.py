@@ -42,7 +42,9 @@ def seconds(argument: str, value: Any, *, allow_none: bool = True, positive: boo
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(
-            argument, value, "must be a number of seconds or a timedelta",
+            argument,
+            value,
+            "must be a number of seconds or a timedelta",
             f"pass e.g. {argument}=1.5",
         )
     if math.isnan(value) or math.isinf(value):
@@ -60,7 +62,5 @@ def whole(argument: str, value: Any, *, minimum: int, allow_none: bool = True) -
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(argument, value, "must be a whole number", f"pass e.g. {argument}=3")
     if value < minimum:
-        raise ConfigError(
-            argument, value, f"must be {minimum} or more", f"pass {argument}>={minimum}"
-        )
+        raise ConfigError(argument, value, f"must be {minimum} or more", f"pass {argument}>={minimum}")
     return value

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 if TYPE_CHECKING:
     from ._classify import Classification
@@ -114,7 +114,7 @@ def subscribe(sink: Sink) -> Callable[[], None]:
     A sink that raises is reported through the ``retrykit`` stdlib logger and skipped; the retried
     call is never affected.
     """
-    if not callable(sink):
+    if not callable(cast(object, sink)):
         from ._errors import ConfigError
 
         raise ConfigError("sink", sink, "must be callable", "pass a function taking one event")

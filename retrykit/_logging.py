@@ -22,28 +22,55 @@ _stdlib = logging.getLogger("retrykit")
 def _fields(event: _events.Event) -> tuple[str, int, dict[str, Any]]:
     if isinstance(event, _events.RetryScheduled):
         c = event.classification
-        return "retry_scheduled", logging.WARNING, {
-            "operation": event.operation, "attempt": event.attempt, "error": event.error_type,
-            "category": c.category.value, "decision": event.decision.value,
-            "delay": round(event.delay, 3), "reason": c.reason,
-        }
+        return (
+            "retry_scheduled",
+            logging.WARNING,
+            {
+                "operation": event.operation,
+                "attempt": event.attempt,
+                "error": event.error_type,
+                "category": c.category.value,
+                "decision": event.decision.value,
+                "delay": round(event.delay, 3),
+                "reason": c.reason,
+            },
+        )
     if isinstance(event, _events.GaveUp):
         c = event.classification
         quiet = event.attempts == 1 and event.reason is _events.StopReason.NON_RETRYABLE
-        return "gave_up", logging.INFO if quiet else logging.WARNING, {
-            "operation": event.operation, "attempts": event.attempts, "error": event.error_type,
-            "category": c.category.value, "stop_reason": event.reason.value, "reason": c.reason,
-            "elapsed": round(event.elapsed, 3),
-        }
+        return (
+            "gave_up",
+            logging.INFO if quiet else logging.WARNING,
+            {
+                "operation": event.operation,
+                "attempts": event.attempts,
+                "error": event.error_type,
+                "category": c.category.value,
+                "stop_reason": event.reason.value,
+                "reason": c.reason,
+                "elapsed": round(event.elapsed, 3),
+            },
+        )
     if isinstance(event, _events.Succeeded):
-        return "succeeded", logging.INFO, {
-            "operation": event.operation, "attempts": event.attempts,
-            "elapsed": round(event.elapsed, 3),
-        }
+        return (
+            "succeeded",
+            logging.INFO,
+            {
+                "operation": event.operation,
+                "attempts": event.attempts,
+                "elapsed": round(event.elapsed, 3),
+            },
+        )
     if isinstance(event, _events.RuleFailed):
-        return "rule_failed", logging.ERROR, {
-            "rule": event.rule, "error": event.error_type, "rule_error": event.rule_error,
-        }
+        return (
+            "rule_failed",
+            logging.ERROR,
+            {
+                "rule": event.rule,
+                "error": event.error_type,
+                "rule_error": event.rule_error,
+            },
+        )
     return "", logging.DEBUG, {}
 
 

@@ -28,15 +28,18 @@ if TYPE_CHECKING:
 
 Callback = Callable[[Any], Any]
 
-_BUILTIN_DEFAULT: Mapping[ErrorCategory, Strategy] = MappingProxyType({
-    ErrorCategory.NETWORK_ERROR: Strategy.backoff(0.2, 10.0, max_retries=4),
-    ErrorCategory.API_RATE_LIMIT: Strategy.delay(5.0, max_retries=3, backoff_factor=2.0,
-                                                 max_delay=60.0, jitter=Jitter.EQUAL),
-    ErrorCategory.DATA_ERROR: Strategy.no_retry(),
-    ErrorCategory.SYSTEM_ERROR: Strategy.backoff(1.0, 30.0, max_retries=3, jitter=Jitter.EQUAL),
-    ErrorCategory.TEMPORARY_ERROR: Strategy.backoff(0.5, 15.0, max_retries=3),
-    ErrorCategory.PERMANENT_ERROR: Strategy.no_retry(),
-})
+_BUILTIN_DEFAULT: Mapping[ErrorCategory, Strategy] = MappingProxyType(
+    {
+        ErrorCategory.NETWORK_ERROR: Strategy.backoff(0.2, 10.0, max_retries=4),
+        ErrorCategory.API_RATE_LIMIT: Strategy.delay(
+            5.0, max_retries=3, backoff_factor=2.0, max_delay=60.0, jitter=Jitter.EQUAL
+        ),
+        ErrorCategory.DATA_ERROR: Strategy.no_retry(),
+        ErrorCategory.SYSTEM_ERROR: Strategy.backoff(1.0, 30.0, max_retries=3, jitter=Jitter.EQUAL),
+        ErrorCategory.TEMPORARY_ERROR: Strategy.backoff(0.5, 15.0, max_retries=3),
+        ErrorCategory.PERMANENT_ERROR: Strategy.no_retry(),
+    }
+)
 
 
 class PolicyRetry(tenacity.retry_base):
@@ -121,7 +124,9 @@ class Policy:
         set_ = object.__setattr__
         if not isinstance(self.strategies, Mapping):
             raise ConfigError(
-                "strategies", self.strategies, "must map categories to Strategy objects",
+                "strategies",
+                self.strategies,
+                "must map categories to Strategy objects",
                 "pass e.g. {ErrorCategory.NETWORK_ERROR: Strategy.backoff(0.5, 10)}",
             )
         merged = dict(_BUILTIN_DEFAULT)
@@ -129,7 +134,9 @@ class Policy:
             category = ErrorCategory.parse(key, "strategies")
             if not isinstance(strategy, Strategy):
                 raise ConfigError(
-                    f"strategies[{category.value!r}]", strategy, "must be a Strategy",
+                    f"strategies[{category.value!r}]",
+                    strategy,
+                    "must be a Strategy",
                     "build one with Strategy.backoff(...), Strategy.delay(...), "
                     "Strategy.immediately(...) or Strategy.no_retry()",
                 )
@@ -137,7 +144,9 @@ class Policy:
         set_(self, "strategies", MappingProxyType(merged))
         if self.classifier is not None and not isinstance(self.classifier, Classifier):
             raise ConfigError(
-                "classifier", self.classifier, "must be a Classifier",
+                "classifier",
+                self.classifier,
+                "must be a Classifier",
                 "wrap your rules: Classifier([Rule(...), my_function])",
             )
         set_(self, "max_attempts", whole("max_attempts", self.max_attempts, minimum=1))
@@ -157,11 +166,11 @@ class Policy:
         policy's, so ``policy.replace(strategies={"network_error": ...})`` changes one category.
         """
         allowed = {f.name for f in fields(self) if f.init}
-        for key in changes:
+        for key, value in changes.items():
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(sorted(allowed))}"
-                raise ConfigError(key, changes[key], "is not a Policy option", hint)
+                raise ConfigError(key, value, "is not a Policy option", hint)
         if "strategies" in changes and isinstance(changes["strategies"], Mapping):
             merged: dict[Any, Strategy] = dict(self.strategies)
             for key, value in changes["strategies"].items():
@@ -181,7 +190,8 @@ class Policy:
     def async_callbacks(self) -> tuple[str, ...]:
         """Names of the callbacks that are coroutine functions."""
         return tuple(
-            name for name in ("on_retry", "on_giveup", "on_success")
+            name
+            for name in ("on_retry", "on_giveup", "on_success")
             if _is_async_callable(getattr(self, name))
         )
 
@@ -198,6 +208,7 @@ def _is_async_callable(obj: Any) -> bool:
 
 # --------------------------------------------------------------------------- presets
 
+
 def _policy(name: str, strategies: Mapping[ErrorCategory, Strategy], **kw: Any) -> Policy:
     return Policy(strategies=strategies, name=name, **kw)
 
@@ -209,54 +220,75 @@ _SYS = ErrorCategory.SYSTEM_ERROR
 _TEMP = ErrorCategory.TEMPORARY_ERROR
 _PERM = ErrorCategory.PERMANENT_ERROR
 
-_RESOURCE_CONSTRAINT = Strategy.delay(30.0, max_retries=3, backoff_factor=2.0, max_delay=300.0,
-                                      jitter=Jitter.EQUAL)
+_RESOURCE_CONSTRAINT = Strategy.delay(
+    30.0, max_retries=3, backoff_factor=2.0, max_delay=300.0, jitter=Jitter.EQUAL
+)
 
 BUILTIN_PRESETS: dict[str, Policy] = {
     # tracking: seed 001's TRACKING_QUERY. Network 5s -> 10s -> 20s -> 40s; rate limit
     # 5 min -> 10 min -> 20 min; data errors never; temporary errors exponential backoff.
-    "tracking": _policy("tracking", {
-        _NET: Strategy.backoff(5.0, 40.0, max_retries=4, jitter=Jitter.NONE),
-        _RATE: Strategy.delay(timedelta(minutes=5), max_retries=3, backoff_factor=2.0,
-                              max_delay=timedelta(minutes=30)),
-        _DATA: Strategy.no_retry(),
-        _TEMP: Strategy.backoff(10.0, 300.0, max_retries=5),
-    }),
+    "tracking": _policy(
+        "tracking",
+        {
+            _NET: Strategy.backoff(5.0, 40.0, max_retries=4, jitter=Jitter.NONE),
+            _RATE: Strategy.delay(
+                timedelta(minutes=5), max_retries=3, backoff_factor=2.0, max_delay=timedelta(minutes=30)
+            ),
+            _DATA: Strategy.no_retry(),
+            _TEMP: Strategy.backoff(10.0, 300.0, max_retries=5),
+        },
+    ),
     # screenshot: seed 001's SCREENSHOT_CAPTURE. Network at once; resource-constraint retry for
     # system errors; quick file-operation retry for temporary errors.
-    "screenshot": _policy("screenshot", {
-        _NET: Strategy.immediately(max_retries=3),
-        _SYS: _RESOURCE_CONSTRAINT,
-        _TEMP: Strategy.backoff(1.0, 10.0, max_retries=3, jitter=Jitter.EQUAL),
-    }),
+    "screenshot": _policy(
+        "screenshot",
+        {
+            _NET: Strategy.immediately(max_retries=3),
+            _SYS: _RESOURCE_CONSTRAINT,
+            _TEMP: Strategy.backoff(1.0, 10.0, max_retries=3, jitter=Jitter.EQUAL),
+        },
+    ),
     # document: seed 001's DOCUMENT_GENERATION. Data errors never; resource-constraint retry;
     # critical-file retry (more, longer) for temporary errors.
-    "document": _policy("document", {
-        _DATA: Strategy.no_retry(),
-        _SYS: _RESOURCE_CONSTRAINT,
-        _TEMP: Strategy.backoff(2.0, 60.0, max_retries=5, jitter=Jitter.EQUAL),
-    }),
+    "document": _policy(
+        "document",
+        {
+            _DATA: Strategy.no_retry(),
+            _SYS: _RESOURCE_CONSTRAINT,
+            _TEMP: Strategy.backoff(2.0, 60.0, max_retries=5, jitter=Jitter.EQUAL),
+        },
+    ),
     # http: calls to HTTP APIs. Short, jittered; Retry-After honoured; 4xx never retried.
-    "http": _policy("http", {
-        _NET: Strategy.backoff(0.2, 5.0, max_retries=3),
-        _RATE: Strategy.delay(1.0, max_retries=3, backoff_factor=2.0, max_delay=30.0,
-                              jitter=Jitter.EQUAL),
-        _TEMP: Strategy.backoff(0.5, 10.0, max_retries=3),
-        _SYS: Strategy.no_retry(),
-    }, max_attempts=5),
+    "http": _policy(
+        "http",
+        {
+            _NET: Strategy.backoff(0.2, 5.0, max_retries=3),
+            _RATE: Strategy.delay(
+                1.0, max_retries=3, backoff_factor=2.0, max_delay=30.0, jitter=Jitter.EQUAL
+            ),
+            _TEMP: Strategy.backoff(0.5, 10.0, max_retries=3),
+            _SYS: Strategy.no_retry(),
+        },
+        max_attempts=5,
+    ),
     # database: deadlocks, serialization failures and lost connections clear up fast.
-    "database": _policy("database", {
-        _NET: Strategy.backoff(0.1, 2.0, max_retries=5),
-        _TEMP: Strategy.backoff(0.05, 2.0, max_retries=5, jitter=Jitter.DECORRELATED),
-        _SYS: Strategy.delay(1.0, max_retries=2),
-    }, max_attempts=6),
+    "database": _policy(
+        "database",
+        {
+            _NET: Strategy.backoff(0.1, 2.0, max_retries=5),
+            _TEMP: Strategy.backoff(0.05, 2.0, max_retries=5, jitter=Jitter.DECORRELATED),
+            _SYS: Strategy.delay(1.0, max_retries=2),
+        },
+        max_attempts=6,
+    ),
 }
 
 
 def build_default(cfg: Settings) -> Policy:
     """The ``default`` preset under settings *cfg*."""
     strategies: dict[ErrorCategory, Strategy] = {}
-    for category, strategy in _BUILTIN_DEFAULT.items():
+    for category, builtin in _BUILTIN_DEFAULT.items():
+        strategy = builtin
         changes: dict[str, Any] = {}
         if strategy.retries:
             changes.update(cfg.strategy_defaults)
@@ -280,7 +312,9 @@ def build_default(cfg: Settings) -> Policy:
                 raise ConfigError(f"{short}_{err.argument}", err.value, err.rule, err.fix) from None
         strategies[category] = strategy
     return Policy(
-        strategies=strategies, max_attempts=cfg.max_attempts or 6, deadline=cfg.deadline,
+        strategies=strategies,
+        max_attempts=cfg.max_attempts or 6,
+        deadline=cfg.deadline,
         name="default",
     )
 
@@ -304,7 +338,9 @@ def register_preset(name: str, policy: Policy, *, replace: bool = False) -> None
     with _registry_lock:
         if (name in _registry or name == "default") and not replace:
             raise ConfigError(
-                "name", name, "a preset with this name exists",
+                "name",
+                name,
+                "a preset with this name exists",
                 "pick another name, or pass replace=True to override it",
             )
         _registry[name] = policy if policy.name == name else policy.replace(name=name)
@@ -331,6 +367,8 @@ def get_preset(name: str) -> Policy:
         return _registry[name]
     except (KeyError, TypeError):
         raise ConfigError(
-            "policy", name, "is not a known preset", f"use one of: {', '.join(preset_names())}, "
-            "or register it with retrykit.register_preset()",
+            "policy",
+            name,
+            "is not a known preset",
+            f"use one of: {', '.join(preset_names())}, or register it with retrykit.register_preset()",
         ) from None

@@ -130,11 +130,15 @@ class Strategy:
         set_(self, "max_delay", seconds("max_delay", self.max_delay, allow_none=False))
         set_(self, "min_delay", seconds("min_delay", self.min_delay, allow_none=False))
         factor = self.backoff_factor
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (
-            math.isfinite(factor) and factor >= 1
+        if (
+            isinstance(factor, bool)
+            or not isinstance(factor, (int, float))
+            or not (math.isfinite(factor) and factor >= 1)
         ):
             raise ConfigError(
-                "backoff_factor", factor, "must be a finite number of 1 or more",
+                "backoff_factor",
+                factor,
+                "must be a finite number of 1 or more",
                 "use 1 for a fixed delay or 2 to double it each retry",
             )
         set_(self, "backoff_factor", float(factor))
@@ -142,18 +146,24 @@ class Strategy:
             obj = getattr(self, name)
             if obj is not None and not callable(obj):
                 raise ConfigError(
-                    name, obj, "must be a tenacity object or a callable taking a RetryCallState",
-                    f"pass e.g. {name}=tenacity.{name}_{'exponential()' if name == 'wait' else 'after_attempt(5)'}",
+                    name,
+                    obj,
+                    "must be a tenacity object or a callable taking a RetryCallState",
+                    "pass e.g. wait=tenacity.wait_exponential() or stop=tenacity.stop_after_attempt(5)",
                 )
         if decision is Decision.NO_RETRY:
             if self.max_retries not in (0, None):
                 raise ConfigError(
-                    "max_retries", self.max_retries, "NO_RETRY contradicts retries",
+                    "max_retries",
+                    self.max_retries,
+                    "NO_RETRY contradicts retries",
                     "use max_retries=0 with NO_RETRY, or pick a retrying decision",
                 )
             if self.wait is not None or self.stop is not None:
                 raise ConfigError(
-                    "wait", self.wait or self.stop, "NO_RETRY never waits or stops",
+                    "wait",
+                    self.wait or self.stop,
+                    "NO_RETRY never waits or stops",
                     "drop wait=/stop=, or pick a retrying decision",
                 )
             set_(self, "max_retries", 0)
@@ -161,22 +171,30 @@ class Strategy:
             whole("max_retries", self.max_retries, minimum=1)
             if self.max_retries is None and self.stop is None:
                 raise ConfigError(
-                    "max_retries", None, "a retrying strategy needs a bound",
+                    "max_retries",
+                    None,
+                    "a retrying strategy needs a bound",
                     "pass max_retries=N or stop=<a tenacity stop>",
                 )
         if decision is Decision.RETRY_IMMEDIATELY and self.base_delay > 0:
             raise ConfigError(
-                "base_delay", self.base_delay, "RETRY_IMMEDIATELY never waits",
+                "base_delay",
+                self.base_delay,
+                "RETRY_IMMEDIATELY never waits",
                 "use Decision.RETRY_WITH_DELAY for a delay, or base_delay=0",
             )
         if self.max_delay < self.base_delay:
             raise ConfigError(
-                "max_delay", self.max_delay, f"must not be below base_delay={self.base_delay}",
+                "max_delay",
+                self.max_delay,
+                f"must not be below base_delay={self.base_delay}",
                 f"raise max_delay to at least {self.base_delay} or lower base_delay",
             )
         if self.min_delay > self.max_delay and decision is not Decision.RETRY_IMMEDIATELY:
             raise ConfigError(
-                "min_delay", self.min_delay, f"must not exceed max_delay={self.max_delay}",
+                "min_delay",
+                self.min_delay,
+                f"must not exceed max_delay={self.max_delay}",
                 "lower min_delay or raise max_delay",
             )
         if self.queue is not None and not (isinstance(self.queue, str) and self.queue):
@@ -190,12 +208,11 @@ class Strategy:
         return cls(Decision.RETRY_IMMEDIATELY, max_retries, base_delay=0.0, **kwargs)
 
     @classmethod
-    def delay(
-        cls, base_delay: float | timedelta, max_retries: int = 3, **kwargs: Any
-    ) -> Strategy:
+    def delay(cls, base_delay: float | timedelta, max_retries: int = 3, **kwargs: Any) -> Strategy:
         """Wait *base_delay* before each retry (growing by *backoff_factor*, if given)."""
-        kwargs.setdefault("max_delay", max(_secs(base_delay), _secs(kwargs.get("max_delay", 0))))
-        return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base_delay, **kwargs)
+        base = seconds("base_delay", base_delay, allow_none=False)
+        kwargs["max_delay"] = max(base, seconds("max_delay", kwargs.get("max_delay", 0), allow_none=False))
+        return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base, **kwargs)
 
     @classmethod
     def backoff(
@@ -207,7 +224,10 @@ class Strategy:
     ) -> Strategy:
         """Exponential backoff with jitter (full jitter, factor 2, unless told otherwise)."""
         return cls(
-            Decision.RETRY_WITH_BACKOFF, max_retries, base_delay=base_delay, max_delay=max_delay,
+            Decision.RETRY_WITH_BACKOFF,
+            max_retries,
+            base_delay=seconds("base_delay", base_delay, allow_none=False),
+            max_delay=seconds("max_delay", max_delay, allow_none=False),
             **kwargs,
         )
 
@@ -228,7 +248,9 @@ class Strategy:
         """Delays from a tenacity *wait*, limits from a tenacity *stop* (and/or *max_retries*)."""
         if wait is None and stop is None:
             raise ConfigError(
-                "wait", None, "a custom strategy needs a wait or a stop",
+                "wait",
+                None,
+                "a custom strategy needs a wait or a stop",
                 "pass wait=tenacity.wait_... and/or stop=tenacity.stop_...",
             )
         return cls(Decision.RETRY_WITH_BACKOFF, max_retries, wait=wait, stop=stop, **kwargs)
@@ -302,7 +324,3 @@ class Strategy:
         else:
             low = high = nominal
         return max(low, self.min_delay), max(high, self.min_delay)
-
-
-def _secs(value: Any) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value or 0)

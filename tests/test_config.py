@@ -84,10 +84,14 @@ def test_unknown_key_suggests_the_closest() -> None:
 
 def test_environment_variables() -> None:
     """RETRYKIT_* variables are applied, and a bad one names the variable."""
-    applied = retrykit.configure_from_env({
-        "RETRYKIT_ENABLED": "true", "RETRYKIT_DEFAULT_MAX_RETRIES": "5",
-        "RETRYKIT_API_RATE_LIMIT_BASE_DELAY": "30", "PATH": "/bin",
-    })
+    applied = retrykit.configure_from_env(
+        {
+            "RETRYKIT_ENABLED": "true",
+            "RETRYKIT_DEFAULT_MAX_RETRIES": "5",
+            "RETRYKIT_API_RATE_LIMIT_BASE_DELAY": "30",
+            "PATH": "/bin",
+        }
+    )
     assert "PATH" not in applied
     assert 5 == retrykit.get_preset("default").strategy_for(ErrorCategory.TEMPORARY_ERROR).max_retries
     assert 30 == retrykit.get_preset("default").strategy_for(ErrorCategory.API_RATE_LIMIT).base_delay
@@ -103,8 +107,7 @@ def test_bad_environment_fails_at_first_use_naming_the_variable() -> None:
         "except retrykit.ConfigError as err:\n    print(err.argument)\n"
     )
     env = {"RETRYKIT_ENABLED": "perhaps", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert "RETRYKIT_ENABLED" == out.stdout.strip()
 
 
@@ -112,8 +115,7 @@ def test_environment_is_read_at_import() -> None:
     """RETRYKIT_ENABLED=false in the environment switches retrying off at import."""
     code = "import retrykit, retrykit._config as c; print(c.settings.enabled)"
     env = {"RETRYKIT_ENABLED": "false", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert "False" == out.stdout.strip()
 
 

@@ -36,12 +36,21 @@ def test_structlog_gets_one_event_per_retry_giveup_and_late_success() -> None:
         with pytest.raises(ConnectionResetError):
             retrykit.retry(THREE, operation="op")(_flaky(5))()
     names = [entry["event"] for entry in logs]
-    assert ["retrykit.retry_scheduled", "retrykit.succeeded", "retrykit.retry_scheduled",
-            "retrykit.retry_scheduled", "retrykit.gave_up"] == names
+    assert [
+        "retrykit.retry_scheduled",
+        "retrykit.succeeded",
+        "retrykit.retry_scheduled",
+        "retrykit.retry_scheduled",
+        "retrykit.gave_up",
+    ] == names
     first = logs[0]
-    assert {"operation": "op", "attempt": 1, "category": "network_error",
-            "decision": "retry_immediately", "delay": 0.0} == {
-        k: first[k] for k in ("operation", "attempt", "category", "decision", "delay")}
+    assert {
+        "operation": "op",
+        "attempt": 1,
+        "category": "network_error",
+        "decision": "retry_immediately",
+        "delay": 0.0,
+    } == {k: first[k] for k in ("operation", "attempt", "category", "decision", "delay")}
     assert "reason" in first
     assert "s3cr3t" not in repr(logs)
 
@@ -57,7 +66,8 @@ def test_stdlib_fallback_when_structlog_is_not_configured(caplog: pytest.LogCapt
     assert messages[0].startswith("retrykit.retry_scheduled operation=op attempt=1")
     assert "network_error" in messages[0]
     assert {"event": "succeeded", "operation": "op", "attempts": 2} == {
-        k: v for k, v in caplog.records[-1].retrykit.items() if k != "elapsed"}  # type: ignore[attr-defined]
+        k: v for k, v in caplog.records[-1].retrykit.items() if k != "elapsed"
+    }  # type: ignore[attr-defined]
 
 
 def test_a_failing_sink_never_breaks_the_call(caplog: pytest.LogCaptureFixture) -> None:

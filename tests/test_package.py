@@ -12,11 +12,32 @@ import retrykit
 from retrykit import _cli
 
 PUBLIC = [
-    "AttemptFailed", "Classification", "Classifier", "ConfigError", "Decision", "ErrorCategory",
-    "GaveUp", "Jitter", "Policy", "RetryScheduled", "Rule", "RuleFailed", "StopReason",
-    "Strategy", "Succeeded", "attempts", "classify", "configure", "configure_from_env",
-    "configure_from_settings", "get_preset", "preset_names", "register_preset", "remaining",
-    "retry", "subscribe",
+    "AttemptFailed",
+    "Classification",
+    "Classifier",
+    "ConfigError",
+    "Decision",
+    "ErrorCategory",
+    "GaveUp",
+    "Jitter",
+    "Policy",
+    "RetryScheduled",
+    "Rule",
+    "RuleFailed",
+    "StopReason",
+    "Strategy",
+    "Succeeded",
+    "attempts",
+    "classify",
+    "configure",
+    "configure_from_env",
+    "configure_from_settings",
+    "get_preset",
+    "preset_names",
+    "register_preset",
+    "remaining",
+    "retry",
+    "subscribe",
 ]
 
 
@@ -61,7 +82,9 @@ def test_bad_command_lines_exit_non_zero_without_traceback(args: list[str]) -> N
 def test_bad_environment_is_one_line_for_the_command() -> None:
     """A bad RETRYKIT_* variable makes the command fail with one line naming it."""
     proc = subprocess.run(
-        [sys.executable, "-m", "retrykit._cli", "demo"], capture_output=True, text=True,
+        [sys.executable, "-m", "retrykit._cli", "demo"],
+        capture_output=True,
+        text=True,
         env={"RETRYKIT_ENABLED": "perhaps", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 2

@@ -134,10 +134,13 @@ SCENARIOS = [
 @pytest.mark.parametrize("errors", SCENARIOS, ids=lambda e: "+".join(type(x).__name__ for x in e))
 def test_tenacity_retrying_behaves_like_the_decorator(errors: list[BaseException]) -> None:
     """tenacity.Retrying(retry=policy.retry, wait=..., stop=...) makes the same calls and sleeps."""
-    policy = Policy(strategies={
-        NET: Strategy.backoff(1, 8, max_retries=4, jitter="none"),
-        RATE: Strategy.delay(10, max_retries=3),
-    }, max_attempts=8)
+    policy = Policy(
+        strategies={
+            NET: Strategy.backoff(1, 8, max_retries=4, jitter="none"),
+            RATE: Strategy.delay(10, max_retries=3),
+        },
+        max_attempts=8,
+    )
     via_tenacity = _failing(list(errors))
     via_decorator = _failing(list(errors))
     try:
@@ -162,7 +165,8 @@ def test_policy_objects_compose_with_tenacity_operators() -> None:
         retry=policy.retry & tenacity.retry_if_exception_type(ConnectionError),
         wait=policy.wait + tenacity.wait_fixed(0.5),
         stop=policy.stop | tenacity.stop_after_attempt(3),
-        sleep=sleeps.append, reraise=True,
+        sleep=sleeps.append,
+        reraise=True,
     )
     with pytest.raises(ConnectionResetError):
         retrying(fn)
@@ -187,10 +191,13 @@ def test_strategy_takes_tenacity_wait_and_stop() -> None:
 
 def test_per_category_counters_are_separate() -> None:
     """Network blips do not use up the rate-limit allowance, and vice versa."""
-    policy = Policy(strategies={
-        NET: Strategy.immediately(max_retries=2),
-        RATE: Strategy.delay(1, max_retries=2),
-    }, max_attempts=10)
+    policy = Policy(
+        strategies={
+            NET: Strategy.immediately(max_retries=2),
+            RATE: Strategy.delay(1, max_retries=2),
+        },
+        max_attempts=10,
+    )
     errors = [ConnectionResetError(), RateLimited(), ConnectionResetError(), RateLimited()]
     fn = _failing(errors)
     with no_wait():
@@ -209,8 +216,7 @@ def test_classification_is_computed_once_per_attempt() -> None:
     def counting(exc: BaseException) -> None:
         seen.append(exc)
 
-    policy = Policy(classifier=retrykit.Classifier([counting]),
-                    strategies={NET: Strategy.immediately(5)})
+    policy = Policy(classifier=retrykit.Classifier([counting]), strategies={NET: Strategy.immediately(5)})
     fn = _failing([ConnectionResetError()] * 3)
     with no_wait():
         retrykit.retry(policy)(fn)()
@@ -229,8 +235,7 @@ def test_max_attempts_caps_the_whole_call() -> None:
 
 def test_deadline_stops_before_a_sleep_would_pass_it() -> None:
     """With a 10 s deadline and waits 4, 8, ... the second wait is never started."""
-    policy = Policy(strategies={NET: Strategy.backoff(4, 64, max_retries=10, jitter="none")},
-                    deadline=10)
+    policy = Policy(strategies={NET: Strategy.backoff(4, 64, max_retries=10, jitter="none")}, deadline=10)
     fn = _failing([ConnectionResetError()] * 10)
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError):
         retrykit.retry(policy)(fn)()

@@ -39,8 +39,7 @@ def test_huge_retry_numbers_do_not_overflow() -> None:
 
 
 @pytest.mark.parametrize("kind", list(Jitter))
-@given(retry=st.integers(1, 60), u=st.floats(0, 1, exclude_max=True),
-       prev=st.none() | st.floats(0.1, 100))
+@given(retry=st.integers(1, 60), u=st.floats(0, 1, exclude_max=True), prev=st.none() | st.floats(0.1, 100))
 def test_delay_stays_in_its_documented_range(kind: Jitter, retry: int, u: float, prev: float | None) -> None:
     """Every jitter kind's delay lies within delay_range(), between min_delay and max_delay."""
     strategy = Strategy.backoff(0.5, 30, max_retries=100, jitter=kind, min_delay=0.1)
@@ -74,9 +73,10 @@ def test_retry_after_replaces_the_computed_delay() -> None:
     jittered = Strategy.backoff(1, 10, jitter="full")
     assert 7 == plain.delay_for(1, retry_after=7)
     assert 7 <= jittered.delay_for(1, retry_after=7, rng=lambda: 0.99) <= 7.7
-    assert 2.5 == Strategy.backoff(1, 10, jitter="none", honor_retry_after=False).delay_for(
-        2, retry_after=100
-    ) + 0.5
+    assert (
+        2.5
+        == Strategy.backoff(1, 10, jitter="none", honor_retry_after=False).delay_for(2, retry_after=100) + 0.5
+    )
 
 
 def test_delays_accept_timedeltas() -> None:

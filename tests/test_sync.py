@@ -346,7 +346,8 @@ def test_two_retry_decorators_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "policy", ["nope", Strategy.backoff(), tenacity.stop_after_attempt(3), 3.5],
+    "policy",
+    ["nope", Strategy.backoff(), tenacity.stop_after_attempt(3), 3.5],
     ids=["unknown-preset", "strategy", "tenacity-object", "number"],
 )
 def test_bad_policy_arguments_are_refused(policy: Any) -> None:

@@ -25,7 +25,7 @@ from enum import Enum
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from . import _events
-from ._errors import ConfigError
+from ._errors import ConfigError, parse_enum
 
 
 class ErrorCategory(str, Enum):
@@ -47,15 +47,7 @@ class ErrorCategory(str, Enum):
     @classmethod
     def parse(cls, value: Any, argument: str = "category") -> ErrorCategory:
         """Accept a member, its value (``"network_error"``) or its name (``"NETWORK_ERROR"``)."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower()
-            for member in cls:
-                if key in (member.value, member.name.lower()):
-                    return member
-        known = ", ".join(m.value for m in cls)
-        raise ConfigError(argument, value, "is not an error category", f"use one of: {known}")
+        return parse_enum(cls, value, argument, "an error category")
 
 
 @dataclass(frozen=True, slots=True)

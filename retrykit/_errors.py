@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 
 class ConfigError(TypeError, ValueError):
@@ -30,6 +31,22 @@ class ConfigError(TypeError, ValueError):
 def _short_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_enum(cls: type[E], value: Any, argument: str, what: str) -> E:
+    """A member of *cls* from itself, its value or its name (any case); else a ConfigError."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower()
+        for member in cls:
+            if key in (str(member.value).lower(), member.name.lower()):
+                return member
+    known = ", ".join(str(m.value) for m in cls)
+    raise ConfigError(argument, value, f"is not {what}", f"use one of: {known}")
 
 
 def seconds(argument: str, value: Any, *, allow_none: bool = True, positive: bool = False) -> Any:

@@ -17,7 +17,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from ._errors import ConfigError, seconds, whole
+from ._errors import ConfigError, parse_enum, seconds, whole
 
 
 class Decision(str, Enum):
@@ -35,15 +35,7 @@ class Decision(str, Enum):
     @classmethod
     def parse(cls, value: Any, argument: str = "decision") -> Decision:
         """Accept a member, its value or its name."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower()
-            for member in cls:
-                if key in (member.value, member.name.lower()):
-                    return member
-        known = ", ".join(m.value for m in cls)
-        raise ConfigError(argument, value, "is not a decision", f"use one of: {known}")
+        return parse_enum(cls, value, argument, "a decision")
 
 
 class Jitter(str, Enum):
@@ -67,12 +59,7 @@ class Jitter(str, Enum):
             return cls.FULL
         if value is False or value is None:
             return cls.NONE
-        if isinstance(value, str):
-            for member in cls:
-                if value.strip().lower() in (member.value, member.name.lower()):
-                    return member
-        known = ", ".join(m.value for m in cls)
-        raise ConfigError(argument, value, "is not a jitter kind", f"use one of: {known}")
+        return parse_enum(cls, value, argument, "a jitter kind")
 
 
 _DEFAULT_FACTOR = {

@@ -17,7 +17,8 @@ if not os.path.isdir(os.path.join(__path__[0], "adapters")) and os.path.isfile(
 ):
     __path__.append(_checkout)
 
-from . import _config, _events, _logging
+from . import _config, _events, _logging, _stats
+from ._analysis import analyze
 from ._classify import Classification, Classifier, ErrorCategory, Rule, classify
 from ._config import configure, configure_from_env, configure_from_settings
 from ._errors import ConfigError
@@ -51,6 +52,7 @@ __all__ = [
     "StopReason",
     "Strategy",
     "Succeeded",
+    "analyze",
     "attempts",
     "classify",
     "configure",
@@ -65,6 +67,7 @@ __all__ = [
 ]
 
 _events.subscribe(_logging.log_event)
+_events.subscribe(_stats.record_event)
 _config.load_env_at_import()
 
 

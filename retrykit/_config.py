@@ -9,6 +9,7 @@ what they say and are not changed by settings.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import threading
@@ -68,6 +69,21 @@ def _parse_seconds(key: str, value: Any) -> float:
     return result
 
 
+def _parse_redis_url(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(key, value, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")
+    return value
+
+
+def _parse_positive(key: str, value: Any) -> float:
+    number = _parse_seconds(key, value)
+    if number <= 0:
+        raise ConfigError(key, value, "must be greater than 0", f"use e.g. {key}=24")
+    return number
+
+
 def _strategy_parser(field_name: str) -> Callable[[str, Any], Any]:
     if field_name == "max_retries":
         return lambda k, v: _parse_int(k, v, 0)
@@ -88,10 +104,28 @@ class Settings:
     category_overrides: dict[ErrorCategory, dict[str, Any]] = field(default_factory=dict)
     classifier: Classifier = field(default_factory=Classifier)
     generation: int = 0
+    stats_enabled: bool = True
+    stats_redis_url: str = ""
+    stats_bucket_seconds: int = 60
+    stats_retention_hours: float = 24.0
+    stats_max_operations: int = 1000
 
 
 settings = Settings()
 _lock = threading.Lock()
+_PLAIN_KEYS = frozenset(
+    {
+        "enabled",
+        "default_category",
+        "max_attempts",
+        "deadline",
+        "stats_enabled",
+        "stats_redis_url",
+        "stats_bucket_seconds",
+        "stats_retention_hours",
+        "stats_max_operations",
+    }
+)
 deferred_error: ConfigError | None = None
 """A bad ``RETRYKIT_*`` variable found at import, raised at first use (see ``check``)."""
 
@@ -120,6 +154,11 @@ def _known_keys() -> dict[str, Callable[[str, Any], Any]]:
         "default_max_retries": lambda k, v: _parse_int(k, v, 1),
         "default_base_delay": _parse_seconds,
         "default_max_delay": _parse_seconds,
+        "stats_enabled": _parse_bool,
+        "stats_redis_url": _parse_redis_url,
+        "stats_bucket_seconds": lambda k, v: _parse_int(k, v, 1),
+        "stats_retention_hours": _parse_positive,
+        "stats_max_operations": lambda k, v: _parse_int(k, v, 1),
     }
     for short in _CATEGORY_KEYS:
         for field_name in _STRATEGY_FIELDS:
@@ -137,7 +176,9 @@ def configure(**options: Any) -> None:
     ``default_max_delay`` (every retrying category), and per category
     ``<category>_max_retries`` / ``_base_delay`` / ``_max_delay`` / ``_decision``, where
     ``<category>`` is ``network``, ``api_rate_limit``, ``data``, ``system``, ``temporary`` or
-    ``permanent``. Values are validated before anything changes: a bad key or value raises
+    ``permanent``. Statistics: ``stats_enabled``, ``stats_redis_url`` (share counts through
+    Redis), ``stats_bucket_seconds``, ``stats_retention_hours``, ``stats_max_operations``.
+    Values are validated before anything changes: a bad key or value raises
     ``ConfigError`` naming it, and leaves the settings as they were.
     """
     known = _known_keys()
@@ -151,18 +192,14 @@ def configure(**options: Any) -> None:
         parsed[name] = known[name](key, value)
     global settings
     with _lock:
-        new = Settings(
-            settings.enabled,
-            settings.default_category,
-            settings.max_attempts,
-            settings.deadline,
-            dict(settings.strategy_defaults),
-            {c: dict(v) for c, v in settings.category_overrides.items()},
-            settings.classifier,
-            settings.generation + 1,
+        new = dataclasses.replace(
+            settings,
+            strategy_defaults=dict(settings.strategy_defaults),
+            category_overrides={c: dict(v) for c, v in settings.category_overrides.items()},
+            generation=settings.generation + 1,
         )
         for name, value in parsed.items():
-            if name in ("enabled", "default_category", "max_attempts", "deadline"):
+            if name in _PLAIN_KEYS:
                 setattr(new, name, value)
             elif name.startswith("default_"):
                 new.strategy_defaults[name.removeprefix("default_")] = value

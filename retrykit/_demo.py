@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, TextIO
@@ -75,11 +76,25 @@ class _Row:
     outcome: str = ""
 
 
-def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:  # noqa: PLR0915 - a script
+OPERATION = "demo.get"
+
+
+def run(  # noqa: PLR0915 - a script
+    time_scale: float = 0.1,
+    out: TextIO | None = None,
+    *,
+    analysis: bool = False,
+    on_call: Callable[[str], None] | None = None,
+    fresh: bool = False,
+) -> int:
     """Run the demo; returns the process exit code (0: every call ended as scripted)."""
     import sys
 
     out = out or sys.stdout
+    if fresh:
+        from ._stats import recorder
+
+        recorder().local.cleanup(0)  # the analysis is of this run only
     _Service.hits = Counter()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Service)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -110,7 +125,7 @@ def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:  # noqa: PLR
                 file=out,
             )
 
-    @retry("http", operation="demo.get")
+    @retry("http", operation=OPERATION)
     def get(path: str) -> Any:
         with urllib.request.urlopen(base + path, timeout=5) as response:
             return json.loads(response.read())
@@ -124,6 +139,8 @@ def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:  # noqa: PLR
             for path in SCRIPT:
                 row = rows[path] = _Row(path)
                 current[:] = [row]
+                if on_call is not None:
+                    on_call(f"{len(rows)}/{len(SCRIPT)} calls")
                 print(f"GET {path}", file=out)
                 try:
                     get(path)
@@ -147,6 +164,12 @@ def run(time_scale: float = 0.1, out: TextIO | None = None) -> int:  # noqa: PLR
         f"  {len(rows)} calls, {total} attempts ({served} requests served), {elapsed:.2f}s real time",
         file=out,
     )
+    if analysis:
+        from ._analysis import analyze
+        from ._cli import render_analysis
+
+        print("", file=out)
+        render_analysis(analyze(OPERATION, since=elapsed + 60), out)
     expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
     good = all(rows[p].outcome == o for p, o in expected.items()) and total == served
     return 0 if good else 1

@@ -125,6 +125,7 @@ def assess(policy: Policy, state: tenacity.RetryCallState) -> Verdict:
     if record.assessed == attempt and record.verdict is not None:
         return record.verdict
     exc = _outcome_error(state)
+    previous = record.verdict.classification if record.verdict is not None else None
     verdict = Verdict(exc)
     since = record.attempt_start if record.attempt_start is not None else state.start_time
     if exc is None or passes_through(exc, since):
@@ -169,6 +170,7 @@ def assess(policy: Policy, state: tenacity.RetryCallState) -> Verdict:
                     type(exc).__name__,
                     classification,
                     _elapsed(state),
+                    previous.category if previous is not None else None,
                 )
             )
     record.assessed = attempt
@@ -315,7 +317,9 @@ def add_note(exc: BaseException, note: str) -> None:
 
 def succeeded(policy: Policy, record: CallRecord, attempts: int, elapsed: float) -> None:
     """A call succeeded on attempt *attempts* (> 1): emit ``Succeeded``, call ``on_success``."""
-    _dispatch(policy, record, _events.Succeeded(record.operation, attempts, elapsed), policy.on_success)
+    last = record.verdict.classification if record.verdict is not None else None
+    event = _events.Succeeded(record.operation, attempts, elapsed, last.category if last else None)
+    _dispatch(policy, record, event, policy.on_success)
 
 
 def first_success(policy: Policy, fn: Any, elapsed: float) -> Any:

@@ -17,7 +17,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 if TYPE_CHECKING:
-    from ._classify import Classification
+    from ._classify import Classification, ErrorCategory
     from ._strategy import Decision
 
 _log = logging.getLogger("retrykit")
@@ -51,6 +51,8 @@ class AttemptFailed:
     error_type: str
     classification: Classification
     elapsed: float
+    after: ErrorCategory | None = None
+    """The category of the failure that led to this attempt (``None`` on attempt 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class Succeeded:
     operation: str
     attempts: int
     elapsed: float
+    after: ErrorCategory | None = None
+    """The category of the last failure before the success (``None`` for a first-try success)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ PUBLIC = [
     "StopReason",
     "Strategy",
     "Succeeded",
+    "analyze",
     "attempts",
     "classify",
     "configure",

@@ -1,0 +1,353 @@
+"""
+Analysis of the error statistics: figures, plain-language suggestions, threshold alerts.
+
+Everything here is computed from counters, so the same analysis works on this process's counts
+and on the fleet's (Redis), and on constructed histories in tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from . import _stats
+from ._classify import ErrorCategory
+from ._errors import ConfigError
+
+MIN_SAMPLES = 20
+"""Rates from fewer samples than this are reported but not turned into suggestions."""
+
+
+def _rate(ok: int, failed: int) -> float | None:
+    total = ok + failed
+    return None if total == 0 else ok / total
+
+
+@dataclass(frozen=True)
+class OperationFigures:
+    """One operation's totals in the analysed window."""
+
+    errors: int
+    retries: int
+    gave_up: int
+    late_successes: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the statistics say about a window of time (``analyze()``'s result)."""
+
+    operation: str | None
+    since: float
+    until: float
+    source: str
+    """Where the counts came from: ``"memory"`` (this process) or ``"redis"`` (every worker)."""
+    total_errors: int
+    """Failed attempts."""
+    calls_with_errors: int
+    """Calls whose first attempt failed."""
+    retries: int
+    late_successes: int
+    """Calls that succeeded after failing at least once."""
+    gave_up: int
+    waited_seconds: float
+    category_distribution: dict[str, int]
+    give_up_reasons: dict[str, int]
+    retry_success_rate: float | None
+    """How often a retry succeeded (the attempt right after a retry), or None without retries."""
+    retry_success_by_category: dict[str, float | None]
+    """Keyed by the category of the failure that was retried."""
+    retry_success_by_attempt: dict[int, float | None]
+    """Keyed by the attempt number of the retry (10 stands for 10 and later)."""
+    retry_samples_by_attempt: dict[int, int]
+    operations: dict[str, OperationFigures]
+    rule_failures: dict[str, int]
+    suggestions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        data["retry_success_by_attempt"] = {str(k): v for k, v in self.retry_success_by_attempt.items()}
+        data["retry_samples_by_attempt"] = {str(k): v for k, v in self.retry_samples_by_attempt.items()}
+        return data
+
+
+def _window(
+    since: float | timedelta | None, until: float | None, clock: Callable[[], float]
+) -> tuple[float, float]:
+    now = clock()
+    end = now if until is None else float(until)
+    if since is None:
+        start = end - 24 * 3600
+    elif isinstance(since, timedelta):
+        start = end - since.total_seconds()
+    elif isinstance(since, (int, float)) and not isinstance(since, bool) and math.isfinite(since):
+        start = end - since if 0 <= since < 1e9 else float(since)
+    else:
+        raise ConfigError(
+            "since",
+            since,
+            "must be seconds back, a timestamp or a timedelta",
+            "pass e.g. since=3600 (the last hour)",
+        )
+    return start, end
+
+
+def from_counts(
+    counts: Mapping[str, Counter[str]],
+    *,
+    operation: str | None,
+    since: float,
+    until: float,
+    source: str,
+) -> Analysis:
+    """Build the analysis of per-operation *counts*."""
+    total: Counter[str] = _stats.merge(c for op, c in counts.items() if op != _stats.CLASSIFIER)
+    categories: dict[str, int] = {}
+    reasons: Counter[str] = Counter()
+    ok_by_cat: Counter[str] = Counter()
+    failed_by_cat: Counter[str] = Counter()
+    ok_by_n: Counter[int] = Counter()
+    failed_by_n: Counter[int] = Counter()
+    retries = gave_up = 0
+    waited_ms = 0
+    for name, value in total.items():
+        kind, _, rest = name.partition(":")
+        if kind == "failed":
+            categories[rest] = categories.get(rest, 0) + value
+        elif kind == "retried":
+            retries += value
+        elif kind == "waited_ms":
+            waited_ms += value
+        elif kind == "gave_up":
+            gave_up += value
+            reasons[rest.partition(":")[2]] += value
+        elif kind in ("retry_ok", "retry_failed"):
+            cat, _, n_text = rest.partition(":")
+            n = int(n_text)
+            (ok_by_cat if kind == "retry_ok" else failed_by_cat)[cat] += value
+            (ok_by_n if kind == "retry_ok" else failed_by_n)[n] += value
+    per_operation = {
+        op: OperationFigures(
+            errors=sum(v for k, v in c.items() if k.startswith("failed:")),
+            retries=sum(v for k, v in c.items() if k.startswith("retried:")),
+            gave_up=sum(v for k, v in c.items() if k.startswith("gave_up:")),
+            late_successes=c.get("succeeded", 0),
+        )
+        for op, c in sorted(counts.items())
+        if op != _stats.CLASSIFIER
+    }
+    rules = counts.get(_stats.CLASSIFIER, Counter())
+    attempts = sorted(set(ok_by_n) | set(failed_by_n))
+    analysis = Analysis(
+        operation=operation,
+        since=since,
+        until=until,
+        source=source,
+        total_errors=sum(categories.values()),
+        calls_with_errors=total.get("first_failed", 0),
+        retries=retries,
+        late_successes=total.get("succeeded", 0),
+        gave_up=gave_up,
+        waited_seconds=waited_ms / 1000,
+        category_distribution=dict(sorted(categories.items(), key=lambda kv: -kv[1])),
+        give_up_reasons=dict(reasons.most_common()),
+        retry_success_rate=_rate(sum(ok_by_n.values()), sum(failed_by_n.values())),
+        retry_success_by_category={
+            c: _rate(ok_by_cat[c], failed_by_cat[c]) for c in sorted(set(ok_by_cat) | set(failed_by_cat))
+        },
+        retry_success_by_attempt={n: _rate(ok_by_n[n], failed_by_n[n]) for n in attempts},
+        retry_samples_by_attempt={n: ok_by_n[n] + failed_by_n[n] for n in attempts},
+        operations=per_operation,
+        rule_failures={k.partition(":")[2]: v for k, v in rules.items()},
+    )
+    return _with_suggestions(analysis, total)
+
+
+def _with_suggestions(a: Analysis, total: Counter[str]) -> Analysis:
+    tips: list[str] = []
+    for cat in (ErrorCategory.DATA_ERROR.value, ErrorCategory.PERMANENT_ERROR.value):
+        retried = total.get(f"retried:{cat}", 0)
+        if retried:
+            tips.append(
+                f"{cat} failures were retried {retried} times; they repeat on retry. Map "
+                f"{cat.upper()} to Strategy.no_retry() (the presets do)."
+            )
+    # Retries that almost never succeed from some attempt on.
+    for n in sorted(a.retry_success_by_attempt):
+        later = [m for m in a.retry_success_by_attempt if m >= n]
+        samples = sum(a.retry_samples_by_attempt[m] for m in later)
+        ok = sum(round((a.retry_success_by_attempt[m] or 0) * a.retry_samples_by_attempt[m]) for m in later)
+        if n > 2 and samples >= MIN_SAMPLES and ok / samples < 0.05:
+            tips.append(
+                f"Retries from attempt {n} on succeeded {ok} of {samples} times "
+                f"({ok / samples:.0%}); cap max_attempts at {n - 1} and fail sooner."
+            )
+            break
+    if a.total_errors >= MIN_SAMPLES:
+        rate_limited = a.category_distribution.get(ErrorCategory.API_RATE_LIMIT.value, 0)
+        if rate_limited / a.total_errors > 0.5:
+            tips.append(
+                f"Rate limits are {rate_limited / a.total_errors:.0%} of failures: slow the callers "
+                "down (a client-side rate limit or fewer workers) rather than retrying harder."
+            )
+        permanent = a.category_distribution.get(ErrorCategory.PERMANENT_ERROR.value, 0)
+        if permanent / a.total_errors > 0.2:
+            tips.append(
+                f"{permanent} permanent errors ({permanent / a.total_errors:.0%}): these are bugs or "
+                "refusals (401/403/404, TypeError); retrying cannot fix them, the code or credentials must."
+            )
+    if a.retries >= MIN_SAMPLES and len(a.operations) > 1:
+        top, figures = max(a.operations.items(), key=lambda kv: kv[1].retries)
+        if figures.retries / a.retries > 0.5:
+            tips.append(
+                f"{top} accounts for {figures.retries} of {a.retries} retries "
+                f"({figures.retries / a.retries:.0%}): look for a retry loop or a failing dependency there."
+            )
+    deadline = a.give_up_reasons.get("deadline", 0) + a.give_up_reasons.get("retry_after_exceeds_deadline", 0)
+    if a.gave_up >= MIN_SAMPLES and deadline / a.gave_up > 0.5:
+        tips.append(
+            f"{deadline} of {a.gave_up} give-ups hit the deadline: raise the deadline or shorten the waits."
+        )
+    if a.retry_success_rate is not None and a.retries >= MIN_SAMPLES and a.retry_success_rate < 0.2:
+        tips.append(
+            f"Only {a.retry_success_rate:.0%} of retries succeeded: the failures are not transient; "
+            "retry less and alert sooner."
+        )
+    if a.rule_failures:
+        tips.append(
+            f"Classifier rules raised {sum(a.rule_failures.values())} times "
+            f"({', '.join(a.rule_failures)}): fix them; failures they should have caught got the next rule."
+        )
+    return Analysis(**{**a.__dict__, "suggestions": tips})
+
+
+def analyze(
+    name: str | None = None,
+    since: float | timedelta | None = None,
+    until: float | None = None,
+    *,
+    recorder: _stats.StatsRecorder | None = None,
+) -> Analysis:
+    """
+    Analyse the error statistics of operation *name* (every operation if None) over the window
+    ending at *until* (now) and starting *since* seconds before it (24 h by default; a timestamp
+    or timedelta also works). With ``stats_redis_url`` configured, the figures are every worker's.
+    """
+    rec = recorder or _stats.recorder()
+    start, end = _window(since, until, rec.local.clock)
+    counts, source = rec.read(name, start, end)
+    return from_counts(counts, operation=name, since=start, until=end, source=source)
+
+
+def error_statistics(name: str | None = None, since: float | timedelta | None = None) -> dict[str, Any]:
+    """The seeds' ``get_error_statistics()``: the analysis as a plain dict."""
+    return analyze(name, since).to_dict()
+
+
+def cleanup_old_errors(hours: float = 24) -> int:
+    """Drop statistics older than *hours* (the seeds' ``cleanup_old_errors(hours=24)``)."""
+    if not isinstance(hours, (int, float)) or isinstance(hours, bool) or hours < 0:
+        raise ConfigError("hours", hours, "must be a number of hours >= 0", "pass e.g. hours=24")
+    return _stats.recorder().cleanup(hours)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A threshold crossed: what, by how much, and a sentence for a pager."""
+
+    kind: str
+    value: float
+    threshold: float
+    message: str
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """
+    When to alert: more than *total_errors* failed attempts, more than ``categories[c]`` failures of
+    category *c*, or a retry success rate under *min_retry_success_rate* (over at least
+    *min_samples* retries).
+    """
+
+    total_errors: int | None = None
+    categories: Mapping[str, int] = field(default_factory=dict)
+    min_retry_success_rate: float | None = None
+    min_samples: int = MIN_SAMPLES
+
+    def __post_init__(self) -> None:
+        if self.total_errors is not None and (
+            not isinstance(self.total_errors, int) or self.total_errors < 0
+        ):
+            raise ConfigError("total_errors", self.total_errors, "must be a whole number >= 0", "e.g. 100")
+        cats = {ErrorCategory.parse(k, "categories").value: v for k, v in self.categories.items()}
+        for key, value in cats.items():
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"categories[{key!r}]", value, "must be a whole number >= 0", "e.g. 10")
+        object.__setattr__(self, "categories", cats)
+        rate = self.min_retry_success_rate
+        if rate is not None and not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
+            raise ConfigError("min_retry_success_rate", rate, "must be between 0 and 1", "e.g. 0.5")
+
+    def check(self, analysis: Analysis) -> list[Alert]:
+        """The alerts *analysis* raises."""
+        alerts = []
+        scope = analysis.operation or "all operations"
+        if self.total_errors is not None and analysis.total_errors > self.total_errors:
+            alerts.append(
+                Alert(
+                    "total_errors",
+                    analysis.total_errors,
+                    self.total_errors,
+                    f"{analysis.total_errors} failed attempts in {scope} (threshold {self.total_errors})",
+                )
+            )
+        for cat, limit in self.categories.items():
+            seen = analysis.category_distribution.get(cat, 0)
+            if seen > limit:
+                alerts.append(
+                    Alert(
+                        f"category:{cat}",
+                        seen,
+                        limit,
+                        f"{seen} {cat} failures in {scope} (threshold {limit})",
+                    )
+                )
+        rate = analysis.retry_success_rate
+        if (
+            self.min_retry_success_rate is not None
+            and rate is not None
+            and analysis.retries >= self.min_samples
+            and rate < self.min_retry_success_rate
+        ):
+            alerts.append(
+                Alert(
+                    "retry_success_rate",
+                    rate,
+                    self.min_retry_success_rate,
+                    f"retries in {scope} succeed {rate:.0%} of the time "
+                    f"(threshold {self.min_retry_success_rate:.0%})",
+                )
+            )
+        return alerts
+
+
+def monitor(
+    thresholds: Thresholds,
+    on_alert: Callable[[Alert], Any] | None = None,
+    *,
+    name: str | None = None,
+    since: float | timedelta = 3600,
+) -> list[Alert]:
+    """Analyse the last *since* seconds and pass each alert to *on_alert* (logged by default)."""
+    alerts = thresholds.check(analyze(name, since))
+    for alert in alerts:
+        if on_alert is None:
+            _stats._log.warning("retrykit alert: %s", alert.message)
+        else:
+            on_alert(alert)
+    return alerts

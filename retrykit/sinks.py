@@ -1,0 +1,116 @@
+"""
+Metrics sinks for the event stream: Prometheus and OpenTelemetry.
+
+Both are optional (``pip install "retrykit[prometheus]"`` / ``"retrykit[otel]"``) and imported
+only when you call them. Labels are low-cardinality on purpose: the operation (function or task
+name), the category and, for give-ups, the stop reason; never argument values or attempt numbers.
+Each function subscribes its sink and returns the function that unsubscribes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import _events
+from ._errors import ConfigError
+
+
+def _require(module: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            "sink",
+            module,
+            f"needs the {module.split('.', maxsplit=1)[0]} package",
+            f'pip install "retrykit[{extra}]"',
+        ) from None
+
+
+def prometheus(registry: Any = None, *, namespace: str = "retrykit") -> Callable[[], None]:
+    """
+    Count events as Prometheus metrics (in *registry*, the default registry if None):
+    ``retrykit_attempt_failures_total{operation,category}``, ``retrykit_retries_total``,
+    ``retrykit_retry_delay_seconds`` (histogram), ``retrykit_giveups_total{operation,category,reason}``,
+    ``retrykit_late_successes_total{operation}``, ``retrykit_rule_failures_total{rule}``.
+    """
+    client = _require("prometheus_client", "prometheus")
+    kw: dict[str, Any] = {"namespace": namespace}
+    if registry is not None:
+        kw["registry"] = registry
+    failures = client.Counter("attempt_failures", "Failed attempts", ["operation", "category"], **kw)
+    retries = client.Counter("retries", "Retries scheduled", ["operation", "category"], **kw)
+    delays = client.Histogram("retry_delay_seconds", "Wait before a retry", ["operation", "category"], **kw)
+    giveups = client.Counter("giveups", "Calls given up", ["operation", "category", "reason"], **kw)
+    successes = client.Counter("late_successes", "Calls that succeeded after a retry", ["operation"], **kw)
+    rules = client.Counter("rule_failures", "Classifier rules that raised", ["rule"], **kw)
+
+    def sink(event: _events.Event) -> None:
+        if isinstance(event, _events.AttemptFailed):
+            failures.labels(event.operation, event.classification.category.value).inc()
+        elif isinstance(event, _events.RetryScheduled):
+            category = event.classification.category.value
+            retries.labels(event.operation, category).inc()
+            delays.labels(event.operation, category).observe(event.delay)
+        elif isinstance(event, _events.GaveUp):
+            giveups.labels(event.operation, event.classification.category.value, event.reason.value).inc()
+        elif isinstance(event, _events.Succeeded):
+            successes.labels(event.operation).inc()
+        else:
+            rules.labels(event.rule).inc()
+
+    return _events.subscribe(sink)
+
+
+def opentelemetry(meter_provider: Any = None) -> Callable[[], None]:
+    """
+    Report events to OpenTelemetry: counters (``retrykit.attempt_failures``, ``retrykit.retries``,
+    ``retrykit.giveups``, ``retrykit.late_successes``) and a histogram
+    (``retrykit.retry_delay``), plus an event on the current span for each retry and give-up.
+    """
+    metrics = _require("opentelemetry.metrics", "otel")
+    trace = _require("opentelemetry.trace", "otel")
+    meter = (meter_provider or metrics.get_meter_provider()).get_meter("retrykit")
+    failures = meter.create_counter("retrykit.attempt_failures", description="Failed attempts")
+    retries = meter.create_counter("retrykit.retries", description="Retries scheduled")
+    delays = meter.create_histogram("retrykit.retry_delay", unit="s", description="Wait before a retry")
+    giveups = meter.create_counter("retrykit.giveups", description="Calls given up")
+    successes = meter.create_counter("retrykit.late_successes", description="Successes after a retry")
+
+    def sink(event: _events.Event) -> None:
+        if isinstance(event, _events.RuleFailed):
+            return
+        attributes: dict[str, Any] = {"retrykit.operation": event.operation}
+        if isinstance(event, _events.Succeeded):
+            successes.add(1, attributes)
+            return
+        attributes["retrykit.category"] = event.classification.category.value
+        if isinstance(event, _events.AttemptFailed):
+            failures.add(1, attributes)
+        elif isinstance(event, _events.RetryScheduled):
+            retries.add(1, attributes)
+            delays.record(event.delay, attributes)
+            trace.get_current_span().add_event(
+                "retrykit.retry_scheduled",
+                {
+                    **attributes,
+                    "retrykit.attempt": event.attempt,
+                    "retrykit.delay": event.delay,
+                    "retrykit.error": event.error_type,
+                },
+            )
+        else:
+            attributes["retrykit.reason"] = event.reason.value
+            giveups.add(1, attributes)
+            trace.get_current_span().add_event(
+                "retrykit.gave_up",
+                {**attributes, "retrykit.attempts": event.attempts, "retrykit.error": event.error_type},
+            )
+
+    return _events.subscribe(sink)
+
+
+__all__ = ["opentelemetry", "prometheus"]

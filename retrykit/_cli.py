@@ -172,8 +172,8 @@ def _analysis(redis_url: str | None, operation: str | None, since: float) -> Any
     from . import _demo
 
     with progress("running the demo to analyse its statistics") as update:
-        _demo.run(time_scale=0.05, out=io.StringIO(), on_call=update, fresh=True)
-    return _analysis.analyze(operation or _demo.OPERATION, since)
+        _, result = _demo.run_with_analysis(time_scale=0.05, out=io.StringIO(), on_call=update)
+    return result
 
 
 def render_analysis(a: Any, out: TextIO) -> None:
@@ -218,7 +218,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "demo":
         from . import _demo
 
-        return _demo.run(time_scale=args.time_scale, out=out, analysis=True, fresh=True)
+        return _demo.run(time_scale=args.time_scale, out=out, analysis=True)
     if args.command == "explain":
         if args.retries < 1:
             raise CommandError(f"--retries must be 1 or more, not {args.retries}")

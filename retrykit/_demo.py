@@ -22,7 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, TextIO
 
 from . import _events
+from ._analysis import Analysis, analyze
 from ._events import GaveUp, RetryScheduled, Succeeded
+from ._stats import MemoryStore, StatsRecorder, use_recorder
 from .adapters import retry
 from .testing import scaled_time
 
@@ -79,22 +81,28 @@ class _Row:
 OPERATION = "demo.get"
 
 
-def run(  # noqa: PLR0915 - a script
+def run(
     time_scale: float = 0.1,
     out: TextIO | None = None,
     *,
     analysis: bool = False,
     on_call: Callable[[str], None] | None = None,
-    fresh: bool = False,
 ) -> int:
-    """Run the demo; returns the process exit code (0: every call ended as scripted)."""
+    """Run the demo; returns the exit code (0: every call ended as scripted)."""
+    return run_with_analysis(time_scale, out, analysis=analysis, on_call=on_call)[0]
+
+
+def run_with_analysis(  # noqa: PLR0915 - a script
+    time_scale: float = 0.1,
+    out: TextIO | None = None,
+    *,
+    analysis: bool = False,
+    on_call: Callable[[str], None] | None = None,
+) -> tuple[int, Analysis]:
+    """The demo, and the analysis of its own statistics (kept apart from the process's)."""
     import sys
 
     out = out or sys.stdout
-    if fresh:
-        from ._stats import recorder
-
-        recorder().local.cleanup(0)  # the analysis is of this run only
     _Service.hits = Counter()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Service)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -130,8 +138,12 @@ def run(  # noqa: PLR0915 - a script
         with urllib.request.urlopen(base + path, timeout=5) as response:
             return json.loads(response.read())
 
-    logging.getLogger("retrykit").setLevel(logging.ERROR)  # the demo prints events itself
+    logger = logging.getLogger("retrykit")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the demo prints events itself
     unsubscribe = _events.subscribe(show)
+    own = StatsRecorder(MemoryStore())
+    previous = use_recorder(own)
     started = time.monotonic()
     print(f"retrykit demo: a flaky service on {base}, policy 'http', waits scaled x{time_scale:g}", file=out)
     try:
@@ -150,7 +162,10 @@ def run(  # noqa: PLR0915 - a script
                     row.outcome = "ok"
                 print(f"    => {row.outcome} after {row.attempts} attempt(s)", file=out)
     finally:
+        logger.setLevel(level)
         unsubscribe()
+        if previous is not None:
+            use_recorder(previous)
         server.shutdown()
         server.server_close()
     elapsed = time.monotonic() - started
@@ -164,15 +179,15 @@ def run(  # noqa: PLR0915 - a script
         f"  {len(rows)} calls, {total} attempts ({served} requests served), {elapsed:.2f}s real time",
         file=out,
     )
+    result = analyze(OPERATION, since=elapsed + 60, recorder=own)
     if analysis:
-        from ._analysis import analyze
         from ._cli import render_analysis
 
         print("", file=out)
-        render_analysis(analyze(OPERATION, since=elapsed + 60), out)
+        render_analysis(result, out)
     expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
     good = all(rows[p].outcome == o for p, o in expected.items()) and total == served
-    return 0 if good else 1
+    return (0 if good else 1), result
 
 
 __all__ = ["Succeeded", "run"]

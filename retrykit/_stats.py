@@ -165,6 +165,8 @@ class RedisStore:
             raise ConfigError(
                 "stats_redis_url", url, "needs the redis package", 'pip install "retrykit[redis]"'
             ) from None
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("url", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")
         self.url = url
         self.prefix = prefix
         self.bucket_seconds = bucket_seconds

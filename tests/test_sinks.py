@@ -1,0 +1,172 @@
+"""Prometheus and OpenTelemetry sinks, JSON logs with trace ids, Celery Beat monitoring tasks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+import retrykit
+import retrykit.logs
+import retrykit.sinks
+from retrykit import ErrorCategory, Policy, Strategy
+from retrykit.testing import no_wait
+
+THREE = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.delay(0.5, max_retries=2)})
+
+
+def _run(failures: int, secret: str = "tok-123") -> None:
+    state = {"n": 0}
+
+    @retrykit.retry(THREE, operation="svc.fetch")
+    def fetch(token: str) -> str:
+        state["n"] += 1
+        if state["n"] <= failures:
+            raise ConnectionResetError
+        return "ok"
+
+    with no_wait():
+        with contextlib.suppress(ConnectionResetError):
+            fetch(secret)
+
+
+def test_prometheus_sink_counts_with_low_cardinality_labels() -> None:
+    """Counters and the delay histogram carry operation/category/reason labels, never arguments."""
+    client = pytest.importorskip("prometheus_client")
+    registry = client.CollectorRegistry()
+    unsubscribe = retrykit.sinks.prometheus(registry)
+    try:
+        _run(1)
+        _run(5)
+    finally:
+        unsubscribe()
+    value = registry.get_sample_value
+    labels = {"operation": "svc.fetch", "category": "network_error"}
+    assert 4 == value("retrykit_attempt_failures_total", labels)
+    assert 3 == value("retrykit_retries_total", labels)
+    assert 1.5 == value("retrykit_retry_delay_seconds_sum", labels)
+    assert 1 == value("retrykit_giveups_total", {**labels, "reason": "category_retries_exhausted"})
+    assert 1 == value("retrykit_late_successes_total", {"operation": "svc.fetch"})
+    assert "tok-123" not in client.generate_latest(registry).decode()
+
+
+def test_opentelemetry_sink_counts_and_adds_span_events() -> None:
+    """Counters go to the meter; retries and give-ups become events on the current span."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    reader = InMemoryMetricReader()
+    unsubscribe = retrykit.sinks.opentelemetry(MeterProvider(metric_readers=[reader]))
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        with provider.get_tracer("test").start_as_current_span("request"):
+            _run(5)
+    finally:
+        unsubscribe()
+    sums = {
+        m.name: sum(p.value for p in m.data.data_points)
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if hasattr(m.data.data_points[0], "value")
+    }
+    assert {"retrykit.attempt_failures": 3, "retrykit.retries": 2, "retrykit.giveups": 1} == {
+        k: v for k, v in sums.items() if k != "retrykit.late_successes"
+    }
+    (span,) = exporter.get_finished_spans()
+    assert ["retrykit.retry_scheduled", "retrykit.retry_scheduled", "retrykit.gave_up"] == [
+        e.name for e in span.events
+    ]
+    assert "tok-123" not in repr([dict(e.attributes) for e in span.events])
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """JSON logging into a buffer, restored afterwards."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    retrykit.logs.configure_json(stream=stream)
+    yield stream
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
+
+
+def test_json_logs_carry_the_trace_id(json_logs: io.StringIO) -> None:
+    """Every retrykit line is one JSON object with the bound trace id."""
+    with retrykit.logs.trace("req-42") as trace_id:
+        _run(1)
+    lines = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    assert "req-42" == trace_id
+    assert ["retrykit.retry_scheduled", "retrykit.succeeded"] == [entry["event"] for entry in lines]
+    assert all(entry["trace_id"] == "req-42" for entry in lines)
+    assert {"level", "timestamp", "operation", "attempt", "category"} <= set(lines[0])
+
+
+def test_json_logs_use_the_celery_task_id(json_logs: io.StringIO) -> None:
+    """Inside a Celery task, the task id is the trace id."""
+    celery = pytest.importorskip("celery")
+    app = celery.Celery("t", broker="memory://", backend="cache+memory://")
+    app.conf.task_always_eager = True
+
+    @app.task
+    def job() -> None:
+        _run(1)
+
+    result = job.apply(task_id="task-7")
+    assert result.successful()
+    lines = [json.loads(line) for line in json_logs.getvalue().splitlines() if "retrykit" in line]
+    assert lines
+    assert {"task-7"} == {entry.get("trace_id") for entry in lines}
+
+
+def test_celery_beat_monitoring_tasks() -> None:
+    """register_monitoring adds a monitor and a cleanup task to the app and its beat schedule."""
+    celery = pytest.importorskip("celery")
+    from retrykit.adapters.celery import register_monitoring
+
+    app = celery.Celery("t", broker="memory://", backend="cache+memory://")
+    alerts: list[Any] = []
+    monitor_task, cleanup_task = register_monitoring(
+        app, retrykit.stats.Thresholds(total_errors=2), on_alert=alerts.append, every=60
+    )
+    assert {"retrykit.monitor_errors", "retrykit.cleanup_errors"} <= set(app.conf.beat_schedule)
+    assert 60 == app.conf.beat_schedule["retrykit.monitor_errors"]["schedule"].run_every.total_seconds()
+    _run(5)
+    result = monitor_task.apply().get()
+    assert ["total_errors"] == [a["kind"] for a in result]
+    assert 1 == len(alerts)
+    assert isinstance(cleanup_task.apply().get(), int)
+    with pytest.raises(retrykit.ConfigError, match="every"):
+        register_monitoring(app, retrykit.stats.Thresholds(), every=0)
+
+
+def test_missing_integration_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink whose package is missing says which extra to install."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("prometheus_client"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    import importlib
+
+    monkeypatch.setattr(importlib, "import_module", lambda name: fake(name))
+    with pytest.raises(retrykit.ConfigError, match=r"retrykit\[prometheus\]"):
+        retrykit.sinks.prometheus()

@@ -1,0 +1,352 @@
+"""Error statistics and analysis: known answers, bounded memory, Redis (real, many, absent)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import retrykit
+from retrykit import (
+    AttemptFailed,
+    Classification,
+    ErrorCategory,
+    GaveUp,
+    RetryScheduled,
+    StopReason,
+    Succeeded,
+)
+from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, Thresholds, analyze, use_recorder
+from retrykit.testing import no_wait
+
+NET = ErrorCategory.NETWORK_ERROR
+DATA = ErrorCategory.DATA_ERROR
+RATE = ErrorCategory.API_RATE_LIMIT
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    """A settable wall clock."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _c(category: ErrorCategory) -> Classification:
+    return Classification(category, "test")
+
+
+def call(
+    rec: StatsRecorder, op: str, failures: list[ErrorCategory], outcome: str, reason: StopReason | None = None
+) -> None:
+    """Feed the events of one call: failures in order, then success or a give-up."""
+    previous = None
+    for n, category in enumerate(failures, start=1):
+        rec(AttemptFailed(op, n, "E", _c(category), 0.0, previous))
+        last = n == len(failures)
+        if not last or outcome == "ok":
+            rec(RetryScheduled(op, n, "E", _c(category), retrykit.Decision.RETRY_WITH_DELAY, 1.5, 0.0))
+        previous = category
+    if outcome == "ok":
+        rec(Succeeded(op, len(failures) + 1, 0.0, previous))
+    else:
+        rec(GaveUp(op, len(failures), "E", _c(failures[-1]), reason or StopReason.CATEGORY_EXHAUSTED, 0.0))
+
+
+@pytest.fixture
+def rec() -> Iterator[StatsRecorder]:
+    """A recorder on an in-memory store with a fixed clock."""
+    return StatsRecorder(MemoryStore(clock=Clock()))
+
+
+def test_analysis_of_a_constructed_history(rec: StatsRecorder) -> None:
+    """Known history in, known figures out."""
+    for _ in range(10):
+        call(rec, "a", [NET], "ok")
+    for _ in range(5):
+        call(rec, "b", [DATA], "gave_up", StopReason.NON_RETRYABLE)
+    for _ in range(4):
+        call(rec, "a", [NET, NET, NET], "gave_up")
+    a = analyze(recorder=rec)
+    assert (a.total_errors, a.calls_with_errors, a.retries, a.late_successes, a.gave_up) == (
+        27,
+        19,
+        18,
+        10,
+        9,
+    )
+    assert {"network_error": 22, "data_error": 5} == a.category_distribution
+    assert {"non_retryable": 5, "category_retries_exhausted": 4} == a.give_up_reasons
+    assert a.retry_success_by_attempt == {2: 10 / 14, 3: 0.0}
+    assert a.retry_samples_by_attempt == {2: 14, 3: 4}
+    assert a.retry_success_rate == pytest.approx(10 / 18)
+    assert {"network_error": pytest.approx(10 / 18)} == a.retry_success_by_category
+    assert a.waited_seconds == pytest.approx(18 * 1.5)
+    assert (18, 18) == (a.operations["a"].retries, a.operations["a"].errors - 4)
+    assert "memory" == a.source
+
+
+def test_analysis_of_one_operation_and_a_window(rec: StatsRecorder) -> None:
+    """name= restricts to one operation; since= to a window."""
+    clock: Clock = rec.local.clock  # type: ignore[assignment]
+    call(rec, "old", [NET], "ok")
+    clock.now += 7200
+    call(rec, "new", [NET], "ok")
+    assert 1 == analyze("new", recorder=rec).total_errors
+    assert 0 == analyze("old", since=3600, recorder=rec).total_errors
+    assert 2 == analyze(since=3 * 3600, recorder=rec).total_errors
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        ([("a", [DATA, DATA], "ok")], "data_error failures were retried 2 times"),
+        (
+            [("a", [NET], "ok")] * 15 + [("a", [NET, NET, NET, NET, NET], "gave_up")] * 8,
+            "Retries from attempt 3 on succeeded 0 of 24 times",
+        ),
+        ([("a", [RATE], "ok")] * 15 + [("a", [NET], "ok")] * 5, "Rate limits are 75% of failures"),
+        ([("hot", [NET, NET], "ok")] * 12 + [("cold", [NET], "ok")] * 3, "hot accounts for 24 of 27 retries"),
+        ([("a", [NET], "gave_up", StopReason.DEADLINE)] * 25, "25 of 25 give-ups hit the deadline"),
+        ([("a", [NET, NET, NET, NET], "gave_up")] * 10, "Only 0% of retries succeeded"),
+    ],
+    ids=[
+        "data-retried",
+        "late-retries-futile",
+        "rate-limits-dominate",
+        "retry-loop",
+        "deadline",
+        "not-transient",
+    ],
+)
+def test_suggestions(rec: StatsRecorder, history: list[tuple[Any, ...]], expected: str) -> None:
+    """Each pattern in the figures yields its plain-language suggestion."""
+    for entry in history:
+        call(rec, *entry)
+    tips = analyze(recorder=rec).suggestions
+    assert any(expected in tip for tip in tips), tips
+
+
+def test_no_suggestions_for_a_healthy_history(rec: StatsRecorder) -> None:
+    """A few retries that work give no suggestions."""
+    for _ in range(5):
+        call(rec, "a", [NET], "ok")
+    assert [] == analyze(recorder=rec).suggestions
+
+
+def test_real_calls_are_counted() -> None:
+    """Decorated calls feed the process's statistics through the event stream."""
+    flaky = iter([ConnectionResetError(), ConnectionResetError()])
+
+    @retrykit.retry(operation="fetch")
+    def fetch() -> str:
+        err = next(flaky, None)
+        if err is not None:
+            raise err
+        return "ok"
+
+    with no_wait():
+        fetch()
+    a = retrykit.analyze("fetch")
+    assert (2, 2, 1, 0.5) == (a.total_errors, a.retries, a.late_successes, a.retry_success_rate)
+
+
+def test_memory_is_bounded_in_time_and_names() -> None:
+    """Old buckets expire and operation names beyond the cap count as <other>."""
+    clock = Clock()
+    store = MemoryStore(bucket_seconds=60, retention_hours=1, max_operations=3, clock=clock)
+    for minute in range(3 * 60):
+        clock.now = T0 + minute * 60
+        for op in ("a", "b", "c", f"dynamic-{minute}"):
+            store.add(op, {"failed:network_error": 1})
+    assert store.size() <= 61 * 4
+    ops = store.read(None, T0, clock.now)
+    assert {"a", "b", "c", "<other>"} == set(ops)
+
+
+def test_counts_are_exact_under_threads() -> None:
+    """Eight threads adding at once lose nothing."""
+    store = MemoryStore(clock=Clock())
+
+    def work() -> None:
+        for _ in range(5000):
+            store.add("op", {"failed:network_error": 1, "first_failed": 1})
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 40_000 == store.read("op", T0, T0)["op"]["failed:network_error"]
+
+
+def test_cleanup_old_errors() -> None:
+    """cleanup_old_errors(hours) drops what is older and keeps the rest."""
+    clock = Clock()
+    use_recorder(StatsRecorder(MemoryStore(clock=clock)))
+    call(retrykit.stats.recorder(), "a", [NET], "ok")
+    clock.now += 5 * 3600
+    call(retrykit.stats.recorder(), "a", [NET], "ok")
+    assert 1 == retrykit.stats.cleanup_old_errors(hours=2)
+    assert 1 == retrykit.analyze(since=10 * 3600).total_errors
+    with pytest.raises(retrykit.ConfigError, match="hours"):
+        retrykit.stats.cleanup_old_errors(hours=-1)
+
+
+def test_thresholds_and_monitor(rec: StatsRecorder) -> None:
+    """Crossed thresholds become alerts; monitor() hands them to the callback."""
+    for _ in range(30):
+        call(rec, "a", [DATA], "gave_up", StopReason.NON_RETRYABLE)
+    for _ in range(25):
+        call(rec, "a", [NET, NET], "gave_up")
+    thresholds = Thresholds(total_errors=50, categories={"data_error": 10}, min_retry_success_rate=0.5)
+    alerts = thresholds.check(analyze(recorder=rec))
+    assert ["total_errors", "category:data_error", "retry_success_rate"] == [a.kind for a in alerts]
+    assert "80 failed attempts in all operations (threshold 50)" == alerts[0].message
+    use_recorder(rec)
+    seen: list[Any] = []
+    assert 3 == len(retrykit.stats.monitor(thresholds, seen.append, since=3600))
+    assert 3 == len(seen)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"total_errors": -1}, "total_errors"),
+        ({"categories": {"nope": 1}}, "categories"),
+        ({"categories": {"data_error": -2}}, "categories['data_error']"),
+        ({"min_retry_success_rate": 2}, "min_retry_success_rate"),
+    ],
+)
+def test_bad_thresholds(kwargs: dict[str, Any], argument: str) -> None:
+    """Bad thresholds fail at construction, naming the argument."""
+    with pytest.raises(retrykit.ConfigError) as info:
+        Thresholds(**kwargs)
+    assert argument == info.value.argument
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own."""
+    return f"rktest-{uuid.uuid4().hex[:8]}"
+
+
+def test_redis_store_shares_exact_counts(redis_url: str, prefix: str) -> None:
+    """Counts sent to the real Redis come back exact, in expiring keys."""
+    store = RedisStore(redis_url, prefix=prefix, flush_interval=3600, clock=Clock())
+    rec = StatsRecorder(MemoryStore(clock=Clock()), store)
+    try:
+        for _ in range(7):
+            call(rec, "svc.op", [NET, RATE], "ok")
+        assert store.flush()
+        a = analyze(recorder=rec)
+        assert ("redis", 14, 7, 14) == (a.source, a.total_errors, a.late_successes, a.retries)
+        key = store.key("svc.op", int(T0 // 60))
+        assert 0 < store.client.ttl(key) <= 24 * 3600 + 60
+        assert key.startswith(f"{prefix}:{{svc.op}}:")
+    finally:
+        store.close()
+        store.client.delete(*store.client.keys(f"{prefix}:*"))
+
+
+def _writer(url: str, prefix: str, n: int) -> None:
+    store = RedisStore(url, prefix=prefix, flush_interval=0.05)
+    rec = StatsRecorder(MemoryStore(), store)
+    for i in range(n):
+        call(rec, f"op{i % 3}", [NET], "ok")
+    store.close()
+
+
+def test_many_processes_writing_at_once(redis_url: str, prefix: str) -> None:
+    """Four processes writing concurrently give exact totals afterwards."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(redis_url, prefix, 1500)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = RedisStore(redis_url, prefix=prefix, flush_interval=3600)
+    try:
+        now = time.time()
+        counts = store.read(None, now - 3600, now)
+        total = sum(c["failed:network_error"] for c in counts.values())
+        assert 6000 == total
+        assert {"op0", "op1", "op2"} == set(counts)
+        assert 6000 == sum(c["succeeded"] for c in counts.values())
+    finally:
+        store.close()
+        store.client.delete(*store.client.keys(f"{prefix}:*"))
+
+
+def test_unreachable_redis_never_breaks_calls(caplog: pytest.LogCaptureFixture) -> None:
+    """With Redis down, retried calls work, one warning is logged, analysis falls back to memory."""
+    retrykit.configure(stats_redis_url="redis://127.0.0.1:1/0")
+    rec = retrykit.stats.recorder()
+    assert rec.shared is not None
+    calls = 0
+
+    @retrykit.retry(operation="down")
+    def fn() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionResetError
+        return "ok"
+
+    with caplog.at_level(logging.INFO, logger="retrykit"), no_wait():
+        assert "ok" == fn()
+        for _ in range(3):
+            assert rec.shared.flush() is False
+        a = retrykit.analyze("down")
+    warnings = [r for r in caplog.records if "cannot reach Redis" in r.getMessage()]
+    assert 1 == len(warnings)
+    assert ("memory", 2) == (a.source, a.total_errors)
+
+
+def test_configured_redis_is_used_by_analyze(redis_url: str, prefix: str) -> None:
+    """configure(stats_redis_url=...) makes decorated calls count in Redis for analyze()."""
+    retrykit.configure(stats_redis_url=redis_url)
+    rec = retrykit.stats.recorder()
+    assert rec.shared is not None
+    rec.shared.prefix = prefix
+    try:
+        with no_wait():
+            retrykit.retry(operation="shared")(_fail_once())()
+        a = retrykit.analyze("shared")
+        assert ("redis", 1) == (a.source, a.total_errors)
+    finally:
+        rec.close()
+        rec.shared.client.delete(*rec.shared.client.keys(f"{prefix}:*"))
+
+
+def _fail_once() -> Any:
+    state = {"n": 0}
+
+    def fn() -> str:
+        state["n"] += 1
+        if state["n"] == 1:
+            raise ConnectionResetError
+        return "ok"
+
+    return fn
+
+
+def test_bad_stats_settings() -> None:
+    """A malformed Redis URL or retention is refused naming the key."""
+    with pytest.raises(retrykit.ConfigError, match="stats_redis_url"):
+        retrykit.configure(stats_redis_url="localhost:6379")
+    with pytest.raises(retrykit.ConfigError, match="stats_retention_hours"):
+        retrykit.configure(stats_retention_hours=0)

@@ -157,15 +157,13 @@ def _analysis(redis_url: str | None, operation: str | None, since: float) -> Any
     from . import _analysis, _stats
 
     if redis_url:
-        store = _stats.RedisStore(redis_url, flush_interval=3600)
+        store = _stats.RedisStore(redis_url, background=False)
         try:
             now = time.time()
             with progress("reading statistics from Redis"):
                 counts = store.read(operation, now - since, now)
         except _stats.StatsUnavailable as err:
             raise CommandError(str(err)) from None
-        finally:
-            store._stop.set()
         return _analysis.from_counts(
             counts, operation=operation, since=now - since, until=now, source="redis"
         )
@@ -206,7 +204,12 @@ def render_analysis(a: Any, out: TextIO) -> None:
         print("  operations", file=out)
         for op, f in a.operations.items():
             print(f"    {op:<30} {f.errors} errors, {f.retries} retries, {f.gave_up} gave up", file=out)
-    print("  suggestions" + ("" if a.suggestions else "       none"), file=out)
+    from ._analysis import MIN_SAMPLES
+
+    none = "       none"
+    if not a.suggestions and a.total_errors < MIN_SAMPLES:
+        none += f" (patterns are judged from {MIN_SAMPLES} failures on; this window has {a.total_errors})"
+    print("  suggestions" + ("" if a.suggestions else none), file=out)
     for tip in a.suggestions:
         print(f"    - {tip}", file=out)
 

@@ -158,6 +158,7 @@ class RedisStore:
         flush_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         client: Any = None,
+        background: bool = True,
     ) -> None:
         try:
             import redis
@@ -182,9 +183,9 @@ class RedisStore:
         self._flush_lock = threading.Lock()
         self._failing = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="retrykit-stats", daemon=True)
-        self._thread.start()
-        atexit.register(self.close)
+        if background:  # a reader (the command line) needs no writer thread
+            threading.Thread(target=self._run, name="retrykit-stats", daemon=True).start()
+            atexit.register(self.close)
 
     def key(self, operation: str, bucket: int) -> str:
         """The Redis key of *operation*'s counts in *bucket*."""

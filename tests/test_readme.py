@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -18,6 +21,17 @@ def test_readme_has_examples() -> None:
     assert len(BLOCKS) >= 8
 
 
+@pytest.fixture
+def _restore_logging() -> Iterator[None]:
+    """Blocks may configure logging; put it back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
+
+
+@pytest.mark.usefixtures("_restore_logging")
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index: int) -> None:
     """Each Python block of the README runs as written, without warnings."""

@@ -66,10 +66,12 @@ def progress(label: str, stream: TextIO | None = None) -> Iterator[Callable[[str
     def spin() -> None:
         frames = "|/-\\"
         i = 0
-        while not done.wait(0.1):
+        while True:  # the first frame at once, then every 0.1 s until done
             out.write(f"\r{frames[i % 4]} {label} {status[0]}\033[K")
             out.flush()
             i += 1
+            if done.wait(0.1):
+                break
         out.write("\r\033[K")
         out.flush()
 

@@ -113,3 +113,21 @@ def test_demo_ends_with_the_analysis() -> None:
     assert 0 == code
     assert "analysis of demo.get" in out.split("summary", 1)[1]
     assert "retry success" in out
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_on_a_terminal_only() -> None:
+    """The progress line is drawn on a terminal and absent when output is piped."""
+    tty = _Terminal()
+    with _cli.progress("working", tty) as update:
+        update("1/2")
+    assert "| working" in tty.getvalue()
+    assert tty.getvalue().endswith("\r\033[K")
+    piped = io.StringIO()
+    with _cli.progress("working", piped) as update:
+        update("1/2")
+    assert "" == piped.getvalue()

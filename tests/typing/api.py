@@ -1,0 +1,47 @@
+"""
+Type-checked, never executed: the public API keeps signatures through the decorator.
+
+``mypy --strict tests/typing/api.py`` must pass; each ``# type: ignore[...]`` marks a call the
+type checker must reject (``warn_unused_ignores`` fails the check if it does not).
+"""
+
+from __future__ import annotations
+
+import retrykit
+from retrykit import ErrorCategory, Policy, Strategy
+
+
+@retrykit.retry
+def bare(x: int, *, name: str = "") -> str:
+    return name * x
+
+
+@retrykit.retry("http", max_attempts=3)
+def preset(x: int) -> int:
+    return x
+
+
+@retrykit.retry(Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.backoff(0.5, 5)}))
+async def coroutine(url: str) -> bytes:
+    return url.encode()
+
+
+class Client:
+    @retrykit.retry("http")
+    def method(self, key: str) -> int:
+        return len(key)
+
+
+async def use() -> None:
+    a: str = bare(2, name="x")
+    b: int = preset(1)
+    c: bytes = await coroutine("u")
+    d: int = Client().method("k")
+    bare("two")  # type: ignore[arg-type]
+    preset(1, 2)  # type: ignore[call-arg]
+    e: str = await coroutine("u")  # type: ignore[assignment]
+    del a, b, c, d, e
+    for attempt in retrykit.attempts("http"):
+        with attempt:
+            n: int = attempt.number
+            del n

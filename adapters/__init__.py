@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
@@ -38,9 +39,23 @@ def _is_async(fn: Any) -> bool:
     )
 
 
+def _is_celery_task(obj: Any) -> bool:
+    celery_app = sys.modules.get("celery.app.task")
+    task_type = getattr(celery_app, "Task", None)
+    return task_type is not None and isinstance(obj, task_type)
+
+
 def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
     if isinstance(fn, (staticmethod, classmethod)):
         return type(fn)(_decorate(fn.__func__, source, operation))
+    if _is_celery_task(fn):
+        raise ConfigError(
+            "fn",
+            getattr(fn, "name", fn),
+            "@retrykit.retry is above @app.task (the wrong order)",
+            "use @retrykit.adapters.celery.task(policy) in place of @app.task, or put "
+            "@retrykit.retry below @app.task on a helper the task calls",
+        )
     if isinstance(fn, type):
         raise TypeError(
             f"retrykit.retry decorates functions and methods, not classes ({fn.__qualname__}); "

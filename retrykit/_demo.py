@@ -180,13 +180,16 @@ def run_with_analysis(  # noqa: PLR0915 - a script
         file=out,
     )
     result = analyze(OPERATION, since=elapsed + 60, recorder=own)
+    from . import _demo_celery
+
+    celery_ok = _demo_celery.run(out)
     if analysis:
         from ._cli import render_analysis
 
         print("", file=out)
         render_analysis(result, out)
     expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
-    good = all(rows[p].outcome == o for p, o in expected.items()) and total == served
+    good = all(rows[p].outcome == o for p, o in expected.items()) and total == served and celery_ok
     return (0 if good else 1), result
 
 

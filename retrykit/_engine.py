@@ -68,6 +68,8 @@ class CallRecord:
     pending: list[Awaitable[Any]] = field(default_factory=list)
     attempt_start: float | None = None
     """When the current attempt began (on ``_scope.now()``'s clock)."""
+    max_delay: float | None = None
+    """A cap on any single delay (the Celery adapter's broker limit); None: no cap."""
 
 
 def operation_name(fn: Any) -> str:
@@ -197,8 +199,10 @@ def retry(policy: Policy, state: tenacity.RetryCallState) -> bool:
 
 
 def wait(policy: Policy, state: tenacity.RetryCallState) -> float:
-    """tenacity ``wait``: the delay decided for this attempt."""
-    return assess(policy, state).delay
+    """tenacity ``wait``: the delay decided for this attempt (capped by ``max_delay`` if set)."""
+    delay = assess(policy, state).delay
+    cap = record_of(state).max_delay
+    return delay if cap is None or delay <= cap else cap
 
 
 def stop(policy: Policy, state: tenacity.RetryCallState) -> bool:

@@ -1,0 +1,580 @@
+"""The Celery adapter in real workers: memory://, and the same suite on Redis and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+celery = pytest.importorskip("celery")
+
+import itertools  # noqa: E402
+
+from celery import signals  # noqa: E402
+from celery.contrib.testing.worker import start_worker  # noqa: E402
+from celery.exceptions import Ignore, Retry  # noqa: E402
+from retrykit.adapters.celery import RetrykitTask, app_options, max_countdown, task, task_options  # noqa: E402
+
+import retrykit  # noqa: E402
+from retrykit import ConfigError, ErrorCategory, Policy, Strategy  # noqa: E402
+from retrykit.testing import Recorder  # noqa: E402
+
+from .conftest import require_service  # noqa: E402
+
+NET = ErrorCategory.NETWORK_ERROR
+BROKERS = {
+    "memory": ("memory://", "cache+memory://"),
+    "redis": ("redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/15"),
+    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", "redis://127.0.0.1:6379/15"),
+}
+
+
+def fast(max_attempts: int = 4, delay: float = 0.05, **kw: Any) -> Policy:
+    """Network errors retried after *delay*, up to *max_attempts* executions."""
+    return Policy(
+        strategies={NET: Strategy.delay(delay, max_retries=max_attempts - 1)}, max_attempts=max_attempts, **kw
+    )
+
+
+def _need(broker: str) -> None:
+    if broker in ("redis", "rabbitmq"):
+        require_service("Redis", "127.0.0.1", 6379, "redis-server --daemonize yes --port 6379")
+    if broker == "rabbitmq":
+        require_service("RabbitMQ", "127.0.0.1", 5672, "rabbitmq-server -detached")
+
+
+def make_app(broker: str, **conf: Any) -> Any:
+    """A Celery app on *broker* with a queue of its own."""
+    _need(broker)
+    url, backend = BROKERS[broker]
+    app = celery.Celery(f"rk{uuid.uuid4().hex[:8]}", broker=url, backend=backend)
+    app.conf.update(
+        task_default_queue=f"rk-{uuid.uuid4().hex[:10]}",
+        broker_transport_options={"polling_interval": 0.01},
+        broker_connection_retry_on_startup=True,
+        result_expires=600,
+        worker_hijack_root_logger=False,
+        broker_heartbeat=0,
+        **conf,
+    )
+    return app
+
+
+@pytest.fixture(params=list(BROKERS))
+def broker(request: pytest.FixtureRequest) -> str:
+    """Each broker in turn: memory://, Redis, RabbitMQ."""
+    _need(str(request.param))
+    return str(request.param)
+
+
+@contextlib.contextmanager
+def worker(app: Any, pool: str = "solo", concurrency: int = 1, **kwargs: Any) -> Iterator[Any]:
+    """A real worker in a thread, cleaned up with its queue afterwards."""
+    with start_worker(
+        app,
+        pool=pool,
+        concurrency=concurrency,
+        perform_ping_check=False,
+        loglevel="error",
+        shutdown_timeout=30,
+        **kwargs,
+    ) as w:
+        yield w
+    with contextlib.suppress(Exception), app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(app.conf.task_default_queue)
+
+
+def wait(result: Any, timeout: float = 30) -> Any:
+    """The task's outcome: its value, or the exception it ended with."""
+    try:
+        return result.get(timeout=timeout, interval=0.02, propagate=True)
+    except Exception as exc:
+        return exc
+
+
+@pytest.fixture
+def spy() -> Iterator[dict[str, list[Any]]]:
+    """Celery's task_retry, task_failure and task_postrun signals, recorded."""
+    seen: dict[str, list[Any]] = {"retry": [], "failure": [], "postrun": []}
+
+    def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **kw: Any) -> None:
+        seen["retry"].append(reason)
+
+    def on_failure(sender: Any = None, exception: Any = None, **kw: Any) -> None:
+        seen["failure"].append(exception)
+
+    def on_postrun(sender: Any = None, state: Any = None, **kw: Any) -> None:
+        seen["postrun"].append(state)
+
+    signals.task_retry.connect(on_retry, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)
+    signals.task_postrun.connect(on_postrun, weak=False)
+    yield seen
+    signals.task_retry.disconnect(on_retry)
+    signals.task_failure.disconnect(on_failure)
+    signals.task_postrun.disconnect(on_postrun)
+
+
+@pytest.fixture
+def events() -> Iterator[Recorder]:
+    """Every retrykit event from any thread (the worker runs in its own)."""
+    recorder = Recorder()
+    unsubscribe = retrykit.subscribe(recorder)
+    yield recorder
+    unsubscribe()
+
+
+@pytest.fixture
+def no_sleeping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """retrykit's sleeps fail the test: a bound task must never sleep in the worker."""
+
+    def forbidden(*a: Any) -> None:
+        raise AssertionError("retrykit slept inside a Celery worker")
+
+    monkeypatch.setattr(retrykit._scope, "sleep_sync", forbidden)
+    monkeypatch.setattr(retrykit._scope, "sleep_async", forbidden)
+
+
+# --------------------------------------------------------------------------- the core behaviour
+
+
+@pytest.mark.usefixtures("no_sleeping")
+def test_retries_go_through_the_broker(broker: str, spy: dict[str, list[Any]], events: Recorder) -> None:
+    """Each retry is a new delivery after the countdown; the task ends with the original error."""
+    app = make_app(broker)
+    runs: list[tuple[int, float, bool]] = []
+
+    @task(fast(4, delay=0.2), app=app, bind=True)
+    def flaky(self: Any) -> None:
+        runs.append((self.request.retries, time.monotonic(), self.request.is_eager))
+        raise ConnectionResetError("down")
+
+    states = set()
+    rec = events
+    with worker(app):
+        result = flaky.delay()
+        deadline = time.monotonic() + 30
+        while not result.ready() and time.monotonic() < deadline:
+            states.add(result.state)
+            time.sleep(0.02)
+        outcome = wait(result)
+    assert [0, 1, 2, 3] == [r[0] for r in runs]
+    assert all(b[1] - a[1] >= 0.19 for a, b in itertools.pairwise(runs))
+    assert not any(r[2] for r in runs)
+    assert isinstance(outcome, ConnectionResetError)
+    assert "RETRY" in states
+    assert [0.2, 0.2, 0.2] == [r.when for r in spy["retry"]]
+    assert [0.2, 0.2, 0.2] == rec.sleeps
+    assert {flaky.name} == {e.operation for e in rec.retries}
+    assert 1 == len(spy["failure"])
+
+
+@pytest.mark.parametrize(("attempts", "celery_default"), [(6, 3), (2, 3)])
+def test_exactly_max_attempts_executions(attempts: int, celery_default: int) -> None:
+    """max_attempts=N is exactly N executions, whatever Celery's own default max_retries is."""
+    app = make_app("memory")
+    runs: list[int] = []
+
+    @task(fast(attempts), app=app, bind=True)
+    def flaky(self: Any) -> None:
+        runs.append(self.request.retries)
+        raise ConnectionResetError
+
+    assert RetrykitTask.max_retries == celery_default
+    with worker(app):
+        outcome = wait(flaky.delay())
+    assert list(range(attempts)) == runs
+    assert isinstance(outcome, ConnectionResetError)
+    assert attempts - 1 == flaky.max_retries
+
+
+def test_non_retryable_fails_at_once(broker: str, spy: dict[str, list[Any]]) -> None:
+    """A data error: one execution, no retry published, never a RETRY state, the original error."""
+    app = make_app(broker)
+    runs: list[int] = []
+
+    @task(fast(4), app=app, bind=True)
+    def bad(self: Any) -> None:
+        runs.append(self.request.retries)
+        raise ValueError("bad input")
+
+    with worker(app):
+        result = bad.delay()
+        states = set()
+        deadline = time.monotonic() + 20
+        while not result.ready() and time.monotonic() < deadline:
+            states.add(result.state)
+            time.sleep(0.01)
+        outcome = wait(result)
+    assert [0] == runs
+    assert isinstance(outcome, ValueError)
+    assert "RETRY" not in states
+    assert [] == spy["retry"]
+
+
+def test_nested_retrykit_layers_make_one_attempt(broker: str) -> None:
+    """A 4-attempt helper inside a 4-attempt task runs 4 times in all, not 16."""
+    app = make_app(broker)
+    helper_runs: list[int] = []
+
+    @retrykit.retry(fast(4))
+    def helper() -> None:
+        helper_runs.append(1)
+        raise ConnectionResetError
+
+    @task(fast(4), app=app)
+    def outer() -> None:
+        helper()
+
+    with worker(app):
+        outcome = wait(outer.delay())
+    assert 4 == len(helper_runs)
+    assert isinstance(outcome, ConnectionResetError)
+
+
+def test_celery_control_flow_passes_through(broker: str, spy: dict[str, list[Any]]) -> None:
+    """A body calling self.retry() (through a retrykit helper) publishes one retry per attempt."""
+    app = make_app(broker)
+    runs: list[int] = []
+
+    @task(fast(4), app=app, bind=True)
+    def manual(self: Any) -> str:
+        runs.append(self.request.retries)
+
+        @retrykit.retry(fast(3))
+        def step() -> None:
+            if self.request.retries < 2:
+                raise self.retry(countdown=0.01)
+
+        step()
+        return "done"
+
+    @task(fast(4), app=app, bind=True)
+    def ignored(self: Any) -> None:
+        runs.append(-1)
+        raise Ignore()
+
+    with worker(app):
+        assert "done" == wait(manual.delay())
+        result = ignored.delay()
+        time.sleep(0.3)
+    assert [0, 1, 2, -1] == runs
+    assert 2 == len(spy["retry"])
+    assert result.state == "PENDING"
+
+
+def test_max_retries_never_leaks_between_requests() -> None:
+    """A request limited by one category does not change the next request's budget."""
+    app = make_app("memory")
+    policy = Policy(
+        strategies={
+            NET: Strategy.immediately(max_retries=1),
+            "temporary_error": Strategy.backoff(0.01, 0.02, max_retries=3),
+        },
+        max_attempts=10,
+    )
+    runs: list[tuple[str, int]] = []
+
+    @task(policy, app=app, bind=True)
+    def job(self: Any, kind: str) -> None:
+        runs.append((kind, self.request.retries))
+        raise ConnectionResetError if kind == "net" else RuntimeError("temporary")
+
+    with worker(app):
+        wait(job.delay("net"))
+        wait(job.delay("temp"))
+    assert [("net", 0), ("net", 1)] == runs[:2]
+    assert [("temp", 0), ("temp", 1), ("temp", 2), ("temp", 3)] == runs[2:]
+    assert not hasattr(job, "override_max_retries")
+
+
+def test_threads_pool_keeps_requests_apart() -> None:
+    """20 concurrent failing requests in a threads pool each see retries 0..2 exactly once."""
+    app = make_app("memory")
+    runs: dict[str, list[int]] = {}
+
+    @task(fast(3, delay=0.02), app=app, bind=True)
+    def flaky(self: Any, n: int) -> None:
+        runs.setdefault(self.request.id, []).append(self.request.retries)
+        raise ConnectionResetError
+
+    with worker(app, pool="threads", concurrency=4):
+        results = [flaky.delay(n) for n in range(20)]
+        for r in results:
+            wait(r)
+    assert 20 == len(runs)
+    assert all(sorted(v) == [0, 1, 2] for v in runs.values())
+
+
+def test_hooks_and_signals_fire_once_per_attempt(spy: dict[str, list[Any]]) -> None:
+    """on_retry per retry; on_failure and after_return('FAILURE') once at the end."""
+    app = make_app("memory")
+    hooks: list[str] = []
+
+    class Hooked(RetrykitTask):  # type: ignore[misc]
+        retrykit_policy = fast(3)
+
+        def on_retry(self, exc: Any, task_id: Any, args: Any, kwargs: Any, einfo: Any) -> None:
+            hooks.append("on_retry")
+
+        def on_failure(self, exc: Any, task_id: Any, args: Any, kwargs: Any, einfo: Any) -> None:
+            hooks.append("on_failure")
+
+        def after_return(self, status: str, *args: Any) -> None:
+            super().after_return(status, *args)
+            hooks.append(f"after_return:{status}")
+
+    @app.task(base=Hooked, shared=False)
+    def flaky() -> None:
+        raise ConnectionResetError
+
+    with worker(app):
+        wait(flaky.delay())
+    assert ["on_retry", "on_retry", "on_failure", "after_return:FAILURE"] == hooks
+    assert 2 == len(spy["retry"])
+    assert ["RETRY", "RETRY", "FAILURE"] == spy["postrun"]
+
+
+def test_message_identity_survives_retries(broker: str) -> None:
+    """Task id, args, kwargs, priority and headers are the same on every attempt."""
+    app = make_app(broker)
+    seen: list[tuple[Any, ...]] = []
+
+    @task(fast(3), app=app, bind=True)
+    def flaky(self: Any, a: int, b: str = "") -> None:
+        r = self.request
+        seen.append(
+            (r.id, r.args, r.kwargs, (r.delivery_info or {}).get("priority"), (r.headers or {}).get("x"))
+        )
+        raise ConnectionResetError
+
+    with worker(app):
+        wait(flaky.apply_async(args=(1,), kwargs={"b": "z"}, priority=7, headers={"x": "1"}))
+    assert 3 == len(seen)
+    assert all(attempt == seen[0] for attempt in seen)
+    _task_id, args, kwargs, priority, header = seen[0]
+    assert (list(args), kwargs, header) == ([1], {"b": "z"}, "1")
+    if broker != "memory":
+        assert priority == 7
+
+
+def test_a_strategy_routes_its_retries_to_a_queue(broker: str) -> None:
+    """A strategy naming a queue publishes its retries there."""
+    app = make_app(broker)
+    retry_queue = f"{app.conf.task_default_queue}-retries"
+    policy = Policy(strategies={NET: Strategy.delay(0.02, max_retries=2, queue=retry_queue)}, max_attempts=3)
+    seen: list[str] = []
+
+    @task(policy, app=app, bind=True)
+    def flaky(self: Any) -> None:
+        seen.append((self.request.delivery_info or {}).get("routing_key") or "")
+        raise ConnectionResetError
+
+    with worker(app, queues=[app.conf.task_default_queue, retry_queue]):
+        wait(flaky.delay())
+    assert [app.conf.task_default_queue, retry_queue, retry_queue] == seen
+    with contextlib.suppress(Exception), app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(retry_queue)
+
+
+def test_no_retry_is_published_past_expiry(broker: str) -> None:
+    """A retry that would land after ``expires`` is not published: FAILURE, not REVOKED."""
+    app = make_app(broker)
+    runs: list[int] = []
+
+    @task(fast(4, delay=3), app=app, bind=True)
+    def flaky(self: Any) -> None:
+        runs.append(self.request.retries)
+        raise ConnectionResetError
+
+    with worker(app):
+        result = flaky.apply_async(expires=2)
+        outcome = wait(result)
+        state = result.state
+    assert [0] == runs
+    assert isinstance(outcome, ConnectionResetError)
+    assert "FAILURE" == state
+
+
+def test_countdown_is_capped_below_the_visibility_timeout(events: Recorder) -> None:
+    """On Redis with visibility_timeout=3 a 12 s delay is capped (warned), and runs once."""
+    app = make_app("redis")
+    app.conf.broker_transport_options = {"polling_interval": 0.01, "visibility_timeout": 3}
+    assert 2.7 == pytest.approx(max_countdown(app))
+    runs: list[tuple[int, bool]] = []
+
+    @task(fast(2, delay=12), app=app, bind=True)
+    def flaky(self: Any) -> None:
+        runs.append((self.request.retries, bool((self.request.delivery_info or {}).get("redelivered"))))
+        raise ConnectionResetError
+
+    rec = events
+    with pytest.warns(RuntimeWarning, match="capped"), worker(app):
+        outcome = wait(flaky.delay(), timeout=40)
+    assert [0, 1] == [r[0] for r in runs]
+    assert isinstance(outcome, ConnectionResetError)
+    assert [pytest.approx(2.7)] == rec.sleeps
+
+
+def test_max_countdown_per_broker() -> None:
+    """The cap follows the broker: Redis visibility timeout, RabbitMQ consumer timeout, none in memory."""
+    assert 3240 == pytest.approx(max_countdown(celery.Celery(broker="redis://x")))
+    assert 1620 == pytest.approx(max_countdown(celery.Celery(broker="amqp://x")))
+    assert max_countdown(celery.Celery(broker="memory://")) is None
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def test_direct_eager_and_propagating_calls() -> None:
+    """Direct call: 1 attempt. apply(): every attempt, no sleeping. apply(throw=True): Celery's Retry."""
+    app = make_app("memory")
+    runs: list[int] = []
+
+    @task(fast(3, delay=60), app=app, bind=True)
+    def flaky(self: Any) -> None:
+        runs.append(self.request.retries)
+        raise ConnectionResetError
+
+    with pytest.raises(ConnectionResetError):
+        flaky()
+    assert [0] == runs
+    runs.clear()
+    started = time.monotonic()
+    result = flaky.apply()
+    assert time.monotonic() - started < 5
+    assert [0, 1, 2] == runs
+    assert isinstance(result.result, ConnectionResetError)
+    runs.clear()
+    with pytest.raises(Retry):
+        flaky.apply(throw=True)
+    assert [0] == runs
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_celery_retry_options_are_refused() -> None:
+    """autoretry_for and friends next to a retrykit policy are refused (two retry authorities)."""
+    app = make_app("memory")
+    with pytest.raises(ConfigError, match="two retry authorities"):
+        task("http", app=app, autoretry_for=(ConnectionError,))
+    with pytest.raises(ConfigError, match="retry_backoff"):
+
+        @app.task(base=RetrykitTask, retry_backoff=True, shared=False)
+        def t() -> None: ...
+
+        t.name  # noqa: B018 - a lazy task is created on first use
+
+
+def test_wrong_order_and_double_policies_are_refused() -> None:
+    """@retrykit.retry over @app.task, or a policy applied twice, fails at decoration."""
+    app = make_app("memory")
+
+    @app.task(shared=False)
+    def plain() -> None: ...
+
+    with pytest.raises(ConfigError, match="wrong order"):
+        retrykit.retry("http")(plain)
+
+    def job() -> None: ...
+
+    with pytest.raises(ConfigError, match="applied twice"):
+        task("http", app=app)(retrykit.retry("http")(job))
+    with pytest.raises(ConfigError, match="applied twice"):
+
+        @app.task(base=RetrykitTask, shared=False)
+        @retrykit.retry("http")
+        def twice() -> None: ...
+
+        twice.name  # noqa: B018
+    with pytest.raises(ConfigError, match="max_retries"):
+        task(fast(3), app=app, max_retries=10)(job).name  # noqa: B018
+
+
+def test_task_options_for_a_preset() -> None:
+    """task_options('tracking') binds the policy with reliable defaults and a matching max_retries."""
+    options = task_options("tracking")
+    assert options["base"] is RetrykitTask
+    assert (True, True) == (options["acks_late"], options["reject_on_worker_lost"])
+    assert 4 + 3 + 3 + 5 == options["max_retries"]
+    assert {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+    } == app_options()
+    app = make_app("memory")
+
+    @app.task(**task_options("tracking"), shared=False)
+    def track() -> None: ...
+
+    assert 15 == track.max_retries
+    assert track.acks_late
+
+
+def test_base_class_way_in(broker: str) -> None:
+    """The BaseTaskWithRetry pattern: a RetrykitTask subclass naming a policy."""
+    app = make_app(broker)
+    runs: list[int] = []
+
+    class BaseTaskWithRetry(RetrykitTask):  # type: ignore[misc]
+        retrykit_policy = fast(3)
+
+    @app.task(bind=True, base=BaseTaskWithRetry, shared=False)
+    def flaky(self: Any) -> str:
+        runs.append(self.request.retries)
+        if self.request.retries < 2:
+            raise TimeoutError
+        return "ok"
+
+    with worker(app):
+        assert "ok" == wait(flaky.delay())
+    assert [0, 1, 2] == runs
+
+
+# --------------------------------------------------------------------------- async bodies
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_async_task_bodies(pool: str) -> None:
+    """async def tasks run on a fresh loop per call, in solo and threads pools, retries included."""
+    app = make_app("memory")
+    runs: list[int] = []
+
+    @task(fast(3), app=app, bind=True)
+    async def fetch(self: Any, x: int) -> int:
+        await asyncio.sleep(0)
+        runs.append(self.request.retries)
+        if self.request.retries < 1:
+            raise ConnectionResetError
+        return x * 2
+
+    @app.task(base=RetrykitTask, retrykit_policy=fast(2), shared=False)
+    async def plain(x: int) -> int:
+        return x + 1
+
+    with worker(app, pool=pool, concurrency=2):
+        assert 42 == wait(fetch.delay(21))
+        assert 10 == wait(fetch.delay(5))
+        assert 8 == wait(plain.delay(7))
+        assert 9 == wait(plain.delay(8))
+    assert [0, 1, 0, 1] == runs
+
+
+def test_async_task_called_eagerly_inside_a_running_loop() -> None:
+    """apply() from async code runs the coroutine in a helper thread, not on the running loop."""
+    app = make_app("memory")
+
+    @task(fast(2), app=app)
+    async def double(x: int) -> int:
+        return x * 2
+
+    async def main() -> int:
+        return int(double.apply(args=(4,)).get())
+
+    assert 8 == asyncio.run(main())

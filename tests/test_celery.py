@@ -578,3 +578,35 @@ def test_async_task_called_eagerly_inside_a_running_loop() -> None:
         return int(double.apply(args=(4,)).get())
 
     assert 8 == asyncio.run(main())
+
+
+def test_chains_and_error_links_survive_retries() -> None:
+    """A retried task's chain continues after its late success; link_error fires once at the end."""
+    app = make_app("memory")
+    errors: list[str] = []
+
+    @task(fast(3), app=app, bind=True)
+    def first(self: Any, x: int) -> int:
+        if self.request.retries < 1:
+            raise ConnectionResetError
+        return x + 1
+
+    @app.task(shared=False)
+    def second(x: int) -> int:
+        return x * 10
+
+    @task(fast(3), app=app)
+    def broken() -> None:
+        raise ConnectionResetError
+
+    @app.task(shared=False)
+    def on_error(request: Any, exc: Any, traceback: Any) -> None:
+        errors.append(type(exc).__name__)
+
+    with worker(app):
+        assert 20 == wait((first.s(1) | second.s()).delay())
+        wait(broken.apply_async(link_error=on_error.s()))
+        deadline = time.monotonic() + 10
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert ["ConnectionResetError"] == errors

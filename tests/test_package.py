@@ -69,7 +69,10 @@ def test_demo_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert "(Retry-After 2s)" in out
     assert "data_error [HTTP 400] -> give up (non_retryable)" in out
     assert "5 calls, 13 attempts (13 requests served)" in out
-    assert "demo.sync_inventory attempt 2: ConnectionResetError -> network_error -> self.retry(countdown=0.2)" in out
+    assert (
+        "demo.sync_inventory attempt 2: ConnectionResetError -> network_error -> self.retry(countdown=0.2)"
+        in out
+    )
     assert "demo.import_row attempt 1: ValueError -> data_error -> give up (non_retryable)" in out
     assert "the retrying helper inside 'nested' ran 4 times" in out
 

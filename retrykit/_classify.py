@@ -369,14 +369,29 @@ _DB_PERMANENT_NAMES = frozenset({"ProgrammingError", "NotSupportedError"})
 _RATE_LIMIT_MESSAGE = re.compile(r"rate[ _-]?limit|too many requests|throttl", re.IGNORECASE)
 
 
+_lazy_found: tuple[type[BaseException], ...] = ()
+_lazy_pending: tuple[tuple[str, str], ...] = _LAZY_NETWORK_TYPES
+_lazy_seen = -1  # len(sys.modules) at the last look: no new module, nothing new to resolve
+
+
 def _lazy_types() -> tuple[type[BaseException], ...]:
-    found = []
-    for module_name, attr in _LAZY_NETWORK_TYPES:
-        module = sys.modules.get(module_name)
-        cls = getattr(module, attr, None) if module is not None else None
+    """The third-party network error types whose modules are imported (resolved once each)."""
+    global _lazy_found, _lazy_pending, _lazy_seen
+    modules = sys.modules
+    if len(modules) == _lazy_seen or not _lazy_pending:
+        return _lazy_found
+    _lazy_seen = len(modules)
+    found, pending = list(_lazy_found), []
+    for module_name, attr in _lazy_pending:
+        module = modules.get(module_name)
+        if module is None:
+            pending.append((module_name, attr))
+            continue
+        cls = getattr(module, attr, None)
         if isinstance(cls, type) and issubclass(cls, BaseException):
             found.append(cls)
-    return tuple(found)
+    _lazy_found, _lazy_pending = tuple(found), tuple(pending)
+    return _lazy_found
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +421,18 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+_MRO_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _mro_names(cls: type) -> frozenset[str]:
+    names = _MRO_NAMES.get(cls)
+    if names is None:
+        names = frozenset(c.__name__ for c in cls.__mro__)
+        if len(_MRO_NAMES) < 4096:  # bounded: exception classes are few, but be safe
+            _MRO_NAMES[cls] = names
+    return names
+
+
 def _rule_database(exc: BaseException) -> Classification | None:
     code = _sqlstate(exc)
     if code is not None:
@@ -417,7 +444,7 @@ def _rule_database(exc: BaseException) -> Classification | None:
             return Classification(ErrorCategory.DATA_ERROR, f"SQLSTATE {code}", None, "database")
         if code.startswith(_SQLSTATE_PERMANENT_PREFIXES):
             return Classification(ErrorCategory.PERMANENT_ERROR, f"SQLSTATE {code}", None, "database")
-    names = {cls.__name__ for cls in type(exc).__mro__}
+    names = _mro_names(type(exc))
     if "OperationalError" in names or "InternalError" in names:
         number = exc.args[0] if exc.args else None
         if isinstance(number, int) and number in _MYSQL_TEMPORARY:

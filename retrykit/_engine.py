@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 import random
+import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,8 @@ def record_of(state: tenacity.RetryCallState) -> CallRecord:
 
 def is_control_flow(exc: BaseException) -> bool:
     """Celery's control-flow exceptions (Retry, Ignore, Reject, time limits): never retried."""
+    if "celery" not in sys.modules and "billiard" not in sys.modules:
+        return False
     for cls in type(exc).__mro__:
         if cls.__name__ in _CONTROL_FLOW and cls.__module__.startswith(("celery", "billiard")):
             return True
@@ -380,11 +383,33 @@ def new_state(fn: Any, args: Any, kwargs: Any, start: float, operation: str) -> 
     return state
 
 
+class Failure:
+    """
+    A failed attempt's outcome, duck-typing ``tenacity.Future`` (``failed``, ``exception()``,
+    ``result()``, ``attempt_number``) without its lock and condition: retrykit's drivers build
+    one per failure, where tenacity builds a ``concurrent.futures.Future``.
+    """
+
+    __slots__ = ("_exc", "attempt_number")
+    failed = True
+
+    def __init__(self, attempt_number: int, exc: BaseException) -> None:
+        self.attempt_number = attempt_number
+        self._exc = exc
+
+    def exception(self, timeout: float | None = None) -> BaseException:
+        return self._exc
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise self._exc
+
+    def done(self) -> bool:
+        return True
+
+
 def set_failure(state: tenacity.RetryCallState, exc: BaseException) -> None:
     """Record a failed attempt on *state*, timestamped on retrykit's clock."""
-    future = tenacity.Future(state.attempt_number)
-    future.set_exception(exc)
-    state.outcome = future
+    state.outcome = Failure(state.attempt_number, exc)  # type: ignore[assignment]
     state.outcome_timestamp = _scope.now()
 
 

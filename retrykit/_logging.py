@@ -74,12 +74,31 @@ def _fields(event: _events.Event) -> tuple[str, int, dict[str, Any]]:
     return "", logging.DEBUG, {}
 
 
+def _level(event: _events.Event) -> int:
+    if isinstance(event, _events.GaveUp):
+        quiet = event.attempts == 1 and event.reason is _events.StopReason.NON_RETRYABLE
+        return logging.INFO if quiet else logging.WARNING
+    return _LEVELS.get(type(event), logging.DEBUG)
+
+
+_LEVELS: dict[type, int] = {
+    _events.RetryScheduled: logging.WARNING,
+    _events.Succeeded: logging.INFO,
+    _events.RuleFailed: logging.ERROR,
+}
+
+
 def log_event(event: _events.Event) -> None:
     """Log *event* through structlog if configured, else through stdlib logging."""
+    if isinstance(event, _events.AttemptFailed):
+        return  # the retry or give-up that follows says it
+    configured = structlog.is_configured()
+    if not configured and not _stdlib.isEnabledFor(_level(event)):
+        return  # nobody would see it: no work
     name, level, fields = _fields(event)
     if not name:
         return
-    if structlog.is_configured():
+    if configured:
         structlog.get_logger("retrykit").log(level, f"retrykit.{name}", **fields)
         return
     if not _stdlib.isEnabledFor(level):

@@ -20,7 +20,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _events
+from . import _config, _events
+from ._classify import ErrorCategory
 from ._errors import ConfigError
 
 _log = logging.getLogger("retrykit")
@@ -29,28 +30,39 @@ CLASSIFIER = "<classifier>"
 MAX_ATTEMPT_FIELD = 10
 
 
+_FAILED = {c: f"failed:{c.value}" for c in ErrorCategory}
+_RETRIED = {c: f"retried:{c.value}" for c in ErrorCategory}
+_WAITED = {c: f"waited_ms:{c.value}" for c in ErrorCategory}
+_GAVE_UP = {(c, r): f"gave_up:{c.value}:{r.value}" for c in ErrorCategory for r in _events.StopReason}
+_RETRY_FAILED = {
+    (c, n): f"retry_failed:{c.value}:{n}" for c in ErrorCategory for n in range(1, MAX_ATTEMPT_FIELD + 1)
+}
+_RETRY_OK = {
+    (c, n): f"retry_ok:{c.value}:{n}" for c in ErrorCategory for n in range(1, MAX_ATTEMPT_FIELD + 1)
+}
+
+
 def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
     """The operation an event counts for, and the counter fields it adds to."""
     if isinstance(event, _events.AttemptFailed):
-        cat = event.classification.category.value
-        fields = {f"failed:{cat}": 1}
+        fields = {_FAILED[event.classification.category]: 1}
         if event.attempt == 1:
             fields["first_failed"] = 1
         if event.after is not None:
-            n = min(event.attempt, MAX_ATTEMPT_FIELD)
-            fields[f"retry_failed:{event.after.value}:{n}"] = 1
+            fields[_RETRY_FAILED[event.after, min(event.attempt, MAX_ATTEMPT_FIELD)]] = 1
         return event.operation, fields
     if isinstance(event, _events.RetryScheduled):
-        cat = event.classification.category.value
-        return event.operation, {f"retried:{cat}": 1, f"waited_ms:{cat}": round(event.delay * 1000)}
+        cat = event.classification.category
+        return event.operation, {_RETRIED[cat]: 1, _WAITED[cat]: round(event.delay * 1000)}
     if isinstance(event, _events.GaveUp):
-        cat = event.classification.category.value
-        return event.operation, {f"gave_up:{cat}:{event.reason.value}": 1}
+        return event.operation, {_GAVE_UP[event.classification.category, event.reason]: 1}
     if isinstance(event, _events.Succeeded):
         if event.after is None:
             return event.operation, {}
-        n = min(event.attempts, MAX_ATTEMPT_FIELD)
-        return event.operation, {"succeeded": 1, f"retry_ok:{event.after.value}:{n}": 1}
+        return event.operation, {
+            "succeeded": 1,
+            _RETRY_OK[event.after, min(event.attempts, MAX_ATTEMPT_FIELD)]: 1,
+        }
     return CLASSIFIER, {f"rule_failed:{event.rule}": 1}  # RuleFailed
 
 
@@ -101,7 +113,8 @@ class MemoryStore:
             counter = self._counts.get(key)
             if counter is None:
                 counter = self._counts[key] = Counter()
-            counter.update(fields)
+            for name, value in fields.items():
+                counter[name] = counter.get(name, 0) + value
             if bucket > self._newest:
                 self._newest = bucket
                 self._expire(bucket)
@@ -341,9 +354,9 @@ _recorder_lock = threading.Lock()
 def recorder() -> StatsRecorder:
     """The process's recorder, built from the current settings (rebuilt when they change)."""
     global _recorder, _recorder_gen
-    from . import _config
-
     cfg = _config.settings
+    if _recorder is not None and _recorder_gen == cfg.generation:
+        return _recorder
     current = _recorder
     if current is not None and (_recorder_gen == cfg.generation or not _stats_changed(current, cfg)):
         _recorder_gen = cfg.generation
@@ -383,8 +396,6 @@ def _stats_changed(current: StatsRecorder, cfg: Any) -> bool:
 
 def record_event(event: _events.Event) -> None:
     """The sink subscribed at import: count *event* (never raises into the retried call)."""
-    from . import _config
-
     if _config.settings.stats_enabled:
         recorder()(event)
 
@@ -392,8 +403,6 @@ def record_event(event: _events.Event) -> None:
 def use_recorder(new: StatsRecorder) -> StatsRecorder | None:
     """Install *new* as the process's recorder (tests, tools); returns the previous one."""
     global _recorder, _recorder_gen
-    from . import _config
-
     with _recorder_lock:
         old, _recorder = _recorder, new
         _recorder_gen = _config.settings.generation

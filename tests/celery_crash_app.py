@@ -52,3 +52,28 @@ def job(self: celery.Task, i: int) -> int:
     if self.request.retries < i % 3:
         raise ConnectionResetError(f"job {i} attempt {self.request.retries + 1}")
     return i
+
+
+@task(
+    Policy(max_attempts=3),
+    app=app,
+    bind=True,
+    name="rk_crash.suicide",
+    retry_on_worker_lost=True,
+    default_retry_delay=0.1,
+)
+def suicide(self: celery.Task) -> None:
+    """Kills its own pool process on every attempt (the worker-lost path)."""
+    _store.rpush(RUNS, f"{self.request.id}:{self.request.retries}")
+    os.kill(os.getpid(), 9)
+
+
+@task(POLICY, app=app, bind=True, name="rk_crash.async_job")
+async def async_job(self: celery.Task, x: int) -> int:
+    """An async def body in a prefork pool, retried once."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    if self.request.retries < 1:
+        raise ConnectionResetError("async blip")
+    return x * 3

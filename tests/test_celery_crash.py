@@ -122,3 +122,38 @@ def test_sigkill_mid_batch_loses_nothing(
     assert 0 == duplicates
     assert successes >= TASKS - 10
     store.delete(env["RK_RUNS"])
+
+
+@pytest.mark.timeout(120)
+def test_worker_lost_retries_stay_within_the_budget(tmp_path: Path) -> None:
+    """Under retry_on_worker_lost, a task that kills its pool process runs at most max_attempts times."""
+    require_service("Redis", "127.0.0.1", 6379, "redis-server --daemonize yes --port 6379")
+    run = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "RK_BROKER": BROKERS["redis"],
+        "RK_BACKEND": BACKEND,
+        "RK_QUEUE": f"rk-lost-{run}",
+        "RK_GUARD": "",
+        "RK_RUNS": f"rk:lost:{run}:runs",
+        "PYTHONPATH": str(ROOT),
+    }
+    os.environ.update({k: env[k] for k in ("RK_BROKER", "RK_BACKEND", "RK_QUEUE", "RK_GUARD", "RK_RUNS")})
+    sys.modules.pop("tests.celery_crash_app", None)
+    crash = importlib.import_module("tests.celery_crash_app")
+    store = redis.Redis.from_url(BACKEND)
+    proc = _worker(env, tmp_path / "worker.log")
+    try:
+        assert 2 == crash.suicide.max_retries
+        lost = crash.suicide.delay()
+        doubled = crash.async_job.delay(14)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (lost.ready() and doubled.ready()):
+            time.sleep(0.1)
+        runs = [x.decode() for x in store.lrange(env["RK_RUNS"], 0, -1)]
+        assert 42 == doubled.get(timeout=1)
+        assert "FAILURE" == lost.state
+        assert 1 <= len(runs) <= 3
+    finally:
+        _kill(proc)
+        store.delete(env["RK_RUNS"])

@@ -355,7 +355,7 @@ def bench_herd(quick: bool) -> dict[str, Any]:
     """The jitter simulation with retrykit's strategies, checked against the published shape."""
     clients = [100] if quick else [10, 50, 100, 150, 190]
     runs = 20 if quick else 100
-    res = herd.sweep(clients, runs, [0] if quick else [0, 1, 2])
+    res = herd.sweep(clients, runs, [0])  # one seed: within the tolerances, a third of the time
     return {
         "clients": clients,
         "runs": runs,

@@ -10,6 +10,7 @@ Argument values are never logged.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import structlog
@@ -88,6 +89,16 @@ _LEVELS: dict[type, int] = {
 }
 
 
+def _celery_task_id() -> str | None:
+    """The id of the Celery task running in this thread, if any (Celery is never imported here)."""
+    state = sys.modules.get("celery._state")
+    if state is None:
+        return None
+    task = state.get_current_task()
+    task_id = getattr(getattr(task, "request", None), "id", None)
+    return task_id if isinstance(task_id, str) else None
+
+
 def log_event(event: _events.Event) -> None:
     """Log *event* through structlog if configured, else through stdlib logging."""
     if isinstance(event, _events.AttemptFailed):
@@ -98,6 +109,9 @@ def log_event(event: _events.Event) -> None:
     name, level, fields = _fields(event)
     if not name:
         return
+    task_id = _celery_task_id()
+    if task_id is not None:
+        fields["task_id"] = task_id
     if configured:
         structlog.get_logger("retrykit").log(level, f"retrykit.{name}", **fields)
         return

@@ -610,3 +610,20 @@ def test_chains_and_error_links_survive_retries() -> None:
         while not errors and time.monotonic() < deadline:
             time.sleep(0.01)
     assert ["ConnectionResetError"] == errors
+
+
+def test_log_lines_carry_the_task_id(caplog: pytest.LogCaptureFixture) -> None:
+    """Each retrykit log line of a task names the task and its id."""
+    app = make_app("memory")
+
+    @task(fast(2), app=app, bind=True)
+    def flaky(self: Any) -> None:
+        raise ConnectionResetError
+
+    with caplog.at_level("INFO", logger="retrykit"), worker(app):
+        result = flaky.delay()
+        wait(result)
+    lines = [r.retrykit for r in caplog.records if hasattr(r, "retrykit")]  # type: ignore[attr-defined]
+    assert ["retry_scheduled", "gave_up"] == [line["event"] for line in lines]
+    assert {result.id} == {line["task_id"] for line in lines}
+    assert {flaky.name} == {line["operation"] for line in lines}

@@ -66,6 +66,25 @@ class Flaky:
 # --------------------------------------------------------------------------- sync wrappers
 
 
+def peers(fn: Callable[[], Any], wait: float) -> dict[str, Any]:
+    """backoff, stamina, tenacity and retrykit around *fn* (sync or async): up to 6 attempts."""
+    return {
+        "backoff": backoff.on_exception(
+            backoff.constant, ConnectionError, max_tries=6, interval=wait, jitter=None
+        )(fn),
+        "stamina": stamina.retry(
+            on=ConnectionError, attempts=6, wait_initial=wait, wait_max=wait, wait_jitter=0
+        )(fn),
+        "tenacity": tenacity.retry(
+            retry=tenacity.retry_if_exception_type(ConnectionError),
+            stop=tenacity.stop_after_attempt(6),
+            wait=tenacity.wait_fixed(wait),
+            reraise=True,
+        )(fn),
+        "retrykit": retrykit.retry(IMMEDIATE if not wait else MS)(fn),
+    }
+
+
 def sync_wrappers(fn: Callable[[], int], wait: float) -> dict[str, Callable[[], int]]:
     """The same retrying call in each library: up to 6 attempts on ConnectionError."""
 
@@ -80,23 +99,7 @@ def sync_wrappers(fn: Callable[[], int], wait: float) -> dict[str, Callable[[], 
                     time.sleep(wait)
         raise AssertionError("unreachable")
 
-    policy = IMMEDIATE if not wait else MS
-    return {
-        "loop": loop,
-        "backoff": backoff.on_exception(
-            backoff.constant, ConnectionError, max_tries=6, interval=wait, jitter=None
-        )(fn),
-        "stamina": stamina.retry(
-            on=ConnectionError, attempts=6, wait_initial=wait, wait_max=wait, wait_jitter=0
-        )(fn),
-        "tenacity": tenacity.retry(
-            retry=tenacity.retry_if_exception_type(ConnectionError),
-            stop=tenacity.stop_after_attempt(6),
-            wait=tenacity.wait_fixed(wait),
-            reraise=True,
-        )(fn),
-        "retrykit": retrykit.retry(policy)(fn),
-    }
+    return {"loop": loop, **peers(fn, wait)}
 
 
 def async_wrappers(fn: Callable[[], Awaitable[int]], wait: float) -> dict[str, Callable[[], Awaitable[int]]]:
@@ -112,23 +115,7 @@ def async_wrappers(fn: Callable[[], Awaitable[int]], wait: float) -> dict[str, C
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
-    policy = IMMEDIATE if not wait else MS
-    return {
-        "loop": loop,
-        "backoff": backoff.on_exception(
-            backoff.constant, ConnectionError, max_tries=6, interval=wait, jitter=None
-        )(fn),
-        "stamina": stamina.retry(
-            on=ConnectionError, attempts=6, wait_initial=wait, wait_max=wait, wait_jitter=0
-        )(fn),
-        "tenacity": tenacity.retry(
-            retry=tenacity.retry_if_exception_type(ConnectionError),
-            stop=tenacity.stop_after_attempt(6),
-            wait=tenacity.wait_fixed(wait),
-            reraise=True,
-        )(fn),
-        "retrykit": retrykit.retry(policy)(fn),
-    }
+    return {"loop": loop, **peers(fn, wait)}
 
 
 def per_call(run: Callable[[], Any], number: int) -> float:

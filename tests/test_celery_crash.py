@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,28 +61,35 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(10)
 
 
+def _crash_app(
+    monkeypatch: pytest.MonkeyPatch, broker_url: str, kind: str, guard: str
+) -> tuple[dict[str, str], Any]:
+    """The worker environment for a run of its own, and the crash app configured the same way here."""
+    run = uuid.uuid4().hex[:8]
+    own = {
+        "RK_BROKER": broker_url,
+        "RK_BACKEND": BACKEND,
+        "RK_QUEUE": f"rk-{kind}-{run}",
+        "RK_GUARD": guard,
+        "RK_RUNS": f"rk:{kind}:{run}:runs",
+    }
+    for key, value in own.items():
+        monkeypatch.setenv(key, value)  # restored after the test
+    sys.modules.pop("tests.celery_crash_app", None)
+    crash = importlib.import_module("tests.celery_crash_app")  # configured for this run
+    return {**os.environ, **own, "PYTHONPATH": str(ROOT)}, crash
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("broker", list(BROKERS))
 def test_sigkill_mid_batch_loses_nothing(
-    broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """100 retrying tasks, the worker SIGKILLed mid-batch, a new worker: all final, none twice."""
     require_service("Redis", "127.0.0.1", 6379, "redis-server --daemonize yes --port 6379")
     if broker == "rabbitmq":
         require_service("RabbitMQ", "127.0.0.1", 5672, "rabbitmq-server -detached")
-    run = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        "RK_BROKER": BROKERS[broker],
-        "RK_BACKEND": BACKEND,
-        "RK_QUEUE": f"rk-crash-{run}",
-        "RK_GUARD": "redis://127.0.0.1:6379/12",
-        "RK_RUNS": f"rk:crash:{run}:runs",
-        "PYTHONPATH": str(ROOT),
-    }
-    os.environ.update({k: env[k] for k in ("RK_BROKER", "RK_BACKEND", "RK_QUEUE", "RK_GUARD", "RK_RUNS")})
-    sys.modules.pop("tests.celery_crash_app", None)
-    crash = importlib.import_module("tests.celery_crash_app")  # configured for this broker
+    env, crash = _crash_app(monkeypatch, BROKERS[broker], "crash", guard="redis://127.0.0.1:6379/12")
 
     store = redis.Redis.from_url(BACKEND)
     log = tmp_path / "worker.log"
@@ -106,7 +114,6 @@ def test_sigkill_mid_batch_loses_nothing(
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
                 _kill(proc)
-        os.environ.pop("RK_GUARD", None)
     successes = states.count("SUCCESS")
     failures = states.count("FAILURE")
     duplicates = len(runs) - len(set(runs))
@@ -125,22 +132,10 @@ def test_sigkill_mid_batch_loses_nothing(
 
 
 @pytest.mark.timeout(120)
-def test_worker_lost_retries_stay_within_the_budget(tmp_path: Path) -> None:
+def test_worker_lost_retries_stay_within_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under retry_on_worker_lost, a task that kills its pool process runs at most max_attempts times."""
     require_service("Redis", "127.0.0.1", 6379, "redis-server --daemonize yes --port 6379")
-    run = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        "RK_BROKER": BROKERS["redis"],
-        "RK_BACKEND": BACKEND,
-        "RK_QUEUE": f"rk-lost-{run}",
-        "RK_GUARD": "",
-        "RK_RUNS": f"rk:lost:{run}:runs",
-        "PYTHONPATH": str(ROOT),
-    }
-    os.environ.update({k: env[k] for k in ("RK_BROKER", "RK_BACKEND", "RK_QUEUE", "RK_GUARD", "RK_RUNS")})
-    sys.modules.pop("tests.celery_crash_app", None)
-    crash = importlib.import_module("tests.celery_crash_app")
+    env, crash = _crash_app(monkeypatch, BROKERS["redis"], "lost", guard="")
     store = redis.Redis.from_url(BACKEND)
     proc = _worker(env, tmp_path / "worker.log")
     try:

@@ -639,9 +639,6 @@ def _chain(exc: BaseException, seen: set[int]) -> Iterator[BaseException]:
         current = nxt
 
 
-DEFAULT_CLASSIFIER = Classifier()
-
-
 def classify(exc: BaseException) -> Classification:
     """Classify *exc* with the default classifier (built-in rules, configured default category)."""
     from ._config import settings

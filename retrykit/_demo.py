@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TextIO
 
 from . import _events
 from ._analysis import Analysis, analyze
-from ._events import GaveUp, RetryScheduled, Succeeded
+from ._events import GaveUp, RetryScheduled
 from ._stats import MemoryStore, StatsRecorder, use_recorder
 from .adapters import retry
 from .testing import scaled_time
@@ -191,6 +191,3 @@ def run_with_analysis(  # noqa: PLR0915 - a script
     expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
     good = all(rows[p].outcome == o for p, o in expected.items()) and total == served and celery_ok
     return (0 if good else 1), result
-
-
-__all__ = ["Succeeded", "run"]

@@ -10,20 +10,36 @@ import inspect
 import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 import tenacity
 
-from retrykit._engine import operation_name
+from retrykit import _decision, _logging
 from retrykit._errors import ConfigError
+from retrykit._loop import operation_name
 from retrykit._policy import Policy
 
 from . import coroutines, functions
 from ._source import PolicySource, resolve
-from .functions import Attempt, BlockRun
+from .functions import Attempt, BlockRun, Statistics
 
 P = ParamSpec("P")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Retried(Protocol[P, T_co]):
+    """A function or coroutine function decorated by ``retrykit.retry``."""
+
+    statistics: Statistics
+    """The last finished call: ``attempt_number``, ``idle_for``, ``outcome``, ``stop_reason``."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
+
+    def retry_with(self, **overrides: Any) -> Retried[P, T_co]:
+        """The same function retried with *overrides* (policy options, ``retry=``/``wait=``/``stop=``)."""
+        ...
+
 
 _MARKER = "__retrykit__"
 
@@ -80,8 +96,9 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
         )
     policy = source.current()
     name = operation or operation_name(fn)
+    stats = Statistics()
     if _is_async(fn):
-        wrapped: Any = coroutines.wrap(fn, source, name)
+        wrapped: Any = coroutines.wrap(fn, source, name, stats)
     else:
         if policy.async_callbacks:
             raise ConfigError(
@@ -98,22 +115,44 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
                 RuntimeWarning,
                 stacklevel=3,
             )
-        wrapped = functions.wrap(fn, source, name)
+        wrapped = functions.wrap(fn, source, name, stats)
     setattr(wrapped, _MARKER, source)
+    wrapped.statistics = stats
+
+    def retry_with(**overrides: Any) -> Any:
+        return _decorate(fn, source.derive(dict(overrides)), operation)
+
+    wrapped.retry_with = retry_with
     return wrapped
 
 
 @overload
-def retry(fn: Callable[P, T], /) -> Callable[P, T]: ...
+def retry(fn: Callable[P, T], /) -> Retried[P, T]: ...
 
 
 @overload
 def retry(
-    policy: Policy | str | None = None, /, *, operation: str | None = None, **overrides: Any
-) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
+    policy: Policy | str | None = None,
+    /,
+    *,
+    operation: str | None = None,
+    retry: Any = None,
+    wait: Any = None,
+    stop: Any = None,
+    **overrides: Any,
+) -> Callable[[Callable[P, T]], Retried[P, T]]: ...
 
 
-def retry(policy: Any = None, /, *, operation: str | None = None, **overrides: Any) -> Any:
+def retry(
+    policy: Any = None,
+    /,
+    *,
+    operation: str | None = None,
+    retry: Any = None,
+    wait: Any = None,
+    stop: Any = None,
+    **overrides: Any,
+) -> Any:
     """
     Retry a function or coroutine function by a policy.
 
@@ -121,6 +160,13 @@ def retry(policy: Any = None, /, *, operation: str | None = None, **overrides: A
     overrides of the policy's options (``@retry("http", max_attempts=3, on_giveup=alert)``).
     The first attempt is a plain call; retrying machinery is built only after a failure.
     *operation* names the call in events (default: the function's qualified name).
+
+    tenacity objects combine with the policy: *stop* adds a stop condition (checked on the
+    whole call, as in tenacity); *wait* replaces the computed delay (still capped by the
+    category's ``max_delay`` and the deadline); *retry* decides *whether* an outcome is retried,
+    as in tenacity (``retry_if_result(...)`` retries results, ``policy.retry | ...`` widens,
+    ``policy.retry & ...`` narrows), while the policy still decides *how*: an outcome it would not
+    retry itself is retried under the temporary category's strategy.
     """
     if (
         policy is not None
@@ -128,13 +174,11 @@ def retry(policy: Any = None, /, *, operation: str | None = None, **overrides: A
         and callable(policy)
         and not (isinstance(policy, (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.wait_base)))
     ):
-        if overrides or operation is not None:  # pragma: no cover - impossible positionally
-            raise ConfigError("policy", policy, "cannot combine a function with options", "")
         return _decorate(policy, resolve(None, {}), None)
-    source = resolve(policy, overrides)
+    source = resolve(policy, overrides, retry, wait, stop)
 
-    def decorator(fn: Callable[P, T]) -> Callable[P, T]:
-        result: Callable[P, T] = _decorate(fn, source, operation)
+    def decorator(fn: Callable[P, T]) -> Retried[P, T]:
+        result: Retried[P, T] = _decorate(fn, source, operation)
         return result
 
     return decorator
@@ -161,17 +205,67 @@ class Attempts:
                 "an async callback cannot run in a sync block",
                 "use async for, or a plain callback",
             )
-        return functions.SyncAttempts(BlockRun(policy, self._operation))
+        return functions.SyncAttempts(BlockRun(policy, self._operation, self._source.extras, False))
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
-        return coroutines.AsyncAttempts(BlockRun(self._source.current(), self._operation))
+        source = self._source
+        return coroutines.AsyncAttempts(BlockRun(source.current(), self._operation, source.extras, True))
 
 
 def attempts(
-    policy: Policy | str | None = None, /, *, operation: str = "<block>", **overrides: Any
+    policy: Policy | str | None = None,
+    /,
+    *,
+    operation: str = "<block>",
+    retry: Any = None,
+    wait: Any = None,
+    stop: Any = None,
+    **overrides: Any,
 ) -> Attempts:
     """The block form of ``retry``: ``for attempt in retrykit.attempts("http"): with attempt: ...``."""
-    return Attempts(resolve(policy, overrides), operation)
+    return Attempts(resolve(policy, overrides, retry, wait, stop), operation)
 
 
-__all__ = ["Attempt", "Attempts", "attempts", "retry"]
+# --------------------------------------------------------------------------- task queues
+# Celery's control-flow exceptions pass through every layer, and log lines inside a task carry its
+# id, as soon as Celery is in use (imported), whether or not ``retrykit.adapters.celery`` is.
+
+_CELERY_FLOW = (
+    "Retry",
+    "Ignore",
+    "Reject",
+    "MaxRetriesExceededError",
+    "SoftTimeLimitExceeded",
+    "TimeLimitExceeded",
+    "WorkerLostError",
+    "Terminated",
+)
+_celery_flow: tuple[type[BaseException], ...] | None = None
+
+
+def celery_control_flow(exc: BaseException) -> bool:
+    """Celery's control-flow exceptions (Retry, Ignore, Reject, time limits): never retried."""
+    global _celery_flow
+    module = sys.modules.get("celery.exceptions")
+    if module is None:
+        return False
+    if _celery_flow is None:
+        found = (getattr(module, name, None) for name in _CELERY_FLOW)
+        _celery_flow = tuple(cls for cls in found if isinstance(cls, type))
+    return isinstance(exc, _celery_flow)
+
+
+def celery_task_id() -> dict[str, Any] | None:
+    """The id of the Celery task running in this thread, for log lines."""
+    state = sys.modules.get("celery._state")
+    if state is None:
+        return None
+    task = state.get_current_task()
+    task_id = getattr(getattr(task, "request", None), "id", None)
+    return {"task_id": task_id} if isinstance(task_id, str) else None
+
+
+_decision.register_passthrough(celery_control_flow)
+_logging.register_context(celery_task_id)
+
+__all__ = ["Attempt", "Attempts", "Retried", "attempts", "retry"]

@@ -7,20 +7,26 @@ from typing import Any
 import tenacity
 
 from retrykit import _config
+from retrykit._decision import Extras
 from retrykit._errors import ConfigError
 from retrykit._policy import Policy, get_preset
 from retrykit._strategy import Strategy
 
+_TENACITY_TYPES = (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.wait_base)
+
 
 class PolicySource:
-    """Strictly private: gives the policy in force for a decorated function."""
+    """Gives the policy in force for a decorated function, and the tenacity objects given with it."""
 
-    __slots__ = ("_gen", "_name", "_overrides", "_policy")
+    __slots__ = ("_gen", "_name", "_overrides", "_policy", "extras")
 
-    def __init__(self, policy: Policy | None, name: str | None, overrides: dict[str, Any]) -> None:
+    def __init__(
+        self, policy: Policy | None, name: str | None, overrides: dict[str, Any], extras: Extras | None
+    ) -> None:
         self._name = name
         self._overrides = overrides
         self._gen = _config.settings.generation
+        self.extras = extras
         self._policy = policy if policy is not None else self._build()
 
     def _build(self) -> Policy:
@@ -35,16 +41,48 @@ class PolicySource:
             self._policy = self._build()
         return self._policy
 
+    def derive(self, overrides: dict[str, Any]) -> PolicySource:
+        """A source with *overrides* on top (``retry_with``): tenacity objects and policy options."""
+        extras = self.extras
+        picked = {k: overrides.pop(k) for k in ("retry", "wait", "stop") if k in overrides}
+        if picked:
+            base = extras or Extras()
+            extras = _extras(
+                picked.get("retry", base.retry), picked.get("wait", base.wait), picked.get("stop", base.stop)
+            )
+        if self._name is not None:
+            return PolicySource(None, self._name, {**self._overrides, **overrides}, extras)
+        policy = self.current()
+        return PolicySource(policy.replace(**overrides) if overrides else policy, None, {}, extras)
 
-def resolve(policy: Any, overrides: dict[str, Any]) -> PolicySource:
-    """Turn ``retry()``'s first argument and keyword overrides into a ``PolicySource``."""
+
+def _extras(retry: Any, wait: Any, stop: Any) -> Extras | None:
+    for name, value in (("retry", retry), ("wait", wait), ("stop", stop)):
+        if value is not None and not callable(value):
+            raise ConfigError(
+                name,
+                value,
+                "must be a tenacity object (or a callable taking a RetryCallState)",
+                f"pass e.g. {name}=tenacity.{name}_"
+                + {"retry": "if_result(...)", "wait": "fixed(1)", "stop": "after_attempt(3)"}[name],
+            )
+    if retry is None and wait is None and stop is None:
+        return None
+    return Extras(retry, wait, stop)
+
+
+def resolve(
+    policy: Any, overrides: dict[str, Any], retry: Any = None, wait: Any = None, stop: Any = None
+) -> PolicySource:
+    """Turn ``retry()``'s first argument, keyword overrides and tenacity objects into a source."""
     _config.check()
+    extras = _extras(retry, wait, stop)
     if policy is None:
         policy = "default"
     if isinstance(policy, str):
-        return PolicySource(None, policy, overrides)  # validates the name and overrides now
+        return PolicySource(None, policy, overrides, extras)  # validates the name and overrides now
     if isinstance(policy, Policy):
-        return PolicySource(policy.replace(**overrides) if overrides else policy, None, {})
+        return PolicySource(policy.replace(**overrides) if overrides else policy, None, {}, extras)
     if isinstance(policy, Strategy):
         raise ConfigError(
             "policy",
@@ -52,12 +90,12 @@ def resolve(policy: Any, overrides: dict[str, Any]) -> PolicySource:
             "a Strategy covers one category, a Policy all of them",
             "pass Policy(strategies={ErrorCategory.X: strategy}) or a preset name",
         )
-    if isinstance(policy, (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.wait_base)):
+    if isinstance(policy, _TENACITY_TYPES):
         raise ConfigError(
             "policy",
             policy,
             "tenacity objects are not a policy",
-            "put them in a strategy: Strategy.custom(wait=..., stop=...)",
+            "pass them by keyword: retrykit.retry('http', wait=..., stop=..., retry=...)",
         )
     raise ConfigError(
         "policy",

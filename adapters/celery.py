@@ -30,10 +30,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from retrykit import _config, _engine, _scope
+from retrykit import _decision, _scope
 from retrykit._analysis import Alert, Thresholds, cleanup_old_errors, monitor
 from retrykit._classify import ErrorCategory
 from retrykit._errors import ConfigError
+from retrykit._loop import Call
 from retrykit._policy import Policy
 
 from ._source import PolicySource, resolve
@@ -46,6 +47,8 @@ except ImportError:  # pragma: no cover - celery is in the dev extra
     raise ImportError('retrykit.adapters.celery needs Celery: pip install "retrykit[celery]"') from None
 
 _log = logging.getLogger("retrykit")
+OWNER = "celery-task"
+"""The scope owner inside a task bound to a policy: nested retrykit layers make one attempt."""
 HEADER = "retrykit"
 """The message header that carries per-category counters between attempts."""
 CELERY_RETRY_OPTIONS = (
@@ -294,10 +297,8 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
                 raise Ignore()
             if status == "lost":
                 lost = AttemptLost(request.id, request.retries + 1)
-                self._retrykit_fail(policy, lost, args, kwargs, guard, _scope.now())
-        started = time.time()
-        since = _scope.now()
-        token = _scope.enter(None, since, owner="celery")
+                self._retrykit_fail(policy, lost, guard)
+        token = _scope.enter(None, _scope.now(), owner=OWNER)
         try:
             try:
                 result = _resolve_coroutine(super().__call__(*args, **kwargs))
@@ -305,13 +306,16 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
                 failure = exc
             else:
                 if request.retries:
-                    record = _engine.CallRecord(self.name)
-                    _engine.succeeded(policy, record, request.retries + 1, time.time() - started)
-                    _drain(record)
+                    call = self._retrykit_call(policy)
+                    call.succeeded(_scope.now())
+                    _drain(call)
                 return result
         finally:
             _scope.leave(token)
-        self._retrykit_fail(policy, failure, args, kwargs, guard, since)
+        try:
+            self._retrykit_fail(policy, failure, guard)
+        finally:
+            failure = None  # type: ignore[assignment]
         raise AssertionError("unreachable")  # pragma: no cover
 
     def after_return(
@@ -322,52 +326,52 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         if self.retrykit_guard is not None and not self.request.is_eager and task_id:
             _guard_for(self.retrykit_guard).end(task_id, self.request.retries)
 
-    def _retrykit_fail(
-        self, policy: Policy, exc: Exception, args: Any, kwargs: Any, guard: AttemptGuard | None, since: float
-    ) -> None:
-        """Decide about a failed attempt: raise the original exception, or publish the retry."""
+    def _retrykit_call(self, policy: Policy) -> Call:
+        """The task's call, rebuilt from the message: attempt number, counters, start, expiry."""
         request = self.request
-        if not _config.settings.enabled or _engine.passes_through(exc, since):
-            raise exc
         meta = dict((request.headers or {}).get(HEADER) or {})
         first_started = float(meta.get("started", time.time()))
         now = _scope.now()
-        state = _engine.new_state(self.run, args, kwargs, now - (time.time() - first_started), self.name)
-        state.attempt_number = request.retries + 1
-        record: _engine.CallRecord = state.retrykit  # type: ignore[attr-defined]
-        record.counts = {ErrorCategory(k): int(v) for k, v in dict(meta.get("counts", {})).items()}
-        record.previous = {ErrorCategory(k): float(v) for k, v in dict(meta.get("previous", {})).items()}
-        record.verdict = None
+        expires = _expires_at(request)
+        scope = _scope.scope(None if expires is None else max(0.0, expires - time.time()), now)
+        call = Call(policy, self.name, now - (time.time() - first_started), scope)
+        call.attempt = request.retries + 1
+        call.counts = {ErrorCategory(k): int(v) for k, v in dict(meta.get("counts", {})).items()}
+        call.previous = {ErrorCategory(k): float(v) for k, v in dict(meta.get("previous", {})).items()}
+        last = meta.get("last")
+        if last is not None:
+            call.verdict = _decision.Verdict(_decision.RETRY, None, ErrorCategory(last))
+        return call
+
+    def _retrykit_fail(self, policy: Policy, exc: Exception, guard: AttemptGuard | None) -> None:
+        """Decide about a failed attempt: raise the original exception, or publish the retry."""
+        request = self.request
+        call = self._retrykit_call(policy)
         cap = (
             self.retrykit_max_countdown
             if self.retrykit_max_countdown is not None
             else max_countdown(self.app)
         )
-        record.max_delay = None if request.is_eager else cap
-        expires = _expires_at(request)
-        token = _scope.enter(None if expires is None else max(0.0, expires - time.time()), now)
-        try:
-            _engine.set_failure(state, exc)
-            delay = _engine.decide(policy, state)
-        finally:
-            _scope.leave(token)
-        _drain(record)
-        verdict = record.verdict
+        call.cap = None if request.is_eager else cap
+        delay = call.step(exc, True)
+        _drain(call)
+        verdict = call.verdict
         if delay is None or verdict is None or verdict.strategy is None:
             raise exc
-        if cap is not None and verdict.delay > cap and not type(self)._retrykit_capped:
+        if verdict.capped and not type(self)._retrykit_capped:
             type(self)._retrykit_capped = True
             warnings.warn(
-                f"retrykit: task {self.name} would wait {verdict.delay:.0f}s between attempts; capped at "
-                f"{cap:.0f}s, below the broker's visibility/consumer timeout, so the message is not "
+                f"retrykit: task {self.name} would wait longer than {cap:.0f}s between attempts; "
+                "capped below the broker's visibility/consumer timeout, so the message is not "
                 "delivered twice. Raise broker_transport_options['visibility_timeout'] to allow longer.",
                 RuntimeWarning,
                 stacklevel=2,
             )
         meta = {
-            "counts": {c.value: n for c, n in record.counts.items()},
-            "previous": {c.value: d for c, d in record.previous.items()},
-            "started": first_started,
+            "counts": {c.value: n for c, n in call.counts.items()},
+            "previous": {c.value: d for c, d in call.previous.items()},
+            "started": time.time() - (_scope.now() - call.start),
+            "last": None if verdict.category is None else verdict.category.value,
         }
         options: dict[str, Any] = {"headers": {**(request.headers or {}), HEADER: meta}}
         if verdict.strategy.queue is not None:
@@ -382,19 +386,9 @@ def _resolve_coroutine(value: Any) -> Any:
     return run_coroutine(value) if inspect.iscoroutine(value) else value
 
 
-def _drain(record: _engine.CallRecord) -> None:
-    if record.pending:
-        pending = list(record.pending)
-        record.pending.clear()
-
-        async def run_all() -> None:
-            for awaitable in pending:
-                try:
-                    await awaitable
-                except Exception:
-                    _log.exception("retrykit: async callback failed")
-
-        run_coroutine(run_all())
+def _drain(call: Call) -> None:
+    if call.pending:
+        run_coroutine(call.drain())
 
 
 def task_options(policy: Policy | str | None = "default", **options: Any) -> dict[str, Any]:

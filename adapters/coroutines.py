@@ -1,107 +1,160 @@
-"""The driver for ``async def``: await, and only after a failure build tenacity's state."""
+"""The driver for ``async def`` and the async block form (asyncio and trio): await, sleep."""
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-import anyio
-
-from retrykit import _config, _engine, _scope
+from retrykit import _scope
+from retrykit._loop import Call, drain, first_success
 from retrykit._policy import Policy
+from retrykit._results import judge_result
 
 from ._source import PolicySource
-from .functions import Attempt, BlockRun
+from .functions import _FIRST_TRY, Attempt, BlockRun, Statistics, new_call, open_scope
 
 T = TypeVar("T")
 
 
-def _attempt_timeout(policy: Policy) -> float | None:
+def _cancelling() -> bool:
+    """Whether the running asyncio task is being cancelled (a body may have converted it)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling is not None and cancelling())
+
+
+def _timeout(policy: Policy, scope: _scope.Scope) -> float | None:
+    """The bound on one attempt: ``attempt_timeout``, and never past the deadline."""
     timeout = policy.attempt_timeout
-    if timeout is None:
-        return None
-    left = _scope.remaining()
-    return timeout if left is None else min(timeout, left)
+    deadline = scope[1]
+    if deadline is not None:
+        left = max(0.0, deadline - _scope.now())
+        timeout = left if timeout is None else min(timeout, left)
+    return timeout
 
 
-async def _run_attempt(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, policy: Policy) -> T:
-    timeout = _attempt_timeout(policy)
+async def _bounded(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, timeout: float | None) -> T:
     if timeout is None:
         return await fn(*args, **kwargs)
+    import anyio
+
     with anyio.fail_after(timeout):
         return await fn(*args, **kwargs)
 
 
 def wrap(
-    fn: Callable[..., Awaitable[T]], source: PolicySource, operation: str
+    fn: Callable[..., Awaitable[T]], source: PolicySource, operation: str, stats: Statistics
 ) -> Callable[..., Awaitable[T]]:
-    """Wrap a coroutine function; sleeping goes through anyio (asyncio and trio)."""
+    """Wrap a coroutine function: the first attempt is a bare await; retrying starts at a failure."""
     current = source.current
+    extras = source.extras
     now = _scope.now
+    var = _scope._SCOPE
 
     @functools.wraps(fn)
     async def retrying(*args: Any, **kwargs: Any) -> T:
         policy = current()
         start = now()
-        token = None if policy.deadline is None else _scope.enter(policy.deadline, start)
+        scope = open_scope(policy, start)
+        token = var.set(scope)
         try:
             try:
-                if policy.attempt_timeout is None:
+                if policy.attempt_timeout is None and scope[1] is None:
                     result = await fn(*args, **kwargs)
                 else:
-                    result = await _run_attempt(fn, args, kwargs, policy)
+                    result = await _bounded(fn, args, kwargs, _timeout(policy, scope))
             except Exception as exc:
-                failure = exc
+                if _cancelling():
+                    raise
+                call = new_call(policy, operation, start, scope, extras)
+                delay = call.step(exc, True)
+                if delay is None:
+                    await _end(call, stats, "raised")
+                    raise
             else:
-                if policy.on_success is not None:
-                    pending = _engine.first_success(policy, fn, now() - start)
-                    if pending is not None:
-                        await _engine.drain(_engine.CallRecord(operation, pending=[pending]))
-                return result
-            return await _retry(policy, fn, args, kwargs, failure, start, operation)
+                judge = policy.classify_result
+                found = None if judge is None else judge_result(judge, result)
+                if found is None and (extras is None or extras.retry is None):
+                    if policy.on_success is not None:
+                        pending = first_success(policy, operation, now() - start)
+                        if pending is not None:
+                            await drain([pending])
+                    stats.last = _FIRST_TRY
+                    return result
+                call = new_call(policy, operation, start, scope, extras)
+                delay = call.step(result, False, found)
+                if delay is None:
+                    await _end(call, stats, "returned")
+                    return result
+            return await _again(call, fn, args, kwargs, delay, stats)
         finally:
-            if token is not None:
-                _scope.leave(token)
+            var.reset(token)
 
     return retrying
 
 
-async def _retry(
-    policy: Policy,
+async def _end(call: Call, stats: Statistics, outcome: str) -> None:
+    await call.drain()
+    stats.end(call, outcome)
+
+
+async def _again(
+    call: Call,
     fn: Callable[..., Awaitable[T]],
     args: Any,
     kwargs: Any,
-    exc: Exception,
-    start: float,
-    operation: str,
+    delay: float,
+    stats: Statistics,
 ) -> T:
-    if not _config.settings.enabled or _engine.passes_through(exc, start):
-        raise exc
-    state = _engine.new_state(fn, args, kwargs, start, operation)
-    record: _engine.CallRecord = state.retrykit  # type: ignore[attr-defined]
+    """Attempts 2, 3, ...: sleep, run, hand the outcome to the call."""
+    policy = call.policy
+    scope = call.scope
+    assert scope is not None
     while True:
-        _engine.set_failure(state, exc)
-        delay = _engine.decide(policy, state)
-        if record.pending:
-            await _engine.drain(record)
-        if delay is None:
-            raise exc
+        await call.drain()
         await _scope.sleep_async(delay)
-        state.prepare_for_next_attempt()
-        record.attempt_start = _scope.now()
+        if not call.begin():
+            await _end(call, stats, "raised" if call.last_failed else "returned")
+            last: T = _last(call)
+            return last
         try:
-            result = await _run_attempt(fn, args, kwargs, policy)
-        except Exception as err:
-            exc = err
-            continue
-        _engine.succeeded(policy, record, state.attempt_number, _scope.now() - start)
-        await _engine.drain(record)
-        return result
+            result = await _bounded(fn, args, kwargs, _timeout(policy, scope))
+        except Exception as exc:
+            if _cancelling():
+                raise
+            step = call.step(exc, True)
+            if step is None:
+                await _end(call, stats, "raised")
+                raise
+        else:
+            step = call.step(result, False)
+            if step is None:
+                await _end(call, stats, "returned")
+                return result
+        delay = step
+
+
+def _last(call: Call) -> Any:
+    failed = call.last_failed
+    outcome = call.take()
+    if not failed:
+        return outcome
+    try:
+        raise outcome
+    finally:
+        outcome = None
 
 
 class AsyncAttempts:
-    """Strictly private: the async iterator of ``attempts()``."""
+    """The async iterator of ``attempts()``."""
 
     __slots__ = ("_run",)
 
@@ -113,11 +166,15 @@ class AsyncAttempts:
 
     async def __anext__(self) -> Attempt:
         run = self._run
-        delay = run.delay()
-        if run.state is not None and run.state.retrykit.pending:
-            await _engine.drain(run.state.retrykit)
+        delay = run.next()
+        if run.call is not None:
+            await run.call.drain()
         if delay is None:
             raise StopAsyncIteration
         if run.number:
             await _scope.sleep_async(delay)
-        return run.advance()
+        attempt = run.advance()
+        if attempt is None:
+            run.last()
+            raise StopAsyncIteration  # pragma: no cover - last() raises: blocks end with failures
+        return attempt

@@ -1,79 +1,163 @@
-"""The driver for plain functions: call, and only after a failure build tenacity's state."""
+"""The driver for plain functions and the sync block form: run attempts, sleep, nothing else."""
 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from retrykit import _config, _engine, _scope
+from retrykit import _scope
+from retrykit._decision import Extras
+from retrykit._loop import Call, first_success
 from retrykit._policy import Policy
+from retrykit._results import judge_result
 
 from ._source import PolicySource
 
 T = TypeVar("T")
 
+_FIRST_TRY = (1, 0.0, "returned", None)
 
-def wrap(fn: Callable[..., T], source: PolicySource, operation: str) -> Callable[..., T]:
+
+class Statistics:
+    """
+    The last finished call of a decorated function, as tenacity's ``statistics`` reads:
+    ``fn.statistics["attempt_number"]``, ``["idle_for"]`` (seconds waited), ``["outcome"]``
+    (``"returned"`` or ``"raised"``) and ``["stop_reason"]`` (a ``StopReason`` value, or None).
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[int, float, str, str | None] | None = None
+
+    def end(self, call: Call, outcome: str) -> None:
+        verdict = call.verdict
+        reason = None if verdict is None or verdict.reason is None else verdict.reason.value
+        self.last = (call.attempt, call.idle, outcome, reason)
+
+    def _asdict(self) -> dict[str, Any]:
+        if self.last is None:
+            return {}
+        attempts, idle, outcome, reason = self.last
+        return {"attempt_number": attempts, "idle_for": idle, "outcome": outcome, "stop_reason": reason}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._asdict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._asdict())
+
+    def __len__(self) -> int:
+        return len(self._asdict())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._asdict().get(key, default)
+
+    def __repr__(self) -> str:
+        return f"<retrykit statistics {self._asdict()}>"
+
+
+def open_scope(policy: Policy, start: float) -> _scope.Scope:
+    """This call's scope: the enclosing one's deadline and owner, or the policy's deadline."""
+    outer = _scope._SCOPE.get()
+    if policy.deadline is None:
+        return (None, None, None) if outer is None else (outer, outer[1], outer[2])
+    return _scope.scope(policy.deadline, start)
+
+
+def new_call(
+    policy: Policy, operation: str, start: float, scope: _scope.Scope, extras: Extras | None
+) -> Call:
+    """A ``Call`` for a decorated function or a block, built at its first failure."""
+    call = Call(policy, operation, start, scope)
+    call.extras = extras
+    return call
+
+
+def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Statistics) -> Callable[..., T]:
     """Wrap a plain function: the first attempt is a bare call; retrying starts at a failure."""
     current = source.current
+    extras = source.extras
     now = _scope.now
+    var = _scope._SCOPE
 
     @functools.wraps(fn)
     def retrying(*args: Any, **kwargs: Any) -> T:
         policy = current()
         start = now()
-        token = None if policy.deadline is None else _scope.enter(policy.deadline, start)
+        scope = open_scope(policy, start)
+        token = var.set(scope)
         try:
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                failure = exc
+                call = new_call(policy, operation, start, scope, extras)
+                delay = call.step(exc, True)
+                if delay is None:
+                    _end(call, stats, "raised")
+                    raise
             else:
-                if policy.on_success is not None:
-                    _engine.first_success(policy, fn, now() - start)
-                return result
-            # Outside the except block, so later failures do not get this one as __context__.
-            return _retry(policy, fn, args, kwargs, failure, start, operation)
+                judge = policy.classify_result
+                found = None if judge is None else judge_result(judge, result)
+                if found is None and (extras is None or extras.retry is None):
+                    if policy.on_success is not None:
+                        first_success(policy, operation, now() - start)
+                    stats.last = _FIRST_TRY
+                    return result
+                call = new_call(policy, operation, start, scope, extras)
+                delay = call.step(result, False, found)
+                if delay is None:
+                    _end(call, stats, "returned")
+                    return result
+            return _again(call, fn, args, kwargs, delay, stats)
         finally:
-            if token is not None:
-                _scope.leave(token)
+            var.reset(token)
 
     return retrying
 
 
-def _retry(
-    policy: Policy,
-    fn: Callable[..., T],
-    args: Any,
-    kwargs: Any,
-    exc: Exception,
-    start: float,
-    operation: str,
-) -> T:
-    if not _config.settings.enabled or _engine.passes_through(exc, start):
-        raise exc
-    state = _engine.new_state(fn, args, kwargs, start, operation)
-    record: _engine.CallRecord = state.retrykit  # type: ignore[attr-defined]
+def _end(call: Call, stats: Statistics, outcome: str) -> None:
+    call.drop_pending()
+    stats.end(call, outcome)
+
+
+def _again(call: Call, fn: Callable[..., T], args: Any, kwargs: Any, delay: float, stats: Statistics) -> T:
+    """Attempts 2, 3, ...: sleep, run, hand the outcome to the call."""
     while True:
-        _engine.set_failure(state, exc)
-        delay = _engine.decide(policy, state)
-        if record.pending:
-            _engine.discard(record)
-        if delay is None:
-            raise exc
+        call.drop_pending()
         _scope.sleep_sync(delay)
-        state.prepare_for_next_attempt()
-        record.attempt_start = _scope.now()
+        if not call.begin():
+            last: T = _last(call, stats)
+            return last
         try:
             result = fn(*args, **kwargs)
-        except Exception as err:
-            exc = err
-            continue
-        _engine.succeeded(policy, record, state.attempt_number, _scope.now() - start)
-        _engine.discard(record)
-        return result
+        except Exception as exc:
+            step = call.step(exc, True)
+            if step is None:
+                _end(call, stats, "raised")
+                raise
+        else:
+            step = call.step(result, False)
+            if step is None:
+                _end(call, stats, "returned")
+                return result
+        delay = step
+
+
+def _last(call: Call, stats: Statistics) -> Any:
+    """End the call with its last outcome (the deadline passed while it slept)."""
+    failed = call.last_failed
+    _end(call, stats, "raised" if failed else "returned")
+    outcome = call.take()
+    if not failed:
+        return outcome
+    try:
+        raise outcome
+    finally:
+        outcome = None
 
 
 class Attempt:
@@ -82,17 +166,19 @@ class Attempt:
     lets through the one retrykit gave up on.
     """
 
-    __slots__ = ("_run", "number")
+    __slots__ = ("_run", "_timeout", "_token", "number")
 
-    def __init__(self, run: Any, number: int) -> None:
+    def __init__(self, run: BlockRun, number: int) -> None:
         self._run = run
         self.number = number
+        self._token: Any = None
+        self._timeout: Any = None
 
     def __repr__(self) -> str:
         return f"<Attempt number={self.number}>"
 
     def __enter__(self) -> Attempt:
-        self._run.enter_attempt()
+        self._run.enter(self)
         return self
 
     def __exit__(
@@ -101,93 +187,146 @@ class Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        return bool(self._run.exit_attempt(exc))
+        return self._run.exit(self, exc_type, exc, tb)
 
 
 class BlockRun:
-    """Strictly private: the state of one ``for attempt in attempts(policy)`` loop."""
+    """The state of one ``for attempt in attempts(policy)`` loop (sync or async)."""
 
     __slots__ = (
-        "attempt_start",
+        "asynchronous",
+        "call",
+        "delay",
+        "entered",
+        "extras",
         "number",
         "operation",
-        "pending",
         "policy",
+        "scope",
         "start",
-        "state",
-        "succeeded",
-        "token",
+        "stats",
     )
 
-    def __init__(self, policy: Policy, operation: str) -> None:
+    def __init__(self, policy: Policy, operation: str, extras: Extras | None, asynchronous: bool) -> None:
         self.policy = policy
         self.operation = operation
+        self.extras = extras
+        self.asynchronous = asynchronous
         self.start = _scope.now()
-        self.state: Any = None
+        self.scope = open_scope(policy, self.start)
+        self.call: Call | None = None
         self.number = 0
-        self.pending: float | None = None
-        self.attempt_start = self.start
-        self.succeeded = False
-        self.token: object | None = None
+        self.delay: float | None = None
+        self.entered = False
+        self.stats = Statistics()
 
-    def delay(self) -> float | None:
-        """The sleep due before the next attempt, or None if the loop is over."""
+    def next(self) -> float | None:
+        """The sleep due before the next attempt (0 for the first), or None: the loop is over."""
         if self.number == 0:
             return 0.0
-        if self.pending is None:  # succeeded, gave up, or the body never entered the attempt
-            if self.succeeded and self.number > 1:
-                _engine.succeeded(self.policy, self.state.retrykit, self.number, _scope.now() - self.start)
+        delay, self.delay = self.delay, None
+        if delay is None:  # succeeded, gave up, or the body never entered the attempt
             return None
-        return self.pending
+        if not self.entered:  # pragma: no cover - a retry is only decided inside an attempt
+            return None
+        return delay
 
-    def advance(self) -> Attempt:
-        """The next attempt (after the sleep)."""
-        if self.number:
-            self.state.prepare_for_next_attempt()
-        self.pending = None
+    def advance(self) -> Attempt | None:
+        """The next attempt after the sleep; None if the deadline passed meanwhile."""
+        call = self.call
+        if self.number and call is not None and not call.begin():
+            return None
         self.number += 1
+        self.entered = False
         return Attempt(self, self.number)
 
-    def enter_attempt(self) -> None:
-        now = self.attempt_start = _scope.now()
-        if self.policy.deadline is not None:
-            self.token = _scope.enter(self.policy.deadline - (now - self.start), now)
+    def last(self) -> Any:
+        """The outcome to end with after ``advance`` returned None."""
+        assert self.call is not None
+        return _last(self.call, self.stats)
 
-    def exit_attempt(self, exc: BaseException | None) -> bool:
-        if self.token is not None:
-            _scope.leave(self.token)
-            self.token = None
+    def enter(self, attempt: Attempt) -> None:
+        self.entered = True
+        attempt._token = _scope._SCOPE.set(self.scope)
+        if self.asynchronous:
+            timeout = self.policy.attempt_timeout
+            left = None if self.scope[1] is None else max(0.0, self.scope[1] - _scope.now())
+            if left is not None:
+                timeout = left if timeout is None else min(timeout, left)
+            if timeout is not None:
+                import anyio
+
+                attempt._timeout = anyio.fail_after(timeout)
+                attempt._timeout.__enter__()
+
+    def exit(
+        self,
+        attempt: Attempt,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        cm, attempt._timeout = attempt._timeout, None
+        if cm is not None:
+            try:
+                if cm.__exit__(exc_type, exc, tb):
+                    exc = None
+            except TimeoutError as timed_out:  # the attempt was cut by its timeout
+                return self._failed(attempt, timed_out, reraise=True)
+        return self._failed(attempt, exc, reraise=False)
+
+    def _failed(self, attempt: Attempt, exc: BaseException | None, *, reraise: bool) -> bool:
+        _scope._SCOPE.reset(attempt._token)
+        attempt._token = None
         if exc is None:
-            self.succeeded = True
+            if self.call is not None and self.number > 1:
+                self.call.step(None, False)
+                self.stats.end(self.call, "returned")
             return False
-        if not _config.settings.enabled or _engine.passes_through(exc, self.attempt_start):
+        if not isinstance(exc, Exception):
             return False
-        if self.state is None:
-            self.state = _engine.new_state(None, (), {}, self.start, self.operation)
-        self.state.retrykit.attempt_start = self.attempt_start
-        _engine.set_failure(self.state, exc)
-        self.pending = _engine.decide(self.policy, self.state)
-        return self.pending is not None
+        call = self.call
+        if call is None:
+            call = self.call = new_call(self.policy, self.operation, self.start, self.scope, self.extras)
+        self.delay = delay = call.step(exc, True)
+        if delay is not None:
+            return True
+        self.stats.end(call, "raised")
+        if reraise:
+            raise exc
+        return False
 
 
 class SyncAttempts:
-    """Strictly private: the sync iterator of ``attempts()``."""
+    """The sync iterator of ``attempts()``."""
 
     __slots__ = ("_run",)
 
     def __init__(self, run: BlockRun) -> None:
         self._run = run
+        if run.policy.attempt_timeout is not None:
+            warnings.warn(
+                f"attempt_timeout={run.policy.attempt_timeout} is not enforced for the sync block "
+                f"{run.operation}: Python cannot interrupt running code. Pass a timeout to the "
+                "call you make, or use async for",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def __iter__(self) -> Iterator[Attempt]:
         return self
 
     def __next__(self) -> Attempt:
         run = self._run
-        delay = run.delay()
-        if run.state is not None:
-            _engine.discard(run.state.retrykit)
+        delay = run.next()
+        if run.call is not None:
+            run.call.drop_pending()
         if delay is None:
             raise StopIteration
         if delay:
             _scope.sleep_sync(delay)
-        return run.advance()
+        attempt = run.advance()
+        if attempt is None:
+            run.last()
+            raise StopIteration  # pragma: no cover - last() raises: blocks end with failures
+        return attempt

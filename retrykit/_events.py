@@ -12,7 +12,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -40,11 +40,22 @@ class StopReason(str, Enum):
     """A tenacity ``stop`` object given to the strategy said stop."""
     TESTING_NO_RETRY = "testing_no_retry"
     """``retrykit.testing.no_retry()`` is active."""
+    RETRY_AFTER_TOO_LONG = "retry_after_too_long"
+    """The server asked to wait (Retry-After) longer than the category's ``max_delay``."""
+    NOT_IDEMPOTENT = "not_idempotent"
+    """The request may have been applied and is not idempotent (declare ``idempotent=True``)."""
+    STOP_CONDITION = "stop_condition"
+    """A tenacity ``stop`` given to the decorator, or composed into tenacity's loop, said stop."""
+    RETRY_CONDITION = "retry_condition"
+    """A tenacity ``retry`` given to the decorator, or composed into tenacity's loop, said no."""
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptFailed:
-    """An attempt raised; *classification* says what kind of failure it was."""
+    """
+    An attempt failed: it raised, or returned a result the policy retries (*error_type* is then
+    the result's type); *classification* says what kind of failure it was.
+    """
 
     operation: str
     attempt: int
@@ -53,6 +64,8 @@ class AttemptFailed:
     elapsed: float
     after: ErrorCategory | None = None
     """The category of the failure that led to this attempt (``None`` on attempt 1)."""
+    error: BaseException | None = field(default=None, repr=False, compare=False)
+    """The exception the attempt raised (``None`` for a retried result)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +79,8 @@ class RetryScheduled:
     decision: Decision
     delay: float
     elapsed: float
+    error: BaseException | None = field(default=None, repr=False, compare=False)
+    """The exception the attempt raised (``None`` for a retried result)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +104,10 @@ class GaveUp:
     classification: Classification
     reason: StopReason
     elapsed: float
+    error: BaseException | None = field(default=None, repr=False, compare=False)
+    """The exception the caller gets (``None`` when the caller gets the last result)."""
+    returned: bool = False
+    """Whether the caller gets the last attempt's returned value (a retried result) instead."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ Argument values are never logged.
 from __future__ import annotations
 
 import logging
-import sys
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -89,14 +89,27 @@ _LEVELS: dict[type, int] = {
 }
 
 
-def _celery_task_id() -> str | None:
-    """The id of the Celery task running in this thread, if any (Celery is never imported here)."""
-    state = sys.modules.get("celery._state")
-    if state is None:
-        return None
-    task = state.get_current_task()
-    task_id = getattr(getattr(task, "request", None), "id", None)
-    return task_id if isinstance(task_id, str) else None
+_context: tuple[Callable[[], dict[str, Any] | None], ...] = ()
+
+
+def register_context(provider: Callable[[], dict[str, Any] | None]) -> None:
+    """Add the fields *provider* returns to every retrykit log line (adapters: e.g. a task id)."""
+    global _context
+    if provider not in _context:
+        _context = (*_context, provider)
+
+
+def context_fields() -> dict[str, Any]:
+    """The fields the registered providers add now (a provider that fails adds nothing)."""
+    fields: dict[str, Any] = {}
+    for provider in _context:
+        try:
+            found = provider()
+        except Exception:
+            continue
+        if found:
+            fields.update(found)
+    return fields
 
 
 def log_event(event: _events.Event) -> None:
@@ -109,9 +122,8 @@ def log_event(event: _events.Event) -> None:
     name, level, fields = _fields(event)
     if not name:
         return
-    task_id = _celery_task_id()
-    if task_id is not None:
-        fields["task_id"] = task_id
+    if _context:
+        fields.update(context_fields())
     if configured:
         structlog.get_logger("retrykit").log(level, f"retrykit.{name}", **fields)
         return

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from . import _config, _engine
+from . import _config, _loop
 from ._classify import Classifier, ErrorCategory
 from ._errors import ConfigError, seconds, whole
+from ._results import BUILTIN_RESULT_RULES, ResultRule
 from ._strategy import Decision, Jitter, Strategy
 
 if TYPE_CHECKING:
@@ -43,7 +44,11 @@ _BUILTIN_DEFAULT: Mapping[ErrorCategory, Strategy] = MappingProxyType(
 
 
 class PolicyRetry(tenacity.retry_base):
-    """tenacity ``retry``: is this failure retryable (not cancellation, not given up inside)?"""
+    """
+    tenacity ``retry``: is this outcome one the policy retries at all (its category's strategy
+    retries; not cancellation, not given up inside, not a good result)? Limits are ``stop``'s.
+    A side-effect-free view of the decision: call it any number of times.
+    """
 
     __slots__ = ("policy",)
 
@@ -51,14 +56,18 @@ class PolicyRetry(tenacity.retry_base):
         self.policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return _engine.retry(self.policy, retry_state)
+        return _loop.view(self.policy, retry_state, False).retryable
 
     def __repr__(self) -> str:
         return f"<PolicyRetry of {self.policy.name or 'policy'}>"
 
 
 class PolicyWait(tenacity.wait.wait_base):
-    """tenacity ``wait``: the failure's category strategy's delay (or the Retry-After)."""
+    """
+    tenacity ``wait``: the delay the decision gives this outcome (its category's strategy, the
+    server's Retry-After, capped). An outcome the policy would not retry but a composed ``retry``
+    does is waited for as a temporary error. Side-effect free.
+    """
 
     __slots__ = ("policy",)
 
@@ -66,14 +75,17 @@ class PolicyWait(tenacity.wait.wait_base):
         self.policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return _engine.wait(self.policy, retry_state)
+        return _loop.view(self.policy, retry_state, True).delay
 
     def __repr__(self) -> str:
         return f"<PolicyWait of {self.policy.name or 'policy'}>"
 
 
 class PolicyStop(tenacity.stop.stop_base):
-    """tenacity ``stop``: per-category retries, max_attempts, deadline (never slept past)."""
+    """
+    tenacity ``stop``: whether the decision gives up on this outcome (per-category retries,
+    ``max_attempts``, the deadline, Retry-After bounds). Side-effect free.
+    """
 
     __slots__ = ("policy",)
 
@@ -81,7 +93,7 @@ class PolicyStop(tenacity.stop.stop_base):
         self.policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return _engine.stop(self.policy, retry_state)
+        return _loop.view(self.policy, retry_state, True).action != _loop.RETRY
 
     def __repr__(self) -> str:
         return f"<PolicyStop of {self.policy.name or 'policy'}>"
@@ -105,6 +117,14 @@ class Policy:
     *on_retry*, *on_giveup*, *on_success* receive the ``RetryScheduled``, ``GaveUp`` and
     ``Succeeded`` events (plain or ``async`` functions). *classifier* defaults to the configured
     default classifier.
+
+    *classify_result* judges returned values: a callable ``result -> None | category |
+    Classification`` (``None``: a good result), or ``"http"`` for the built-in rule for HTTP
+    responses (408, 425, 429, 500, 502, 503, 504, with ``Retry-After``). On giving up after
+    retried results the caller gets the last result. *idempotent* declares that repeating a
+    request the server may already have applied is safe. *clamp_retry_after*: a server's
+    Retry-After longer than the category's ``max_delay`` is waited for ``max_delay`` instead of
+    giving up (``StopReason.RETRY_AFTER_TOO_LONG``).
     """
 
     strategies: Mapping[ErrorCategory, Strategy] = field(default_factory=lambda: _BUILTIN_DEFAULT)
@@ -116,6 +136,9 @@ class Policy:
     on_giveup: Callback | None = None
     on_success: Callback | None = None
     name: str | None = None
+    classify_result: ResultRule | None = None
+    idempotent: bool = False
+    clamp_retry_after: bool = False
     retry: PolicyRetry = field(init=False, repr=False, compare=False)
     wait: PolicyWait = field(init=False, repr=False, compare=False)
     stop: PolicyStop = field(init=False, repr=False, compare=False)
@@ -156,6 +179,26 @@ class Policy:
             _check_callback(name, getattr(self, name))
         if self.name is not None and not isinstance(self.name, str):
             raise ConfigError("name", self.name, "must be a str", "pass a short name")
+        judge: Any = self.classify_result
+        if isinstance(judge, str):
+            if judge not in BUILTIN_RESULT_RULES:
+                raise ConfigError(
+                    "classify_result",
+                    judge,
+                    "is not a built-in result rule",
+                    f"use one of: {', '.join(BUILTIN_RESULT_RULES)}, or pass a function",
+                )
+            set_(self, "classify_result", BUILTIN_RESULT_RULES[judge])
+        elif judge is not None and not callable(judge):
+            raise ConfigError(
+                "classify_result",
+                judge,
+                "must be a function result -> None | category | Classification, or 'http'",
+                "pass e.g. classify_result=lambda r: 'temporary_error' if r is None else None",
+            )
+        for flag in ("idempotent", "clamp_retry_after"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(flag, getattr(self, flag), "must be True or False", f"pass {flag}=True")
         set_(self, "retry", PolicyRetry(self))
         set_(self, "wait", PolicyWait(self))
         set_(self, "stop", PolicyStop(self))
@@ -182,9 +225,24 @@ class Policy:
         """The strategy this policy applies to *category*."""
         return self.strategies[category]
 
-    def tenacity_kwargs(self) -> dict[str, Any]:
-        """``retry``, ``wait``, ``stop`` and ``reraise=True``, ready for ``tenacity.Retrying(**...)``."""
-        return {"retry": self.retry, "wait": self.wait, "stop": self.stop, "reraise": True}
+    def tenacity_kwargs(
+        self,
+        *,
+        retry: Any = None,
+        wait: Any = None,
+        stop: Any = None,
+        asynchronous: bool = False,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """
+        Keyword arguments that make ``tenacity.Retrying(**...)`` (``asynchronous=True``:
+        ``AsyncRetrying``) run this policy as the decorator does: the same calls, sleeps
+        (``no_wait()`` and ``scaled_time()`` included), deadline and ``remaining()``, events,
+        callbacks and give-up note. *retry*, *wait*, *stop* replace the policy's own views (pass
+        compositions such as ``stop=policy.stop | stop_after_attempt(2)``); *overrides* are any
+        other ``Retrying`` arguments (``sleep=``, ``before=``...), which then replace retrykit's.
+        """
+        return _loop.tenacity_hooks(self, retry, wait, stop, bool(asynchronous), overrides)
 
     @property
     def async_callbacks(self) -> tuple[str, ...]:
@@ -270,6 +328,7 @@ BUILTIN_PRESETS: dict[str, Policy] = {
             _SYS: Strategy.no_retry(),
         },
         max_attempts=5,
+        classify_result="http",
     ),
     # database: deadlocks, serialization failures and lost connections clear up fast.
     "database": _policy(

@@ -7,23 +7,24 @@ nurseries, ``asyncio.to_thread`` and anyio worker threads, and never leaks betwe
 
 from __future__ import annotations
 
+import sys
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-
-import anyio
+from typing import TypeAlias
 
 _monotonic = time.monotonic
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """An enclosing retrying call: its absolute *deadline* (on ``now()``'s clock) and *owner*."""
+Scope: TypeAlias = "tuple[Scope | None, float | None, str | None]"
+"""
+A retrying call in progress: ``(enclosing scope, absolute deadline on now()'s clock, owner)``.
 
-    deadline: float | None
-    owner: str | None = None
-    """``"celery"`` inside a Celery task bound to a policy: inner layers make one attempt."""
-
+Every retrying call opens one (a tuple: cheap, and its identity names the call). *owner* is set by
+an adapter whose layer owns the retries (a task queue's task): nested layers then make one
+attempt and let the failure through. The deadline and the owner are inherited from the enclosing
+scope.
+"""
 
 _SCOPE: ContextVar[Scope | None] = ContextVar("retrykit_scope", default=None)
 
@@ -61,26 +62,32 @@ def remaining() -> float | None:
     Pass it on as a timeout to the calls you make, so they stop when the retrying call must.
     """
     scope = _SCOPE.get()
-    if scope is None or scope.deadline is None:
+    if scope is None or scope[1] is None:
         return None
-    return max(0.0, scope.deadline - now())
+    return max(0.0, scope[1] - now())
 
 
-def enter(deadline: float | None, start: float, owner: str | None = None) -> object:
-    """Open a scope with a relative *deadline* from *start*, nested in the current one."""
+def scope(deadline: float | None, start: float, owner: str | None = None) -> Scope:
+    """A new scope nested in the current one, with a *deadline* relative to *start*."""
     outer = _SCOPE.get()
     absolute = None if deadline is None else start + deadline
     if outer is not None:
-        if outer.deadline is not None and (absolute is None or outer.deadline < absolute):
-            absolute = outer.deadline
+        inherited = outer[1]
+        if inherited is not None and (absolute is None or inherited < absolute):
+            absolute = inherited
         if owner is None:
-            owner = outer.owner
-    return _SCOPE.set(Scope(absolute, owner))
+            owner = outer[2]
+    return (outer, absolute, owner)
 
 
-def leave(token: object) -> None:
+def enter(deadline: float | None, start: float, owner: str | None = None) -> Token[Scope | None]:
+    """Open a scope with a relative *deadline* from *start*, nested in the current one."""
+    return _SCOPE.set(scope(deadline, start, owner))
+
+
+def leave(token: Token[Scope | None]) -> None:
     """Close the scope opened by ``enter``."""
-    _SCOPE.reset(token)  # type: ignore[arg-type]
+    _SCOPE.reset(token)
 
 
 def _skip(mode: TestMode, delay: float) -> float:
@@ -104,9 +111,25 @@ def sleep_sync(delay: float) -> None:
         time.sleep(delay)
 
 
+def _on_trio() -> bool:
+    if "trio" not in sys.modules:
+        return False  # trio cannot be running if it was never imported
+    import sniffio
+
+    try:
+        return sniffio.current_async_library() == "trio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+
+
 async def sleep_async(delay: float) -> None:
-    """Sleep *delay* seconds through anyio (asyncio or trio); always a cancellation checkpoint."""
+    """Sleep *delay* seconds on the running loop (asyncio or trio); always a cancellation point."""
     mode = _TESTING.get()
     if mode is not None:
         delay = _skip(mode, delay)
-    await anyio.sleep(delay)
+    if _on_trio():
+        import trio
+
+        await trio.sleep(delay)
+    else:
+        await sys.modules["asyncio"].sleep(delay)  # asyncio is running, so it is imported

@@ -22,13 +22,13 @@ from typing import Any, TextIO
 
 import structlog
 
+from . import _logging
+
 
 def add_trace_id(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: ``trace_id`` from ``trace()``, else the current Celery task's id."""
+    """structlog processor: ``trace_id`` from ``trace()``, else the running task's id (adapters)."""
     if "trace_id" not in event:
-        celery_task_module = sys.modules.get("celery._state")
-        task = getattr(celery_task_module, "get_current_task", lambda: None)()
-        task_id = getattr(getattr(task, "request", None), "id", None)
+        task_id = _logging.context_fields().get("task_id")
         if task_id:
             event["trace_id"] = task_id
     return event

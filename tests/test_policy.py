@@ -106,7 +106,7 @@ def test_bad_policies_fail_at_construction(kwargs: dict[str, Any], argument: str
 
 def _run_tenacity(policy: Policy, fn: Any) -> tuple[Any, list[float]]:
     sleeps: list[float] = []
-    retrying = tenacity.Retrying(**policy.tenacity_kwargs(), sleep=sleeps.append)
+    retrying = tenacity.Retrying(**policy.tenacity_kwargs(sleep=sleeps.append))
     try:
         return retrying(fn), sleeps
     except Exception as exc:

@@ -136,7 +136,7 @@ def test_base_exceptions_never_retried_through_raw_tenacity() -> None:
     everything = Policy(classifier=retrykit.Classifier([lambda e: "network_error"]))
     flaky = Flaky(KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        tenacity.Retrying(**everything.tenacity_kwargs(), sleep=lambda s: None)(flaky)
+        tenacity.Retrying(**everything.tenacity_kwargs(sleep=lambda s: None))(flaky)
     assert 1 == flaky.calls
 
 

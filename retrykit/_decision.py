@@ -1,0 +1,393 @@
+"""
+The decision: what to do about the outcome of one attempt.
+
+``decide(call, outcome, failed, now)`` reads the policy, the per-call state and the outcome (an
+exception *or* a returned value) and returns a ``Verdict``: retry after *d* seconds, give up with
+a ``StopReason``, or pass through. It classifies once, and emits nothing, sleeps nothing and
+changes nothing: the loop (``_loop``) acts on the verdict, and a policy's tenacity ``retry``,
+``wait`` and ``stop`` are views of it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from . import _config, _scope
+from ._classify import Classification, ErrorCategory, _chain
+from ._events import StopReason
+from ._results import judge_result
+from ._strategy import Decision, Jitter, Strategy
+
+if TYPE_CHECKING:
+    from ._policy import Policy
+
+RETRY = 1
+"""Verdict action: retry after ``Verdict.delay`` seconds."""
+GIVE_UP = 2
+"""Verdict action: stop; the caller gets the exception (or the result) of this attempt."""
+PASS = 3
+"""Verdict action: not retrykit's to judge (a success, cancellation, an enclosing layer's)."""
+
+MARK = "__retrykit_gave_up__"
+"""Key in an exception's ``__dict__``: the scope a layer gave up into (enclosing layers pass)."""
+_RETRY_AFTER_SPREAD = 0.1
+_random = random.random
+
+# Reasons that mean "this outcome is not retryable at all" (tenacity's ``retry`` says False),
+# as opposed to limits (tenacity's ``stop`` says True).
+NOT_RETRYABLE = frozenset({StopReason.NON_RETRYABLE, StopReason.NOT_IDEMPOTENT, StopReason.TESTING_NO_RETRY})
+
+_TRY_AGAIN = Classification(
+    ErrorCategory.TEMPORARY_ERROR, "tenacity.TryAgain requested a retry", None, "try_again"
+)
+_BY_CONDITION = Classification(
+    ErrorCategory.TEMPORARY_ERROR, "a tenacity retry condition asked for a retry", None, "retry_condition"
+)
+
+# Pass-through predicates registered by adapters (e.g. a task queue's control-flow exceptions).
+_passthrough: tuple[Callable[[BaseException], bool], ...] = ()
+
+
+def register_passthrough(predicate: Callable[[BaseException], bool]) -> None:
+    """Never retry or annotate exceptions *predicate* accepts (adapters register their own)."""
+    global _passthrough
+    if predicate not in _passthrough:
+        _passthrough = (*_passthrough, predicate)
+
+
+class Verdict:
+    """The decision on one attempt's outcome."""
+
+    __slots__ = ("action", "capped", "category", "classification", "count", "delay", "reason", "strategy")
+
+    def __init__(
+        self,
+        action: int,
+        classification: Classification | None = None,
+        category: ErrorCategory | None = None,
+        strategy: Strategy | None = None,
+        count: int = 0,
+    ) -> None:
+        self.action = action
+        self.classification = classification
+        self.category = category
+        self.strategy = strategy
+        self.count = count
+        self.delay = 0.0
+        self.reason: StopReason | None = None
+        self.capped = False
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the outcome is retryable at all (tenacity ``retry``), limits aside."""
+        return self.action != PASS and self.reason not in NOT_RETRYABLE
+
+    def __repr__(self) -> str:
+        name = {RETRY: "retry", GIVE_UP: "give_up", PASS: "pass"}[self.action]
+        return f"<Verdict {name} delay={self.delay:.3g} reason={self.reason} category={self.category}>"
+
+
+PASS_VERDICT = Verdict(PASS)
+
+
+class Extras:
+    """tenacity objects given to ``@retrykit.retry(..., retry=, wait=, stop=)``."""
+
+    __slots__ = ("retry", "stop", "wait")
+
+    def __init__(self, retry: Any = None, wait: Any = None, stop: Any = None) -> None:
+        self.retry = retry
+        self.wait = wait
+        self.stop = stop
+
+
+class CallState:
+    """The per-call state the decision reads; the loop updates it after acting on a verdict."""
+
+    __slots__ = (
+        "attempt",
+        "attempt_start",
+        "cap",
+        "counts",
+        "deadline",
+        "extras",
+        "idle",
+        "operation",
+        "policy",
+        "previous",
+        "scope",
+        "start",
+        "tenacity_state",
+    )
+
+    def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
+        self.policy = policy
+        self.operation = operation
+        self.start = start
+        self.attempt = 1
+        self.attempt_start = start
+        self.counts: dict[ErrorCategory, int] = {}
+        self.previous: dict[ErrorCategory, float] = {}
+        self.idle = 0.0
+        self.cap: float | None = None
+        """A cap on any one delay (a task queue's broker limit); None: no cap."""
+        self.scope = scope
+        self.deadline = None if scope is None else scope[1]
+        self.extras: Extras | None = None
+        self.tenacity_state: tenacity.RetryCallState | None = None
+        """The whole call as tenacity sees it, for composed tenacity objects (built when needed)."""
+
+    def commit(self, verdict: Verdict) -> None:
+        """Count a retry the loop acted on."""
+        category = verdict.category
+        assert category is not None
+        self.counts[category] = verdict.count
+        self.previous[category] = verdict.delay
+        self.idle += verdict.delay
+
+
+# --------------------------------------------------------------------------- the one-layer mark
+
+
+def _dict_of(exc: BaseException) -> dict[str, Any] | None:
+    try:
+        found = object.__getattribute__(exc, "__dict__")
+    except Exception:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def gave_up_inside(exc: BaseException, scope: _scope.Scope | None) -> bool:
+    """Whether a layer nested in the call whose scope is *scope* gave up on *exc* (or its cause)."""
+    if scope is None:
+        return False
+    for link in _chain(exc, set()):
+        found = _dict_of(link)
+        marked = None if found is None else found.get(MARK)
+        while marked is not None:
+            if marked is scope:
+                return True
+            marked = marked[0]
+    return False
+
+
+def passes_through(exc: BaseException) -> bool:
+    """Cancellation and other ``BaseException``s, and what an adapter registered: never retried."""
+    if not isinstance(exc, Exception):
+        return True
+    for predicate in _passthrough:
+        try:
+            if predicate(exc):
+                return True
+        except Exception:  # pragma: no cover - adapters' predicates are ours and total
+            continue
+    return False
+
+
+# --------------------------------------------------------------------------- tenacity views
+
+
+def tenacity_future(attempt: int, outcome: Any, failed: bool) -> tenacity.Future:
+    """A completed ``tenacity.Future`` holding *outcome*."""
+    return tenacity.Future.construct(attempt, outcome, failed)
+
+
+def _category_state(
+    call: CallState, count: int, outcome: Any, failed: bool, now: float
+) -> tenacity.RetryCallState:
+    """The call as a strategy's own tenacity objects see it: attempt number = the category's count."""
+    state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    state.start_time = call.start
+    state.attempt_number = count
+    state.outcome = tenacity_future(count, outcome, failed)
+    state.outcome_timestamp = now
+    state.idle_for = call.idle
+    return state
+
+
+def whole_state(call: CallState, outcome: Any, failed: bool, now: float) -> tenacity.RetryCallState:
+    """The call as tenacity sees it (attempt number = the call's), for the decorator's extras."""
+    state = call.tenacity_state
+    if state is None:
+        state = call.tenacity_state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    state.start_time = call.start
+    state.attempt_number = call.attempt
+    state.outcome = tenacity_future(call.attempt, outcome, failed)
+    state.outcome_timestamp = now
+    state.idle_for = call.idle
+    return state
+
+
+def _number(value: Any) -> float | None:
+    """*value* as a usable delay, or None if it is not a real number (NaN, a string...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    if math.isnan(number):
+        return None
+    return max(number, 0.0)
+
+
+# --------------------------------------------------------------------------- the decision
+
+
+def classify(call: CallState, outcome: Any, failed: bool) -> tuple[Classification | None, bool]:
+    """
+    The classification of an outcome and whether it asks for a retry by itself (``TryAgain``);
+    ``(None, False)`` for what retrykit does not judge (a good result, a pass-through).
+    """
+    policy = call.policy
+    if failed:
+        if passes_through(outcome) or gave_up_inside(outcome, call.scope):
+            return None, False
+        if isinstance(outcome, tenacity.TryAgain):
+            return _TRY_AGAIN, True
+        classifier = policy.classifier or _config.settings.classifier
+        return classifier.classify(outcome), False
+    judge = policy.classify_result
+    if judge is None:
+        return None, False
+    return judge_result(judge, outcome), False
+
+
+def decide(
+    call: CallState,
+    outcome: Any,
+    failed: bool,
+    now: float,
+    *,
+    forced: bool = False,
+    found: tuple[Classification | None, bool] | None = None,
+) -> Verdict:
+    """
+    Decide about one attempt's *outcome* (an exception if *failed*, else a returned value).
+
+    *forced*: a retry was asked for by something outside the policy (a composed tenacity
+    ``retry``); outcomes the policy would not retry are then retried under the temporary
+    category's strategy. *found* is a classification already made for this outcome.
+    """
+    if not _config.settings.enabled or (call.scope is not None and call.scope[2] is not None):
+        return PASS_VERDICT  # switched off, or an enclosing layer (a task) owns the retries
+    classification, asked = classify(call, outcome, failed) if found is None else found
+    forced = forced or asked
+    if classification is None:
+        if failed or not forced:  # a pass-through exception, or a result nobody asks to retry
+            return PASS_VERDICT
+        classification = _BY_CONDITION
+    policy = call.policy
+    category = classification.category
+    strategy = policy.strategies[category]
+    if forced and strategy.decision is Decision.NO_RETRY:
+        category = ErrorCategory.TEMPORARY_ERROR
+        strategy = policy.strategies[category]
+    count = call.counts.get(category, 0) + 1
+    verdict = Verdict(RETRY, classification, category, strategy, count)
+    verdict.reason = _stop_reason(call, verdict, outcome, failed, now)
+    if verdict.reason is None:
+        _schedule(call, verdict, outcome, failed, now)
+    if verdict.reason is not None:
+        verdict.action = GIVE_UP
+        verdict.delay = 0.0
+    return verdict
+
+
+def _stop_reason(
+    call: CallState, verdict: Verdict, outcome: Any, failed: bool, now: float
+) -> StopReason | None:
+    """The limit (or refusal) that stops before any delay is computed, if one does."""
+    policy = call.policy
+    strategy = verdict.strategy
+    assert strategy is not None
+    assert verdict.classification is not None
+    if strategy.decision is Decision.NO_RETRY:
+        return StopReason.NON_RETRYABLE
+    if getattr(verdict.classification, "replay_unsafe", False) and not policy.idempotent:
+        return StopReason.NOT_IDEMPOTENT
+    mode = _scope._TESTING.get()
+    if mode is not None and mode.no_retry:
+        return StopReason.TESTING_NO_RETRY
+    if strategy.max_retries is not None and verdict.count > strategy.max_retries:
+        return StopReason.CATEGORY_EXHAUSTED
+    if strategy.stop is not None and _truthy(
+        strategy.stop, _category_state(call, verdict.count, outcome, failed, now)
+    ):
+        return StopReason.STRATEGY_STOP
+    if policy.max_attempts is not None and call.attempt >= policy.max_attempts:
+        return StopReason.MAX_ATTEMPTS
+    extras = call.extras
+    if extras is not None and extras.stop is not None:
+        state = whole_state(call, outcome, failed, now)
+        try:
+            if _truthy(extras.stop, state):
+                return StopReason.STOP_CONDITION
+        finally:
+            state.outcome = None
+    return None
+
+
+def _truthy(condition: Callable[[Any], Any], state: tenacity.RetryCallState) -> bool:
+    """A tenacity stop's answer; one that raises is taken as "stop" (never retry blindly)."""
+    try:
+        return bool(condition(state))
+    except Exception:
+        return True
+
+
+def _schedule(call: CallState, verdict: Verdict, outcome: Any, failed: bool, now: float) -> None:
+    """Set the verdict's delay, or a reason to stop when no acceptable delay exists."""
+    strategy = verdict.strategy
+    classification = verdict.classification
+    assert strategy is not None
+    assert classification is not None
+    category = verdict.category
+    assert category is not None
+    extras = call.extras
+    delay: float | None
+    if extras is not None and extras.wait is not None:
+        state = whole_state(call, outcome, failed, now)
+        delay = _custom_wait(extras.wait, state)
+        state.outcome = None
+    elif strategy.wait is not None:
+        delay = _custom_wait(strategy.wait, _category_state(call, verdict.count, outcome, failed, now))
+    else:
+        delay = None
+    if delay is None:  # the strategy's own numbers (also the fallback for a broken custom wait)
+        delay = strategy.delay_for(verdict.count, previous=call.previous.get(category), rng=_random)
+    delay = min(delay, strategy.max_delay)
+    hinted = classification.retry_after
+    if hinted is not None and strategy.honor_retry_after:
+        if hinted > strategy.max_delay and not call.policy.clamp_retry_after:
+            verdict.reason = _deadline_reason(call, hinted, now, True) or StopReason.RETRY_AFTER_TOO_LONG
+            return
+        hinted = min(hinted, strategy.max_delay)
+        spread = 0.0 if strategy.jitter is Jitter.NONE else hinted * _RETRY_AFTER_SPREAD * _random()
+        delay = max(min(hinted + spread, strategy.max_delay), hinted, strategy.min_delay)
+    cap = call.cap
+    if cap is not None and delay > cap:
+        delay = cap
+        verdict.capped = True
+    verdict.reason = _deadline_reason(call, delay, now, hinted is not None and strategy.honor_retry_after)
+    verdict.delay = delay
+
+
+def _custom_wait(wait: Callable[[Any], Any], state: tenacity.RetryCallState) -> float | None:
+    """A tenacity wait's delay; None (use the strategy's own) if it raises or is not a number."""
+    try:
+        value = wait(state)
+    except Exception:
+        value = None
+    finally:
+        state.outcome = None
+    return _number(value)
+
+
+def _deadline_reason(call: CallState, delay: float, now: float, hinted: bool) -> StopReason | None:
+    deadline = call.deadline
+    if deadline is None or now + delay <= deadline:
+        return None
+    return StopReason.RETRY_AFTER_EXCEEDS_DEADLINE if hinted else StopReason.DEADLINE

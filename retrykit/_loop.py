@@ -1,0 +1,591 @@
+"""
+The loop: one attempt -> decide -> act cycle, shared by every driver.
+
+A ``Call`` is a retrying call in progress. After each attempt a driver hands it the outcome
+(``call.step(outcome, failed)``); the call asks the decision (``_decision.decide``), then acts on
+the verdict: it emits the events, runs the callbacks, counts the retry, annotates and marks the
+exception it gives up on, and tells the driver the delay before the next attempt (or ``None``:
+the call ends with this outcome). Drivers (plain functions, coroutines, both block forms, a task
+queue's task, tenacity's own loop through ``tenacity_hooks``) only run attempts and sleep.
+
+Nothing of a failed attempt is kept past the next attempt's start: ``Call.last`` holds the
+outcome only while the driver sleeps (the deadline may still end the call there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import Token
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from . import _events, _scope
+from ._decision import (
+    GIVE_UP,
+    MARK,
+    NOT_RETRYABLE,
+    PASS,
+    RETRY,
+    CallState,
+    Verdict,
+    classify,
+    decide,
+    whole_state,
+)
+from ._events import StopReason
+
+if TYPE_CHECKING:
+    from ._classify import Classification
+    from ._policy import Policy
+
+_log = logging.getLogger("retrykit")
+_NOTE_PREFIX = "retrykit: "
+
+_REASON_TEXT = {
+    StopReason.NON_RETRYABLE: "{category} is not retried",
+    StopReason.CATEGORY_EXHAUSTED: "{category} allows {max_retries} retries",
+    StopReason.MAX_ATTEMPTS: "max_attempts={max_attempts} reached",
+    StopReason.DEADLINE: "the next wait would pass the deadline",
+    StopReason.RETRY_AFTER_EXCEEDS_DEADLINE: "the server's Retry-After would pass the deadline",
+    StopReason.RETRY_AFTER_TOO_LONG: "the server's Retry-After exceeds max_delay={max_delay:g}s",
+    StopReason.STRATEGY_STOP: "the strategy's stop condition was met",
+    StopReason.TESTING_NO_RETRY: "retrykit.testing.no_retry() is active",
+    StopReason.NOT_IDEMPOTENT: "the request may have been applied and is not idempotent",
+    StopReason.STOP_CONDITION: "a tenacity stop condition was met",
+    StopReason.RETRY_CONDITION: "a tenacity retry condition declined it",
+}
+
+
+def operation_name(fn: Any) -> str:
+    """
+    A stable, argument-free name for logs, statistics and metric labels: the qualified name of
+    a function (of the function inside a ``functools.partial``), the class of a callable object.
+    Never ``repr()``: it may hold arguments (secrets) or addresses (unbounded label values).
+    """
+    for _ in range(8):
+        inner = getattr(fn, "func", None)  # functools.partial and friends
+        if inner is None or not callable(inner):
+            break
+        fn = inner
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if isinstance(name, str) and name:
+        return name
+    return type(fn).__qualname__
+
+
+class Call(CallState):
+    """A retrying call in progress: the per-call state plus what the loop does with verdicts."""
+
+    __slots__ = ("cache", "found", "last", "last_failed", "pending", "token", "verdict")
+
+    def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
+        super().__init__(policy, operation, start, scope)
+        self.verdict: Verdict | None = None
+        """The verdict on the last failed attempt (its category is the next event's ``after``)."""
+        self.last: Any = None
+        self.last_failed = False
+        self.pending: list[Awaitable[Any]] | None = None
+        """Awaitables returned by async callbacks, for an async driver to await."""
+        self.cache: dict[bool, Verdict] | None = None
+        self.found: tuple[Classification | None, bool] | None = None
+        self.token: Token[_scope.Scope | None] | None = None
+
+    # ------------------------------------------------------------------ the step
+
+    def step(self, outcome: Any, failed: bool, found: Classification | None = None) -> float | None:
+        """
+        Decide about the attempt that just ended with *outcome* (an exception if *failed*) and
+        act on it. Returns the delay before the next attempt, or ``None``: the call ends here,
+        with this outcome. *found*: the result rule's classification, already made.
+        """
+        now = _scope.now()
+        verdict = self._decide(outcome, failed, now, None if found is None else (found, False))
+        if verdict.action == PASS:
+            if not failed and self.attempt > 1:
+                self.succeeded(now)
+            return None
+        previous = self.verdict
+        self.verdict = verdict
+        self._failed(verdict, outcome, failed, now, previous)
+        if verdict.action == RETRY:
+            self.commit(verdict)
+            self.last, self.last_failed = outcome, failed
+            self._scheduled(verdict, outcome, failed, verdict.delay, now)
+            deadline = self.deadline
+            if deadline is not None and _scope.now() + verdict.delay > deadline:
+                self.give_up(StopReason.DEADLINE)  # callbacks and events took the time left
+                self.last = None
+                return None
+            return verdict.delay
+        self._gave_up(verdict.reason or StopReason.NON_RETRYABLE, outcome, failed, now)
+        return None
+
+    def _decide(
+        self, outcome: Any, failed: bool, now: float, found: tuple[Classification | None, bool] | None
+    ) -> Verdict:
+        extras = self.extras
+        if extras is None or extras.retry is None:
+            return decide(self, outcome, failed, now, found=found)
+        if found is None:
+            found = classify(self, outcome, failed)
+        state = whole_state(self, outcome, failed, now)
+        try:
+            wants = bool(extras.retry(state))
+        except Exception:
+            wants = False
+        finally:
+            state.outcome = None
+        verdict = decide(self, outcome, failed, now, forced=wants, found=found)
+        if wants or verdict.action == PASS:
+            return verdict
+        if not failed:
+            return Verdict(PASS)  # the condition takes the result as good
+        if verdict.action == RETRY:
+            verdict.action = GIVE_UP
+            verdict.reason = StopReason.RETRY_CONDITION
+            verdict.delay = 0.0
+        return verdict
+
+    def begin(self) -> bool:
+        """Start the next attempt; ``False`` if the deadline passed meanwhile (the call gave up)."""
+        now = _scope.now()
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            self.give_up(StopReason.DEADLINE)
+            return False
+        self.attempt += 1
+        self.attempt_start = now
+        self.last = None
+        return True
+
+    def give_up(self, reason: StopReason) -> None:
+        """Give up on the last outcome (kept in ``last``) for *reason*."""
+        self._gave_up(reason, self.last, self.last_failed, _scope.now())
+
+    def take(self) -> Any:
+        """The outcome the call ends with (dropping retrykit's reference to it)."""
+        outcome = self.last
+        self.last = None
+        return outcome
+
+    # ------------------------------------------------------------------ acting
+
+    def _failed(
+        self, verdict: Verdict, outcome: Any, failed: bool, now: float, previous: Verdict | None
+    ) -> None:
+        if _events.listening():
+            assert verdict.classification is not None
+            _events.emit(
+                _events.AttemptFailed(
+                    self.operation,
+                    self.attempt,
+                    type(outcome).__name__,
+                    verdict.classification,
+                    now - self.start,
+                    None if previous is None else previous.category,
+                    outcome if failed else None,
+                )
+            )
+
+    def _scheduled(self, verdict: Verdict, outcome: Any, failed: bool, delay: float, now: float) -> None:
+        policy = self.policy
+        if not _events.listening() and policy.on_retry is None:
+            return
+        assert verdict.classification is not None
+        assert verdict.strategy is not None
+        event = _events.RetryScheduled(
+            self.operation,
+            self.attempt,
+            type(outcome).__name__,
+            verdict.classification,
+            verdict.strategy.decision,
+            delay,
+            now - self.start,
+            outcome if failed else None,
+        )
+        self._dispatch(event, policy.on_retry)
+
+    def _gave_up(self, reason: StopReason, outcome: Any, failed: bool, now: float) -> None:
+        verdict = self.verdict
+        assert verdict is not None
+        assert verdict.classification is not None
+        classification = verdict.classification
+        if failed:
+            strategy = verdict.strategy
+            why = _REASON_TEXT[reason].format(
+                category=classification.category.value,
+                max_retries=strategy.max_retries if strategy else "?",
+                max_delay=strategy.max_delay if strategy else 0.0,
+                max_attempts=self.policy.max_attempts,
+            )
+            attempts = self.attempt
+            note = (
+                f"{_NOTE_PREFIX}gave up on {self.operation} after {attempts} "
+                f"attempt{'s' if attempts != 1 else ''}: {classification.category.value} "
+                f"({classification.reason}); stopped because {why} [{reason.value}]"
+            )
+            annotate(outcome, note, None if self.scope is None else self.scope[0])
+        event = _events.GaveUp(
+            self.operation,
+            self.attempt,
+            type(outcome).__name__,
+            classification,
+            reason,
+            now - self.start,
+            outcome if failed else None,
+            not failed,
+        )
+        self._dispatch(event, self.policy.on_giveup)
+
+    def succeeded(self, now: float) -> None:
+        """The call succeeded on attempt ``self.attempt`` (> 1): ``Succeeded``, ``on_success``."""
+        last = self.verdict
+        event = _events.Succeeded(
+            self.operation, self.attempt, now - self.start, None if last is None else last.category
+        )
+        self._dispatch(event, self.policy.on_success)
+
+    def _dispatch(self, event: _events.Event, callback: Callable[[Any], Any] | None) -> None:
+        if _events.listening():
+            _events.emit(event)
+        if callback is not None:
+            pending = call_callback(callback, event)
+            if pending is not None:
+                if self.pending is None:
+                    self.pending = []
+                self.pending.append(pending)
+
+    def drop_pending(self) -> None:
+        """Close awaitables a sync driver cannot await."""
+        pending, self.pending = self.pending, None
+        for awaitable in pending or ():
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()
+
+    async def drain(self) -> None:
+        """Await the async callbacks' results; their errors are logged, never raised."""
+        pending, self.pending = self.pending, None
+        if pending:
+            await drain(pending)
+
+
+async def drain(pending: list[Awaitable[Any]]) -> None:
+    """Await async callbacks' results in order; their errors are logged, never raised."""
+    for awaitable in pending:
+        try:
+            await awaitable
+        except Exception as err:
+            _log.error("retrykit: an async callback failed: %s", type(err).__name__)
+
+
+def call_callback(callback: Callable[[Any], Any], event: _events.Event) -> Awaitable[Any] | None:
+    """Call a user callback; its errors are logged, never raised. Returns an awaitable, if any."""
+    try:
+        result = callback(event)
+    except Exception as err:
+        _log.error(
+            "retrykit: callback %s failed on %s: %s",
+            operation_name(callback),
+            type(event).__name__,
+            type(err).__name__,
+        )
+        return None
+    return result if inspect.isawaitable(result) else None
+
+
+def first_success(policy: Policy, operation: str, elapsed: float) -> Awaitable[Any] | None:
+    """``on_success`` for a call that succeeded at once (no event: the fast path stays quiet)."""
+    callback = policy.on_success
+    if callback is None:
+        return None
+    return call_callback(callback, _events.Succeeded(operation, 1, elapsed))
+
+
+# --------------------------------------------------------------------------- notes and marks
+
+
+def annotate(exc: BaseException, note: str, into: _scope.Scope | None) -> None:
+    """
+    Put retrykit's note on *exc* (one note, updated in place when the instance is raised again)
+    and mark it as given up into the scope *into*, so enclosing layers let it through. Never
+    raises: hostile exceptions (``__getattr__``, ``__setattr__``, odd ``__notes__``) are skipped.
+    """
+    try:
+        found = object.__getattribute__(exc, "__dict__")
+    except Exception:
+        return
+    if not isinstance(found, dict):
+        return
+    notes = found.get("__notes__")
+    if notes is None:
+        found["__notes__"] = [note]
+    elif isinstance(notes, list):
+        for index, existing in enumerate(notes):
+            if isinstance(existing, str) and existing.startswith(_NOTE_PREFIX):
+                notes[index] = note
+                break
+        else:
+            notes.append(note)
+    if into is None:
+        found.pop(MARK, None)
+    else:
+        found[MARK] = into
+
+
+# --------------------------------------------------------------------------- tenacity
+
+
+def _call_of(policy: Policy, state: tenacity.RetryCallState) -> Call:
+    """retrykit's call on a tenacity ``RetryCallState`` (created on first use)."""
+    call: Call | None = getattr(state, "retrykit", None)
+    if call is None or call.policy is not policy:
+        # Bare views (no hooks): inner layers mark into the enclosing scope, so use it.
+        name = operation_name(state.fn) if state.fn is not None else "tenacity"
+        start = _scope.now()
+        call = Call(policy, name, start, _scope._SCOPE.get())
+        call.deadline = _scope.scope(policy.deadline, start)[1]
+        call.attempt = state.attempt_number
+        state.retrykit = call  # type: ignore[attr-defined]
+    elif call.attempt != state.attempt_number:
+        _advance(call, state.attempt_number)
+    return call
+
+
+def _advance(call: Call, attempt: int) -> None:
+    """tenacity started attempt *attempt*: count the retry of the one before."""
+    cache = call.cache
+    if cache:
+        verdict = cache.get(True) or cache.get(False)
+        if verdict is not None and verdict.category is not None:
+            call.verdict = verdict
+            call.commit(verdict)
+    call.cache = None
+    call.found = None
+    call.attempt = attempt
+    call.attempt_start = _scope.now()
+
+
+def view(policy: Policy, state: tenacity.RetryCallState, forced: bool) -> Verdict:
+    """
+    The verdict on *state*'s outcome, computed once per attempt (and per *forced*): what a
+    policy's tenacity ``retry`` (not forced), ``wait`` and ``stop`` (forced: tenacity only asks
+    them once a retry was decided) read. No events, no callbacks, nothing counted.
+    """
+    call = _call_of(policy, state)
+    cache = call.cache
+    if cache is None:
+        cache = call.cache = {}
+    verdict = cache.get(forced)
+    if verdict is None:
+        outcome = state.outcome
+        if outcome is None:
+            return Verdict(PASS)
+        failed = bool(outcome.failed)
+        value = outcome.exception() if failed else outcome.result()
+        if call.found is None:
+            call.found = classify(call, value, failed)
+        verdict = decide(call, value, failed, _scope.now(), forced=forced, found=call.found)
+        cache[forced] = verdict
+    return verdict
+
+
+class _Hooks:
+    """tenacity hooks that make tenacity's own loop act like retrykit's (events, notes, sleep)."""
+
+    def __init__(self, policy: Policy, condition: Any, asynchronous: bool) -> None:
+        self.policy = policy
+        self.condition = condition
+        self.asynchronous = asynchronous
+
+    def call(self, state: tenacity.RetryCallState) -> Call:
+        return _call_of(self.policy, state)
+
+    def before(self, state: tenacity.RetryCallState) -> None:
+        """An attempt starts: check the loop kind, open the call's scope (deadline, one layer)."""
+        is_async = isinstance(state.retry_object, tenacity.AsyncRetrying)
+        if is_async != self.asynchronous:
+            from ._errors import ConfigError
+
+            raise ConfigError(
+                "asynchronous",
+                self.asynchronous,
+                f"these hooks are for {'AsyncRetrying' if self.asynchronous else 'Retrying'}",
+                f"pass policy.tenacity_kwargs(asynchronous={is_async}) to "
+                f"{type(state.retry_object).__name__}",
+            )
+        call: Call | None = getattr(state, "retrykit", None)
+        if call is None or call.policy is not self.policy:
+            start = _scope.now()
+            call = Call(self.policy, operation_name(state.fn) if state.fn else "tenacity", start, None)
+            call.scope = _scope.scope(self.policy.deadline, start)
+            call.deadline = call.scope[1]
+            state.retrykit = call  # type: ignore[attr-defined]
+        elif call.attempt != state.attempt_number:
+            _advance(call, state.attempt_number)
+        self.leave(call)
+        call.token = _scope._SCOPE.set(call.scope)
+
+    @staticmethod
+    def leave(call: Call) -> None:
+        token, call.token = call.token, None
+        if token is not None:
+            with contextlib.suppress(ValueError):  # reset from another context: leave it
+                _scope._SCOPE.reset(token)
+
+    def retry(self, state: tenacity.RetryCallState) -> bool:
+        """The retry condition (the policy's, or the one given); a "no" for a failure gives up."""
+        call = self.call(state)
+        self.leave(call)
+        answer = self._judge(state, call, bool(self.condition(state)))
+        call.drop_pending()
+        return answer
+
+    async def retry_async(self, state: tenacity.RetryCallState) -> bool:
+        """``retry`` for ``AsyncRetrying``: async conditions and callbacks are awaited."""
+        call = self.call(state)
+        self.leave(call)
+        answer = self.condition(state)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        result = self._judge(state, call, bool(answer))
+        await call.drain()
+        return result
+
+    def _judge(self, state: tenacity.RetryCallState, call: Call, answer: bool) -> bool:
+        outcome = state.outcome
+        if answer or outcome is None:
+            return answer
+        if not outcome.failed:
+            if call.attempt > 1 and call.verdict is not None:
+                call.succeeded(_scope.now())
+            return False
+        verdict = view(self.policy, state, False)
+        if verdict.action != PASS:
+            reason = verdict.reason if verdict.reason is not None else StopReason.RETRY_CONDITION
+            self._end(call, verdict, outcome.exception(), True, reason)
+        return False
+
+    def _outcome(self, state: tenacity.RetryCallState) -> tuple[Call, Verdict, Any, bool]:
+        call = self.call(state)
+        self.leave(call)
+        verdict = view(self.policy, state, True)
+        outcome = state.outcome
+        assert outcome is not None
+        failed = bool(outcome.failed)
+        return call, verdict, outcome.exception() if failed else outcome.result(), failed
+
+    def before_sleep(self, state: tenacity.RetryCallState) -> None:
+        """A retry was decided: emit, run ``on_retry``."""
+        call, verdict, value, failed = self._outcome(state)
+        now = _scope.now()
+        previous, call.verdict = call.verdict, verdict
+        if verdict.classification is not None:
+            call._failed(verdict, value, failed, now, previous)
+            call._scheduled(verdict, value, failed, float(state.upcoming_sleep), now)
+        if not self.asynchronous:
+            call.drop_pending()
+
+    async def before_sleep_async(self, state: tenacity.RetryCallState) -> None:
+        """``before_sleep`` for ``AsyncRetrying``: async callbacks are awaited."""
+        self.before_sleep(state)
+        await self.call(state).drain()
+
+    def _stopped(self, state: tenacity.RetryCallState) -> tuple[Call, Any, bool]:
+        call, verdict, value, failed = self._outcome(state)
+        if verdict.action != PASS:
+            reason = verdict.reason if verdict.action == GIVE_UP else StopReason.STOP_CONDITION
+            self._end(call, verdict, value, failed, reason or StopReason.STOP_CONDITION)
+        return call, value, failed
+
+    def retry_error_callback(self, state: tenacity.RetryCallState) -> Any:
+        """A stop condition ended the loop: note, events, ``on_giveup``; then the outcome."""
+        call, value, failed = self._stopped(state)
+        call.drop_pending()
+        if failed:
+            try:
+                raise value
+            finally:
+                value = None
+        return value
+
+    async def retry_error_callback_async(self, state: tenacity.RetryCallState) -> Any:
+        """``retry_error_callback`` for ``AsyncRetrying``: async callbacks are awaited."""
+        call, value, failed = self._stopped(state)
+        await call.drain()
+        if failed:
+            try:
+                raise value
+            finally:
+                value = None
+        return value
+
+    def _end(self, call: Call, verdict: Verdict, value: Any, failed: bool, reason: StopReason) -> None:
+        previous, call.verdict = call.verdict, verdict
+        now = _scope.now()
+        if verdict.classification is not None:
+            call._failed(verdict, value, failed, now, previous)
+            call._gave_up(reason, value, failed, now)
+        if not self.asynchronous:
+            call.drop_pending()
+
+    def sleep(self, delay: float) -> None:
+        _scope.sleep_sync(delay)
+
+
+class _Retry(tenacity.retry_base):
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: _Hooks) -> None:
+        self.hooks = hooks
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.hooks.retry(retry_state)
+
+
+class _AsyncRetry(_Retry):
+    __slots__ = ()
+
+    async def __call__(self, retry_state: tenacity.RetryCallState) -> bool:  # type: ignore[override]
+        return await self.hooks.retry_async(retry_state)
+
+
+def tenacity_hooks(
+    policy: Policy, retry: Any, wait: Any, stop: Any, asynchronous: bool, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """Keyword arguments for ``tenacity.Retrying``/``AsyncRetrying`` that run *policy*."""
+    hooks = _Hooks(policy, retry if retry is not None else policy.retry, asynchronous)
+    kwargs: dict[str, Any] = {
+        "retry": _AsyncRetry(hooks) if asynchronous else _Retry(hooks),
+        "wait": wait if wait is not None else policy.wait,
+        "stop": stop if stop is not None else policy.stop,
+        "sleep": _scope.sleep_async if asynchronous else hooks.sleep,
+        "before": hooks.before,
+        "before_sleep": hooks.before_sleep_async if asynchronous else hooks.before_sleep,
+        "retry_error_callback": (
+            hooks.retry_error_callback_async if asynchronous else hooks.retry_error_callback
+        ),
+        "reraise": True,
+    }
+    kwargs.update(overrides)
+    return kwargs
+
+
+__all__ = [
+    "GIVE_UP",
+    "NOT_RETRYABLE",
+    "PASS",
+    "RETRY",
+    "Call",
+    "annotate",
+    "call_callback",
+    "drain",
+    "first_success",
+    "operation_name",
+    "tenacity_hooks",
+    "view",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ T = TypeVar("T")
 _FIRST_TRY = (1, 0.0, "returned", None)
 
 
-class Statistics:
+class Statistics(Mapping[str, Any]):
     """
     The last finished call of a decorated function, as tenacity's ``statistics`` reads:
     ``fn.statistics["attempt_number"]``, ``["idle_for"]`` (seconds waited), ``["outcome"]``
@@ -52,9 +52,6 @@ class Statistics:
 
     def __len__(self) -> int:
         return len(self._asdict())
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._asdict().get(key, default)
 
     def __repr__(self) -> str:
         return f"<retrykit statistics {self._asdict()}>"

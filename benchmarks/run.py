@@ -348,7 +348,7 @@ def targets(r: dict[str, Any]) -> list[str]:
     for kind in KINDS:
         over = r["success"][kind]["retrykit"]["overhead"]
         lines.append(
-            f"- Success path, {kind}: retrykit +{us(over)} over the bare call (≤ 0.30 µs): {verdict(over <= 0.3e-6)}"
+            f"- Success path, {kind}: retrykit +{over * 1e6:.3f} µs over the bare call (≤ 0.300 µs): {verdict(over <= 0.3e-6)}"
         )
     for kind in KINDS:
         rk, tn = (r["retry"][kind][NOOP][lib]["marginal"] for lib in ("retrykit", "tenacity"))
@@ -366,44 +366,53 @@ def targets(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def per_call_rows(r: dict[str, Any], spread: bool = False) -> list[str]:
+    """The timed rows: medians (overhead, marginal cost, ratio to the loop), or with *spread* their spread."""
+    lines = []
+    for kind in KINDS:
+        s = r["success"][kind]
+        cells = [us(s[lib]["spread"]) if spread else f"+{us(s[lib]['overhead'])}" for lib in LIBRARIES]
+        bare = us(s["bare"]["spread" if spread else "median"])
+        lines.append(row(f"success, {kind} (over the bare call)", cells, bare))
+    for kind in KINDS:
+        for mode, label in ((NOOP, "same no-op sleep"), (REAL, "own real sleep, 0 s")):
+            s = r["retry"][kind][mode]
+            cells = [us(s[lib]["spread" if spread else "marginal"]) for lib in LIBRARIES]
+            lines.append(row(f"per retry, {kind}, {label}", cells))
+    for kind in KINDS:
+        if not spread:
+            s = r["retry"][kind]["real_sleeps_per_retry"]
+            lines.append(row(f"real sleep calls per retry, {kind}", [f"{s[lib]:g}" for lib in LIBRARIES]))
+    g = r["gather"]
+    cells = [
+        f"{g[lib]['spread']:.3f} s" if spread else f"{g[lib]['ratio']:.2f}× ({g[lib]['median']:.2f} s)"
+        for lib in LIBRARIES
+    ]
+    lines.append(
+        row(f"{r['coroutines']:,} gathered coroutines failing twice, 1 ms real sleeps: wall, × loop", cells)
+    )
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     v = r["versions"]
     lines = [
         f"# retrykit benchmarks ({'quick' if r['quick'] else 'full'} run, {r['seconds']:.0f} s)",
         "",
+        "Seconds per row: " + ", ".join(f"{k} {x:g}" for k, x in r["row_seconds"].items()) + ".",
+        "",
         f"Machine: {m['cpus']} cores, {m['platform']}, Python {m['python']}; load average "
         f"{m['loadavg_start']} at the start, {m['loadavg_end']} at the end. retrykit at {m['retrykit_commit']}.",
         "Versions: " + ", ".join(f"{k} {x}" for k, x in v.items()),
         "",
-        "## Per call (median of interleaved rounds; spread in results.json)",
+        "## Per call (median of interleaved rounds)",
         "",
         "| per call | bare | " + " | ".join(f"{lib} {v.get(lib, '')}".strip() for lib in LIBRARIES) + " |",
         "|---" * (len(LIBRARIES) + 2) + "|",
     ]
-    for kind in KINDS:
-        s = r["success"][kind]
-        lines.append(
-            row(
-                f"success, {kind} (over the bare call)",
-                [f"+{us(s[lib]['overhead'])}" for lib in LIBRARIES],
-                us(s["bare"]["median"]),
-            )
-        )
-    for kind in KINDS:
-        for mode, label in ((NOOP, "same no-op sleep"), (REAL, "own real sleep, 0 s")):
-            s = r["retry"][kind][mode]
-            lines.append(row(f"per retry, {kind}, {label}", [us(s[lib]["marginal"]) for lib in LIBRARIES]))
-    for kind in KINDS:
-        s = r["retry"][kind]["real_sleeps_per_retry"]
-        lines.append(row(f"real sleep calls per retry, {kind}", [f"{s[lib]:g}" for lib in LIBRARIES]))
+    lines += per_call_rows(r)
     g = r["gather"]
-    lines.append(
-        row(
-            f"{r['coroutines']:,} gathered coroutines failing twice, 1 ms real sleeps: wall, × loop",
-            [f"{g[lib]['ratio']:.2f}× ({g[lib]['median']:.2f} s)" for lib in LIBRARIES],
-        )
-    )
     lines.append(
         row(
             "bytes per in-flight call (tracemalloc peak / calls)",
@@ -423,6 +432,12 @@ def markdown(r: dict[str, Any]) -> str:
         "really called it.",
         f"- Per retry = (a call failing {RETRIES} times, then succeeding − a call succeeding at once) / {RETRIES}. "
         "Attempt counts are asserted for every library in every row.",
+        "",
+        "## Spread of the same rows (max - min over the rounds)",
+        "",
+        "| spread | bare | " + " | ".join(LIBRARIES) + " |",
+        "|---" * (len(LIBRARIES) + 2) + "|",
+        *per_call_rows(r, spread=True),
         "",
         "## Targets (this run)",
         "",
@@ -516,12 +531,20 @@ def main() -> None:
         "nominal_wait": NOMINAL_WAIT,
         "coroutines": 1000 if quick else 10_000,
     }
-    r["success"] = bench_success(2000 if quick else 20_000, 3 if quick else 9)
-    r["retry"] = bench_retry(300 if quick else 2000, 3 if quick else 7)
-    r["gather"] = bench_gather(r["coroutines"], 1 if quick else 3)
-    if not args.no_celery:
-        r["celery"] = bench_celery(20 if quick else 150, ["memory"] if quick else ["memory", "redis"])
-    r["herd"] = bench_herd(quick)
+    rows: dict[str, Callable[[], dict[str, Any]]] = {
+        "success": lambda: bench_success(2000 if quick else 20_000, 3 if quick else 9),
+        "retry": lambda: bench_retry(300 if quick else 2000, 3 if quick else 9),
+        "gather": lambda: bench_gather(r["coroutines"], 1 if quick else 3),
+        "celery": lambda: bench_celery(20 if quick else 150, ["memory"] if quick else ["memory", "redis"]),
+        "herd": lambda: bench_herd(quick),
+    }
+    if args.no_celery:
+        del rows["celery"]
+    r["row_seconds"] = {}
+    for name, bench in rows.items():
+        row_started = time.perf_counter()
+        r[name] = bench()
+        r["row_seconds"][name] = round(time.perf_counter() - row_started, 1)
     r["retrykit_stats_total_errors"] = retrykit.analyze(since=86_400).total_errors  # the statistics were on
     r["seconds"] = time.perf_counter() - started
     r["machine"]["loadavg_end"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -19,6 +19,7 @@ from ._analysis import (
     error_statistics,
     monitor,
 )
+from ._logging import sink_failures
 from ._stats import MemoryStore, RedisStore, StatsRecorder, StatsUnavailable, recorder, use_recorder
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "error_statistics",
     "monitor",
     "recorder",
+    "sink_failures",
     "use_recorder",
 ]

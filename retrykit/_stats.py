@@ -378,7 +378,13 @@ class RedisStore:
                         self._inflight, self._pending = self._pending, {}
                         self._seq += 1
                     batch, seq = self._inflight, self._seq
-                if not self._send(client, batch, seq):
+                try:
+                    sent = self._send(client, batch, seq)
+                except Exception as err:  # not Redis's error: resending cannot help, drop it
+                    self.dropped += sum(sum(c.values()) for c in batch.values())
+                    self._report_once(err, "statistics could not send a batch")
+                    sent = True
+                if not sent:
                     return False
                 with self._lock:
                     self._inflight = None

@@ -20,9 +20,20 @@ from ._analysis import (
     monitor,
 )
 from ._logging import sink_failures
-from ._stats import MemoryStore, RedisStore, StatsRecorder, StatsUnavailable, recorder, use_recorder
+from ._stats import (
+    CALLER_TIMEOUT,
+    EXIT_TIMEOUT,
+    MemoryStore,
+    RedisStore,
+    StatsRecorder,
+    StatsUnavailable,
+    recorder,
+    use_recorder,
+)
 
 __all__ = [
+    "CALLER_TIMEOUT",
+    "EXIT_TIMEOUT",
     "Alert",
     "Analysis",
     "MemoryStore",

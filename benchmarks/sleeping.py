@@ -47,7 +47,7 @@ def retrykit_sleep(is_async: bool) -> str:
     the harness fails with "slipped past the no-op" until it is right.
     """
     if is_async:
-        return "retrykit._scope:anyio.sleep"  # _scope.sleep_async: ``await anyio.sleep(delay)``
+        return "asyncio:sleep"  # _scope.sleep_async on asyncio: ``await sys.modules["asyncio"].sleep``
     return "retrykit._scope:time.sleep"  # _scope.sleep_sync: ``time.sleep(delay)`` if delay > 0
 
 

@@ -66,6 +66,10 @@ class Analysis:
     retry_samples_by_attempt: dict[int, int]
     operations: dict[str, OperationFigures]
     rule_failures: dict[str, int]
+    sink_failures: dict[str, int] = field(default_factory=dict)
+    """Failures of event sinks, keyed ``"<sink>:<error type>"`` (each logged once a minute)."""
+    overflowed: int = 0
+    """Counts of operation names beyond the cap (``stats_max_operations``), counted as ``<other>``."""
     suggestions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +110,8 @@ def from_counts(
     source: str,
 ) -> Analysis:
     """Build the analysis of per-operation *counts*."""
-    total: Counter[str] = _stats.merge(c for op, c in counts.items() if op != _stats.CLASSIFIER)
+    special = (_stats.CLASSIFIER, _stats.SINKS)
+    total: Counter[str] = _stats.merge(c for op, c in counts.items() if op not in special)
     categories: dict[str, int] = {}
     reasons: Counter[str] = Counter()
     ok_by_cat: Counter[str] = Counter()
@@ -139,7 +144,7 @@ def from_counts(
             late_successes=c.get("succeeded", 0),
         )
         for op, c in sorted(counts.items())
-        if op != _stats.CLASSIFIER
+        if op not in special
     }
     rules = counts.get(_stats.CLASSIFIER, Counter())
     attempts = sorted(set(ok_by_n) | set(failed_by_n))
@@ -164,6 +169,8 @@ def from_counts(
         retry_samples_by_attempt={n: ok_by_n[n] + failed_by_n[n] for n in attempts},
         operations=per_operation,
         rule_failures={k.partition(":")[2]: v for k, v in rules.items()},
+        sink_failures={k.partition(":")[2]: v for k, v in counts.get(_stats.SINKS, Counter()).items() if v},
+        overflowed=total.get(_stats.OVERFLOWED, 0),
     )
     return _with_suggestions(analysis, total)
 

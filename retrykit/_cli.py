@@ -206,6 +206,14 @@ def render_analysis(a: Any, out: TextIO) -> None:
         print("  operations", file=out)
         for op, f in a.operations.items():
             print(f"    {op:<30} {f.errors} errors, {f.retries} retries, {f.gave_up} gave up", file=out)
+    sinks = ", ".join(f"{k} {v}" for k, v in a.sink_failures.items()) or "none"
+    print(f"  sink failures     {sinks}", file=out)
+    if a.overflowed:
+        print(
+            f"  name overflow     {a.overflowed} counts of operation names beyond the cap "
+            "(stats_max_operations) were counted as <other>",
+            file=out,
+        )
     from ._analysis import MIN_SAMPLES
 
     none = "       none"

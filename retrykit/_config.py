@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -18,10 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._classify import Classifier, ErrorCategory
-from ._errors import ConfigError, seconds, whole
+from ._errors import HIDDEN, ConfigError, Shown, seconds, whole
 from ._strategy import Decision
 
 ENV_PREFIX = "RETRYKIT_"
+_log = logging.getLogger("retrykit")
+MAX_RETENTION_HOURS = 10 * 366 * 24.0
+"""Statistics are kept ten years at most (a longer retention is refused)."""
 
 _CATEGORY_KEYS: dict[str, ErrorCategory] = {
     "network": ErrorCategory.NETWORK_ERROR,
@@ -77,10 +81,15 @@ def _parse_redis_url(key: str, value: Any) -> str:
     return value
 
 
-def _parse_positive(key: str, value: Any) -> float:
+def _parse_retention(key: str, value: Any) -> float:
     number = _parse_seconds(key, value)
-    if number <= 0:
-        raise ConfigError(key, value, "must be greater than 0", f"use e.g. {key}=24")
+    if not 0 < number <= MAX_RETENTION_HOURS:
+        raise ConfigError(
+            key,
+            value,
+            f"must be greater than 0 and at most {MAX_RETENTION_HOURS:g} (ten years)",
+            f"use e.g. {key}=24",
+        )
     return number
 
 
@@ -157,7 +166,7 @@ def _known_keys() -> dict[str, Callable[[str, Any], Any]]:
         "stats_enabled": _parse_bool,
         "stats_redis_url": _parse_redis_url,
         "stats_bucket_seconds": lambda k, v: _parse_int(k, v, 1),
-        "stats_retention_hours": _parse_positive,
+        "stats_retention_hours": _parse_retention,
         "stats_max_operations": lambda k, v: _parse_int(k, v, 1),
     }
     for short in _CATEGORY_KEYS:
@@ -188,7 +197,7 @@ def configure(**options: Any) -> None:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "see retrykit.configure's docstring"
-            raise ConfigError(key, value, "is not a retrykit setting", hint)
+            raise ConfigError(key, HIDDEN, "is not a retrykit setting", hint)  # maybe not ours to show
         parsed[name] = known[name](key, value)
     global settings
     with _lock:
@@ -253,7 +262,11 @@ def configure_from_settings(source: Any, *, prefix: str = ENV_PREFIX) -> dict[st
 
     Django: ``configure_from_settings(django.conf.settings)`` reads its ``RETRYKIT`` dict.
     Flask: ``configure_from_settings(app.config)`` reads the ``RETRYKIT_*`` keys.
-    A plain mapping without prefixed keys is read as it is (``{"ENABLED": True, ...}``).
+    A plain mapping of retrykit settings is read as it is (``{"ENABLED": True, ...}``).
+
+    Only retrykit's own keys are read: a configuration with none (a Flask config without
+    ``RETRYKIT_*`` keys, Django settings without ``RETRYKIT``) changes nothing and returns ``{}``,
+    and no error ever shows the value of a key that is not retrykit's.
     """
     name = prefix.rstrip("_")
     mapping: Any
@@ -261,19 +274,44 @@ def configure_from_settings(source: Any, *, prefix: str = ENV_PREFIX) -> dict[st
         mapping = getattr(source, name)
     elif isinstance(source, Mapping) and name in source and isinstance(source[name], Mapping):
         mapping = source[name]
-    else:
+    elif isinstance(source, Mapping):
         mapping = source
+    elif _looks_like_settings(source):
+        _log.info("retrykit: %s has no %s settings; the defaults apply", type(source).__name__, name)
+        return {}
+    else:
+        mapping = None
     if not isinstance(mapping, Mapping):
         raise ConfigError(
-            "source",
-            source,
+            "source" if mapping is None else f"source.{name}",
+            Shown(f"<{type(source if mapping is None else mapping).__name__}>"),
             f"must be a mapping or have a {name} mapping",
             f"pass app.config (Flask), django.conf.settings with {name} = {{...}}, or a dict",
         )
-    prefixed = {k[len(prefix) :]: v for k, v in mapping.items() if str(k).startswith(prefix)}
-    chosen = prefixed if prefixed else {str(k): v for k, v in mapping.items()}
-    configure(**chosen)
+    prefixed = {str(k)[len(prefix) :]: v for k, v in mapping.items() if str(k).startswith(prefix)}
+    if prefixed:
+        chosen, shown_prefix = prefixed, prefix
+    else:
+        known = _known_keys()
+        if not any(str(k).lower() in known for k in mapping):
+            _log.info("retrykit: %s has no %s settings; the defaults apply", type(source).__name__, name)
+            return {}
+        chosen, shown_prefix = {str(k): v for k, v in mapping.items()}, ""
+    try:
+        configure(**chosen)
+    except ConfigError as err:
+        raise ConfigError(shown_prefix + err.argument, err.value, err.rule, err.fix) from None
     return chosen
+
+
+def _looks_like_settings(source: Any) -> bool:
+    """A settings object or module (upper-case attributes), as opposed to a wrong argument."""
+    if isinstance(source, (str, bytes, int, float, bool, type(None))):
+        return False
+    try:
+        return any(n.isupper() and not n.startswith("_") for n in dir(source))
+    except Exception:
+        return False
 
 
 def bump() -> None:

@@ -3,9 +3,69 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from enum import Enum
 from typing import Any, TypeVar
+
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s'\"<>]*)")
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pass|pwd|secret|token|auth)=)[^&;#\s'\"]*")
+REDACTED = "***"
+
+
+def redact_url(text: Any) -> str:
+    """
+    *text* with the credentials of every URL in it replaced by ``***``.
+
+    ``redis://:hunter2@host:6379/0`` becomes ``redis://:***@host:6379/0``; ``user:pw@`` keeps
+    the user name; a lone ``token@`` is replaced whole; ``?password=...`` query values too. Works
+    on a bare URL or on any message that contains URLs, and never raises.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+
+    def one(match: re.Match[str]) -> str:
+        rest = match.group("rest")
+        at = rest.rfind("@")  # over-redacting a path with "@" beats leaking a password
+        if at != -1:
+            user, colon, _ = rest[:at].partition(":")
+            keep = colon and "/" not in user and "?" not in user
+            rest = (f"{user}:{REDACTED}" if keep else REDACTED) + rest[at:]
+        return match.group("scheme") + _SECRET_PARAM.sub(rf"\1{REDACTED}", rest)
+
+    try:
+        return _URL.sub(one, text)
+    except Exception:  # pragma: no cover - defensive: redaction must never fail a message
+        return "<url not shown>"
+
+
+class Shown(str):
+    """A value already rendered for a message (re-wrapping a ConfigError keeps it as it is)."""
+
+    __slots__ = ()
+
+
+HIDDEN: Any = Shown("<not shown>")
+"""Pass as a ConfigError's value when the value is not retrykit's to show (a foreign setting)."""
+
+
+def show_value(value: Any) -> str:
+    """How a ConfigError shows *value*: its repr (strings quoted and whole), URLs redacted."""
+    if isinstance(value, Shown):
+        return value
+    try:
+        text = repr(value)
+    except Exception:  # a hostile __repr__ must not hide the real error
+        text = f"<{type(value).__name__} object>"
+    if not isinstance(value, str) and len(text) > 500:
+        text = f"{text[:480]}... ({len(text)} characters)"
+    return Shown(redact_url(text))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
 
 
 class ConfigError(TypeError, ValueError):
@@ -14,23 +74,20 @@ class ConfigError(TypeError, ValueError):
 
     Raised at construction time, never in the middle of a retried call. It subclasses both
     ``TypeError`` and ``ValueError`` so that either ``except`` catches it. The message names the
-    argument, the rule it broke, the value received and the fix; the same parts are attributes.
+    argument, the rule it broke, the value received (its repr: strings are quoted and whole,
+    credentials in URLs are redacted, a value that is not retrykit's is not shown) and the fix;
+    the same parts are attributes (``value`` is the shown text).
     """
 
     def __init__(self, argument: str, value: Any, rule: str, fix: str) -> None:
         self.argument = argument
-        self.value = value if isinstance(value, str) else _short_repr(value)
+        self.value = show_value(value)
         self.rule = rule
         self.fix = fix
         super().__init__(f"{argument}={self.value} is invalid: {rule}. Fix: {fix}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.argument, self.value, self.rule, self.fix))
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+        return (_rebuild, (type(self), self.args), dict(self.__dict__))
 
 
 E = TypeVar("E", bound=Enum)

@@ -10,7 +10,10 @@ Argument values are never logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import structlog
@@ -18,6 +21,84 @@ import structlog
 from . import _events
 
 _stdlib = logging.getLogger("retrykit")
+
+REPORT_INTERVAL = 60.0
+"""A failing sink or classifier rule is logged once per this many seconds per (name, error type)."""
+
+
+class _OncePerInterval:
+    """Which repeated failures to log: the first per key and interval; the rest are counted."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, size: int = 1000) -> None:
+        self.clock = clock
+        self.size = size
+        self._last: dict[Hashable, float] = {}
+        self._quiet: Counter[Hashable] = Counter()
+        self._lock = threading.Lock()
+
+    def check(self, key: Hashable) -> int | None:
+        """None: stay quiet. Else log now, saying how many were not logged since the last line."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < REPORT_INTERVAL:
+                self._quiet[key] += 1
+                return None
+            if len(self._last) >= self.size:  # bounded: forget the oldest keys
+                for old in list(self._last)[: self.size // 2]:
+                    del self._last[old]
+                    self._quiet.pop(old, None)
+            self._last[key] = now
+            return self._quiet.pop(key, 0)
+
+
+_limiter = _OncePerInterval()
+_sink_failures: Counter[str] = Counter()
+_sink_lock = threading.Lock()
+
+
+def sink_name(sink: Any) -> str:
+    """A sink's dotted name (module and qualified name), never its repr (which may show state)."""
+    target = getattr(sink, "__func__", sink)
+    qualname = getattr(target, "__qualname__", None)
+    if not isinstance(qualname, str):
+        qualname = type(sink).__qualname__
+    module = getattr(target, "__module__", None)
+    if not isinstance(module, str):
+        module = type(sink).__module__
+    return f"{module}.{qualname}"
+
+
+def report_sink_failure(sink: Any, err: BaseException, event: Any) -> None:
+    """Count a failed sink call; log it once a minute per sink and error type; never raise."""
+    try:
+        name, kind = sink_name(sink), type(err).__name__
+        with _sink_lock:
+            _sink_failures[f"{name}:{kind}"] += 1
+        try:
+            from . import _stats
+
+            _stats.record_sink_failure(name, kind)
+        except Exception:  # the statistics may be the failing sink: the count above still holds
+            pass
+        quiet = _limiter.check(("sink", name, kind))
+        if quiet is not None:
+            _stdlib.error(
+                "retrykit: sink %s raised %s on %s; skipped (logged once a minute per sink and "
+                "error type, counted in retrykit.stats.sink_failures()%s)",
+                name,
+                kind,
+                type(event).__name__,
+                f"; {quiet} more since the last line" if quiet else "",
+            )
+    except Exception:  # pragma: no cover - reporting must never break the retried call
+        pass
+
+
+def sink_failures() -> dict[str, int]:
+    """How often each sink failed in this process, keyed ``"<sink>:<error type>"``."""
+    with _sink_lock:
+        return dict(_sink_failures)
 
 
 def _fields(event: _events.Event) -> tuple[str, int, dict[str, Any]]:
@@ -69,7 +150,7 @@ def _fields(event: _events.Event) -> tuple[str, int, dict[str, Any]]:
             {
                 "rule": event.rule,
                 "error": event.error_type,
-                "rule_error": event.rule_error,
+                "rule_error": event.rule_error,  # a type name: emit() keeps messages out
             },
         )
     return "", logging.DEBUG, {}
@@ -122,6 +203,12 @@ def log_event(event: _events.Event) -> None:
     name, level, fields = _fields(event)
     if not name:
         return
+    if isinstance(event, _events.RuleFailed):
+        quiet = _limiter.check(("rule", event.rule, event.rule_error))
+        if quiet is None:
+            return  # logged in the last minute; the statistics count every one
+        if quiet:
+            fields["not_logged_since"] = quiet
     if _context:
         fields.update(context_fields())
     if configured:

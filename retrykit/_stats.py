@@ -14,19 +14,26 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
+import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote, unquote
 
 from . import _config, _events
 from ._classify import ErrorCategory
-from ._errors import ConfigError
+from ._errors import ConfigError, redact_url
 
 _log = logging.getLogger("retrykit")
 OTHER = "<other>"
 CLASSIFIER = "<classifier>"
+SINKS = "<sinks>"
+OVERFLOWED = "overflowed"
+"""The field that counts events of names beyond the cap, counted as ``"<other>"``."""
 MAX_ATTEMPT_FIELD = 10
 
 
@@ -84,9 +91,11 @@ class MemoryStore:
         if not isinstance(max_operations, int) or max_operations < 1:
             raise ConfigError("max_operations", max_operations, "must be a whole number >= 1", "use 1000")
         self.bucket_seconds = bucket_seconds
-        self.retention = float(retention_hours) * 3600
+        self.retention = retention_seconds(retention_hours)
         self.max_operations = max_operations
         self.clock = clock
+        self.overflowed = 0
+        """Counts of names beyond *max_operations*, counted as ``"<other>"``."""
         self._counts: dict[tuple[int, str], Counter[str]] = {}
         self._operations: set[str] = set()
         self._lock = threading.Lock()
@@ -98,7 +107,7 @@ class MemoryStore:
 
     def operation_key(self, operation: str) -> str:
         """*operation*, or ``"<other>"`` once ``max_operations`` names are known."""
-        if operation in self._operations:
+        if operation in self._operations or operation in _UNCAPPED:
             return operation
         if len(self._operations) >= self.max_operations:
             return OTHER
@@ -110,6 +119,9 @@ class MemoryStore:
         bucket = self.bucket(self.clock() if timestamp is None else timestamp)
         with self._lock:
             key = (bucket, self.operation_key(operation))
+            if key[1] == OTHER and operation != OTHER:
+                self.overflowed += 1
+                fields = {**fields, OVERFLOWED: 1}
             counter = self._counts.get(key)
             if counter is None:
                 counter = self._counts[key] = Counter()
@@ -154,11 +166,62 @@ class StatsUnavailable(RuntimeError):
     """The shared statistics store could not be read."""
 
 
+CALLER_TIMEOUT = 0.25
+"""Seconds a Redis command may take when it runs in a caller's thread (``analyze()``, a read)."""
+EXIT_TIMEOUT = 1.0
+"""Seconds interpreter exit waits, at most, for the last counts to reach Redis."""
+_SAFE = "-._~:/@!$&'*+,;=()[]<>|^"
+
+# One operation's share of a batch, applied at most once: a writer's sequence number per
+# operation says which batch was applied last, so a batch retried after a failure whose first
+# try did reach Redis (a timeout, a dropped connection) is skipped instead of counted twice. A
+# script runs whole: under maxmemory its first write is refused before anything is changed.
+_APPLY = """
+local seq = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if last >= seq then return 0 end
+local ttl = ARGV[2]
+local i = 4
+for k = 2, #KEYS do
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  for j = 1, n do
+    redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('EXPIRE', KEYS[k], ttl)
+end
+redis.call('SET', KEYS[1], seq, 'EX', ARGV[3])
+return 1
+"""
+
+
+def encode_name(name: str) -> str:
+    """*name* as ASCII for a Redis key or field: reversible, distinct, no ``{}`` (lone surrogates too)."""
+    return quote(name, safe=_SAFE, errors="surrogatepass")
+
+
+def decode_name(text: str) -> str:
+    """The name :func:`encode_name` encoded."""
+    return unquote(text, errors="surrogatepass")
+
+
+_live_stores: weakref.WeakSet[RedisStore] = weakref.WeakSet()
+
+
 class RedisStore:
     """
     Counts shared through Redis: ``HINCRBY`` on ``<prefix>:{<operation>}:<bucket>`` hashes that
     expire after the retention period. The ``{...}`` hash tag keeps an operation's keys in one
-    Redis Cluster slot.
+    Redis Cluster slot; names are percent-encoded (:func:`encode_name`), so any name is safe and
+    distinct.
+
+    Reliability: counts are buffered and sent by a background thread in numbered batches, each
+    applied exactly once (see ``_APPLY``) however often it is resent; a failed batch is resent
+    whole, later counts wait behind it. While Redis is unreachable the buffer holds at most
+    *max_operations* names (the rest are counted as ``"<other>"``, with an ``overflowed`` count).
+    Calls from a caller's thread (``flush(timeout=...)``, reads) give up after
+    ``CALLER_TIMEOUT``; ``close()`` (and interpreter exit) waits at most ``EXIT_TIMEOUT``.
     """
 
     def __init__(
@@ -172,9 +235,14 @@ class RedisStore:
         clock: Callable[[], float] = time.time,
         client: Any = None,
         background: bool = True,
+        max_operations: int = 1000,
+        timeout: float = 1.0,
+        caller_timeout: float = CALLER_TIMEOUT,
     ) -> None:
         try:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
         except ImportError:  # pragma: no cover - redis is in the dev extra
             raise ConfigError(
                 "stats_redis_url", url, "needs the redis package", 'pip install "retrykit[redis]"'
@@ -182,103 +250,231 @@ class RedisStore:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("url", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")
         self.url = url
+        self.shown_url = redact_url(url)
         self.prefix = prefix
         self.bucket_seconds = bucket_seconds
-        self.retention = float(retention_hours) * 3600
+        self.retention = retention_seconds(retention_hours)
         self.flush_interval = flush_interval
         self.clock = clock
-        self.client = client or redis.Redis.from_url(
-            url, socket_connect_timeout=0.5, socket_timeout=2.0, decode_responses=True
-        )
+        self.max_operations = max_operations
+        self.caller_timeout = caller_timeout
+
+        def connect(seconds: float) -> Any:
+            # No retries inside redis-py: a failed batch is resent by the next flush, and a caller
+            # waits one timeout at most.
+            return redis.Redis.from_url(
+                url,
+                socket_connect_timeout=seconds,
+                socket_timeout=seconds,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+            )
+
+        self.client = client or connect(timeout)
+        self.caller_client = client or connect(caller_timeout)
+        self._apply = self.client.register_script(_APPLY)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.background = background
+        self.overflowed = 0
+        """Counts of names beyond *max_operations* that the buffer counted as ``"<other>"``."""
+        self.dropped = 0
+        """Counts dropped because they could not be encoded or sent (an error other than Redis's)."""
+        self._reported: set[str] = set()
+        self._stop = threading.Event()
+        self._reset_state()
+        _live_stores.add(self)
+
+    def _reset_state(self) -> None:
+        """Fresh buffers, locks, writer id and thread (at construction, and in a forked child)."""
         self._pending: dict[tuple[int, str], Counter[str]] = {}
+        self._inflight: dict[tuple[int, str], Counter[str]] | None = None
+        self._names: set[str] = set()
+        self._writer = uuid.uuid4().hex
+        self._seq = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
         self._failing = False
-        self._stop = threading.Event()
-        if background:  # a reader (the command line) needs no writer thread
-            threading.Thread(target=self._run, name="retrykit-stats", daemon=True).start()
-            atexit.register(self.close)
+        self._thread: threading.Thread | None = None
+        if self.background and not self._stop.is_set():
+            # a reader (the command line) needs no writer thread
+            self._thread = threading.Thread(target=self._run, name="retrykit-stats", daemon=True)
+            self._thread.start()
 
     def key(self, operation: str, bucket: int) -> str:
         """The Redis key of *operation*'s counts in *bucket*."""
-        safe = operation.replace("{", "(").replace("}", ")")
-        return f"{self.prefix}:{{{safe}}}:{bucket}"
+        return f"{self.prefix}:{{{encode_name(operation)}}}:{bucket}"
+
+    def _seq_key(self, operation: str) -> str:
+        return f"{self.prefix}:seq:{{{encode_name(operation)}}}:{self._writer}"
 
     def add(self, operation: str, fields: dict[str, int], timestamp: float | None = None) -> None:
         """Buffer *fields*; the background thread sends them."""
         bucket = int((self.clock() if timestamp is None else timestamp) // self.bucket_seconds)
         with self._lock:
-            counter = self._pending.get((bucket, operation))
+            slot = (bucket, operation)
+            counter = self._pending.get(slot)
             if counter is None:
-                counter = self._pending[(bucket, operation)] = Counter()
+                if operation not in self._names and operation not in _UNCAPPED:
+                    if len(self._names) >= self.max_operations:
+                        self.overflowed += 1
+                        slot = (bucket, OTHER)
+                        fields = {**fields, OVERFLOWED: 1}
+                    else:
+                        self._names.add(operation)
+                counter = self._pending.get(slot)
+                if counter is None:
+                    counter = self._pending[slot] = Counter()
             counter.update(fields)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self.flush()
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self._flush_safely(self.client)
+        self._flush_safely(self.caller_client)  # the last counts, within close()'s wait
 
-    def flush(self) -> bool:
-        """Send buffered counts now; False (counts kept for later) if Redis is unreachable."""
-        with self._flush_lock:
-            with self._lock:
-                pending, self._pending = self._pending, {}
-            if not pending:
-                return True
-            ttl = int(self.retention + self.bucket_seconds)
-            try:
-                pipe = self.client.pipeline(transaction=False)
-                for (bucket, operation), counter in pending.items():
-                    key = self.key(operation, bucket)
-                    for field, value in counter.items():
-                        pipe.hincrby(key, field, value)
-                    pipe.expire(key, ttl)
-                    pipe.sadd(f"{self.prefix}:operations", operation)
-                pipe.execute()
-            except self._errors as err:
+    def _flush_safely(self, client: Any, timeout: float | None = None) -> bool:
+        try:
+            return self._flush(client, timeout)
+        except Exception as err:  # the thread must outlive any bug: say so once, go on
+            self._report_once(err, "statistics flush failed")
+            return False
+
+    def _report_once(self, err: BaseException, what: str) -> None:
+        kind = type(err).__name__
+        if kind not in self._reported:
+            self._reported.add(kind)
+            _log.error(
+                "retrykit: %s (%s); the counts concerned are dropped and counted in "
+                "RedisStore.dropped, later counts are sent as usual",
+                what,
+                kind,
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """
+        Send buffered counts now; False (counts kept for later) if Redis is unreachable. With a
+        *timeout* (a caller's thread), wait at most about that long: a short socket timeout,
+        and no wait at all while the background thread sees Redis down.
+        """
+        if timeout is not None:
+            if self._failing and self._thread is not None:
+                return False  # the background thread resends them when Redis is back
+            return self._flush_safely(self.caller_client, timeout)
+        return self._flush_safely(self.client)
+
+    def _flush(self, client: Any, timeout: float | None) -> bool:
+        if not self._flush_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            for _ in range(2):  # a batch left by a failure first, then what came since
                 with self._lock:
-                    for slot, counter in pending.items():
-                        self._pending.setdefault(slot, Counter()).update(counter)
-                if not self._failing:
-                    self._failing = True
-                    _log.warning(
-                        "retrykit: statistics cannot reach Redis at %s (%s); counts are kept "
-                        "in this process and sent when it is back",
-                        self.url,
-                        err,
-                    )
-                return False
-            if self._failing:
-                self._failing = False
-                _log.info("retrykit: statistics reach Redis at %s again", self.url)
+                    if self._inflight is None:
+                        if not self._pending:
+                            return True
+                        self._inflight, self._pending = self._pending, {}
+                        self._seq += 1
+                    batch, seq = self._inflight, self._seq
+                try:
+                    sent = self._send(client, batch, seq)
+                except Exception as err:  # not Redis's error: resending cannot help, drop it
+                    self.dropped += sum(sum(c.values()) for c in batch.values())
+                    self._report_once(err, "statistics could not send a batch")
+                    sent = True
+                if not sent:
+                    return False
+                with self._lock:
+                    self._inflight = None
+                    self._names = {op for _, op in self._pending if op not in _UNCAPPED}
             return True
+        finally:
+            self._flush_lock.release()
+
+    def _send(self, client: Any, batch: dict[tuple[int, str], Counter[str]], seq: int) -> bool:
+        per_op: dict[str, list[tuple[int, Counter[str]]]] = {}
+        for (bucket, operation), counter in batch.items():
+            per_op.setdefault(operation, []).append((bucket, counter))
+        ttl = int(self.retention + self.bucket_seconds)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for operation, slots in per_op.items():
+                try:
+                    keys = [self._seq_key(operation)]
+                    args: list[Any] = [seq, ttl, ttl]
+                    for bucket, counter in slots:
+                        keys.append(self.key(operation, bucket))
+                        args.append(len(counter))
+                        for field, value in counter.items():
+                            args.extend((encode_name(field), int(value)))
+                except Exception as err:  # an unencodable name: drop its counts, keep the rest
+                    self.dropped += sum(sum(c.values()) for _, c in slots)
+                    self._report_once(err, f"statistics could not encode an operation's counts ({seq})")
+                    continue
+                self._apply(keys=keys, args=args, client=pipe)
+                pipe.sadd(f"{self.prefix}:operations", encode_name(operation))
+            pipe.execute()
+        except self._errors as err:
+            if not self._failing:
+                self._failing = True
+                _log.warning(
+                    "retrykit: statistics cannot reach Redis at %s (%s); counts are kept "
+                    "in this process and sent when it is back",
+                    self.shown_url,
+                    redact_url(type(err).__name__ + ": " + str(err)),
+                )
+            return False
+        except Exception as err:
+            self.dropped += sum(sum(c.values()) for c in batch.values())
+            self._report_once(err, "statistics could not send a batch")
+            return True  # dropped: the next batch must not wait behind one that cannot go
+        if self._failing:
+            self._failing = False
+            _log.info("retrykit: statistics reach Redis at %s again", self.shown_url)
+        return True
+
+    def buffered(self) -> int:
+        """How many (bucket, operation) counters wait to be sent."""
+        with self._lock:
+            return len(self._pending) + len(self._inflight or ())
+
+    def _unavailable(self, what: str, err: BaseException) -> StatsUnavailable:
+        detail = redact_url(f"{type(err).__name__}: {err}")
+        return StatsUnavailable(f"cannot {what} Redis at {self.shown_url}: {detail}")
 
     def operations(self) -> list[str]:
         """Every operation name any worker recorded."""
         try:
-            return sorted(self.client.smembers(f"{self.prefix}:operations"))
+            members = self.caller_client.smembers(f"{self.prefix}:operations")
         except self._errors as err:
-            raise StatsUnavailable(f"cannot read statistics from Redis at {self.url}: {err}") from None
+            raise self._unavailable("read statistics from", err) from None
+        return sorted(decode_name(m) for m in members)
 
     def read(self, operation: str | None, since: float, until: float) -> dict[str, Counter[str]]:
         """Summed counts per operation for buckets in [*since*, *until*], from every worker."""
+        if self._failing and self._thread is not None:
+            raise StatsUnavailable(
+                f"cannot read statistics from Redis at {self.shown_url}: it is unreachable"
+            )
         operations = [operation] if operation is not None else self.operations()
         low = int(since // self.bucket_seconds)
         high = int(until // self.bucket_seconds)
         buckets = range(max(low, high - int(self.retention // self.bucket_seconds)), high + 1)
         result: dict[str, Counter[str]] = {}
         try:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.caller_client.pipeline(transaction=False)
             for op in operations:
                 for bucket in buckets:
                     pipe.hgetall(self.key(op, bucket))
             replies = iter(pipe.execute())
         except self._errors as err:
-            raise StatsUnavailable(f"cannot read statistics from Redis at {self.url}: {err}") from None
+            raise self._unavailable("read statistics from", err) from None
         for op in operations:
             total: Counter[str] = Counter()
             for _ in buckets:
-                total.update({k: int(v) for k, v in next(replies).items()})
+                total.update({decode_name(k): int(v) for k, v in next(replies).items()})
             if total:
                 result[op] = total
         return result
@@ -292,16 +488,54 @@ class RedisStore:
         deleted = 0
         try:
             for start in range(0, len(keys), 500):
-                deleted += int(self.client.delete(*keys[start : start + 500]))
+                deleted += int(self.caller_client.delete(*keys[start : start + 500]))
         except self._errors as err:
-            raise StatsUnavailable(f"cannot clean statistics in Redis at {self.url}: {err}") from None
+            raise self._unavailable("clean statistics in", err) from None
         return deleted
 
-    def close(self) -> None:
-        """Stop the background thread after a last flush."""
-        if not self._stop.is_set():
-            self._stop.set()
-            self.flush()
+    def close(self, timeout: float = EXIT_TIMEOUT, *, wait: bool = True) -> None:
+        """
+        Stop the background thread after a last flush, waiting at most *timeout* seconds for it
+        (not at all with ``wait=False``: the thread finishes on its own).
+        """
+        first = not self._stop.is_set()
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is None:
+            if first:
+                self.flush(timeout=min(timeout, self.caller_timeout))
+            return
+        if wait and thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+_UNCAPPED = frozenset({CLASSIFIER, SINKS})
+
+
+def retention_seconds(hours: float) -> float:
+    """*hours* in seconds, at most ``_config.MAX_RETENTION_HOURS`` (so every TTL is a sane int)."""
+    return min(float(hours), _config.MAX_RETENTION_HOURS) * 3600
+
+
+def _close_all_at_exit() -> None:
+    """Interpreter exit: every store's last flush, together, within ``EXIT_TIMEOUT`` in all."""
+    stores = list(_live_stores)
+    for store in stores:
+        store.close(wait=False)
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    for store in stores:
+        store.close(max(0.0, deadline - time.monotonic()))
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_live_stores):  # the parent sends its own counts; the child starts afresh
+        store._reset_state()
+
+
+atexit.register(_close_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class StatsRecorder:
@@ -323,7 +557,9 @@ class StatsRecorder:
     def read(self, operation: str | None, since: float, until: float) -> tuple[dict[str, Counter[str]], str]:
         """Counts and where they came from (``"redis"`` or ``"memory"``)."""
         if self.shared is not None:
-            self.shared.flush()
+            # A caller's thread: each Redis step waits CALLER_TIMEOUT at most, none while the
+            # background thread sees Redis down; then this process's own counts answer.
+            self.shared.flush(timeout=self.shared.caller_timeout)
             try:
                 return self.shared.read(operation, since, until), "redis"
             except StatsUnavailable as err:
@@ -340,10 +576,10 @@ class StatsRecorder:
                 _log.warning("retrykit: %s", err)
         return dropped
 
-    def close(self) -> None:
-        """Flush and stop the shared store's background thread."""
+    def close(self, *, wait: bool = True) -> None:
+        """Flush and stop the shared store's background thread (waiting ``EXIT_TIMEOUT`` at most)."""
         if self.shared is not None:
-            self.shared.close()
+            self.shared.close(wait=wait)
 
 
 _recorder: StatsRecorder | None = None
@@ -366,7 +602,7 @@ def recorder() -> StatsRecorder:
             _recorder_gen = cfg.generation
             return _recorder
         if _recorder is not None:
-            _recorder.close()
+            _recorder.close(wait=False)  # a retried call is running: its thread sends the rest
         local = MemoryStore(
             bucket_seconds=cfg.stats_bucket_seconds,
             retention_hours=cfg.stats_retention_hours,
@@ -378,6 +614,7 @@ def recorder() -> StatsRecorder:
                 cfg.stats_redis_url,
                 bucket_seconds=cfg.stats_bucket_seconds,
                 retention_hours=cfg.stats_retention_hours,
+                max_operations=cfg.stats_max_operations,
             )
         _recorder = StatsRecorder(local, shared)
         _recorder_gen = cfg.generation
@@ -389,7 +626,7 @@ def _stats_changed(current: StatsRecorder, cfg: Any) -> bool:
     return (
         shared_url != (cfg.stats_redis_url or "")
         or current.local.bucket_seconds != cfg.stats_bucket_seconds
-        or current.local.retention != cfg.stats_retention_hours * 3600
+        or current.local.retention != retention_seconds(cfg.stats_retention_hours)
         or current.local.max_operations != cfg.stats_max_operations
     )
 
@@ -398,6 +635,17 @@ def record_event(event: _events.Event) -> None:
     """The sink subscribed at import: count *event* (never raises into the retried call)."""
     if _config.settings.stats_enabled:
         recorder()(event)
+
+
+def record_sink_failure(sink: str, error_type: str) -> None:
+    """Count a sink's failure (``<sinks>`` in the statistics, shared through Redis too)."""
+    if _config.settings.stats_enabled:
+        rec = recorder()
+        fields = {f"sink_failed:{sink}:{error_type}": 1}
+        now = rec.local.clock()
+        rec.local.add(SINKS, fields, now)
+        if rec.shared is not None:
+            rec.shared.add(SINKS, fields, now)
 
 
 def use_recorder(new: StatsRecorder) -> StatsRecorder | None:

@@ -19,9 +19,21 @@ from ._analysis import (
     error_statistics,
     monitor,
 )
-from ._stats import MemoryStore, RedisStore, StatsRecorder, StatsUnavailable, recorder, use_recorder
+from ._logging import sink_failures
+from ._stats import (
+    CALLER_TIMEOUT,
+    EXIT_TIMEOUT,
+    MemoryStore,
+    RedisStore,
+    StatsRecorder,
+    StatsUnavailable,
+    recorder,
+    use_recorder,
+)
 
 __all__ = [
+    "CALLER_TIMEOUT",
+    "EXIT_TIMEOUT",
     "Alert",
     "Analysis",
     "MemoryStore",
@@ -35,5 +47,6 @@ __all__ = [
     "error_statistics",
     "monitor",
     "recorder",
+    "sink_failures",
     "use_recorder",
 ]

@@ -637,10 +637,3 @@ def _chain(exc: BaseException, seen: set[int]) -> Iterator[BaseException]:
             reason = getattr(current, "reason", None)
             nxt = reason if isinstance(reason, BaseException) else None
         current = nxt
-
-
-def classify(exc: BaseException) -> Classification:
-    """Classify *exc* with the default classifier (built-in rules, configured default category)."""
-    from ._config import settings
-
-    return settings.classifier.classify(exc)

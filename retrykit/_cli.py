@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from ._analysis import fmt_seconds, render_analysis
 from ._errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -39,18 +40,6 @@ def _duration(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 90s, 15m, 1h or 2d")
     return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def fmt_seconds(value: float) -> str:
-    """A short human duration: 0.2s, 5s, 1m30s, 2h, 1d."""
-    if value < 10 and value != int(value):
-        return f"{value:.3g}s"
-    seconds = round(value)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            whole, rest = divmod(seconds, size)
-            return f"{whole}{unit}" + (fmt_seconds(rest) if rest else "")
-    return f"{seconds}s"
 
 
 @contextmanager
@@ -174,54 +163,6 @@ def _analysis(redis_url: str | None, operation: str | None, since: float) -> Any
     with progress("running the demo to analyse its statistics") as update:
         _, result = _demo.run_with_analysis(time_scale=0.05, out=io.StringIO(), on_call=update)
     return result
-
-
-def render_analysis(a: Any, out: TextIO) -> None:
-    """The human form of an ``Analysis``."""
-    scope = a.operation or "all operations"
-    print(
-        f"analysis of {scope} over the last {fmt_seconds(a.until - a.since)} (source: {a.source})", file=out
-    )
-    print(
-        f"  failed attempts   {a.total_errors} in {a.calls_with_errors} calls; {a.retries} retries, "
-        f"{a.late_successes} late successes, {a.gave_up} gave up; {fmt_seconds(a.waited_seconds)} waited",
-        file=out,
-    )
-    cats = ", ".join(f"{k} {v}" for k, v in a.category_distribution.items()) or "-"
-    print(f"  categories        {cats}", file=out)
-    reasons = ", ".join(f"{k} {v}" for k, v in a.give_up_reasons.items()) or "-"
-    print(f"  give-up reasons   {reasons}", file=out)
-    if a.retry_success_rate is None:
-        print("  retry success     no retries", file=out)
-    else:
-        by_cat = ", ".join(f"{k} {v:.0%}" for k, v in a.retry_success_by_category.items() if v is not None)
-        by_n = ", ".join(
-            f"#{n} {v:.0%} of {a.retry_samples_by_attempt[n]}"
-            for n, v in a.retry_success_by_attempt.items()
-            if v is not None
-        )
-        print(f"  retry success     {a.retry_success_rate:.0%} overall; {by_cat}", file=out)
-        print(f"  by attempt        {by_n}", file=out)
-    if len(a.operations) > 1:
-        print("  operations", file=out)
-        for op, f in a.operations.items():
-            print(f"    {op:<30} {f.errors} errors, {f.retries} retries, {f.gave_up} gave up", file=out)
-    sinks = ", ".join(f"{k} {v}" for k, v in a.sink_failures.items()) or "none"
-    print(f"  sink failures     {sinks}", file=out)
-    if a.overflowed:
-        print(
-            f"  name overflow     {a.overflowed} counts of operation names beyond the cap "
-            "(stats_max_operations) were counted as <other>",
-            file=out,
-        )
-    from ._analysis import MIN_SAMPLES
-
-    none = "       none"
-    if not a.suggestions and a.total_errors < MIN_SAMPLES:
-        none += f" (patterns are judged from {MIN_SAMPLES} failures on; this window has {a.total_errors})"
-    print("  suggestions" + ("" if a.suggestions else none), file=out)
-    for tip in a.suggestions:
-        print(f"    - {tip}", file=out)
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:

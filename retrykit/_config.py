@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._classify import Classifier, ErrorCategory
+from ._classify import Classification, Classifier, ErrorCategory
 from ._errors import HIDDEN, ConfigError, Shown, seconds, whole
 from ._strategy import Decision
 
@@ -222,11 +222,25 @@ def configure(**options: Any) -> None:
         settings = new
 
 
+_preset_check: Callable[[Settings], object] | None = None
+"""Builds the default preset under given settings (set by the policy layer, above this one)."""
+
+
+def set_preset_check(check: Callable[[Settings], object]) -> None:
+    """Let ``configure()`` build the default preset under new settings before taking them."""
+    global _preset_check
+    _preset_check = check
+
+
 def _check_default_preset(candidate: Settings) -> None:
     """Build the default preset under *candidate* so contradictions fail now, naming the key."""
-    from ._policy import build_default
+    if _preset_check is not None:
+        _preset_check(candidate)
 
-    build_default(candidate)
+
+def classify(exc: BaseException) -> Classification:
+    """Classify *exc* with the default classifier (built-in rules, configured default category)."""
+    return settings.classifier.classify(exc)
 
 
 def reset() -> None:

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, TextIO
 
 from . import _events
-from ._analysis import Analysis, analyze
+from ._analysis import Analysis, analyze, render_analysis
 from ._events import GaveUp, RetryScheduled
 from ._stats import MemoryStore, StatsRecorder, use_recorder
 from .adapters import retry
@@ -184,8 +184,6 @@ def run_with_analysis(  # noqa: PLR0915 - a script
 
     celery_ok = _demo_celery.run(out)
     if analysis:
-        from ._cli import render_analysis
-
         print("", file=out)
         render_analysis(result, out)
     expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}

@@ -8,6 +8,7 @@ logging and the call goes on.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -153,6 +154,28 @@ def subscribe(sink: Sink) -> Callable[[], None]:
     return unsubscribe
 
 
+def sink_name(sink: Any) -> str:
+    """A sink's dotted name (module and qualified name), never its repr (which may show state)."""
+    target = getattr(sink, "__func__", sink)
+    qualname = getattr(target, "__qualname__", None)
+    if not isinstance(qualname, str):
+        qualname = type(sink).__qualname__
+    module = getattr(target, "__module__", None)
+    if not isinstance(module, str):
+        module = type(sink).__module__
+    return f"{module}.{qualname}"
+
+
+_failure_hooks: tuple[Callable[[Sink, BaseException, Event], None], ...] = ()
+
+
+def on_sink_failure(hook: Callable[[Sink, BaseException, Event], None]) -> None:
+    """Call *hook* when a sink raises (the log and the statistics layers count and report it)."""
+    global _failure_hooks
+    if hook not in _failure_hooks:
+        _failure_hooks = (*_failure_hooks, hook)
+
+
 def listening() -> bool:
     """Whether any sink would receive an event (so callers can skip building one)."""
     return bool(_sinks) or bool(_local_sinks.get())
@@ -180,6 +203,6 @@ def emit(event: Event) -> None:
         try:
             sink(event)
         except Exception as err:
-            from . import _logging
-
-            _logging.report_sink_failure(sink, err, event)
+            for hook in _failure_hooks:
+                with contextlib.suppress(Exception):  # the hooks are retrykit's and total
+                    hook(sink, err, event)

@@ -57,16 +57,7 @@ _sink_failures: Counter[str] = Counter()
 _sink_lock = threading.Lock()
 
 
-def sink_name(sink: Any) -> str:
-    """A sink's dotted name (module and qualified name), never its repr (which may show state)."""
-    target = getattr(sink, "__func__", sink)
-    qualname = getattr(target, "__qualname__", None)
-    if not isinstance(qualname, str):
-        qualname = type(sink).__qualname__
-    module = getattr(target, "__module__", None)
-    if not isinstance(module, str):
-        module = type(sink).__module__
-    return f"{module}.{qualname}"
+sink_name = _events.sink_name
 
 
 def report_sink_failure(sink: Any, err: BaseException, event: Any) -> None:
@@ -75,12 +66,6 @@ def report_sink_failure(sink: Any, err: BaseException, event: Any) -> None:
         name, kind = sink_name(sink), type(err).__name__
         with _sink_lock:
             _sink_failures[f"{name}:{kind}"] += 1
-        try:
-            from . import _stats
-
-            _stats.record_sink_failure(name, kind)
-        except Exception:  # the statistics may be the failing sink: the count above still holds
-            pass
         quiet = _limiter.check(("sink", name, kind))
         if quiet is not None:
             _stdlib.error(
@@ -218,3 +203,6 @@ def log_event(event: _events.Event) -> None:
         return
     text = " ".join(f"{k}={v}" for k, v in fields.items())
     _stdlib.log(level, "retrykit.%s %s", name, text, extra={"retrykit": {"event": name, **fields}})
+
+
+_events.on_sink_failure(report_sink_failure)

@@ -378,6 +378,7 @@ def build_default(cfg: Settings) -> Policy:
     )
 
 
+_config.set_preset_check(build_default)
 _registry: dict[str, Policy] = dict(BUILTIN_PRESETS)
 _registry_lock = threading.Lock()
 _default_cache: tuple[int, Policy] | None = None

@@ -663,3 +663,12 @@ def merge(counters: Iterable[Counter[str]]) -> Counter[str]:
     for counter in counters:
         total.update(counter)
     return total
+
+
+def _count_sink_failure(sink: Any, err: BaseException, event: Any) -> None:
+    if sink is record_event:
+        return  # the statistics are the failing sink: the log layer's count still holds
+    record_sink_failure(_events.sink_name(sink), type(err).__name__)
+
+
+_events.on_sink_failure(_count_sink_failure)

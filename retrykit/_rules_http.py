@@ -141,6 +141,8 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
     ("urllib3", "ProxySchemeUnknown"): (CLASS, PERM, "unsupported proxy scheme"),
     ("urllib3", "DecodeError"): (CLASS, DATA, "undecodable response body"),
     ("aiohttp", "InvalidURL"): (CLASS, PERM, "invalid URL"),
+    ("aiohttp", "NonHttpUrlClientError"): (CLASS, PERM, "unsupported URL scheme"),
+    ("aiohttp", "InvalidUrlClientError"): (CLASS, PERM, "invalid URL"),
     ("aiohttp", "TooManyRedirects"): (CLASS, PERM, "redirect loop"),
     ("aiohttp", "ClientConnectorCertificateError"): (CLASS, PERM, "TLS certificate verification failed"),
     ("aiohttp", "ContentTypeError"): (CLASS, DATA, "unexpected content type"),
@@ -249,4 +251,17 @@ def replay_unsafe(links: list[BaseException]) -> bool:
     return bool(names & _AFTER_SEND)
 
 
-DYNAMIC = (status,)
+_URLLIB_PERMANENT = re.compile(r"unknown url type|no host given|nonnumeric port", re.I)
+
+
+def urllib_reason(exc: BaseException) -> Hit | None:
+    """urllib's ``URLError`` with a text reason that will not change (unknown scheme, no host)."""
+    if module_of(type(exc)) != "urllib.error":
+        return None
+    reason = attr(exc, "reason")
+    if isinstance(reason, str) and _URLLIB_PERMANENT.search(reason):
+        return hit(CLASS, PERM, f"URLError: {reason}", "http_client")
+    return None
+
+
+DYNAMIC = (status, urllib_reason)

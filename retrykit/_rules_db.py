@@ -37,6 +37,9 @@ _SQLSTATE_CODES: dict[str, ErrorCategory] = {
     "53400": PERM,  # configuration_limit_exceeded
     "55P03": TEMP,  # lock_not_available (NOWAIT, lock_timeout)
     "55006": TEMP,  # object_in_use
+    "57P01": NET,  # admin_shutdown: the server closed this session (FATAL)
+    "57P02": NET,  # crash_shutdown
+    "57P05": NET,  # idle_session_timeout
     "57P04": PERM,  # database_dropped
     "58P01": PERM,  # undefined_file
     "58P02": PERM,  # duplicate_file
@@ -78,7 +81,8 @@ def sqlstate(exc: BaseException) -> Hit | None:
     code = sqlstate_of(exc)
     if code is None:
         return None
-    return hit(CODE, sqlstate_category(code), f"SQLSTATE {code}", "sqlstate")
+    reason = f"SQLSTATE {code}" + (f": {_PENDING_ROLLBACK_HINT}" if code == "25P02" else "")
+    return hit(CODE, sqlstate_category(code), reason, "sqlstate")
 
 
 # MySQL/MariaDB error numbers (server: dev.mysql.com/doc/mysql-errors/8.0/en/server-error-reference.html;
@@ -139,7 +143,7 @@ _CONNECT_MESSAGES: tuple[tuple[re.Pattern[str], ErrorCategory, str], ...] = (
     ),
     (
         re.compile(
-            r"too many clients|remaining connection slots are reserved|"
+            r"too many clients|too many connections|remaining connection slots are reserved|"
             r"the database system is (starting up|shutting down|in recovery mode|not yet accepting)",
             re.I,
         ),
@@ -167,9 +171,10 @@ def connect_message(exc: BaseException) -> Hit | None:
         return None
     text = str(exc)
     for pattern, category, why in _CONNECT_MESSAGES:
-        if pattern.search(text):
-            first = text.strip().splitlines()[-1] if text.strip() else ""
-            return hit(CLASS, category, f"{type(exc).__name__}: {why} ({first.strip()[:120]})", "db_message")
+        found = pattern.search(text)
+        if found:
+            line = text[text.rfind("\n", 0, found.start()) + 1 :].split("\n", 1)[0].strip()
+            return hit(CLASS, category, f"{type(exc).__name__}: {why} ({line[:160]})", "db_message")
     return None
 
 

@@ -85,7 +85,7 @@ def _json_error() -> json.JSONDecodeError:
         (PgError("40001"), TEMP),
         (PgError("40P01"), TEMP),
         (PgError("08006"), NET),
-        (PgError("57P01"), TEMP),
+        (PgError("57P01"), NET),
         (PgError("53100"), SYS),
         (PgError("23505"), DATA),
         (PgError("42P01"), PERM),

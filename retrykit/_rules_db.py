@@ -79,7 +79,7 @@ def sqlstate_category(code: str) -> ErrorCategory:
 def sqlstate(exc: BaseException) -> Hit | None:
     """A PostgreSQL/SQL-standard SQLSTATE on the exception."""
     code = sqlstate_of(exc)
-    if code is None:
+    if code is None or code.startswith("HY"):  # HY000: "general error", says nothing
         return None
     reason = f"SQLSTATE {code}" + (f": {_PENDING_ROLLBACK_HINT}" if code == "25P02" else "")
     return hit(CODE, sqlstate_category(code), reason, "sqlstate")
@@ -94,7 +94,7 @@ for _numbers, _category in (
         "1152 1184 1043",
         NET,
     ),
-    ("1040 1203 1205 1213 1020 1412 1637 3572 3024 1317 1053 1180 1181", TEMP),
+    ("1040 1203 1226 1205 1213 1020 1412 1637 3572 3024 1317 1053 1180 1181", TEMP),
     ("1114 1021 1037 1038 1041 1135 1030", SYS),
     (
         "1062 1586 1451 1452 1216 1217 1048 1364 1406 1264 1265 1366 1292 1690 3819 4025 1263 1367 "
@@ -228,4 +228,4 @@ def invalidated(exc: BaseException) -> Hit | None:
     return None
 
 
-DYNAMIC = (sqlstate, mysql_number, connect_message, invalidated)
+DYNAMIC = (mysql_number, sqlstate, connect_message, invalidated)  # a MySQL number outranks its SQLSTATE

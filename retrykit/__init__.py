@@ -20,7 +20,7 @@ if not os.path.isdir(os.path.join(__path__[0], "adapters")) and os.path.isfile(
 from . import _config, _events, _logging, _stats
 from ._analysis import analyze
 from ._classify import Classification, Classifier, ErrorCategory, Rule
-from ._config import classify, configure, configure_from_env, configure_from_settings
+from ._config import classify, configure, configure_from_env, configure_from_settings, explain
 from ._errors import ConfigError
 from ._events import (
     AttemptFailed,
@@ -58,6 +58,7 @@ __all__ = [
     "configure",
     "configure_from_env",
     "configure_from_settings",
+    "explain",
     "get_preset",
     "preset_names",
     "register_preset",

@@ -11,55 +11,26 @@ database drivers) are recognised without importing those libraries.
 from __future__ import annotations
 
 import builtins
-import email.utils
-import errno
 import re
-import socket
-import ssl
 import sys
-import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
-from . import _events
-from ._errors import ConfigError, parse_enum
-
-
-class ErrorCategory(str, Enum):
-    """The kinds of failure retrykit tells apart; each maps to a strategy in a policy."""
-
-    NETWORK_ERROR = "network_error"
-    """Connections refused, reset or timed out: the request may not have been served."""
-    API_RATE_LIMIT = "api_rate_limit"
-    """The server said slow down (HTTP 429, throttling)."""
-    DATA_ERROR = "data_error"
-    """The input is wrong (validation, decoding, HTTP 400/422): retrying repeats the failure."""
-    SYSTEM_ERROR = "system_error"
-    """This machine is short of a resource (memory, disk, file descriptors)."""
-    TEMPORARY_ERROR = "temporary_error"
-    """A transient server-side condition (HTTP 5xx, deadlock, lost database connection)."""
-    PERMANENT_ERROR = "permanent_error"
-    """A bug or a refusal that retrying cannot fix (TypeError, HTTP 401/403/404)."""
-
-    @classmethod
-    def parse(cls, value: Any, argument: str = "category") -> ErrorCategory:
-        """Accept a member, its value (``"network_error"``) or its name (``"NETWORK_ERROR"``)."""
-        return parse_enum(cls, value, argument, "an error category")
-
-
-@dataclass(frozen=True, slots=True)
-class Classification:
-    """The verdict on one failure: its *category*, why, and how long the server asked to wait."""
-
-    category: ErrorCategory
-    reason: str
-    retry_after: float | None = None
-    """Seconds the server asked to wait (``Retry-After``), if it said so."""
-    rule: str = "default"
-    """The name of the rule that matched, or ``"default"`` when none did."""
+from . import _events, _rules_db, _rules_http, _rules_redis, _rules_std
+from ._errors import ConfigError
+from ._rules_http import http_status, retry_after_of
+from ._verdict import (
+    CODE,
+    GENERIC,
+    TIER_NAMES,
+    Classification,
+    ErrorCategory,
+    Hit,
+    module_of,
+    parse_retry_after,
+)
 
 
 @runtime_checkable
@@ -197,327 +168,147 @@ class _CallableRule:
         )
 
 
-# --------------------------------------------------------------------------- HTTP helpers
-
-_STATUS_CATEGORY: dict[int, ErrorCategory] = {
-    429: ErrorCategory.API_RATE_LIMIT,
-    408: ErrorCategory.TEMPORARY_ERROR,
-    425: ErrorCategory.TEMPORARY_ERROR,
-    500: ErrorCategory.TEMPORARY_ERROR,
-    502: ErrorCategory.TEMPORARY_ERROR,
-    503: ErrorCategory.TEMPORARY_ERROR,
-    504: ErrorCategory.TEMPORARY_ERROR,
-    400: ErrorCategory.DATA_ERROR,
-    422: ErrorCategory.DATA_ERROR,
-    401: ErrorCategory.PERMANENT_ERROR,
-    403: ErrorCategory.PERMANENT_ERROR,
-    404: ErrorCategory.PERMANENT_ERROR,
-    405: ErrorCategory.PERMANENT_ERROR,
-    410: ErrorCategory.PERMANENT_ERROR,
-}
-
-
-def _as_status(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
-        return value
-    return None
-
-
-def http_status(exc: BaseException) -> int | None:
-    """
-    The HTTP status an exception carries, found by duck typing.
-
-    ``exc.response.status_code`` (httpx, requests), ``exc.response.status``, ``exc.status``
-    (aiohttp), ``exc.status_code``, and ``exc.code`` on urllib's ``HTTPError``.
-    """
-    response = getattr(exc, "response", None)
-    if response is not None:
-        for attr in ("status_code", "status"):
-            code = _as_status(getattr(response, attr, None))
-            if code is not None:
-                return code
-    for attr in ("status", "status_code"):
-        code = _as_status(getattr(exc, attr, None))
-        if code is not None:
-            return code
-    if "urllib.error" in sys.modules and isinstance(exc, sys.modules["urllib.error"].HTTPError):
-        return _as_status(exc.code)
-    return None
-
-
-def _header(headers: Any, name: str) -> Any:
-    if headers is None:
-        return None
-    getter = getattr(headers, "get", None)
-    if getter is None:
-        return None
-    value = getter(name)
-    if value is None:
-        value = getter(name.lower())
-    return value
-
-
-def parse_retry_after(value: Any, *, now: float | None = None) -> float | None:
-    """
-    Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
-
-    A date in the past, a negative number or garbage gives ``None`` (use the strategy's own delay).
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-        return seconds if 0 <= seconds < float("inf") else None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1", "replace")
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if 0 <= seconds < float("inf") else None
-    try:
-        when: datetime = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # HTTP-dates are GMT; a zone-less parse means "-0000"
-        return None
-    delta = when.timestamp() - (time.time() if now is None else now)
-    return delta if delta > 0 else None
-
-
-def retry_after_of(exc: BaseException) -> float | None:
-    """The Retry-After an exception carries: a ``retry_after`` attribute or a response header."""
-    own = getattr(exc, "retry_after", None)
-    if own is not None:
-        return parse_retry_after(own)
-    response = getattr(exc, "response", None)
-    raw = _header(getattr(response, "headers", None), "Retry-After")
-    if raw is None:
-        raw = _header(getattr(exc, "headers", None), "Retry-After")
-    return parse_retry_after(raw)
-
-
 # --------------------------------------------------------------------------- built-in rules
+#
+# The built-in rules come in families, one module per kind of library (``_rules_*``). Each family
+# reads signals from one link of the cause chain: a *static* verdict that depends on the class
+# alone (computed once per class and cached weakly), and *dynamic* readers of what the instance
+# carries (a SQLSTATE, a driver error number, an HTTP/gRPC status, an AWS error code, an AMQP
+# reply code, a Redis reply, an errno). Every verdict has a tier (``_verdict.CODE`` < ``CLASS`` <
+# ``GENERIC`` < ``WRAPPER``): the most specific signal anywhere in the chain wins, the outermost
+# link on a tie. Third-party libraries are recognised by the modules their classes come from:
+# nothing is imported, so a library that is not imported costs nothing.
 
-# Third-party types by import path, looked up in sys.modules only: if the library is not
-# imported, none of its exceptions can exist, and importing it here would cost every user.
-_LAZY_NETWORK_TYPES: tuple[tuple[str, str], ...] = (
-    ("httpx", "TimeoutException"),
-    ("httpx", "NetworkError"),
-    ("httpx", "RemoteProtocolError"),
-    ("httpx", "ProxyError"),
-    ("requests.exceptions", "ConnectionError"),
-    ("requests.exceptions", "Timeout"),
-    ("requests.exceptions", "ChunkedEncodingError"),
-    ("urllib3.exceptions", "TimeoutError"),
-    ("urllib3.exceptions", "ProtocolError"),
-    ("urllib3.exceptions", "NewConnectionError"),
-    ("aiohttp", "ClientConnectionError"),
-    ("aiohttp", "ClientPayloadError"),
-    ("asyncio", "TimeoutError"),
-    ("concurrent.futures", "TimeoutError"),
-    ("http.client", "IncompleteRead"),
-    ("http.client", "RemoteDisconnected"),
+Reader: TypeAlias = Callable[[BaseException], "Hit | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Family:
+    name: str
+    prefixes: tuple[str, ...]
+    static: Callable[[type], Hit | None]
+    dynamic: tuple[Reader, ...]
+
+
+_FAMILIES: tuple[_Family, ...] = (
+    _Family("http", _rules_http.PREFIXES, _rules_http.static, _rules_http.DYNAMIC),
+    _Family("db", _rules_db.PREFIXES, _rules_db.static, _rules_db.DYNAMIC),
+    _Family("redis", _rules_redis.PREFIXES, _rules_redis.static, _rules_redis.DYNAMIC),
 )
-_SYSTEM_ERRNOS = {errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
-_DATA_TYPES: tuple[type[BaseException], ...] = (ValueError, KeyError)
-_PERMANENT_TYPES: tuple[type[BaseException], ...] = (
-    TypeError,
-    AttributeError,
-    NameError,
-    NotImplementedError,
-    AssertionError,
-    ImportError,
-    SyntaxError,
-)
-_NETWORK_TYPES: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    ssl.SSLError,
-    EOFError,
-)
-# SQLSTATE classes and codes (PostgreSQL, SQL standard), and MySQL error numbers.
-_SQLSTATE_TEMPORARY_PREFIXES = ("08", "40", "57P")
-_SQLSTATE_TEMPORARY_CODES = {"55P03", "57014", "53300"}
-_SQLSTATE_SYSTEM_PREFIX = "53"
-_SQLSTATE_DATA_PREFIXES = ("22", "23")
-_SQLSTATE_PERMANENT_PREFIXES = ("42", "28")
-_MYSQL_TEMPORARY = {1205, 1213, 2002, 2003, 2006, 2013, 2055}
-_DB_TEMPORARY_NAMES = frozenset(
-    {
-        "OperationalError",
-        "InterfaceError",
-        "DeadlockDetected",
-        "SerializationFailure",
-        "TransactionRollbackError",
-        "DisconnectionError",
-        "ConnectionDoesNotExistError",
-        "ConnectionFailureError",
-        "InternalClientError",
-    }
-)
-_DB_DATA_NAMES = frozenset({"IntegrityError", "DataError"})
-_DB_PERMANENT_NAMES = frozenset({"ProgrammingError", "NotSupportedError"})
-_RATE_LIMIT_MESSAGE = re.compile(r"rate[ _-]?limit|too many requests|throttl", re.IGNORECASE)
 
 
-_lazy_found: tuple[type[BaseException], ...] = ()
-_lazy_pending: tuple[tuple[str, str], ...] = _LAZY_NETWORK_TYPES
-_lazy_seen = -1  # len(sys.modules) at the last look: no new module, nothing new to resolve
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to read from an exception of one class: the class's own verdict, then readers."""
+
+    static: Hit | None
+    dynamic: tuple[Reader, ...]
+    duck: bool  # not a builtin-only class: look for .reason/.orig links and wait hints
+    http: bool  # an HTTP client's class: check replay safety
 
 
-def _lazy_types() -> tuple[type[BaseException], ...]:
-    """The third-party network error types whose modules are imported (resolved once each)."""
-    global _lazy_found, _lazy_pending, _lazy_seen
-    modules = sys.modules
-    if len(modules) == _lazy_seen or not _lazy_pending:
-        return _lazy_found
-    _lazy_seen = len(modules)
-    found, pending = list(_lazy_found), []
-    for module_name, attr in _lazy_pending:
-        module = modules.get(module_name)
-        if module is None:
-            pending.append((module_name, attr))
-            continue
-        cls = getattr(module, attr, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            found.append(cls)
-    _lazy_found, _lazy_pending = tuple(found), tuple(pending)
-    return _lazy_found
+def _in(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _compute_plan(cls: type) -> _Plan:
+    modules = {module_of(k) for k in cls.__mro__}
+    duck = modules != {"builtins"}
+    statics: list[Hit | None] = [_rules_std.static(cls)]
+    dynamic: list[Reader] = []
+    if issubclass(cls, OSError):
+        dynamic.append(_rules_std.os_error)
+    if "sqlite3" in modules:
+        dynamic.append(_rules_std.sqlite)
+    http = False
+    for family in _FAMILIES:
+        if any(_in(m, family.prefixes) for m in modules):
+            http = http or family.name == "http"
+            statics.append(family.static(cls))
+            dynamic.extend(r for r in family.dynamic if r not in dynamic)
+    if duck:
+        statics.append(_rules_std.db_wrapper_static(cls))
+        for reader in (_rules_http.status, _rules_db.sqlstate):
+            if reader not in dynamic:
+                dynamic.append(reader)
+    best: Hit | None = None
+    for candidate in statics:
+        if candidate is not None and (best is None or candidate[0] < best[0]):
+            best = candidate
+    if best is None or best[0] > GENERIC:
+        dynamic.append(_rules_std.rate_limit_message)
+    return _Plan(best, tuple(dynamic), duck, http)
+
+
+# Builtin classes live for ever: a plain dict. Others (including classes made at run time) are
+# held weakly, so a program that creates exception classes dynamically does not leak them.
+_BUILTIN_PLANS: dict[type, _Plan] = {}
+_PLANS: weakref.WeakKeyDictionary[type, _Plan] = weakref.WeakKeyDictionary()
+
+
+def _plan(cls: type) -> _Plan:
+    plan = _BUILTIN_PLANS.get(cls)
+    if plan is not None:
+        return plan
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _compute_plan(cls)
+        if plan.duck:
+            _PLANS[cls] = plan
+        else:
+            _BUILTIN_PLANS[cls] = plan
+    return plan
+
+
+_MRO_NAMES: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _mro_names(cls: type) -> frozenset[str]:
+    """The names of a class and its bases (cached, holding the class weakly)."""
+    names = _MRO_NAMES.get(cls)
+    if names is None:
+        names = frozenset(c.__name__ for c in cls.__mro__)
+        _MRO_NAMES[cls] = names
+    return names
 
 
 @dataclass(frozen=True, slots=True)
 class _Builtin:
+    """A built-in rule family as a rule object: its verdict on one link, whatever the tier."""
+
     name: str
-    fn: Callable[[BaseException], Classification | None]
+    readers: tuple[Callable[[BaseException], Hit | None], ...]
 
     def match(self, exc: BaseException) -> Classification | None:
-        return self.fn(exc)
+        best: Hit | None = None
+        for reader in self.readers:
+            found = reader(exc)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
+        return None if best is None else best[1]
 
 
-def _rule_http_status(exc: BaseException) -> Classification | None:
-    code = http_status(exc)
-    if code is None:
-        return None
-    category = _STATUS_CATEGORY.get(code)
-    if category is None:
-        return None
-    return Classification(category, f"HTTP {code}", retry_after_of(exc), "http_status")
+def _static_reader(static: Callable[[type], Hit | None]) -> Reader:
+    def read(exc: BaseException) -> Hit | None:
+        return static(type(exc))
 
-
-def _sqlstate(exc: BaseException) -> str | None:
-    for attr in ("sqlstate", "pgcode"):
-        code = getattr(exc, attr, None)
-        if isinstance(code, str) and len(code) == 5:
-            return code.upper()
-    return None
-
-
-_MRO_NAMES: dict[type, frozenset[str]] = {}
-
-
-def _mro_names(cls: type) -> frozenset[str]:
-    names = _MRO_NAMES.get(cls)
-    if names is None:
-        names = frozenset(c.__name__ for c in cls.__mro__)
-        if len(_MRO_NAMES) < 4096:  # bounded: exception classes are few, but be safe
-            _MRO_NAMES[cls] = names
-    return names
-
-
-def _rule_database(exc: BaseException) -> Classification | None:
-    code = _sqlstate(exc)
-    if code is not None:
-        if code in _SQLSTATE_TEMPORARY_CODES or code.startswith(_SQLSTATE_TEMPORARY_PREFIXES):
-            return Classification(ErrorCategory.TEMPORARY_ERROR, f"SQLSTATE {code}", None, "database")
-        if code.startswith(_SQLSTATE_SYSTEM_PREFIX):
-            return Classification(ErrorCategory.SYSTEM_ERROR, f"SQLSTATE {code}", None, "database")
-        if code.startswith(_SQLSTATE_DATA_PREFIXES):
-            return Classification(ErrorCategory.DATA_ERROR, f"SQLSTATE {code}", None, "database")
-        if code.startswith(_SQLSTATE_PERMANENT_PREFIXES):
-            return Classification(ErrorCategory.PERMANENT_ERROR, f"SQLSTATE {code}", None, "database")
-    names = _mro_names(type(exc))
-    if "OperationalError" in names or "InternalError" in names:
-        number = exc.args[0] if exc.args else None
-        if isinstance(number, int) and number in _MYSQL_TEMPORARY:
-            return Classification(ErrorCategory.TEMPORARY_ERROR, f"MySQL error {number}", None, "database")
-    if getattr(exc, "connection_invalidated", False) is True:
-        return Classification(
-            ErrorCategory.TEMPORARY_ERROR, "database connection invalidated", None, "database"
-        )
-    for group, category in (
-        (_DB_TEMPORARY_NAMES, ErrorCategory.TEMPORARY_ERROR),
-        (_DB_DATA_NAMES, ErrorCategory.DATA_ERROR),
-        (_DB_PERMANENT_NAMES, ErrorCategory.PERMANENT_ERROR),
-    ):
-        hit = names & group
-        if hit:
-            return Classification(category, f"database {min(hit)}", None, "database")
-    return None
-
-
-def _rule_network(exc: BaseException) -> Classification | None:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return Classification(
-            ErrorCategory.PERMANENT_ERROR, "TLS certificate verification failed", None, "network"
-        )
-    if isinstance(exc, (*_NETWORK_TYPES, *_lazy_types())):
-        return Classification(
-            ErrorCategory.NETWORK_ERROR, f"{type(exc).__name__}: network failure", None, "network"
-        )
-    if isinstance(exc, (socket.gaierror, socket.herror)):
-        return Classification(ErrorCategory.NETWORK_ERROR, "DNS lookup failed", None, "network")
-    return None
-
-
-def _rule_system(exc: BaseException) -> Classification | None:
-    if isinstance(exc, MemoryError):
-        return Classification(ErrorCategory.SYSTEM_ERROR, "out of memory", None, "system")
-    if isinstance(exc, OSError) and exc.errno in _SYSTEM_ERRNOS:
-        name = errno.errorcode.get(exc.errno, str(exc.errno))
-        return Classification(ErrorCategory.SYSTEM_ERROR, f"OSError {name}", None, "system")
-    return None
-
-
-def _rule_rate_limit_message(exc: BaseException) -> Classification | None:
-    if _RATE_LIMIT_MESSAGE.search(str(exc)):
-        return Classification(
-            ErrorCategory.API_RATE_LIMIT,
-            "message mentions a rate limit",
-            retry_after_of(exc),
-            "rate_limit_message",
-        )
-    return None
-
-
-def _rule_types(exc: BaseException) -> Classification | None:
-    if isinstance(exc, _DATA_TYPES):
-        return Classification(ErrorCategory.DATA_ERROR, f"{type(exc).__name__}: bad data", None, "types")
-    if isinstance(exc, _PERMANENT_TYPES):
-        return Classification(
-            ErrorCategory.PERMANENT_ERROR,
-            f"{type(exc).__name__}: programming error",
-            None,
-            "types",
-        )
-    return None
+    return read
 
 
 BUILTIN_RULES: tuple[ClassifierRule, ...] = (
-    _Builtin("http_status", _rule_http_status),
-    _Builtin("database", _rule_database),
-    _Builtin("network", _rule_network),
-    _Builtin("system", _rule_system),
-    _Builtin("rate_limit_message", _rule_rate_limit_message),
-    _Builtin("types", _rule_types),
+    _Builtin("http", (_static_reader(_rules_http.static), *_rules_http.DYNAMIC)),
+    _Builtin("database", (_static_reader(_rules_db.static), *_rules_db.DYNAMIC)),
+    _Builtin("redis", (_static_reader(_rules_redis.static), *_rules_redis.DYNAMIC)),
+    _Builtin(
+        "stdlib",
+        (
+            _static_reader(_rules_std.static),
+            _rules_std.os_error,
+            _rules_std.sqlite,
+            _static_reader(_rules_std.db_wrapper_static),
+            _rules_std.rate_limit_message,
+        ),
+    ),
 )
 
 # Most severe first: an exception group is classified by its most severe member.
@@ -583,32 +374,184 @@ class Classifier:
 
     def classify(self, exc: BaseException) -> Classification:
         """Classify *exc*; never raises."""
+        return self._verdict(exc, None)
+
+    def explain(self, exc: BaseException) -> Explanation:
+        """How *exc* is classified: each link of its chain, the signals read, and the decision."""
+        trace: list[_Step] = []
+        verdict = self._verdict(exc, trace)
+        return Explanation(_describe_exc(exc), tuple(trace), verdict)
+
+    def _verdict(self, exc: BaseException, trace: list[_Step] | None) -> Classification:
         try:
-            found = self._classify(exc, set())
-        except Exception as err:  # pragma: no cover - defensive: _classify guards every rule
+            found = self._decide(exc, set(), trace)
+        except Exception as err:  # pragma: no cover - defensive: _decide guards every rule
             found = None
-            _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, repr(err)))
+            _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, type(err).__name__))
         if found is not None:
-            return found
+            return found[1]
         return Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
 
-    def _classify(self, exc: BaseException, seen: set[int]) -> Classification | None:
-        for link in _chain(exc, seen):
-            for rule in self._all:
+    def _decide(self, exc: BaseException, seen: set[int], trace: list[_Step] | None) -> Hit | None:
+        links = _links(exc, seen)
+        for index, link in enumerate(links):
+            for rule in self.rules:
                 try:
                     verdict = rule.match(link)
                 except Exception as err:
-                    _events.emit(_events.RuleFailed(rule.name, type(link).__name__, repr(err)))
+                    _events.emit(_events.RuleFailed(rule.name, type(link).__name__, type(err).__name__))
                     continue
                 if verdict is not None:
-                    return verdict
+                    if trace is not None:
+                        trace.append(_Step(index, _describe_exc(link), _USER, verdict))
+                    return _USER, verdict
+        best: Hit | None = None
+        duck = http = False
+        for index, link in enumerate(links):
+            if best is not None and best[0] == CODE:
+                break  # nothing deeper can be more specific; on a tie the outer link wins
+            plan = _plan(type(link))
+            if trace is not None:
+                trace.append(_Step(index, _describe_exc(link), _VISIT, None))
+            duck = duck or plan.duck
+            http = http or plan.http
+            if self.builtin:
+                found = plan.static
+                if found is not None:
+                    if trace is not None:
+                        trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
+                    if best is None or found[0] < best[0]:
+                        best = found
+                for reader in plan.dynamic:
+                    try:
+                        found = reader(link)
+                    except Exception as err:
+                        _events.emit(
+                            _events.RuleFailed(_reader_name(reader), type(link).__name__, type(err).__name__)
+                        )
+                        continue
+                    if found is not None:
+                        if trace is not None:
+                            trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
+                        if best is None or found[0] < best[0]:
+                            best = found
             if _is_group(link):
-                members = [self._classify(e, seen) for e in link.exceptions]  # type: ignore[attr-defined]
+                members = [self._decide(e, seen, trace) for e in link.exceptions]  # type: ignore[attr-defined]
                 hits = [m for m in members if m is not None]
                 if hits:
-                    return min(hits, key=lambda c: _SEVERITY.index(c.category))
-        return None
+                    worst = min(hits, key=lambda h: _SEVERITY.index(h[1].category))
+                    if best is None or worst[0] <= best[0]:
+                        best = worst
+        if best is None:
+            return None
+        return _finish(best, links, duck, http)
 
+
+_USER = -1  # user rules outrank every built-in signal
+_VISIT = -2  # explain(): a link was looked at
+_RETRYABLE = frozenset(
+    {ErrorCategory.NETWORK_ERROR, ErrorCategory.TEMPORARY_ERROR, ErrorCategory.API_RATE_LIMIT}
+)
+
+
+def _finish(best: Hit, links: list[BaseException], duck: bool, http: bool) -> Hit:
+    """Add what the winning link may not carry itself: the server's wait hint, replay safety."""
+    verdict = best[1]
+    if not duck or verdict.category not in _RETRYABLE:
+        return best
+    changes: dict[str, Any] = {}
+    if verdict.retry_after is None:
+        for link in links:
+            wait = retry_after_of(link)
+            if wait is not None:
+                changes["retry_after"] = wait
+                break
+    if http and verdict.category is not ErrorCategory.API_RATE_LIMIT and _rules_http.replay_unsafe(links):
+        changes["replay_unsafe"] = True
+        changes["reason"] = verdict.reason + "; the non-idempotent request may have been applied"
+    return (best[0], replace(verdict, **changes)) if changes else best
+
+
+def _reader_name(reader: Callable[..., Any]) -> str:
+    return f"{getattr(reader, '__module__', '?')}.{getattr(reader, '__name__', '?')}"
+
+
+def _describe_exc(exc: BaseException) -> str:
+    cls = type(exc)
+    module = module_of(cls)
+    name = cls.__qualname__ if module in ("builtins", "") else f"{module}.{cls.__qualname__}"
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<str() failed>"
+    text = text.replace("\n", " ")
+    return f"{name}({text[:100]!r})" if text else name
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One signal read from one link of the chain."""
+
+    link: int
+    exception: str
+    tier: int
+    verdict: Classification | None
+
+    def __str__(self) -> str:
+        v = self.verdict
+        if v is None:
+            return "no signal"
+        tier = "user rule" if self.tier == _USER else TIER_NAMES[self.tier]
+        return f"{tier}: {v.reason} -> {v.category.value} [rule {v.rule}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an exception got its classification: what each link of its cause chain said."""
+
+    exception: str
+    steps: tuple[_Step, ...]
+    classification: Classification
+
+    def __str__(self) -> str:
+        lines = [f"classifying {self.exception}"]
+        order: list[int] = []
+        names: dict[int, str] = {}
+        said: dict[int, list[str]] = {}
+        for step in self.steps:
+            if step.link not in names:
+                order.append(step.link)
+                names[step.link] = step.exception
+            if step.verdict is not None:
+                said.setdefault(step.link, []).append(str(step))
+        for link in order:
+            lines.append(f"  link {link}: {names[link]}")
+            lines.extend(f"    {line}" for line in said.get(link, ["no signal"]))
+        c = self.classification
+        lines.append(
+            f"decision: {c.category.value} by rule {c.rule!r} ({c.reason})"
+            + (f"; retry after {c.retry_after:g}s" if c.retry_after is not None else "")
+            + ("; replay unsafe" if c.replay_unsafe else "")
+        )
+        lines.append(
+            "precedence: user rules, then protocol code > specific class > generic type > "
+            "wrapper class name; the outer link wins a tie"
+        )
+        return "\n".join(lines)
+
+
+__all__ = [
+    "BUILTIN_RULES",
+    "Classification",
+    "Classifier",
+    "ClassifierRule",
+    "ErrorCategory",
+    "Explanation",
+    "Rule",
+    "http_status",
+    "parse_retry_after",
+    "retry_after_of",
+]
 
 _GROUP_TYPE: Any = getattr(builtins, "BaseExceptionGroup", None)
 
@@ -622,18 +565,35 @@ def _is_group(exc: BaseException) -> bool:
     return group is not None and isinstance(exc, group)
 
 
-def _chain(exc: BaseException, seen: set[int]) -> Iterator[BaseException]:
-    """The exception, then what caused it: ``__cause__``, ``__context__``, ``.reason``."""
+def _next_link(current: BaseException, duck: bool) -> BaseException | None:
+    nxt = current.__cause__
+    if nxt is None and not current.__suppress_context__:
+        nxt = current.__context__
+    if nxt is None and duck:
+        for name in ("reason", "orig"):  # urllib/urllib3's .reason, SQLAlchemy's .orig
+            try:
+                candidate = getattr(current, name, None)
+            except Exception:
+                continue
+            if isinstance(candidate, BaseException):
+                return candidate
+    if nxt is None:
+        args = current.args
+        if args and isinstance(args[0], BaseException):  # requests/urllib3 wrap the cause as args[0]
+            return args[0]
+    return nxt
+
+
+def _links(exc: BaseException, seen: set[int]) -> list[BaseException]:
+    links: list[BaseException] = []
     current: BaseException | None = exc
-    depth = 0
-    while current is not None and id(current) not in seen and depth < _MAX_CHAIN:
+    while current is not None and id(current) not in seen and len(links) < _MAX_CHAIN:
         seen.add(id(current))
-        depth += 1
-        yield current
-        nxt = current.__cause__
-        if nxt is None and not current.__suppress_context__:
-            nxt = current.__context__
-        if nxt is None:
-            reason = getattr(current, "reason", None)
-            nxt = reason if isinstance(reason, BaseException) else None
-        current = nxt
+        links.append(current)
+        current = _next_link(current, _plan(type(current)).duck)
+    return links
+
+
+def _chain(exc: BaseException, seen: set[int]) -> Iterator[BaseException]:
+    """The exception, then what caused it: ``__cause__``, ``__context__``, ``.reason``, ``.orig``."""
+    yield from _links(exc, seen)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._classify import Classification, Classifier, ErrorCategory
+from ._classify import Classification, Classifier, ErrorCategory, Explanation
 from ._errors import HIDDEN, ConfigError, Shown, seconds, whole
 from ._strategy import Decision
 
@@ -241,6 +241,14 @@ def _check_default_preset(candidate: Settings) -> None:
 def classify(exc: BaseException) -> Classification:
     """Classify *exc* with the default classifier (built-in rules, configured default category)."""
     return settings.classifier.classify(exc)
+
+
+def explain(exc: BaseException, classifier: Classifier | None = None) -> Explanation:
+    """
+    Explain how *exc* is classified: every link of its cause chain, the signal each rule read
+    from it, the rule that decided and the category. ``print(retrykit.explain(err))``.
+    """
+    return (classifier or settings.classifier).explain(exc)
 
 
 def reset() -> None:

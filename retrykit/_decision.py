@@ -306,7 +306,7 @@ def _stop_reason(
     assert verdict.classification is not None
     if strategy.decision is Decision.NO_RETRY:
         return StopReason.NON_RETRYABLE
-    if getattr(verdict.classification, "replay_unsafe", False) and not policy.idempotent:
+    if verdict.classification.replay_unsafe and not policy.idempotent:
         return StopReason.NOT_IDEMPOTENT
     mode = _scope._TESTING.get()
     if mode is not None and mode.no_retry:

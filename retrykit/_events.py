@@ -186,19 +186,8 @@ def emit(event: Event) -> None:
     Dispatch *event* to the global and context-local sinks; never raises.
 
     A sink that raises is skipped and counted; it is logged once a minute per sink and error type
-    (``retrykit.stats.sink_failures()`` has the counts). A ``RuleFailed`` carries the rule's error
-    type only, never its message (which may hold secrets).
+    (``retrykit.stats.sink_failures()`` has the counts).
     """
-    if isinstance(event, RuleFailed) and not event.rule_error.isidentifier():
-        import dataclasses
-        import sys
-
-        raised = sys.exc_info()[1]  # the classifier emits from the except block of the failed rule
-        given = event.rule_error
-        kind = type(raised).__name__ if raised is not None else ""
-        if not kind or not given.startswith(kind):
-            kind = given.partition("(")[0].rpartition(".")[2]
-        event = dataclasses.replace(event, rule_error=kind if kind.isidentifier() else "Exception")
     for sink in (*_sinks, *_local_sinks.get()):
         try:
             sink(event)

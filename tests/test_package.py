@@ -33,6 +33,7 @@ PUBLIC = [
     "configure",
     "configure_from_env",
     "configure_from_settings",
+    "explain",
     "get_preset",
     "preset_names",
     "register_preset",

@@ -1,0 +1,184 @@
+"""
+The vocabulary the classifier and its rule families share: categories, the verdict, signal tiers.
+
+Kept apart from ``_classify`` so that the per-library rule modules (``_rules_*``) can build
+verdicts without importing the classifier that imports them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, TypeAlias
+
+from ._errors import parse_enum
+
+
+class ErrorCategory(str, Enum):
+    """The kinds of failure retrykit tells apart; each maps to a strategy in a policy."""
+
+    NETWORK_ERROR = "network_error"
+    """Connections refused, reset or timed out: the request may not have been served."""
+    API_RATE_LIMIT = "api_rate_limit"
+    """The server said slow down (HTTP 429, throttling)."""
+    DATA_ERROR = "data_error"
+    """The input is wrong (validation, decoding, HTTP 400/422): retrying repeats the failure."""
+    SYSTEM_ERROR = "system_error"
+    """This machine is short of a resource (memory, disk, file descriptors)."""
+    TEMPORARY_ERROR = "temporary_error"
+    """A transient server-side condition (HTTP 5xx, deadlock, lost database connection)."""
+    PERMANENT_ERROR = "permanent_error"
+    """A bug or a refusal that retrying cannot fix (TypeError, HTTP 401/403/404)."""
+
+    @classmethod
+    def parse(cls, value: Any, argument: str = "category") -> ErrorCategory:
+        """Accept a member, its value (``"network_error"``) or its name (``"NETWORK_ERROR"``)."""
+        return parse_enum(cls, value, argument, "an error category")
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The verdict on one failure: its *category*, why, and how long the server asked to wait."""
+
+    category: ErrorCategory
+    reason: str
+    retry_after: float | None = None
+    """Seconds the server asked to wait (``Retry-After``), if it said so."""
+    rule: str = "default"
+    """The name of the rule that matched, or ``"default"`` when none did."""
+    replay_unsafe: bool = False
+    """the request may have reached the server and is not idempotent: a retry could apply it twice"""
+
+
+NET = ErrorCategory.NETWORK_ERROR
+RATE = ErrorCategory.API_RATE_LIMIT
+DATA = ErrorCategory.DATA_ERROR
+SYS = ErrorCategory.SYSTEM_ERROR
+TEMP = ErrorCategory.TEMPORARY_ERROR
+PERM = ErrorCategory.PERMANENT_ERROR
+
+# Signal tiers: the most specific signal anywhere in the cause chain wins; on a tie, the
+# outermost link wins. A protocol code (SQLSTATE, driver error number, HTTP/gRPC status, AWS
+# error code, AMQP reply code, Redis reply prefix, errno) beats a library's specific exception
+# class, which beats a generic transport or builtin type, which beats a wrapper's class name.
+CODE, CLASS, GENERIC, WRAPPER = 0, 1, 2, 3
+TIER_NAMES = ("protocol code", "specific class", "generic type", "wrapper class name")
+
+Hit: TypeAlias = "tuple[int, Classification]"
+
+
+def hit(
+    tier: int,
+    category: ErrorCategory,
+    reason: str,
+    rule: str,
+    retry_after: float | None = None,
+) -> Hit:
+    """A family's verdict on one link, with the tier of the signal it was read from."""
+    return tier, Classification(category, reason, retry_after, rule)
+
+
+def attr(obj: Any, name: str) -> Any:
+    """``getattr(obj, name, None)`` that also survives properties that raise (hostile objects)."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def header(headers: Any, name: str) -> Any:
+    """A header from a mapping-like object (httpx, requests, aiohttp, email.Message, dict)."""
+    if headers is None:
+        return None
+    getter = attr(headers, "get")
+    if getter is None:
+        return None
+    value = getter(name)
+    if value is None:
+        value = getter(name.lower())
+    return value
+
+
+def parse_retry_after(value: Any, *, now: float | None = None) -> float | None:
+    """
+    Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
+
+    A date in the past, a negative number or garbage gives ``None`` (use the strategy's own delay).
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+        return seconds if 0 <= seconds < float("inf") else None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if 0 <= seconds < float("inf") else None
+    try:
+        when: datetime = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT; a zone-less parse means "-0000"
+        return None
+    delta = when.timestamp() - (time.time() if now is None else now)
+    return delta if delta > 0 else None
+
+
+def _milliseconds(value: Any) -> float | None:
+    seconds = parse_retry_after(value)
+    return None if seconds is None else seconds / 1000.0
+
+
+def _reset(value: Any, now: float | None = None) -> float | None:
+    """``RateLimit-Reset``/``X-RateLimit-Reset``: delta-seconds, or an epoch time (GitHub)."""
+    seconds = parse_retry_after(value)
+    if seconds is not None and seconds > 1_000_000_000:  # an epoch timestamp, not a delta
+        delta = seconds - (time.time() if now is None else now)
+        return delta if delta > 0 else None
+    return seconds
+
+
+# Header name -> parser, in order of authority.
+WAIT_HEADERS: tuple[tuple[str, Any], ...] = (
+    ("Retry-After", parse_retry_after),
+    ("x-amz-retry-after", _milliseconds),
+    ("grpc-retry-pushback-ms", _milliseconds),
+    ("RateLimit-Reset", _reset),
+    ("X-RateLimit-Reset", _reset),
+)
+
+
+def wait_from_headers(headers: Any) -> float | None:
+    """The first server wait hint among the headers (``Retry-After`` and friends), in seconds."""
+    if headers is None:
+        return None
+    for name, parse in WAIT_HEADERS:
+        raw = header(headers, name)
+        if raw is not None:
+            seconds = parse(raw)
+            if seconds is not None:
+                return float(seconds)
+    return None
+
+
+def module_of(cls: type) -> str:
+    """The module a class was defined in ('' if it does not say)."""
+    try:
+        module = cls.__module__
+    except Exception:
+        return ""
+    return module if isinstance(module, str) else ""

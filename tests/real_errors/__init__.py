@@ -1,0 +1,1 @@
+"""Classification of exceptions provoked for real, through real libraries, against real servers."""

@@ -18,7 +18,7 @@ _TENACITY_TYPES = (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.w
 class PolicySource:
     """Gives the policy in force for a decorated function, and the tenacity objects given with it."""
 
-    __slots__ = ("_gen", "_name", "_overrides", "_policy", "extras")
+    __slots__ = ("_gen", "_name", "_overrides", "_policy", "extras", "fixed")
 
     def __init__(
         self, policy: Policy | None, name: str | None, overrides: dict[str, Any], extras: Extras | None
@@ -28,6 +28,8 @@ class PolicySource:
         self._gen = _config.settings.generation
         self.extras = extras
         self._policy = policy if policy is not None else self._build()
+        self.fixed = policy
+        """The policy when it is fixed (not a preset name that follows settings), else None."""
 
     def _build(self) -> Policy:
         assert self._name is not None

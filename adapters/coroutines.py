@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from retrykit import _scope
-from retrykit._loop import Call, drain, first_success
+from retrykit._loop import Call, drain
 from retrykit._policy import Policy
 from retrykit._results import judge_result
 
 from ._source import PolicySource
-from .functions import _FIRST_TRY, Attempt, BlockRun, Statistics, new_call, open_scope
+from .functions import _FIRST_TRY, Attempt, BlockRun, Statistics, new_call, succeeded_at_once
 
 T = TypeVar("T")
 
@@ -55,15 +55,25 @@ def wrap(
 ) -> Callable[..., Awaitable[T]]:
     """Wrap a coroutine function: the first attempt is a bare await; retrying starts at a failure."""
     current = source.current
+    fixed = source.fixed
     extras = source.extras
-    now = _scope.now
+    clock = _scope._monotonic
     var = _scope._SCOPE
+    get = var.get
+    plain = extras is None or extras.retry is None  # results need no tenacity condition
 
     @functools.wraps(fn)
     async def retrying(*args: Any, **kwargs: Any) -> T:
-        policy = current()
-        start = now()
-        scope = open_scope(policy, start)
+        policy = fixed or current()
+        start = clock()  # the raw clock: made virtual (test modes) only if it is needed
+        outer = get()
+        if policy.deadline is not None:
+            start = _scope.now()
+            scope = _scope.scope(policy.deadline, start)
+        elif outer is None:
+            scope = (None, None, None)
+        else:
+            scope = (outer, outer[1], outer[2])
         token = var.set(scope)
         try:
             try:
@@ -82,9 +92,9 @@ def wrap(
             else:
                 judge = policy.classify_result
                 found = None if judge is None else judge_result(judge, result)
-                if found is None and (extras is None or extras.retry is None):
+                if found is None and plain:
                     if policy.on_success is not None:
-                        pending = first_success(policy, operation, now() - start)
+                        pending = succeeded_at_once(policy, operation, start)
                         if pending is not None:
                             await drain([pending])
                     stats.last = _FIRST_TRY
@@ -102,7 +112,8 @@ def wrap(
 
 
 async def _end(call: Call, stats: Statistics, outcome: str) -> None:
-    await call.drain()
+    if call.pending:
+        await call.drain()
     stats.end(call, outcome)
 
 
@@ -118,15 +129,21 @@ async def _again(
     policy = call.policy
     scope = call.scope
     assert scope is not None
+    bounded = policy.attempt_timeout is not None or scope[1] is not None
+    sleep = _scope.async_sleep()
     while True:
-        await call.drain()
-        await _scope.sleep_async(delay)
+        if call.pending:
+            await call.drain()
+        await sleep(_scope.testing_delay(delay))
         if not call.begin():
             await _end(call, stats, "raised" if call.last_failed else "returned")
             last: T = _last(call)
             return last
         try:
-            result = await _bounded(fn, args, kwargs, _timeout(policy, scope))
+            if bounded:
+                result = await _bounded(fn, args, kwargs, _timeout(policy, scope))
+            else:
+                result = await fn(*args, **kwargs)
         except Exception as exc:
             if _cancelling():
                 raise

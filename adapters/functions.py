@@ -68,24 +68,45 @@ def open_scope(policy: Policy, start: float) -> _scope.Scope:
 def new_call(
     policy: Policy, operation: str, start: float, scope: _scope.Scope, extras: Extras | None
 ) -> Call:
-    """A ``Call`` for a decorated function or a block, built at its first failure."""
+    """
+    A ``Call`` for a decorated function or a block, built at its first failure. *start* is on
+    the raw clock unless the policy has a deadline (then it is already on ``now()``'s clock).
+    """
+    if policy.deadline is None:
+        start = _scope.virtual(start)
     call = Call(policy, operation, start, scope)
     call.extras = extras
     return call
 
 
+def succeeded_at_once(policy: Policy, operation: str, start: float) -> Any:
+    """``on_success`` for a first-attempt success (*start* on the raw clock unless a deadline)."""
+    began = start if policy.deadline is not None else _scope.virtual(start)
+    return first_success(policy, operation, _scope.now() - began)
+
+
 def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Statistics) -> Callable[..., T]:
     """Wrap a plain function: the first attempt is a bare call; retrying starts at a failure."""
     current = source.current
+    fixed = source.fixed
     extras = source.extras
-    now = _scope.now
+    clock = _scope._monotonic
     var = _scope._SCOPE
+    get = var.get
+    plain = extras is None or extras.retry is None  # results need no tenacity condition
 
     @functools.wraps(fn)
     def retrying(*args: Any, **kwargs: Any) -> T:
-        policy = current()
-        start = now()
-        scope = open_scope(policy, start)
+        policy = fixed or current()
+        start = clock()  # the raw clock: made virtual (test modes) only if it is needed
+        outer = get()
+        if policy.deadline is not None:
+            start = _scope.now()
+            scope = _scope.scope(policy.deadline, start)
+        elif outer is None:
+            scope = (None, None, None)
+        else:
+            scope = (outer, outer[1], outer[2])
         token = var.set(scope)
         try:
             try:
@@ -99,9 +120,9 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
             else:
                 judge = policy.classify_result
                 found = None if judge is None else judge_result(judge, result)
-                if found is None and (extras is None or extras.retry is None):
+                if found is None and plain:
                     if policy.on_success is not None:
-                        first_success(policy, operation, now() - start)
+                        succeeded_at_once(policy, operation, start)
                     stats.last = _FIRST_TRY
                     return result
                 call = new_call(policy, operation, start, scope, extras)
@@ -209,7 +230,7 @@ class BlockRun:
         self.operation = operation
         self.extras = extras
         self.asynchronous = asynchronous
-        self.start = _scope.now()
+        self.start = _scope._monotonic() if policy.deadline is None else _scope.now()
         self.scope = open_scope(policy, self.start)
         self.call: Call | None = None
         self.number = 0

@@ -67,8 +67,9 @@ __all__ = [
     "subscribe",
 ]
 
-_events.subscribe(_logging.log_event)
-_events.subscribe(_stats.record_event)
+_OUTCOMES = (RetryScheduled, GaveUp, Succeeded, RuleFailed)  # AttemptFailed: neither needs it
+_events.subscribe(_logging.log_event, kinds=_OUTCOMES)
+_events.subscribe(_stats.record_event, kinds=_OUTCOMES)
 _config.load_env_at_import()
 
 

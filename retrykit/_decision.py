@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 
 from . import _config, _scope
-from ._classify import Classification, ErrorCategory, _chain
+from ._classify import Classification, ErrorCategory
 from ._events import StopReason
 from ._results import judge_result
 from ._strategy import Decision, Jitter, Strategy
@@ -163,16 +163,26 @@ def _dict_of(exc: BaseException) -> dict[str, Any] | None:
 
 
 def gave_up_inside(exc: BaseException, scope: _scope.Scope | None) -> bool:
-    """Whether a layer nested in the call whose scope is *scope* gave up on *exc* (or its cause)."""
+    """
+    Whether a layer nested in the call whose scope is *scope* gave up on *exc*, or on the
+    exception it was raised from (``__cause__``/``__context__``: code that wraps a given-up error).
+    """
     if scope is None:
         return False
-    for link in _chain(exc, set()):
+    link: BaseException | None = exc
+    for _ in range(32):
+        if link is None:
+            return False
         found = _dict_of(link)
         marked = None if found is None else found.get(MARK)
         while marked is not None:
             if marked is scope:
                 return True
             marked = marked[0]
+        nxt = link.__cause__
+        if nxt is None and not link.__suppress_context__:
+            nxt = link.__context__
+        link = nxt
     return False
 
 

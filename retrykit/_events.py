@@ -80,6 +80,8 @@ class RetryScheduled:
     decision: Decision
     delay: float
     elapsed: float
+    after: ErrorCategory | None = None
+    """The category of the failure that led to this attempt (``None`` on attempt 1)."""
     error: BaseException | None = field(default=None, repr=False, compare=False)
     """The exception the attempt raised (``None`` for a retried result)."""
 
@@ -105,10 +107,14 @@ class GaveUp:
     classification: Classification
     reason: StopReason
     elapsed: float
+    after: ErrorCategory | None = None
+    """The category of the failure that led to this attempt (``None`` on attempt 1)."""
     error: BaseException | None = field(default=None, repr=False, compare=False)
     """The exception the caller gets (``None`` when the caller gets the last result)."""
     returned: bool = False
     """Whether the caller gets the last attempt's returned value (a retried result) instead."""
+    rescheduled: bool = False
+    """The retry of this attempt had been scheduled (``RetryScheduled``) when the deadline ended it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +129,11 @@ class RuleFailed:
 Event: TypeAlias = AttemptFailed | RetryScheduled | Succeeded | GaveUp | RuleFailed
 Sink: TypeAlias = Callable[[Event], Any]
 
+EVENT_TYPES: tuple[type, ...] = (AttemptFailed, RetryScheduled, Succeeded, GaveUp, RuleFailed)
+
 _sinks: tuple[Sink, ...] = ()
+# The global sinks by the event type they take: emit() and listening() read one tuple.
+_by_type: dict[type, tuple[Sink, ...]] = dict.fromkeys(EVENT_TYPES, ())
 _sinks_lock = threading.Lock()
 # Context-local sinks (the testing recorder): only events emitted in this context reach them.
 _local_sinks: contextvars.ContextVar[tuple[Sink, ...]] = contextvars.ContextVar(
@@ -131,25 +141,37 @@ _local_sinks: contextvars.ContextVar[tuple[Sink, ...]] = contextvars.ContextVar(
 )
 
 
-def subscribe(sink: Sink) -> Callable[[], None]:
+def subscribe(sink: Sink, *, kinds: tuple[type, ...] = EVENT_TYPES) -> Callable[[], None]:
     """
     Send every event to *sink* (a callable taking one event) until the returned function is called.
 
-    A sink that raises is reported through the ``retrykit`` stdlib logger and skipped; the retried
-    call is never affected.
+    *kinds*: only events of these types (events nobody takes are not even built). A sink that
+    raises is reported through the ``retrykit`` stdlib logger and skipped; the retried call is
+    never affected.
     """
     if not callable(cast(object, sink)):
         from ._errors import ConfigError
 
         raise ConfigError("sink", sink, "must be callable", "pass a function taking one event")
+    unknown = [k for k in kinds if k not in EVENT_TYPES]
+    if unknown or not kinds:
+        from ._errors import ConfigError
+
+        raise ConfigError(
+            "kinds", kinds, "must be retrykit event types", "pass e.g. kinds=(retrykit.GaveUp,)"
+        )
     global _sinks
     with _sinks_lock:
         _sinks = (*_sinks, sink)
+        for kind in kinds:
+            _by_type[kind] = (*_by_type[kind], sink)
 
     def unsubscribe() -> None:
         global _sinks
         with _sinks_lock:
             _sinks = tuple(s for s in _sinks if s is not sink)
+            for kind in EVENT_TYPES:
+                _by_type[kind] = tuple(s for s in _by_type[kind] if s is not sink)
 
     return unsubscribe
 
@@ -176,9 +198,11 @@ def on_sink_failure(hook: Callable[[Sink, BaseException, Event], None]) -> None:
         _failure_hooks = (*_failure_hooks, hook)
 
 
-def listening() -> bool:
-    """Whether any sink would receive an event (so callers can skip building one)."""
-    return bool(_sinks) or bool(_local_sinks.get())
+def listening(kind: type | None = None) -> bool:
+    """Whether any sink would receive an event (of type *kind*), so callers can skip building one."""
+    if kind is None:
+        return bool(_sinks) or bool(_local_sinks.get())
+    return bool(_by_type[kind]) or bool(_local_sinks.get())
 
 
 def emit(event: Event) -> None:
@@ -188,7 +212,8 @@ def emit(event: Event) -> None:
     A sink that raises is skipped and counted; it is logged once a minute per sink and error type
     (``retrykit.stats.sink_failures()`` has the counts).
     """
-    for sink in (*_sinks, *_local_sinks.get()):
+    local = _local_sinks.get()
+    for sink in (*_by_type[type(event)], *local) if local else _by_type[type(event)]:
         try:
             sink(event)
         except Exception as err:

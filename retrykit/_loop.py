@@ -39,7 +39,7 @@ from ._decision import (
 from ._events import StopReason
 
 if TYPE_CHECKING:
-    from ._classify import Classification
+    from ._classify import Classification, ErrorCategory
     from ._policy import Policy
 
 _log = logging.getLogger("retrykit")
@@ -80,12 +80,14 @@ def operation_name(fn: Any) -> str:
 class Call(CallState):
     """A retrying call in progress: the per-call state plus what the loop does with verdicts."""
 
-    __slots__ = ("cache", "found", "last", "last_failed", "pending", "token", "verdict")
+    __slots__ = ("after", "cache", "found", "last", "last_failed", "pending", "token", "verdict")
 
     def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
         super().__init__(policy, operation, start, scope)
         self.verdict: Verdict | None = None
         """The verdict on the last failed attempt (its category is the next event's ``after``)."""
+        self.after: ErrorCategory | None = None
+        """The category of the failure before the current attempt's (events' ``after``)."""
         self.last: Any = None
         self.last_failed = False
         self.pending: list[Awaitable[Any]] | None = None
@@ -108,9 +110,8 @@ class Call(CallState):
             if not failed and self.attempt > 1:
                 self.succeeded(now)
             return None
-        previous = self.verdict
-        self.verdict = verdict
-        self._failed(verdict, outcome, failed, now, previous)
+        self.judged(verdict)
+        self._failed(verdict, outcome, failed, now)
         if verdict.action == RETRY:
             self.commit(verdict)
             self.last, self.last_failed = outcome, failed
@@ -163,8 +164,15 @@ class Call(CallState):
         return True
 
     def give_up(self, reason: StopReason) -> None:
-        """Give up on the last outcome (kept in ``last``) for *reason*."""
-        self._gave_up(reason, self.last, self.last_failed, _scope.now())
+        """Give up on the last outcome (kept in ``last``, its retry scheduled) for *reason*."""
+        self._gave_up(reason, self.last, self.last_failed, _scope.now(), rescheduled=True)
+
+    def judged(self, verdict: Verdict) -> None:
+        """Take *verdict* as the one on the current attempt."""
+        previous = self.verdict
+        if verdict is not previous:
+            self.after = None if previous is None else previous.category
+            self.verdict = verdict
 
     def take(self) -> Any:
         """The outcome the call ends with (dropping retrykit's reference to it)."""
@@ -174,10 +182,8 @@ class Call(CallState):
 
     # ------------------------------------------------------------------ acting
 
-    def _failed(
-        self, verdict: Verdict, outcome: Any, failed: bool, now: float, previous: Verdict | None
-    ) -> None:
-        if _events.listening():
+    def _failed(self, verdict: Verdict, outcome: Any, failed: bool, now: float) -> None:
+        if _events.listening(_events.AttemptFailed):
             assert verdict.classification is not None
             _events.emit(
                 _events.AttemptFailed(
@@ -186,14 +192,14 @@ class Call(CallState):
                     type(outcome).__name__,
                     verdict.classification,
                     now - self.start,
-                    None if previous is None else previous.category,
+                    self.after,
                     outcome if failed else None,
                 )
             )
 
     def _scheduled(self, verdict: Verdict, outcome: Any, failed: bool, delay: float, now: float) -> None:
         policy = self.policy
-        if not _events.listening() and policy.on_retry is None:
+        if policy.on_retry is None and not _events.listening(_events.RetryScheduled):
             return
         assert verdict.classification is not None
         assert verdict.strategy is not None
@@ -205,11 +211,14 @@ class Call(CallState):
             verdict.strategy.decision,
             delay,
             now - self.start,
+            self.after,
             outcome if failed else None,
         )
         self._dispatch(event, policy.on_retry)
 
-    def _gave_up(self, reason: StopReason, outcome: Any, failed: bool, now: float) -> None:
+    def _gave_up(
+        self, reason: StopReason, outcome: Any, failed: bool, now: float, rescheduled: bool = False
+    ) -> None:
         verdict = self.verdict
         assert verdict is not None
         assert verdict.classification is not None
@@ -236,8 +245,10 @@ class Call(CallState):
             classification,
             reason,
             now - self.start,
+            self.after,
             outcome if failed else None,
             not failed,
+            rescheduled,
         )
         self._dispatch(event, self.policy.on_giveup)
 
@@ -250,7 +261,7 @@ class Call(CallState):
         self._dispatch(event, self.policy.on_success)
 
     def _dispatch(self, event: _events.Event, callback: Callable[[Any], Any] | None) -> None:
-        if _events.listening():
+        if _events.listening(type(event)):
             _events.emit(event)
         if callback is not None:
             pending = call_callback(callback, event)
@@ -362,7 +373,7 @@ def _advance(call: Call, attempt: int) -> None:
     if cache:
         verdict = cache.get(True) or cache.get(False)
         if verdict is not None and verdict.category is not None:
-            call.verdict = verdict
+            call.judged(verdict)
             call.commit(verdict)
     call.cache = None
     call.found = None
@@ -483,9 +494,9 @@ class _Hooks:
         """A retry was decided: emit, run ``on_retry``."""
         call, verdict, value, failed = self._outcome(state)
         now = _scope.now()
-        previous, call.verdict = call.verdict, verdict
+        call.judged(verdict)
         if verdict.classification is not None:
-            call._failed(verdict, value, failed, now, previous)
+            call._failed(verdict, value, failed, now)
             call._scheduled(verdict, value, failed, float(state.upcoming_sleep), now)
         if not self.asynchronous:
             call.drop_pending()
@@ -525,10 +536,10 @@ class _Hooks:
         return value
 
     def _end(self, call: Call, verdict: Verdict, value: Any, failed: bool, reason: StopReason) -> None:
-        previous, call.verdict = call.verdict, verdict
+        call.judged(verdict)
         now = _scope.now()
         if verdict.classification is not None:
-            call._failed(verdict, value, failed, now, previous)
+            call._failed(verdict, value, failed, now)
             call._gave_up(reason, value, failed, now)
         if not self.asynchronous:
             call.drop_pending()

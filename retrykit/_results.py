@@ -53,12 +53,18 @@ def _header(headers: Any, name: str) -> Any:
         return None
 
 
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, dict, list, tuple, set})
+"""Types whose instances cannot be HTTP responses: a good result at once (the success path)."""
+
+
 def http_response(result: Any) -> Classification | None:
     """
     The built-in rule for HTTP responses: 408, 425, 429, 500, 502, 503 and 504 are retried
     (429 as a rate limit, the rest as temporary), with the response's ``Retry-After``. Anything
     without an integer status and ``headers`` is not a response, hence a good result.
     """
+    if type(result) in _PLAIN:
+        return None
     status = _status(result)
     if status is None or status not in _RETRYABLE_STATUS:
         return None

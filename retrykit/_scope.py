@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -53,6 +54,12 @@ def now() -> float:
     if mode is None:
         return _monotonic()
     return _monotonic() + mode.clock.offset
+
+
+def virtual(raw: float) -> float:
+    """A reading of the raw monotonic clock on ``now()``'s clock (test modes add skipped sleeps)."""
+    mode = _TESTING.get()
+    return raw if mode is None else raw + mode.clock.offset
 
 
 def remaining() -> float | None:
@@ -122,14 +129,22 @@ def _on_trio() -> bool:
         return False
 
 
-async def sleep_async(delay: float) -> None:
-    """Sleep *delay* seconds on the running loop (asyncio or trio); always a cancellation point."""
-    mode = _TESTING.get()
-    if mode is not None:
-        delay = _skip(mode, delay)
+def async_sleep() -> Callable[[float], Awaitable[None]]:
+    """The running loop's own sleep (``trio.sleep`` or ``asyncio.sleep``): no wrapper layers."""
     if _on_trio():
         import trio
 
-        await trio.sleep(delay)
-    else:
-        await sys.modules["asyncio"].sleep(delay)  # asyncio is running, so it is imported
+        return trio.sleep
+    sleep: Callable[[float], Awaitable[None]] = sys.modules["asyncio"].sleep  # asyncio runs
+    return sleep
+
+
+def testing_delay(delay: float) -> float:
+    """How long to really sleep for *delay* under the test mode in force (if any)."""
+    mode = _TESTING.get()
+    return delay if mode is None else _skip(mode, delay)
+
+
+async def sleep_async(delay: float) -> None:
+    """Sleep *delay* seconds on the running loop (asyncio or trio); always a cancellation point."""
+    await async_sleep()(testing_delay(delay))

@@ -49,20 +49,33 @@ _RETRY_OK = {
 }
 
 
+def _failure(fields: dict[str, int], attempt: int, after: ErrorCategory | None) -> None:
+    if attempt == 1:
+        fields["first_failed"] = 1
+    if after is not None:
+        fields[_RETRY_FAILED[after, min(attempt, MAX_ATTEMPT_FIELD)]] = 1
+
+
 def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
-    """The operation an event counts for, and the counter fields it adds to."""
-    if isinstance(event, _events.AttemptFailed):
-        fields = {_FAILED[event.classification.category]: 1}
-        if event.attempt == 1:
-            fields["first_failed"] = 1
-        if event.after is not None:
-            fields[_RETRY_FAILED[event.after, min(event.attempt, MAX_ATTEMPT_FIELD)]] = 1
-        return event.operation, fields
+    """
+    The operation an event counts for, and the counter fields it adds to. A failed attempt is
+    counted once, from the event that says what became of it (``RetryScheduled`` or ``GaveUp``);
+    ``AttemptFailed`` adds nothing (the statistics do not even subscribe to it).
+    """
     if isinstance(event, _events.RetryScheduled):
         cat = event.classification.category
-        return event.operation, {_RETRIED[cat]: 1, _WAITED[cat]: round(event.delay * 1000)}
+        fields = {_FAILED[cat]: 1, _RETRIED[cat]: 1, _WAITED[cat]: round(event.delay * 1000)}
+        _failure(fields, event.attempt, event.after)
+        return event.operation, fields
     if isinstance(event, _events.GaveUp):
-        return event.operation, {_GAVE_UP[event.classification.category, event.reason]: 1}
+        cat = event.classification.category
+        fields = {_GAVE_UP[cat, event.reason]: 1}
+        if not event.rescheduled:  # else the failure was counted with its RetryScheduled
+            fields[_FAILED[cat]] = 1
+            _failure(fields, event.attempts, event.after)
+        return event.operation, fields
+    if isinstance(event, _events.AttemptFailed):
+        return event.operation, {}
     if isinstance(event, _events.Succeeded):
         if event.after is None:
             return event.operation, {}

@@ -240,8 +240,13 @@ def test_analyze_with_redis_hung_falls_back_fast(own_redis: OwnRedis) -> None:
     assert rec.shared is not None
     rec.shared.prefix = "rk-harden"
     rec(
-        retrykit.AttemptFailed(
-            "op", 1, "E", retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"), 0
+        retrykit.GaveUp(
+            "op",
+            1,
+            "E",
+            retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"),
+            retrykit.StopReason.NON_RETRYABLE,
+            0,
         )
     )
     own_redis.hang()
@@ -418,8 +423,13 @@ def test_offline_buffer_caps_operation_names_and_counts_the_overflow() -> None:
     rec = StatsRecorder(local, store)
     for i in range(100_000):
         rec(
-            retrykit.AttemptFailed(
-                f"name-{i}", 1, "E", retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"), 0
+            retrykit.GaveUp(
+                f"name-{i}",
+                1,
+                "E",
+                retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"),
+                retrykit.StopReason.NON_RETRYABLE,
+                0,
             )
         )
     assert store.flush() is False

@@ -54,12 +54,14 @@ def call(
         rec(AttemptFailed(op, n, "E", _c(category), 0.0, previous))
         last = n == len(failures)
         if not last or outcome == "ok":
-            rec(RetryScheduled(op, n, "E", _c(category), retrykit.Decision.RETRY_WITH_DELAY, 1.5, 0.0))
+            decision = retrykit.Decision.RETRY_WITH_DELAY
+            rec(RetryScheduled(op, n, "E", _c(category), decision, 1.5, 0.0, after=previous))
+        else:
+            stop = reason or StopReason.CATEGORY_EXHAUSTED
+            rec(GaveUp(op, n, "E", _c(category), stop, 0.0, after=previous))
         previous = category
     if outcome == "ok":
         rec(Succeeded(op, len(failures) + 1, 0.0, previous))
-    else:
-        rec(GaveUp(op, len(failures), "E", _c(failures[-1]), reason or StopReason.CATEGORY_EXHAUSTED, 0.0))
 
 
 @pytest.fixture

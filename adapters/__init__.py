@@ -10,7 +10,7 @@ import inspect
 import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 import tenacity
 
@@ -24,6 +24,8 @@ from ._source import PolicySource, resolve
 from .functions import Attempt, BlockRun, Statistics
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
+S = TypeVar("S")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
@@ -38,6 +40,18 @@ class Retried(Protocol[P, T_co]):
 
     def retry_with(self, **overrides: Any) -> Retried[P, T_co]:
         """The same function retried with *overrides* (policy options, ``retry=``/``wait=``/``stop=``)."""
+        ...
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Retried[P, T_co]: ...
+
+    @overload
+    def __get__(
+        self: Retried[Concatenate[S, P2], T_co], instance: S, owner: type[Any] | None = None
+    ) -> Retried[P2, T_co]: ...
+
+    def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+        """Bound to an instance, a decorated method drops its first parameter, as functions do."""
         ...
 
 

@@ -41,6 +41,13 @@ async def use() -> None:
     preset(1, 2)  # type: ignore[call-arg]
     e: str = await coroutine("u")  # type: ignore[assignment]
     del a, b, c, d, e
+    f: int = preset.retry_with(max_attempts=2)(1)
+    g: bytes = await coroutine.retry_with(deadline=5)("u")
+    h: object = preset.statistics["attempt_number"]
+    preset.retry_with(max_attempts=2)("x")  # type: ignore[arg-type]
+    Client().method(3)  # type: ignore[arg-type]
+    i: int = Client().method.retry_with(max_attempts=1)("k")
+    del f, g, h, i
     for attempt in retrykit.attempts("http"):
         with attempt:
             n: int = attempt.number

@@ -579,3 +579,27 @@ def test_converted_cancellation_is_not_retried() -> None:
 
     asyncio.run(asyncio.wait_for(main(), 5))
     assert 1 == calls
+
+
+# --------------------------------------------------------------------------- sinks take what they ask for
+
+
+def test_a_sink_takes_only_the_events_it_asks_for() -> None:
+    """subscribe(kinds=...) delivers only those event types; the rest are not built for it."""
+    taken: list[Any] = []
+    unsubscribe = retrykit.subscribe(taken.append, kinds=(retrykit.GaveUp, retrykit.Succeeded))
+    try:
+        with no_wait():
+            retrykit.retry(FIXED)(Flaky(ConnectionResetError()))()
+            with pytest.raises(ValueError):
+                retrykit.retry(FIXED)(Flaky(ValueError("bad")))()
+    finally:
+        unsubscribe()
+    assert ["Succeeded", "GaveUp"] == [type(e).__name__ for e in taken]
+
+
+@pytest.mark.parametrize("kinds", [(), (int,)], ids=["none", "not-an-event"])
+def test_subscribe_refuses_unknown_kinds(kinds: tuple[type, ...]) -> None:
+    """kinds must name retrykit event types."""
+    with pytest.raises(retrykit.ConfigError, match="kinds"):
+        retrykit.subscribe(print, kinds=kinds)

@@ -168,6 +168,25 @@ class _CallableRule:
         )
 
 
+def _checked(verdict: Any, rule: Any) -> Classification | None:
+    """A rule's answer, validated at the rule's boundary (a bad one raises: the rule failed)."""
+    if verdict is None:
+        return None
+    if not isinstance(verdict, Classification):
+        raise TypeError(f"rule {rule.name} returned a {type(verdict).__name__}, not a Classification")
+    category: Any = verdict.category
+    retry_after: Any = verdict.retry_after
+    if isinstance(category, ErrorCategory) and (retry_after is None or type(retry_after) is float):
+        return verdict
+    return Classification(
+        ErrorCategory.parse(category, f"category returned by rule {rule.name}"),
+        str(verdict.reason),
+        parse_retry_after(retry_after),
+        str(verdict.rule),
+        bool(verdict.replay_unsafe),
+    )
+
+
 # --------------------------------------------------------------------------- built-in rules
 #
 # The built-in rules come in families, one module per kind of library (``_rules_*``). Each family
@@ -397,7 +416,7 @@ class Classifier:
         for index, link in enumerate(links):
             for rule in self.rules:
                 try:
-                    verdict = rule.match(link)
+                    verdict = _checked(rule.match(link), rule)
                 except Exception as err:
                     _events.emit(_events.RuleFailed(rule.name, type(link).__name__, type(err).__name__))
                     continue

@@ -370,6 +370,8 @@ def _schedule(call: CallState, verdict: Verdict, outcome: Any, failed: bool, now
         delay = strategy.delay_for(verdict.count, previous=call.previous.get(category), rng=_random)
     delay = min(delay, strategy.max_delay)
     hinted = classification.retry_after
+    if hinted is not None and not hinted >= 0:  # NaN or negative: no usable hint
+        hinted = None
     if hinted is not None and strategy.honor_retry_after:
         if hinted > strategy.max_delay and not call.policy.clamp_retry_after:
             verdict.reason = _deadline_reason(call, hinted, now, True) or StopReason.RETRY_AFTER_TOO_LONG

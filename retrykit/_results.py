@@ -110,9 +110,15 @@ def judge_result(rule: ResultRule, result: Any) -> Classification | None:
         return None
     if isinstance(verdict, Classification):
         given: Any = verdict.category  # a hand-built Classification may carry a string
-        if isinstance(given, ErrorCategory):
+        hint: Any = verdict.retry_after
+        if isinstance(given, ErrorCategory) and (hint is None or type(hint) is float):
             return verdict
-        verdict = given
+        try:
+            category = ErrorCategory.parse(given, "classify_result")
+        except Exception:
+            _report(rule, "returned a Classification without a valid category")
+            return None
+        return Classification(category, str(verdict.reason), parse_retry_after(hint), str(verdict.rule))
     if isinstance(verdict, ErrorCategory):
         category = verdict
     else:

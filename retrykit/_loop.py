@@ -9,7 +9,7 @@ the call ends with this outcome). Drivers (plain functions, coroutines, both blo
 queue's task, tenacity's own loop through ``tenacity_hooks``) only run attempts and sleep.
 
 Nothing of a failed attempt is kept past the next attempt's start: ``Call.last`` holds the
-outcome only while the driver sleeps (the deadline may still end the call there).
+outcome only while the driver sleeps, and only when a deadline may still end the call there.
 """
 
 from __future__ import annotations
@@ -114,10 +114,12 @@ class Call(CallState):
         self._failed(verdict, outcome, failed, now)
         if verdict.action == RETRY:
             self.commit(verdict)
-            self.last, self.last_failed = outcome, failed
             self._scheduled(verdict, outcome, failed, verdict.delay, now)
             deadline = self.deadline
-            if deadline is not None and _scope.now() + verdict.delay > deadline:
+            if deadline is None:
+                return verdict.delay  # nothing can end the call before the next attempt
+            self.last, self.last_failed = outcome, failed  # the deadline may end it while asleep
+            if _scope.now() + verdict.delay > deadline:
                 self.give_up(StopReason.DEADLINE)  # callbacks and events took the time left
                 self.last = None
                 return None

@@ -17,7 +17,7 @@ if not os.path.isdir(os.path.join(__path__[0], "adapters")) and os.path.isfile(
 ):
     __path__.append(_checkout)
 
-from . import _config, _events, _logging, _stats
+from . import _config, _errors, _events, _logging, _stats
 from ._analysis import analyze
 from ._classify import Classification, Classifier, ErrorCategory, Rule
 from ._config import classify, configure, configure_from_env, configure_from_settings, explain
@@ -77,5 +77,5 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":
         from importlib.metadata import version
 
-        return version("retrykit")
+        return version(_errors.DISTRIBUTION)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -220,7 +220,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if args.version:
         from importlib.metadata import version
 
-        print(version("retrykit"), file=out)
+        from ._errors import DISTRIBUTION
+
+        print(version(DISTRIBUTION), file=out)
         return 0
     if args.command is None:
         parser.print_help()

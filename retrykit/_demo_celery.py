@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from . import _events
 from ._classify import ErrorCategory
+from ._errors import install_hint
 from ._events import GaveUp, RetryScheduled
 from ._policy import Policy
 from ._strategy import Strategy
@@ -33,7 +34,7 @@ def run(out: TextIO) -> bool:  # noqa: PLR0915 - a script
         from .adapters import celery as binding
         from .adapters import retry
     except ImportError:
-        print('\nCelery part skipped: pip install "retrykit[celery]"', file=out)
+        print(f"\nCelery part skipped: {install_hint('celery')}", file=out)
         return True
     app = celery.Celery("retrykit_demo", broker="memory://", backend="cache+memory://")
     app.conf.update(broker_transport_options={"polling_interval": 0.01}, worker_hijack_root_logger=False)

@@ -68,6 +68,15 @@ def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
     return error
 
 
+DISTRIBUTION = "retrykit-engine"
+"""The name to install (``pip install retrykit-engine``); the import name is ``retrykit``."""
+
+
+def install_hint(extra: str) -> str:
+    """The install command for an optional part: ``pip install "retrykit-engine[celery]"``."""
+    return f'pip install "{DISTRIBUTION}[{extra}]"'
+
+
 class ConfigError(TypeError, ValueError):
     """
     A retrykit setting is invalid.

@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 
 from . import _config, _events
 from ._classify import ErrorCategory
-from ._errors import ConfigError, redact_url
+from ._errors import ConfigError, install_hint, redact_url
 
 _log = logging.getLogger("retrykit")
 OTHER = "<other>"
@@ -258,7 +258,7 @@ class RedisStore:
             from redis.retry import Retry
         except ImportError:  # pragma: no cover - redis is in the dev extra
             raise ConfigError(
-                "stats_redis_url", url, "needs the redis package", 'pip install "retrykit[redis]"'
+                "stats_redis_url", url, "needs the redis package", install_hint("redis")
             ) from None
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("url", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")

@@ -1,7 +1,7 @@
 """
 Metrics sinks for the event stream: Prometheus and OpenTelemetry.
 
-Both are optional (``pip install "retrykit[prometheus]"`` / ``"retrykit[otel]"``) and imported
+Both are optional (``pip install "retrykit-engine[prometheus]"`` / ``"retrykit-engine[otel]"``) and imported
 only when you call them. Labels are low-cardinality on purpose: the operation (function or task
 name), the category and, for give-ups, the stop reason; never argument values or attempt numbers.
 Each function subscribes its sink and returns the function that unsubscribes it.
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _events
-from ._errors import ConfigError
+from ._errors import ConfigError, install_hint
 
 
 def _require(module: str, extra: str) -> Any:
@@ -26,7 +26,7 @@ def _require(module: str, extra: str) -> Any:
             "sink",
             module,
             f"needs the {module.split('.', maxsplit=1)[0]} package",
-            f'pip install "retrykit[{extra}]"',
+            install_hint(extra),
         ) from None
 
 

@@ -58,7 +58,10 @@ def test_package_is_typed() -> None:
 
 def test_version() -> None:
     """__version__ comes from the installed metadata."""
-    assert retrykit.__version__ == "0.1.0"
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    assert project["version"] == retrykit.__version__
 
 
 def test_demo_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ import structlog
 import retrykit
 import retrykit.logs
 import retrykit.sinks
+import retrykit.stats
 from retrykit import ErrorCategory, Policy, Strategy
 from retrykit.testing import no_wait
 
@@ -168,5 +169,5 @@ def test_missing_integration_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     import importlib
 
     monkeypatch.setattr(importlib, "import_module", lambda name: fake(name))
-    with pytest.raises(retrykit.ConfigError, match=r"retrykit\[prometheus\]"):
+    with pytest.raises(retrykit.ConfigError, match=r"retrykit-engine\[prometheus\]"):
         retrykit.sinks.prometheus()

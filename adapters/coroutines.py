@@ -13,7 +13,7 @@ from retrykit._policy import Policy
 from retrykit._results import judge_result
 
 from ._source import PolicySource
-from .functions import _FIRST_TRY, Attempt, BlockRun, Statistics, new_call, succeeded_at_once
+from .functions import _FIRST_TRY, Attempt, BlockRun, Statistics, begin, new_call, succeeded_at_once
 
 T = TypeVar("T")
 
@@ -57,23 +57,13 @@ def wrap(
     current = source.current
     fixed = source.fixed
     extras = source.extras
-    clock = _scope._monotonic
     var = _scope._SCOPE
-    get = var.get
     plain = extras is None or extras.retry is None  # results need no tenacity condition
 
     @functools.wraps(fn)
     async def retrying(*args: Any, **kwargs: Any) -> T:
         policy = fixed or current()
-        start = clock()  # the raw clock: made virtual (test modes) only if it is needed
-        outer = get()
-        if policy.deadline is not None:
-            start = _scope.now()
-            scope = _scope.scope(policy.deadline, start)
-        elif outer is None:
-            scope = (None, None, None)
-        else:
-            scope = (outer, outer[1], outer[2])
+        start, scope = begin(policy)
         token = var.set(scope)
         try:
             try:

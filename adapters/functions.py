@@ -57,12 +57,18 @@ class Statistics(Mapping[str, Any]):
         return f"<retrykit statistics {self._asdict()}>"
 
 
-def open_scope(policy: Policy, start: float) -> _scope.Scope:
-    """This call's scope: the enclosing one's deadline and owner, or the policy's deadline."""
+def begin(policy: Policy, clock: Callable[[], float] = _scope._monotonic) -> tuple[float, _scope.Scope]:
+    """
+    A call's start and scope: the raw clock (made virtual for test modes only if a failure needs
+    it) and the enclosing scope's deadline and owner, unless the policy has a deadline of its own.
+    """
     outer = _scope._SCOPE.get()
-    if policy.deadline is None:
-        return (None, None, None) if outer is None else (outer, outer[1], outer[2])
-    return _scope.scope(policy.deadline, start)
+    if policy.deadline is not None:
+        start = _scope.now()
+        return start, _scope.scope(policy.deadline, start)
+    if outer is None:
+        return clock(), (None, None, None)
+    return clock(), (outer, outer[1], outer[2])
 
 
 def new_call(
@@ -90,23 +96,13 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
     current = source.current
     fixed = source.fixed
     extras = source.extras
-    clock = _scope._monotonic
     var = _scope._SCOPE
-    get = var.get
     plain = extras is None or extras.retry is None  # results need no tenacity condition
 
     @functools.wraps(fn)
     def retrying(*args: Any, **kwargs: Any) -> T:
         policy = fixed or current()
-        start = clock()  # the raw clock: made virtual (test modes) only if it is needed
-        outer = get()
-        if policy.deadline is not None:
-            start = _scope.now()
-            scope = _scope.scope(policy.deadline, start)
-        elif outer is None:
-            scope = (None, None, None)
-        else:
-            scope = (outer, outer[1], outer[2])
+        start, scope = begin(policy)
         token = var.set(scope)
         try:
             try:
@@ -230,8 +226,7 @@ class BlockRun:
         self.operation = operation
         self.extras = extras
         self.asynchronous = asynchronous
-        self.start = _scope._monotonic() if policy.deadline is None else _scope.now()
-        self.scope = open_scope(policy, self.start)
+        self.start, self.scope = begin(policy)
         self.call: Call | None = None
         self.number = 0
         self.delay: float | None = None

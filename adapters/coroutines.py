@@ -127,7 +127,7 @@ async def _again(
         await sleep(_scope.testing_delay(delay))
         if not call.begin():
             await _end(call, stats, "raised" if call.last_failed else "returned")
-            last: T = _last(call)
+            last: T = call.end_with_last()
             return last
         try:
             if bounded:
@@ -147,17 +147,6 @@ async def _again(
                 await _end(call, stats, "returned")
                 return result
         delay = step
-
-
-def _last(call: Call) -> Any:
-    failed = call.last_failed
-    outcome = call.take()
-    if not failed:
-        return outcome
-    try:
-        raise outcome
-    finally:
-        outcome = None
 
 
 class AsyncAttempts:

@@ -163,15 +163,8 @@ def _again(call: Call, fn: Callable[..., T], args: Any, kwargs: Any, delay: floa
 
 def _last(call: Call, stats: Statistics) -> Any:
     """End the call with its last outcome (the deadline passed while it slept)."""
-    failed = call.last_failed
-    _end(call, stats, "raised" if failed else "returned")
-    outcome = call.take()
-    if not failed:
-        return outcome
-    try:
-        raise outcome
-    finally:
-        outcome = None
+    _end(call, stats, "raised" if call.last_failed else "returned")
+    return call.end_with_last()
 
 
 class Attempt:

@@ -176,11 +176,19 @@ class Call(CallState):
             self.after = None if previous is None else previous.category
             self.verdict = verdict
 
-    def take(self) -> Any:
-        """The outcome the call ends with (dropping retrykit's reference to it)."""
-        outcome = self.last
+    def end_with_last(self) -> Any:
+        """
+        Return the last outcome, or raise it if it is an exception: the call ended while its
+        driver slept (the deadline passed). retrykit keeps no reference to it afterwards.
+        """
+        outcome, failed = self.last, self.last_failed
         self.last = None
-        return outcome
+        if not failed:
+            return outcome
+        try:
+            raise outcome
+        finally:
+            outcome = None
 
     # ------------------------------------------------------------------ acting
 

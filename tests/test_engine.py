@@ -603,3 +603,49 @@ def test_subscribe_refuses_unknown_kinds(kinds: tuple[type, ...]) -> None:
     """kinds must name retrykit event types."""
     with pytest.raises(retrykit.ConfigError, match="kinds"):
         retrykit.subscribe(print, kinds=kinds)
+
+
+@pytest.fixture
+def oversleeping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under no_wait, every skipped sleep counts one second longer than asked (a late wake-up)."""
+    from retrykit import _scope
+
+    real_skip = _scope._skip
+
+    def late(mode: Any, delay: float) -> float:
+        result = real_skip(mode, delay)
+        mode.clock.offset += 1.0
+        return result
+
+    monkeypatch.setattr(_scope, "_skip", late)
+
+
+@pytest.mark.usefixtures("oversleeping")
+def test_no_attempt_starts_after_the_deadline() -> None:
+    """A sleep that wakes past the deadline ends the call with the last failure, noted."""
+    flaky = Flaky(*[ConnectionResetError()] * 5)
+    policy = Policy(strategies={NET: Strategy.delay(4, max_retries=5)}, deadline=4.5)
+    with no_wait(), record() as rec, pytest.raises(ConnectionResetError) as info:
+        retrykit.retry(policy)(flaky)()
+    assert 1 == flaky.calls
+    assert [StopReason.DEADLINE] == [e.reason for e in rec.gave_up]
+    assert rec.gave_up[0].rescheduled
+    assert "[deadline]" in info.value.__notes__[0]
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("oversleeping")
+async def test_no_coroutine_attempt_starts_after_the_deadline() -> None:
+    """The same for coroutines."""
+    calls = 0
+
+    @retrykit.retry(Policy(strategies={NET: Strategy.delay(4, max_retries=5)}, deadline=4.5))
+    async def fetch() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionResetError
+
+    with no_wait(), record() as rec, pytest.raises(ConnectionResetError):
+        await fetch()
+    assert 1 == calls
+    assert [StopReason.DEADLINE] == [e.reason for e in rec.gave_up]

@@ -44,6 +44,10 @@ from sleeping import MODES, NOOP, REAL
 
 import retrykit
 from retrykit import ErrorCategory, Policy, Strategy
+from retrykit._errors import DISTRIBUTION
+
+DISTRIBUTIONS = {"retrykit": DISTRIBUTION}
+"""Import name -> name on the package index, where they differ."""
 
 NOMINAL_WAIT = {NOOP: 0.001, REAL: 0.0}
 """The wait each library is asked for in the per-retry rows. Under the no-op it is 1 ms, so that
@@ -520,7 +524,8 @@ def main() -> None:
     r: dict[str, Any] = {
         "quick": quick,
         "versions": {
-            p: version(p) for p in ("retrykit", "tenacity", "stamina", "backoff", "celery", "anyio")
+            p: version(DISTRIBUTIONS.get(p, p))
+            for p in ("retrykit", "tenacity", "stamina", "backoff", "celery", "anyio")
         },
         "machine": machine(),
         "observability": obs,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from . import _events, _rules_db, _rules_http, _rules_redis, _rules_std
-from ._errors import ConfigError
+from ._errors import ConfigError, callable_name
 from ._rules_http import http_status, retry_after_of
 from ._verdict import (
     CODE,
@@ -144,7 +144,7 @@ def _describe(types: tuple[type, ...], codes: frozenset[int], pattern: Any, when
     if pattern is not None:
         parts.append(f"message={pattern.pattern!r}")
     if when is not None:
-        parts.append(f"when={getattr(when, '__qualname__', repr(when))}")
+        parts.append(f"when={callable_name(when)}")
     return "Rule(" + ", ".join(parts) + ")"
 
 
@@ -348,7 +348,7 @@ def _as_rule(rule: Any) -> ClassifierRule:
     if hasattr(rule, "match") and hasattr(rule, "name"):
         return rule  # type: ignore[no-any-return]
     if callable(rule):
-        return _CallableRule(rule, getattr(rule, "__qualname__", repr(rule)))
+        return _CallableRule(rule, callable_name(rule))
     raise ConfigError(
         "rules",
         rule,

@@ -147,3 +147,18 @@ def whole(argument: str, value: Any, *, minimum: int, allow_none: bool = True) -
     if value < minimum:
         raise ConfigError(argument, value, f"must be {minimum} or more", f"pass {argument}>={minimum}")
     return value
+
+
+def callable_name(fn: Any) -> str:
+    """
+    A stable, argument-free name for a function, for logs, statistics and metric labels: its
+    qualified name (that of the function inside a ``functools.partial``), or an object's class.
+    Never ``repr()``: it may hold arguments (secrets) or addresses (unbounded label values).
+    """
+    for _ in range(8):
+        inner = getattr(fn, "func", None)  # functools.partial and friends
+        if inner is None or not callable(inner):
+            break
+        fn = inner
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) and name else type(fn).__qualname__

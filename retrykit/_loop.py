@@ -36,6 +36,7 @@ from ._decision import (
     decide,
     whole_state,
 )
+from ._errors import callable_name
 from ._events import StopReason
 
 if TYPE_CHECKING:
@@ -60,21 +61,8 @@ _REASON_TEXT = {
 }
 
 
-def operation_name(fn: Any) -> str:
-    """
-    A stable, argument-free name for logs, statistics and metric labels: the qualified name of
-    a function (of the function inside a ``functools.partial``), the class of a callable object.
-    Never ``repr()``: it may hold arguments (secrets) or addresses (unbounded label values).
-    """
-    for _ in range(8):
-        inner = getattr(fn, "func", None)  # functools.partial and friends
-        if inner is None or not callable(inner):
-            break
-        fn = inner
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    if isinstance(name, str) and name:
-        return name
-    return type(fn).__qualname__
+operation_name = callable_name
+"""The name of a retried function in events (never its ``repr()``)."""
 
 
 class Call(CallState):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import weakref
@@ -649,3 +650,33 @@ async def test_no_coroutine_attempt_starts_after_the_deadline() -> None:
         await fetch()
     assert 1 == calls
     assert [StopReason.DEADLINE] == [e.reason for e in rec.gave_up]
+
+
+# --------------------------------------------------------------------------- names
+
+
+def connect(password: str) -> None:
+    """A function whose arguments must never show in names."""
+    raise ConnectionResetError
+
+
+class Client:
+    """A callable object (its repr would carry an address)."""
+
+    def __call__(self) -> None:
+        raise ConnectionResetError
+
+
+@pytest.mark.parametrize(
+    ("target", "name"),
+    [(functools.partial(connect, password="hunter2"), "connect"), (Client(), "Client")],
+    ids=["partial", "callable-object"],
+)
+def test_names_never_come_from_repr(target: Any, name: str) -> None:
+    """Operations and rules are named by their function or class: no arguments, no addresses."""
+    rule = retrykit.Classifier([target]).rules[0]
+    with no_wait(), record() as rec, pytest.raises(ConnectionResetError) as info:
+        retrykit.retry(Policy(strategies={NET: Strategy.immediately(1)}))(target)()
+    assert {name} == {e.operation for e in rec.events} | {rule.name}
+    assert "hunter2" not in info.value.__notes__[0]
+    assert "0x" not in info.value.__notes__[0]

@@ -11,6 +11,7 @@ database drivers) are recognised without importing those libraries.
 from __future__ import annotations
 
 import builtins
+import itertools
 import re
 import sys
 import weakref
@@ -411,7 +412,14 @@ class Classifier:
             return found[1]
         return Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
 
-    def _decide(self, exc: BaseException, seen: set[int], trace: list[_Step] | None) -> Hit | None:
+    def _decide(
+        self,
+        exc: BaseException,
+        seen: set[int],
+        trace: list[_Step] | None,
+        depth: int = 0,
+        budget: list[int] | None = None,
+    ) -> Hit | None:
         links = _links(exc, seen)
         for index, link in enumerate(links):
             for rule in self.rules:
@@ -454,16 +462,57 @@ class Classifier:
                             trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
                         if best is None or found[0] < best[0]:
                             best = found
-            if _is_group(link):
-                members = [self._decide(e, seen, trace) for e in link.exceptions]  # type: ignore[attr-defined]
-                hits = [m for m in members if m is not None]
-                if hits:
-                    worst = min(hits, key=lambda h: _SEVERITY.index(h[1].category))
-                    if best is None or worst[0] <= best[0]:
-                        best = worst
+            if _is_group(link) and depth < GROUP_DEPTH:
+                if budget is None:
+                    budget = [GROUP_MEMBERS]
+                worst = self._group(link, seen, trace, depth, budget)
+                if worst is not None and (best is None or worst[0] <= best[0]):
+                    best = worst
         if best is None:
             return None
         return _finish(best, links, duck, http)
+
+
+    def _group(
+        self, group: BaseException, seen: set[int], trace: list[_Step] | None, depth: int, budget: list[int]
+    ) -> Hit | None:
+        """
+        The most severe member of an exception group, nested groups walked iteratively (no
+        recursion, whatever the depth), at most ``GROUP_MEMBERS`` members in all: when the bound
+        is reached, the most severe member seen so far wins.
+        """
+        worst: Hit | None = None
+        stack: list[Any] = list(reversed(tuple(itertools.islice(_members(group), budget[0]))))
+        while stack and budget[0] > 0:
+            member = stack.pop()
+            budget[0] -= 1
+            if not isinstance(member, BaseException):
+                continue
+            if _is_group(member):
+                stack.extend(reversed(tuple(itertools.islice(_members(member), budget[0]))))
+                continue
+            hit = self._decide(member, seen, trace, GROUP_DEPTH, budget)  # its chain, no groups
+            if hit is not None and (worst is None or _rank(hit) < _rank(worst)):
+                worst = hit
+        return worst
+
+
+def _members(group: BaseException) -> Any:
+    try:
+        members = getattr(group, "exceptions", ())
+        return iter(members)
+    except Exception:  # a hostile group
+        return iter(())
+
+
+GROUP_MEMBERS = 1000
+"""At most this many members of (nested) exception groups are classified per failure."""
+GROUP_DEPTH = 1
+"""Groups are looked into from the top-level chain only; nested groups are walked by ``_group``."""
+
+
+def _rank(hit: Hit) -> int:
+    return _SEVERITY.index(hit[1].category)
 
 
 _USER = -1  # user rules outrank every built-in signal

@@ -1,0 +1,52 @@
+"""Classification stays bounded: nested and huge exception groups, slow-free and recursion-free."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from typing import Any
+
+import pytest
+
+import retrykit
+from retrykit import ErrorCategory
+
+ExceptionGroup: Any = getattr(builtins, "ExceptionGroup", None)
+pytestmark = pytest.mark.skipif(ExceptionGroup is None, reason="exception groups need Python 3.11+")
+
+
+def _nested(leaf: BaseException, depth: int) -> BaseException:
+    group: BaseException = leaf
+    for _ in range(depth):
+        group = ExceptionGroup("g", [group])
+    return group
+
+
+@pytest.mark.parametrize("depth", [1, 10, 496, 990])
+def test_deeply_nested_groups_find_their_permanent_member(depth: int) -> None:
+    """A permanent error at the bottom of a deep nest is found (no RecursionError, not retried)."""
+    assert ErrorCategory.PERMANENT_ERROR == retrykit.classify(_nested(TypeError("bug"), depth)).category
+
+
+def test_a_huge_group_is_classified_within_its_bound() -> None:
+    """90,300 members: at most 1,000 are looked at, fast; the most severe seen so far wins."""
+    group = ExceptionGroup("g", [ConnectionResetError()] * 500 + [ValueError("bad")] + [OSError()] * 89_799)
+    started = time.perf_counter()
+    category = retrykit.classify(group).category
+    assert time.perf_counter() - started < 0.5
+    assert ErrorCategory.DATA_ERROR == category
+
+
+def test_a_deeply_nested_group_is_retried_no_more_than_its_member_allows() -> None:
+    """The retried call sees the member's category: a nested permanent error fails at once."""
+    calls = 0
+
+    @retrykit.retry
+    def fail() -> None:
+        nonlocal calls
+        calls += 1
+        raise _nested(TypeError("bug"), 496)
+
+    with pytest.raises(ExceptionGroup):
+        fail()
+    assert 1 == calls

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import logging
 import re
 import sys
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -423,11 +425,15 @@ class Classifier:
         links = _links(exc, seen)
         for index, link in enumerate(links):
             for rule in self.rules:
+                began = _clock()
                 try:
                     verdict = _checked(rule.match(link), rule)
                 except Exception as err:
                     _events.emit(_events.RuleFailed(rule.name, type(link).__name__, type(err).__name__))
                     continue
+                finally:
+                    if _clock() - began > SLOW_RULE:
+                        _slow(rule)
                 if verdict is not None:
                     if trace is not None:
                         trace.append(_Step(index, _describe_exc(link), _USER, verdict))
@@ -503,6 +509,25 @@ def _members(group: BaseException) -> Any:
         return iter(members)
     except Exception:  # a hostile group
         return iter(())
+
+
+SLOW_RULE = 0.1
+"""A rule taking longer than this (seconds) to answer is reported, once: rules run on every failure."""
+_clock = time.perf_counter
+_slow_rules: set[str] = set()
+_log = logging.getLogger("retrykit")
+
+
+def _slow(rule: Any) -> None:
+    name = str(getattr(rule, "name", "?"))
+    if name not in _slow_rules and len(_slow_rules) < 1000:
+        _slow_rules.add(name)
+        _log.warning(
+            "retrykit: classifier rule %s took over %gs to answer; rules run on every failure, "
+            "keep them fast (reported once)",
+            name,
+            SLOW_RULE,
+        )
 
 
 GROUP_MEMBERS = 1000

@@ -12,7 +12,7 @@ import retrykit
 from retrykit import ErrorCategory
 
 ExceptionGroup: Any = getattr(builtins, "ExceptionGroup", None)
-pytestmark = pytest.mark.skipif(ExceptionGroup is None, reason="exception groups need Python 3.11+")
+needs_groups = pytest.mark.skipif(ExceptionGroup is None, reason="exception groups need Python 3.11+")
 
 
 def _nested(leaf: BaseException, depth: int) -> BaseException:
@@ -22,12 +22,14 @@ def _nested(leaf: BaseException, depth: int) -> BaseException:
     return group
 
 
+@needs_groups
 @pytest.mark.parametrize("depth", [1, 10, 496, 990])
 def test_deeply_nested_groups_find_their_permanent_member(depth: int) -> None:
     """A permanent error at the bottom of a deep nest is found (no RecursionError, not retried)."""
     assert ErrorCategory.PERMANENT_ERROR == retrykit.classify(_nested(TypeError("bug"), depth)).category
 
 
+@needs_groups
 def test_a_huge_group_is_classified_within_its_bound() -> None:
     """90,300 members: at most 1,000 are looked at, fast; the most severe seen so far wins."""
     group = ExceptionGroup("g", [ConnectionResetError()] * 500 + [ValueError("bad")] + [OSError()] * 89_799)
@@ -37,6 +39,7 @@ def test_a_huge_group_is_classified_within_its_bound() -> None:
     assert ErrorCategory.DATA_ERROR == category
 
 
+@needs_groups
 def test_a_deeply_nested_group_is_retried_no_more_than_its_member_allows() -> None:
     """The retried call sees the member's category: a nested permanent error fails at once."""
     calls = 0
@@ -50,3 +53,22 @@ def test_a_deeply_nested_group_is_retried_no_more_than_its_member_allows() -> No
     with pytest.raises(ExceptionGroup):
         fail()
     assert 1 == calls
+
+
+def test_a_slow_rule_is_reported_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule that takes long is named in one warning, however often it runs."""
+    from retrykit import _classify
+
+    monkeypatch.setattr(_classify, "SLOW_RULE", 0.0)
+    monkeypatch.setattr(_classify, "_slow_rules", set())
+
+    def sluggish(exc: BaseException) -> None:
+        return None
+
+    classifier = retrykit.Classifier([sluggish])
+    for _ in range(5):
+        classifier.classify(ConnectionResetError())
+    lines = [r for r in caplog.records if "sluggish" in r.getMessage()]
+    assert 1 == len(lines)

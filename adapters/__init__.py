@@ -75,6 +75,34 @@ def _is_celery_task(obj: Any) -> bool:
     return task_type is not None and isinstance(obj, task_type)
 
 
+_RETRIERS = {"tenacity": "tenacity", "backoff": "backoff", "stamina": "stamina"}
+
+
+def _check_operation(operation: Any) -> None:
+    if operation is not None and not (isinstance(operation, str) and operation):
+        raise ConfigError(
+            "operation", operation, "must be a non-empty str", "pass e.g. operation='fetch_orders'"
+        )
+
+
+def other_retrier(fn: Any) -> str | None:
+    """The retry decorator already on *fn* (retrykit, tenacity, stamina, backoff), if any."""
+    for _ in range(8):
+        if hasattr(fn, _MARKER):
+            return "retrykit"
+        if isinstance(getattr(fn, "retry", None), tenacity.BaseRetrying):
+            return "tenacity"
+        globals_ = getattr(fn, "__globals__", None)  # the wrapper was defined in the library
+        module = globals_.get("__name__") if isinstance(globals_, dict) else None
+        if isinstance(module, str) and module.split(".", 1)[0] in _RETRIERS:
+            return _RETRIERS[module.split(".", 1)[0]]
+        inner = getattr(fn, "func", None)  # functools.partial
+        if inner is None or not callable(inner):
+            return None
+        fn = inner
+    return None
+
+
 def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
     if isinstance(fn, (staticmethod, classmethod)):
         return type(fn)(_decorate(fn.__func__, source, operation))
@@ -87,25 +115,30 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
             "@retrykit.retry below @app.task on a helper the task calls",
         )
     if isinstance(fn, type):
-        raise TypeError(
-            f"retrykit.retry decorates functions and methods, not classes ({fn.__qualname__}); "
-            "decorate the method that does the failing call"
+        raise ConfigError(
+            "fn",
+            fn.__qualname__,
+            "retrykit.retry decorates functions and methods, not classes",
+            "decorate the method that does the failing call",
         )
     if not callable(fn):
         raise ConfigError(
             "fn", fn, "retrykit.retry decorates callables", "put @retrykit.retry on a def or async def"
         )
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(
-            f"retrykit.retry cannot retry the generator function {operation_name(fn)}: a "
-            "failure after a value was yielded cannot be undone. Retry the call that produces "
-            "the data inside the generator, or collect the items in a function and retry that"
-        )
-    if hasattr(fn, _MARKER) or isinstance(getattr(fn, "retry", None), tenacity.BaseRetrying):
         raise ConfigError(
             "fn",
             operation_name(fn),
-            "it already has a retry decorator (two retry authorities)",
+            "a generator cannot be retried: a failure after a value was yielded cannot be undone",
+            "retry the call that produces the data inside the generator, or collect the items in "
+            "a function and retry that",
+        )
+    other = other_retrier(fn)
+    if other is not None:
+        raise ConfigError(
+            "fn",
+            operation_name(fn),
+            f"it already has a retry decorator ({other}): two retry authorities",
             "keep one retry decorator on a function",
         )
     policy = source.current()
@@ -189,6 +222,7 @@ def retry(
         and not (isinstance(policy, (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.wait_base)))
     ):
         return _decorate(policy, resolve(None, {}), None)
+    _check_operation(operation)
     source = resolve(policy, overrides, retry, wait, stop)
 
     def decorator(fn: Callable[P, T]) -> Retried[P, T]:
@@ -237,6 +271,7 @@ def attempts(
     **overrides: Any,
 ) -> Attempts:
     """The block form of ``retry``: ``for attempt in retrykit.attempts("http"): with attempt: ...``."""
+    _check_operation(operation)
     return Attempts(resolve(policy, overrides, retry, wait, stop), operation)
 
 

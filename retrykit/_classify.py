@@ -82,16 +82,26 @@ class Rule:
         name: str | None = None,
     ) -> None:
         cat = ErrorCategory.parse(category)
-        type_tuple = (types,) if isinstance(types, type) else tuple(types)
+        type_tuple = _tuple_of("types", types, type)
         for t in type_tuple:
             if not (isinstance(t, type) and issubclass(t, BaseException)):
-                raise ConfigError("types", t, "must be exception classes", "pass e.g. types=(MyError,)")
-        codes = frozenset((status,) if isinstance(status, int) else status)
+                raise ConfigError("types", types, "must be exception classes", "pass e.g. types=(MyError,)")
+        codes = frozenset(_tuple_of("status", status, int))
         for code in codes:
             if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
                 raise ConfigError(
-                    "status", code, "must be HTTP status codes (100-599)", "pass e.g. status=429"
+                    "status", status, "must be HTTP status codes (100-599)", "pass e.g. status=429"
                 )
+        if message is not None and not isinstance(message, (str, re.Pattern)):
+            raise ConfigError(
+                "message",
+                message,
+                "must be a regular expression (a str or re.Pattern)",
+                "pass e.g. message=r'try again'",
+            )
+        for label, text in (("reason", reason), ("name", name)):
+            if text is not None and not isinstance(text, str):
+                raise ConfigError(label, text, "must be a str", f"pass a short text as {label}=")
         pattern: re.Pattern[str] | None
         try:
             pattern = re.compile(message, re.IGNORECASE) if isinstance(message, str) else message
@@ -136,6 +146,18 @@ class Rule:
             retry_after_of(exc),
             self.name,
         )
+
+
+def _tuple_of(argument: str, value: Any, single: type) -> tuple[Any, ...]:
+    """*value* as a tuple: one item of type *single*, or an iterable of them (not a str)."""
+    if isinstance(value, single) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        example = "types=(MyError,)" if argument == "types" else "status=(429, 503)"
+        raise ConfigError(
+            argument, value, f"must be one {single.__name__} or several", f"pass e.g. {example}"
+        )
+    return tuple(value)
 
 
 def _describe(types: tuple[type, ...], codes: frozenset[int], pattern: Any, when: Any) -> str:
@@ -387,7 +409,11 @@ class Classifier:
         own = tuple(_as_rule(r) for r in rules)
         object.__setattr__(self, "rules", own)
         object.__setattr__(self, "default", ErrorCategory.parse(default, "default"))
-        object.__setattr__(self, "builtin", bool(builtin))
+        if not isinstance(builtin, bool):
+            raise ConfigError(
+                "builtin", builtin, "must be True or False", "pass builtin=False to use only your rules"
+            )
+        object.__setattr__(self, "builtin", builtin)
         object.__setattr__(self, "_all", own + (BUILTIN_RULES if builtin else ()))
 
     def with_rules(self, *rules: RuleLike) -> Classifier:
@@ -477,7 +503,6 @@ class Classifier:
         if best is None:
             return None
         return _finish(best, links, duck, http)
-
 
     def _group(
         self, group: BaseException, seen: set[int], trace: list[_Step] | None, depth: int, budget: list[int]

@@ -81,6 +81,13 @@ def _parse_redis_url(key: str, value: Any) -> str:
     return value
 
 
+def _parse_positive(key: str, value: Any) -> float:
+    number = _parse_seconds(key, value)
+    if number <= 0:
+        raise ConfigError(key, value, "must be greater than 0", f"use e.g. {key}=30, or leave it unset")
+    return number
+
+
 def _parse_retention(key: str, value: Any) -> float:
     number = _parse_seconds(key, value)
     if not 0 < number <= MAX_RETENTION_HOURS:
@@ -159,7 +166,7 @@ def _known_keys() -> dict[str, Callable[[str, Any], Any]]:
         "enabled": _parse_bool,
         "default_category": lambda k, v: ErrorCategory.parse(v, k),
         "max_attempts": lambda k, v: _parse_int(k, v, 1),
-        "deadline": _parse_seconds,
+        "deadline": _parse_positive,
         "default_max_retries": lambda k, v: _parse_int(k, v, 1),
         "default_base_delay": _parse_seconds,
         "default_max_delay": _parse_seconds,
@@ -292,10 +299,11 @@ def configure_from_settings(source: Any, *, prefix: str = ENV_PREFIX) -> dict[st
     """
     name = prefix.rstrip("_")
     mapping: Any
+    owned = False  # a RETRYKIT dict: every key in it is meant for retrykit
     if not isinstance(source, Mapping) and hasattr(source, name):
-        mapping = getattr(source, name)
+        mapping, owned = getattr(source, name), True
     elif isinstance(source, Mapping) and name in source and isinstance(source[name], Mapping):
-        mapping = source[name]
+        mapping, owned = source[name], True
     elif isinstance(source, Mapping):
         mapping = source
     elif _looks_like_settings(source):
@@ -305,13 +313,15 @@ def configure_from_settings(source: Any, *, prefix: str = ENV_PREFIX) -> dict[st
         mapping = None
     if not isinstance(mapping, Mapping):
         raise ConfigError(
-            "source" if mapping is None else f"source.{name}",
+            "source" if mapping is None else name,
             Shown(f"<{type(source if mapping is None else mapping).__name__}>"),
             f"must be a mapping or have a {name} mapping",
             f"pass app.config (Flask), django.conf.settings with {name} = {{...}}, or a dict",
         )
     prefixed = {str(k)[len(prefix) :]: v for k, v in mapping.items() if str(k).startswith(prefix)}
-    if prefixed:
+    if owned:
+        chosen, shown_prefix = {str(k).removeprefix(prefix): v for k, v in mapping.items()}, prefix
+    elif prefixed:
         chosen, shown_prefix = prefixed, prefix
     else:
         known = _known_keys()

@@ -134,7 +134,8 @@ def seconds(argument: str, value: Any, *, allow_none: bool = True, positive: boo
         raise ConfigError(argument, value, "must be finite", "pass a finite number of seconds")
     if value < 0 or (positive and value == 0):
         bound = "greater than 0" if positive else "0 or more"
-        raise ConfigError(argument, value, f"must be {bound}", f"pass a duration {bound}")
+        example = "30" if positive else "1.5"
+        raise ConfigError(argument, value, f"must be {bound}", f"pass e.g. {argument}={example}")
     return float(value)
 
 

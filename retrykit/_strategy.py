@@ -9,10 +9,11 @@ collapsing onto the cap.
 
 from __future__ import annotations
 
+import difflib
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from enum import Enum
 from typing import Any
@@ -76,6 +77,8 @@ _DEFAULT_JITTER = {
 }
 _RETRY_AFTER_SPREAD = 0.1
 _UNSET: Any = object()
+CUSTOM_MAX_DELAY = 3600.0
+"""``Strategy.custom``'s cap on one wait unless told otherwise: a process never sleeps unbounded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,7 @@ class Strategy:
     """
 
     decision: Decision = Decision.RETRY_WITH_BACKOFF
-    max_retries: int | None = 3
+    max_retries: int | None = _UNSET
     base_delay: float = 1.0
     max_delay: float = 60.0
     backoff_factor: float = _UNSET
@@ -108,6 +111,15 @@ class Strategy:
         decision = Decision.parse(self.decision)
         set_ = object.__setattr__
         set_(self, "decision", decision)
+        if self.max_retries is _UNSET:
+            set_(self, "max_retries", 0 if decision is Decision.NO_RETRY else 3)
+        if not isinstance(self.honor_retry_after, bool):
+            raise ConfigError(
+                "honor_retry_after",
+                self.honor_retry_after,
+                "must be True or False",
+                "pass honor_retry_after=False to ignore servers' Retry-After",
+            )
         if self.backoff_factor is _UNSET:
             set_(self, "backoff_factor", _DEFAULT_FACTOR[decision])
         if self.jitter is _UNSET:
@@ -198,7 +210,7 @@ class Strategy:
     def delay(cls, base_delay: float | timedelta, max_retries: int = 3, **kwargs: Any) -> Strategy:
         """Wait *base_delay* before each retry (growing by *backoff_factor*, if given)."""
         base = seconds("base_delay", base_delay, allow_none=False)
-        kwargs["max_delay"] = max(base, seconds("max_delay", kwargs.get("max_delay", 0), allow_none=False))
+        kwargs.setdefault("max_delay", base)  # a fixed delay; a max_delay below it is an error
         return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base, **kwargs)
 
     @classmethod
@@ -240,10 +252,17 @@ class Strategy:
                 "a custom strategy needs a wait or a stop",
                 "pass wait=tenacity.wait_... and/or stop=tenacity.stop_...",
             )
+        kwargs.setdefault("max_delay", CUSTOM_MAX_DELAY)
         return cls(Decision.RETRY_WITH_BACKOFF, max_retries, wait=wait, stop=stop, **kwargs)
 
     def replace(self, **changes: Any) -> Strategy:
         """A copy with *changes* applied (and validated)."""
+        allowed = [f.name for f in fields(self)]
+        for key, value in changes.items():
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(allowed)}"
+                raise ConfigError(key, value, "is not a Strategy option", hint)
         return replace(self, **changes)
 
     # ------------------------------------------------------------------ delays

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
-from . import _events, _rules_db, _rules_grpc, _rules_http, _rules_redis, _rules_std
+from . import _events, _rules_aws, _rules_db, _rules_grpc, _rules_http, _rules_redis, _rules_std
 from ._errors import ConfigError
 from ._rules_http import http_status, retry_after_of
 from ._verdict import (
@@ -195,6 +195,7 @@ _FAMILIES: tuple[_Family, ...] = (
     _Family("db", _rules_db.PREFIXES, _rules_db.static, _rules_db.DYNAMIC),
     _Family("redis", _rules_redis.PREFIXES, _rules_redis.static, _rules_redis.DYNAMIC),
     _Family("grpc", _rules_grpc.PREFIXES, _rules_grpc.static, _rules_grpc.DYNAMIC),
+    _Family("aws", _rules_aws.PREFIXES, _rules_aws.static, _rules_aws.DYNAMIC),
 )
 
 
@@ -301,6 +302,7 @@ BUILTIN_RULES: tuple[ClassifierRule, ...] = (
     _Builtin("database", (_static_reader(_rules_db.static), *_rules_db.DYNAMIC)),
     _Builtin("redis", (_static_reader(_rules_redis.static), *_rules_redis.DYNAMIC)),
     _Builtin("grpc", (_static_reader(_rules_grpc.static), *_rules_grpc.DYNAMIC)),
+    _Builtin("aws", (_static_reader(_rules_aws.static), *_rules_aws.DYNAMIC)),
     _Builtin(
         "stdlib",
         (

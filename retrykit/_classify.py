@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
-from . import _events, _rules_db, _rules_http, _rules_redis, _rules_std
+from . import _events, _rules_amqp, _rules_aws, _rules_db, _rules_grpc, _rules_http, _rules_redis, _rules_std
 from ._errors import ConfigError, callable_name
 from ._rules_http import http_status, retry_after_of
 from ._verdict import (
@@ -238,6 +238,9 @@ _FAMILIES: tuple[_Family, ...] = (
     _Family("http", _rules_http.PREFIXES, _rules_http.static, _rules_http.DYNAMIC),
     _Family("db", _rules_db.PREFIXES, _rules_db.static, _rules_db.DYNAMIC),
     _Family("redis", _rules_redis.PREFIXES, _rules_redis.static, _rules_redis.DYNAMIC),
+    _Family("grpc", _rules_grpc.PREFIXES, _rules_grpc.static, _rules_grpc.DYNAMIC),
+    _Family("aws", _rules_aws.PREFIXES, _rules_aws.static, _rules_aws.DYNAMIC),
+    _Family("amqp", _rules_amqp.PREFIXES, _rules_amqp.static, _rules_amqp.DYNAMIC),
 )
 
 
@@ -260,6 +263,8 @@ def _compute_plan(cls: type) -> _Plan:
     duck = modules != {"builtins"}
     statics: list[Hit | None] = [_rules_std.static(cls)]
     dynamic: list[Reader] = []
+    if cls is OSError:  # a plain OSError: a client's transport may say more than its errno
+        dynamic.extend(_rules_amqp.OS_ERROR)
     if issubclass(cls, OSError):
         dynamic.append(_rules_std.os_error)
     if "sqlite3" in modules:
@@ -343,6 +348,9 @@ BUILTIN_RULES: tuple[ClassifierRule, ...] = (
     _Builtin("http", (_static_reader(_rules_http.static), *_rules_http.DYNAMIC)),
     _Builtin("database", (_static_reader(_rules_db.static), *_rules_db.DYNAMIC)),
     _Builtin("redis", (_static_reader(_rules_redis.static), *_rules_redis.DYNAMIC)),
+    _Builtin("grpc", (_static_reader(_rules_grpc.static), *_rules_grpc.DYNAMIC)),
+    _Builtin("aws", (_static_reader(_rules_aws.static), *_rules_aws.DYNAMIC)),
+    _Builtin("amqp", (_static_reader(_rules_amqp.static), *_rules_amqp.DYNAMIC, *_rules_amqp.OS_ERROR)),
     _Builtin(
         "stdlib",
         (

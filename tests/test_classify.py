@@ -168,10 +168,11 @@ def test_urllib_http_error_is_recognised() -> None:
 
 
 def test_import_does_not_import_http_libraries() -> None:
-    """``import retrykit`` imports none of httpx, requests, aiohttp, urllib3, celery, redis."""
+    """``import retrykit`` imports none of the client libraries whose errors it recognises."""
     code = (
         "import sys, retrykit; "
-        "print(sorted(m for m in ('httpx','requests','aiohttp','urllib3','celery','redis') "
+        "print(sorted(m for m in ('httpx','requests','aiohttp','urllib3','celery','redis', "
+        "'grpc','google.api_core','botocore','pika','amqp','kombu','aiormq','aio_pika') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -390,3 +391,42 @@ def test_explain_shows_links_signals_rule_and_decision() -> None:
     assert "SQLSTATE 53300" in text
     assert "rule sqlstate" in text
     assert "decision: temporary_error" in text
+
+
+def _library_error(module: str, name: str, base: type[BaseException] = Exception) -> type[BaseException]:
+    """An exception class that says it comes from *module* (as the real library's classes do)."""
+    return type(name, (base,), {"__module__": module})
+
+
+def test_amqp_message_above_max_size_is_data() -> None:
+    """RabbitMQ's 406 for a message above max_message_size is the payload's fault, not the declaration's."""
+    cls = _library_error("amqp.exceptions", "PreconditionFailed")
+    too_large = cls("PRECONDITION_FAILED - message size 200000000 is larger than configured max size 134217")
+    too_large.reply_code = 406  # type: ignore[attr-defined]
+    other = cls("PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q'")
+    other.reply_code = 406  # type: ignore[attr-defined]
+    assert (DATA, PERM) == (retrykit.classify(too_large).category, retrykit.classify(other).category)
+
+
+def test_plain_einval_is_still_permanent_outside_py_amqp() -> None:
+    """Only py-amqp's transport turns EINVAL into a lost connection; elsewhere it stays a bad argument."""
+    try:
+        raise OSError(errno.EINVAL, "Invalid argument")
+    except OSError as err:
+        verdict = retrykit.classify(err)
+    assert (PERM, "errno") == (verdict.category, verdict.rule)
+
+
+def test_aws_code_outranks_status_and_grpc_status_outranks_http_code() -> None:
+    """A throttling code on a 400 is a rate limit; api-core's UNAVAILABLE is the network, not its 503."""
+    client_error = _library_error("botocore.exceptions", "ClientError")
+    throttled = client_error()
+    throttled.response = {  # type: ignore[attr-defined]
+        "Error": {"Code": "ProvisionedThroughputExceededException"},
+        "ResponseMetadata": {"HTTPStatusCode": 400, "HTTPHeaders": {"x-amz-retry-after": "2500"}},
+    }
+    unavailable = _library_error("google.api_core.exceptions", "ServiceUnavailable")("down")
+    unavailable.code = 503  # type: ignore[attr-defined]
+    got = retrykit.classify(throttled)
+    assert (RATE, 2.5) == (got.category, got.retry_after)
+    assert NET == retrykit.classify(unavailable).category

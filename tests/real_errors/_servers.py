@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
@@ -67,6 +67,12 @@ def _reset(conn: socket.socket) -> None:
     conn.close()
 
 
+def _path_headers(segments: list[str]) -> dict[str, str]:
+    """Response headers asked for in the path: ``.../<name>=<value>`` (percent-encoded or not)."""
+    pairs = (unquote(segment).partition("=") for segment in segments)
+    return {name: value for name, sep, value in pairs if sep}
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
 
@@ -98,13 +104,23 @@ class _Handler(socketserver.BaseRequestHandler):
         if parts[0] == "redirect":
             self._send(conn, 302, {"Location": "/redirect"}, b"")
             return
-        if parts[0] == "aws":  # /aws/<code>/<status>: an AWS JSON-protocol error body
+        if parts[0] == "aws":  # /aws/<code>/<status>[/<header>=<value>...]: an AWS JSON-protocol error
             code, status = parts[1], int(parts[2])
             payload = json.dumps({"__type": code, "message": f"provoked {code}"}).encode()
-            extra = dict(query.items())
+            extra = {**dict(query.items()), **_path_headers(parts[3:])}
             extra.setdefault("x-amzn-RequestId", "rk-classify")
             extra["x-amzn-ErrorType"] = code
             self._send(conn, status, {"Content-Type": "application/x-amz-json-1.0", **extra}, payload)
+            return
+        if parts[0] == "s3err":  # path-style S3 /s3err/<code>/<status>[/<header>=<value>...]: XML error
+            code, status = unquote(parts[1]), int(parts[2])
+            payload = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Error><Code>{code}</Code><Message>provoked {code}</Message>"
+                "<RequestId>rk-classify</RequestId><HostId>rk</HostId></Error>"
+            ).encode()
+            extra = {"Content-Type": "application/xml", **_path_headers(parts[3:])}
+            self._send(conn, status, extra, payload)
             return
         if parts[0] == "status":
             self._send(conn, int(parts[1]), dict(query), b"provoked")

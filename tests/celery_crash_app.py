@@ -44,7 +44,14 @@ POLICY = Policy(
 )
 
 
-@task(POLICY, app=app, bind=True, name="rk_crash.job", retrykit_guard=os.environ.get("RK_GUARD") or None)
+@task(
+    POLICY,
+    app=app,
+    bind=True,
+    name="rk_crash.job",
+    retrykit_guard=os.environ.get("RK_GUARD") or None,
+    retrykit_lease=2.0,
+)
 def job(self: celery.Task, i: int) -> int:
     """Fails with a network error until attempt (i % 3) + 1, after 0.2 s of work per attempt."""
     _store.rpush(RUNS, f"{self.request.id}:{self.request.retries}")
@@ -54,14 +61,12 @@ def job(self: celery.Task, i: int) -> int:
     return i
 
 
-@task(
-    Policy(max_attempts=3),
-    app=app,
-    bind=True,
-    name="rk_crash.suicide",
-    retry_on_worker_lost=True,
-    default_retry_delay=0.1,
+LOST_POLICY = Policy(
+    strategies={ErrorCategory.SYSTEM_ERROR: Strategy.delay(0.2, max_retries=5)}, max_attempts=3
 )
+
+
+@task(LOST_POLICY, app=app, bind=True, name="rk_crash.suicide", retrykit_lease=2.0)
 def suicide(self: celery.Task) -> None:
     """Kills its own pool process on every attempt (the worker-lost path)."""
     _store.rpush(RUNS, f"{self.request.id}:{self.request.retries}")

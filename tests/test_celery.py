@@ -401,30 +401,33 @@ def test_no_retry_is_published_past_expiry(broker: str) -> None:
     assert "FAILURE" == state
 
 
-def test_countdown_is_capped_below_the_visibility_timeout(events: Recorder) -> None:
-    """On Redis with visibility_timeout=3 a 12 s delay is capped (warned), and runs once."""
+def test_long_delays_are_waited_in_hops_not_shortened(events: Recorder) -> None:
+    """On Redis with visibility_timeout=3 a 5 s delay is waited in 1.5 s hops: not shortened, one body."""
     app = make_app("redis")
     app.conf.broker_transport_options = {"polling_interval": 0.01, "visibility_timeout": 3}
-    assert 2.7 == pytest.approx(max_countdown(app))
-    runs: list[tuple[int, bool]] = []
+    assert 1.5 == pytest.approx(max_countdown(app))
+    runs: list[tuple[int, float]] = []
 
-    @task(fast(2, delay=12), app=app, bind=True)
+    @task(fast(2, delay=5), app=app, bind=True)
     def flaky(self: Any) -> None:
-        runs.append((self.request.retries, bool((self.request.delivery_info or {}).get("redelivered"))))
+        runs.append((self.request.retries, time.monotonic()))
         raise ConnectionResetError
 
     rec = events
-    with pytest.warns(RuntimeWarning, match="capped"), worker(app):
+    with worker(app):
         outcome = wait(flaky.delay(), timeout=40)
     assert [0, 1] == [r[0] for r in runs]
+    assert runs[1][1] - runs[0][1] >= 5 - 0.6
     assert isinstance(outcome, ConnectionResetError)
-    assert [pytest.approx(2.7)] == rec.sleeps
+    assert [pytest.approx(5)] == rec.sleeps
 
 
 def test_max_countdown_per_broker() -> None:
     """The cap follows the broker: Redis visibility timeout, RabbitMQ consumer timeout, none in memory."""
-    assert 3240 == pytest.approx(max_countdown(celery.Celery(broker="redis://x")))
-    assert 1620 == pytest.approx(max_countdown(celery.Celery(broker="amqp://x")))
+    assert 1800 == pytest.approx(max_countdown(celery.Celery(broker="redis://x")))
+    assert 1800 == pytest.approx(max_countdown(celery.Celery(broker="sentinel://x")))
+    assert 900 == pytest.approx(max_countdown(celery.Celery(broker="sqs://x")))
+    assert 900 == pytest.approx(max_countdown(celery.Celery(broker="amqp://x")))
     assert max_countdown(celery.Celery(broker="memory://")) is None
 
 

@@ -27,7 +27,6 @@ import inspect
 import logging
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -366,6 +365,8 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         finally:
             _scope.leave(token)
         try:
+            if getattr(request, "_retrykit_decided", None) is failure:
+                raise failure
             self._retrykit_fail(policy, failure, ledger)
         finally:
             failure = None  # type: ignore[assignment]
@@ -531,11 +532,11 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
         if max_retries is not None and not type(self)._retrykit_warned:
             type(self)._retrykit_warned = True
-            warnings.warn(
-                f"retrykit: self.retry(max_retries={max_retries}) in task {self.name} is ignored: "
-                "the retrykit policy counts the attempts",
-                RuntimeWarning,
-                stacklevel=2,
+            _log.warning(
+                "retrykit: self.retry(max_retries=%s) in task %s is ignored: the retrykit policy "
+                "counts the attempts",
+                max_retries,
+                self.name,
             )
         outcome = exc if exc is not None else sys.exc_info()[1]
         found = None
@@ -545,6 +546,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         call, delay = self._retrykit_decide(policy, request, outcome, found)
         if delay is None:
             if exc is not None:
+                request._retrykit_decided = exc  # decided here: __call__ re-raises it as it is
                 raise exc
             raise self.MaxRetriesExceededError(
                 f"Can't retry {self.name}[{request.id}] args:{request.args} kwargs:{request.kwargs}",
@@ -727,6 +729,7 @@ def task(
                 "it is already a Celery task (decorators in the wrong order)",
                 "use this decorator in place of @app.task, not on top of it",
             )
+        _check_bind(fn, merged)
         target = fn
         if inspect.iscoroutinefunction(fn):
 
@@ -739,6 +742,22 @@ def task(
         return app.task(**{"shared": False, **merged})(target)  # on this app only
 
     return decorator
+
+
+def _check_bind(fn: Callable[..., Any], options: dict[str, Any]) -> None:
+    """The seeds' ``def task(self, ...)`` without ``bind=True`` fails at ``.delay()``: say so now."""
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return
+    if params and params[0] == "self" and not options.get("bind"):
+        raise ConfigError(
+            "bind",
+            options.get("bind", False),
+            f"task function {getattr(fn, '__qualname__', fn)} takes self but the task is not bound "
+            "(Celery would pass your first argument as self)",
+            "add bind=True: @retrykit.adapters.celery.task(policy, app=app, bind=True)",
+        )
 
 
 def register_monitoring(

@@ -25,7 +25,7 @@ app.conf.update(
     app_options(),
     task_default_queue=os.environ.get("RK_QUEUE", "rk-crash"),
     broker_transport_options={
-        "visibility_timeout": 8,
+        "visibility_timeout": float(os.environ.get("RK_VT", "8")),
         "unacked_restore_interval": 1,
         "unacked_restore_throttle": 1,
     },
@@ -82,3 +82,19 @@ async def async_job(self: celery.Task, x: int) -> int:
     if self.request.retries < 1:
         raise ConnectionResetError("async blip")
     return x * 3
+
+
+@task(
+    Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.delay(5.0, max_retries=1)}, max_attempts=2),
+    app=app,
+    bind=True,
+    name="rk_crash.long_wait",
+    retrykit_lease=2.0,
+)
+def long_wait(self: celery.Task, body: float) -> str:
+    """Fails attempt 1 with a network error (policy delay 5 s, longer than the visibility timeout)."""
+    _store.rpush(RUNS, f"{self.request.id}:{self.request.retries}")
+    time.sleep(body)
+    if self.request.retries == 0:
+        raise ConnectionResetError("first attempt")
+    return "ok"

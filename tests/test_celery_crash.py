@@ -28,7 +28,7 @@ BACKEND = "redis://127.0.0.1:6379/15"
 TASKS = 100
 
 
-def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _worker(env: dict[str, str], log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -40,7 +40,7 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             "-P",
             "prefork",
             "-c",
-            "4",
+            str(concurrency),
             "--without-mingle",
             "--without-gossip",
             "--loglevel=WARNING",
@@ -62,7 +62,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _crash_app(
-    monkeypatch: pytest.MonkeyPatch, broker_url: str, kind: str, guard: str
+    monkeypatch: pytest.MonkeyPatch, broker_url: str, kind: str, guard: str, vt: float = 8
 ) -> tuple[dict[str, str], Any]:
     """The worker environment for a run of its own, and the crash app configured the same way here."""
     run = uuid.uuid4().hex[:8]
@@ -72,6 +72,7 @@ def _crash_app(
         "RK_QUEUE": f"rk-{kind}-{run}",
         "RK_GUARD": guard,
         "RK_RUNS": f"rk:{kind}:{run}:runs",
+        "RK_VT": str(vt),
     }
     for key, value in own.items():
         monkeypatch.setenv(key, value)  # restored after the test
@@ -163,3 +164,38 @@ def test_a_poison_pill_ends_after_the_policys_attempts(
     finally:
         _kill(proc)
         store.delete(env["RK_RUNS"])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("broker", list(BROKERS))
+def test_no_body_runs_twice_past_the_visibility_timeout(
+    broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """visibility_timeout=2: 12 tasks whose retry waits 5 s, 2 of them with a 3 s body, on 2
+    processes: every attempt body runs exactly once, none concurrently, the wait is not shortened."""
+    require_service("Redis", "127.0.0.1", 6379, "redis-server --daemonize yes --port 6379")
+    if broker == "rabbitmq":
+        require_service("RabbitMQ", "127.0.0.1", 5672, "rabbitmq-server -detached")
+    env, crash = _crash_app(monkeypatch, BROKERS[broker], "dup", guard="", vt=2)
+    store = redis.Redis.from_url(BACKEND)
+    log = tmp_path / "worker.log"
+    proc = _worker(env, log, concurrency=2)
+    try:
+        results = [crash.long_wait.delay(3.0 if i < 2 else 0.3) for i in range(12)]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not all(r.ready() for r in results):
+            time.sleep(0.2)
+        states = [r.state for r in results]
+        runs = [x.decode() for x in store.lrange(env["RK_RUNS"], 0, -1)]
+    finally:
+        _kill(proc)
+        store.delete(env["RK_RUNS"])
+    duplicates = len(runs) - len(set(runs))
+    with capsys.disabled():
+        print(
+            f"\n[dup:{broker}] 12 tasks, policy delay 5 s, visibility timeout 2 s: {states.count('SUCCESS')} "
+            f"SUCCESS, {len(runs)} attempt bodies (24 expected), {duplicates} twice"
+        )
+    assert ["SUCCESS"] * 12 == states, log.read_text()[-3000:]
+    assert 0 == duplicates
+    assert 24 == len(runs)

@@ -27,6 +27,15 @@ BROKERS = {
 }
 BACKEND = "redis://127.0.0.1:6379/15"
 TASKS = 100
+STATS = "redis://127.0.0.1:6379/13"
+
+
+def _late_successes() -> int:
+    """Late successes of the crash app's async task, as every worker reported them to Redis."""
+    import retrykit
+
+    retrykit.configure(stats_redis_url=STATS)
+    return retrykit.analyze("rk_crash.async_job", since=3600).late_successes
 
 
 def _worker(env: dict[str, str], log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:
@@ -157,6 +166,10 @@ def test_a_poison_pill_ends_after_the_policys_attempts(
     env, crash = _crash_app(monkeypatch, BROKERS[broker], "lost", guard="")
     from retrykit.adapters.celery import AttemptLost
 
+    import retrykit
+
+    env["RETRYKIT_STATS_REDIS_URL"] = STATS  # the worker's statistics, shared through Redis
+    before = _late_successes()
     store = redis.Redis.from_url(BACKEND)
     proc = _worker(env, tmp_path / "worker.log")
     try:
@@ -173,7 +186,12 @@ def test_a_poison_pill_ends_after_the_policys_attempts(
         assert isinstance(lost.result, AttemptLost)
         assert 3 == lost.result.attempt
         assert [f"{lost.id}:0", f"{lost.id}:1", f"{lost.id}:2"] == runs
+        deadline = time.monotonic() + 10  # the worker's statistics thread sends within a few seconds
+        while _late_successes() == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert before + 1 == _late_successes()  # async_job succeeded on attempt 2: a late success
     finally:
+        retrykit.configure(stats_redis_url="")
         _kill(proc)
         store.delete(env["RK_RUNS"])
 

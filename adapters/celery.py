@@ -22,10 +22,11 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import importlib
 import inspect
 import logging
+import sys
 import time
-import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -33,18 +34,21 @@ from typing import Any
 from retrykit import _decision, _scope
 from retrykit._analysis import Alert, Thresholds, cleanup_old_errors, monitor
 from retrykit._classify import ErrorCategory
-from retrykit._errors import ConfigError
+from retrykit._errors import ConfigError, install_hint
 from retrykit._loop import Call
 from retrykit._policy import Policy
+from retrykit._verdict import Classification
 
+from ._celery_guard import AttemptLedger, ledger_for, redis_url_of
 from ._source import PolicySource, resolve
 
 try:
     import celery
-    from celery.exceptions import Ignore
+    from celery import signals
+    from celery.exceptions import Ignore, Reject, TaskPredicate
     from celery.schedules import schedule
 except ImportError:  # pragma: no cover - celery is in the dev extra
-    raise ImportError('retrykit.adapters.celery needs Celery: pip install "retrykit[celery]"') from None
+    raise ImportError(f"retrykit.adapters.celery needs Celery: {install_hint('celery')}") from None
 
 _log = logging.getLogger("retrykit")
 OWNER = "celery-task"
@@ -53,116 +57,86 @@ HEADER = "retrykit"
 """The message header that carries per-category counters between attempts."""
 CELERY_RETRY_OPTIONS = (
     "autoretry_for",
-    "dont_autoretry_for",
     "retry_backoff",
     "retry_backoff_max",
     "retry_jitter",
     "retry_kwargs",
 )
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
-"""kombu's Redis/SQS default, used when ``broker_transport_options`` does not say."""
+"""kombu's Redis default, used when ``broker_transport_options`` does not say."""
 RABBITMQ_CONSUMER_TIMEOUT = 1800.0
 """RabbitMQ's default ``consumer_timeout`` (30 min): an ETA message held longer kills the channel."""
-COUNTDOWN_MARGIN = 0.9
-"""Countdowns are capped at this fraction of the broker's limit."""
+SQS_VISIBILITY_TIMEOUT = 1800.0
+"""kombu's SQS default ``visibility_timeout`` (30 min)."""
+COUNTDOWN_MARGIN = 0.5
+"""A single countdown is at most this fraction of the broker's limit; longer waits go in hops."""
+DUE_TOLERANCE = 0.5
+"""A hop arriving at most this many seconds before the retry is due runs the attempt."""
 
 
 class AttemptLost(RuntimeError):
     """
-    An attempt of a task started but never finished (its worker died); found by the duplicate
-    guard when the broker delivered the attempt again. It counts as a failed attempt.
+    An attempt of a task started but never finished: the process running it died (a SIGKILL, the
+    OOM killer, ``os._exit``, a crash in C code, a lost worker). It counts as one failed attempt,
+    classified as a system failure; once the policy gives up, the task fails with it. Picklable
+    and JSON-serialisable (``exc_message`` is ``[task_id, attempt]``).
     """
 
     def __init__(self, task_id: str, attempt: int) -> None:
+        super().__init__(task_id, attempt)
         self.task_id = task_id
-        self.attempt = attempt
-        super().__init__(f"attempt {attempt} of task {task_id} started but never finished (worker lost)")
+        self.attempt = int(attempt)
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt} of task {self.task_id} started but never finished (worker lost)"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.task_id, self.attempt))
 
 
-class AttemptGuard:
-    """
-    Runs each attempt ``(task id, request.retries)`` at most once, with Redis ``SET NX``.
-
-    The first delivery of an attempt marks it running and runs it; a later delivery of an attempt
-    that finished is skipped (``Ignore``: acked, state untouched); a later delivery of an attempt
-    that is still marked running means its worker died: the attempt counts as failed
-    (``AttemptLost``) and the policy decides, without running the body again. If Redis is
-    unreachable the guard lets the attempt run (nothing is lost) and logs one warning.
-    """
-
-    def __init__(self, url: str, *, prefix: str = "retrykit:attempt", ttl: float = 7 * 86400) -> None:
-        import redis
-
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                "retrykit_guard", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0"
-            )
-        self.url = url
-        self.prefix = prefix
-        self.ttl = int(ttl)
-        self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
-        )
-        self._errors = (redis.RedisError, OSError)
-        self._warned = False
-
-    def key(self, task_id: str, retries: int) -> str:
-        """The Redis key of one attempt (hash-tagged by task id for Redis Cluster)."""
-        return f"{self.prefix}:{{{task_id}}}:{retries}"
-
-    def begin(self, task_id: str, retries: int) -> str:
-        """``"run"`` (first delivery), ``"done"`` (already finished) or ``"lost"`` (died running)."""
-        key = self.key(task_id, retries)
-        try:
-            if self.client.set(key, "running", nx=True, ex=self.ttl):
-                return "run"
-            return "done" if self.client.get(key) == "done" else "lost"
-        except self._errors as err:
-            self._warn(err)
-            return "run"
-
-    def end(self, task_id: str, retries: int) -> None:
-        """Mark the attempt finished."""
-        try:
-            self.client.set(self.key(task_id, retries), "done", ex=self.ttl)
-        except self._errors as err:
-            self._warn(err)
-
-    def _warn(self, err: BaseException) -> None:
-        if not self._warned:
-            self._warned = True
-            _log.warning(
-                "retrykit: the duplicate guard cannot reach Redis at %s (%s); attempts run unguarded",
-                self.url,
-                err,
-            )
+LOST = Classification(
+    ErrorCategory.SYSTEM_ERROR, "the process running the attempt was lost", rule="celery worker lost"
+)
+"""How a lost attempt is classified: a system failure, whatever the policy's default category."""
+_REQUESTED = Classification(
+    ErrorCategory.TEMPORARY_ERROR, "self.retry() without an exception", rule="self.retry"
+)
 
 
-_guards: dict[str, AttemptGuard] = {}
+def _requested(policy: Policy) -> Classification:
+    """A bare ``self.retry()``: a temporary failure, or the first category the policy retries."""
+    strategies = policy.strategies
+    for category in (ErrorCategory.TEMPORARY_ERROR, *strategies):
+        strategy = strategies.get(category)
+        if strategy is not None and strategy.retries:
+            return Classification(category, "self.retry() without an exception", rule="self.retry")
+    return _REQUESTED
 
 
-def _guard_for(url: str) -> AttemptGuard:
-    guard = _guards.get(url)
-    if guard is None:
-        guard = _guards[url] = AttemptGuard(url)
-    return guard
+class RetryRequested(Exception):
+    """The outcome a bare ``self.retry()`` hands the policy (classified as a temporary failure)."""
+
+
+AttemptGuard = AttemptLedger
+"""The attempt ledger (the former duplicate guard): see ``retrykit.adapters._celery_guard``."""
 
 
 def max_countdown(app: celery.Celery) -> float | None:
     """
-    The longest countdown that is safe on *app*'s broker: below Redis/SQS ``visibility_timeout``
-    (an ETA message held longer is delivered again) and RabbitMQ's ``consumer_timeout``.
+    The longest single countdown that is safe on *app*'s broker: half the Redis/SQS
+    ``visibility_timeout`` (an ETA message held longer is delivered again) or of RabbitMQ's
+    ``consumer_timeout``. A longer delay is not shortened: it is waited in hops of at most this
+    length, re-published without running the body until due.
     """
     options = app.conf.broker_transport_options or {}
     url = str(app.conf.broker_url or "")
     if "visibility_timeout" in options:
         return float(options["visibility_timeout"]) * COUNTDOWN_MARGIN
-    if url.startswith(("redis", "sqs", "rediss")):
+    if url.startswith(("redis", "rediss", "sentinel", "unix")):
         return DEFAULT_VISIBILITY_TIMEOUT * COUNTDOWN_MARGIN
-    if url.startswith(("amqp", "pyamqp", "rabbitmq")):
+    if url.startswith("sqs"):
+        return SQS_VISIBILITY_TIMEOUT * COUNTDOWN_MARGIN
+    if url.startswith(("amqp", "pyamqp", "rabbitmq", "amqps")):
         return RABBITMQ_CONSUMER_TIMEOUT * COUNTDOWN_MARGIN
     return None
 
@@ -217,6 +191,14 @@ def _check_task_class(cls: type) -> None:
             "(two retry authorities)",
             f"remove {', '.join(given)}: the retrykit policy decides what is retried and when",
         )
+    if getattr(cls, "retry_on_worker_lost", None):
+        raise ConfigError(
+            "retry_on_worker_lost",
+            True,
+            f"task {getattr(cls, 'name', cls.__name__)} has a retrykit policy, which already counts a lost "
+            "worker as a failed attempt (two retry authorities)",
+            "drop retry_on_worker_lost (and task_retry_on_worker_lost) for tasks with a retrykit policy",
+        )
     run = cls.__dict__.get("run")
     target = getattr(run, "__func__", run)
     if hasattr(target, "__retrykit__"):
@@ -226,6 +208,25 @@ def _check_task_class(cls: type) -> None:
             "the task function has @retrykit.retry and the task a retrykit policy (applied twice)",
             "drop @retrykit.retry from the task function; pass the policy to the task instead",
         )
+    if _has_tenacity(target):
+        raise ConfigError(
+            "run",
+            getattr(cls, "name", cls.__name__),
+            "the task function is wrapped by tenacity and the task has a retrykit policy "
+            "(two retry authorities)",
+            "drop the tenacity decorator; the task's policy retries it through the broker",
+        )
+
+
+def _has_tenacity(fn: Any) -> bool:
+    for _ in range(8):
+        if fn is None:
+            return False
+        retry = getattr(fn, "retry", None)
+        if retry is not None and type(retry).__module__.startswith("tenacity"):
+            return True
+        fn = getattr(fn, "__wrapped__", None)
+    return False
 
 
 def _inherited(cls: type, name: str) -> bool:
@@ -233,30 +234,47 @@ def _inherited(cls: type, name: str) -> bool:
     return bool(value) and value != getattr(celery.Task, name, None)
 
 
+def _builtin(cls: type) -> bool:
+    """Celery's own tasks (``celery.chord_unlock``...) keep Celery's behaviour under ``task_cls``."""
+    name = cls.__dict__.get("name") or getattr(cls, "name", None) or ""
+    return isinstance(name, str) and name.startswith("celery.")
+
+
 class RetrykitTask(celery.Task):  # type: ignore[misc]
     """
     A Celery task base class whose failures are retried by a retrykit policy, through the broker.
+    Usable app-wide: ``Celery(task_cls=RetrykitTask)`` (Celery's own ``celery.*`` tasks keep
+    Celery's behaviour).
 
     Class attributes (also accepted as ``@app.task(...)`` options):
 
     * ``retrykit_policy``: a ``Policy`` or a preset name (``"default"``);
-    * ``retrykit_max_countdown``: the longest countdown (default: 90 % of the broker's
-      visibility timeout or consumer timeout); longer delays are capped with a warning;
-    * ``retrykit_guard``: a Redis URL for the duplicate-attempt guard (off by default).
+    * ``retrykit_max_countdown``: the longest single countdown (default: half the broker's
+      visibility timeout or consumer timeout); a longer delay is waited in hops of this length;
+    * ``retrykit_guard``: where the attempt ledger lives: a Redis URL; ``None`` (default): the
+      broker's Redis, else the result backend's, else no ledger; ``False``: no ledger;
+    * ``retrykit_lease``: seconds a running attempt's lease lasts without renewal (default 30): how
+      soon an attempt whose whole worker died is found lost.
     """
 
     retrykit_policy: Policy | str | None = "default"
     retrykit_max_countdown: float | None = None
-    retrykit_guard: str | None = None
+    retrykit_guard: str | bool | None = None
+    retrykit_lease: float = 30.0
+    Request = "retrykit.adapters._celery_request:RetrykitRequest"
     _retrykit_source: PolicySource | None = None
-    _retrykit_capped: bool = False
+    _retrykit_off: bool = False
+    _retrykit_ledger_url: str | None = None
+    _retrykit_warned: bool = False
 
     @classmethod
     def on_bound(cls, app: celery.Celery) -> None:
         """Validate the configuration and make Celery's ``max_retries`` match the policy."""
         super().on_bound(app)
-        if cls.__dict__.get("_decorated") or cls.__dict__.get("retrykit_policy") is not None:
-            _check_task_class(cls)
+        if _builtin(cls):
+            cls._retrykit_off = True
+            return
+        _check_task_class(cls)
         source = resolve(cls.retrykit_policy, {})
         cls._retrykit_source = source
         wanted = _max_retries(source.current())
@@ -269,8 +287,22 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
                 "drop max_retries; set max_attempts on the policy instead",
             )
         cls.max_retries = wanted
-        if cls.retrykit_guard is not None:
-            _guard_for(cls.retrykit_guard)
+        cls._retrykit_ledger_url = None
+        guard = cls.retrykit_guard
+        if guard is not None and guard is not False:
+            ledger_for(str(guard), cls.retrykit_lease)  # validates the URL and the lease now
+
+    @property
+    def _orig_run(self) -> Any:
+        """Makes Celery's ``add_autoretry_behaviour`` refuse ``autoretry_for`` given at registration."""
+        if self._retrykit_off:
+            raise AttributeError("_orig_run")
+        raise ConfigError(
+            "autoretry_for",
+            getattr(self, "autoretry_for", None),
+            f"task {self.name} has a retrykit policy and Celery's autoretry_for (two retry authorities)",
+            "drop autoretry_for: the retrykit policy decides what is retried and when",
+        )
 
     def _policy(self) -> Policy:
         source = self._retrykit_source
@@ -278,62 +310,146 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             source = type(self)._retrykit_source = resolve(self.retrykit_policy, {})
         return source.current()
 
+    def _retrykit_ledger(self) -> AttemptLedger | None:
+        """The attempt ledger (see ``retrykit_guard``), or None."""
+        guard = self.retrykit_guard
+        if guard is False:
+            return None
+        url = guard if isinstance(guard, str) else type(self)._retrykit_ledger_url
+        if url is None:
+            conf = self.app.conf
+            url = redis_url_of(conf.broker_url) or redis_url_of(conf.result_backend) or ""
+            type(self)._retrykit_ledger_url = url
+        return ledger_for(url, self.retrykit_lease) if url else None
+
+    def _retrykit_hop(self) -> float | None:
+        if self.retrykit_max_countdown is not None:
+            return float(self.retrykit_max_countdown)
+        return max_countdown(self.app)
+
+    # ------------------------------------------------------------------ one delivery
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
-        if request.called_directly:  # a plain call: one attempt, the original exception
+        if request.called_directly or self._retrykit_off:  # a plain call: one attempt, the original exception
             return _resolve_coroutine(super().__call__(*args, **kwargs))
         policy = self._policy()
-        guard = None
-        if self.retrykit_guard is not None and not request.is_eager and request.id:
-            guard = _guard_for(self.retrykit_guard)
-            status = guard.begin(request.id, request.retries)
-            if status == "done":
-                _log.info(
-                    "retrykit: attempt %s of %s[%s] already ran; skipped",
-                    request.retries + 1,
-                    self.name,
-                    request.id,
-                )
-                raise Ignore()
-            if status == "lost":
-                lost = AttemptLost(request.id, request.retries + 1)
-                self._retrykit_fail(policy, lost, guard)
+        ledger = None
+        if not request.is_eager and request.id:
+            self._retrykit_until_due(request)
+            ledger = self._retrykit_ledger()
+            if ledger is not None:
+                self._retrykit_claim(policy, ledger, request)
         token = _scope.enter(None, _scope.now(), owner=OWNER)
         try:
             try:
                 result = _resolve_coroutine(super().__call__(*args, **kwargs))
+            except TaskPredicate as flow:  # Retry, Ignore, Reject: Celery's control flow, untouched
+                if ledger is not None:
+                    if isinstance(flow, Reject) and flow.requeue:
+                        ledger.release(request.id, request.retries)  # the requeued delivery runs it
+                    else:
+                        ledger.end(request.id, request.retries)
+                raise
             except Exception as exc:
                 failure = exc
             else:
                 if request.retries:
-                    call = self._retrykit_call(policy)
+                    call = self._retrykit_call(policy, request)
                     call.succeeded(_scope.now())
                     _drain(call)
                 return result
+            finally:
+                if ledger is not None:
+                    ledger.stop(request.id, request.retries)
         finally:
             _scope.leave(token)
         try:
-            self._retrykit_fail(policy, failure, guard)
+            if getattr(request, "_retrykit_decided", None) is failure:
+                raise failure
+            self._retrykit_fail(policy, failure, ledger)
         finally:
             failure = None  # type: ignore[assignment]
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _retrykit_claim(self, policy: Policy, ledger: AttemptLedger, request: Any) -> None:
+        """Claim this attempt in the ledger: return to run the body, or raise (skip, defer, lost)."""
+        status = ledger.begin(request.id, request.retries)
+        if status == "run":
+            return
+        attempt = request.retries + 1
+        if status == "done":
+            _log.info("retrykit: attempt %s of %s[%s] already ran; skipped", attempt, self.name, request.id)
+            raise Ignore()
+        if status == "busy":
+            wait = ledger.lease_left(request.id, request.retries) + 0.2
+            _log.info(
+                "retrykit: attempt %s of %s[%s] is running elsewhere; checked again in %.1fs",
+                attempt,
+                self.name,
+                request.id,
+                wait,
+            )
+            self._retrykit_republish(request, wait)
+        # "lost": it started and its process died; counts as a failed attempt
+        if self._retrykit_stored_success(request):
+            raise Ignore()
+        _log.warning(
+            "retrykit: attempt %s of %s[%s] was lost with its worker",
+            attempt,
+            self.name,
+            request.id,
+        )
+        self._retrykit_fail(policy, AttemptLost(request.id, attempt), None, LOST)
+
+    def _retrykit_stored_success(self, request: Any) -> bool:
+        if getattr(request, "ignore_result", False) or self.ignore_result:
+            return False
+        try:
+            return bool(self.backend.get_state(request.id) == "SUCCESS")
+        except Exception:
+            return False
+
+    def _retrykit_until_due(self, request: Any) -> None:
+        """A hop of a long wait that arrives before the retry is due: publish the next hop, skip the body."""
+        meta = (request.headers or {}).get(HEADER) or {}
+        due = meta.get("due") if isinstance(meta, dict) else None
+        if not isinstance(due, (int, float)):
+            return
+        left = float(due) - time.time()
+        if left > DUE_TOLERANCE:
+            self._retrykit_republish(request, left)
+
+    def _retrykit_republish(self, request: Any, wait: float) -> None:
+        """Publish this same attempt again in *wait* seconds (in hops), and end this delivery (acked)."""
+        hop = self._retrykit_hop()
+        countdown = wait if hop is None else min(wait, hop)
+        self.signature_from_request(
+            request, countdown=countdown, retries=request.retries, headers=dict(request.headers or {})
+        ).apply_async()
+        raise Ignore()
+
     def after_return(
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        """Mark a guarded attempt finished once its result is stored."""
+        """Mark the attempt finished in the ledger once its result is stored."""
         super().after_return(status, retval, task_id, args, kwargs, einfo)
-        if self.retrykit_guard is not None and not self.request.is_eager and task_id:
-            _guard_for(self.retrykit_guard).end(task_id, self.request.retries)
+        if self._retrykit_off or self.request.is_eager or not task_id:
+            return
+        ledger = self._retrykit_ledger()
+        if ledger is not None:
+            ledger.end(task_id, self.request.retries)
 
-    def _retrykit_call(self, policy: Policy) -> Call:
+    # ------------------------------------------------------------------ decisions
+
+    def _retrykit_call(self, policy: Policy, request: Any) -> Call:
         """The task's call, rebuilt from the message: attempt number, counters, start, expiry."""
-        request = self.request
         meta = dict((request.headers or {}).get(HEADER) or {})
         first_started = float(meta.get("started", time.time()))
         now = _scope.now()
         expires = _expires_at(request)
-        scope = _scope.scope(None if expires is None else max(0.0, expires - time.time()), now)
+        # the task's call is the outermost layer, whatever scope the caller (a helper in the body) is in
+        scope: _scope.Scope = (None, None if expires is None else now + max(0.0, expires - time.time()), None)
         call = Call(policy, self.name, now - (time.time() - first_started), scope)
         call.attempt = request.retries + 1
         call.counts = {ErrorCategory(k): int(v) for k, v in dict(meta.get("counts", {})).items()}
@@ -343,43 +459,188 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             call.verdict = _decision.Verdict(_decision.RETRY, None, ErrorCategory(last))
         return call
 
-    def _retrykit_fail(self, policy: Policy, exc: Exception, guard: AttemptGuard | None) -> None:
-        """Decide about a failed attempt: raise the original exception, or publish the retry."""
-        request = self.request
-        call = self._retrykit_call(policy)
-        cap = (
-            self.retrykit_max_countdown
-            if self.retrykit_max_countdown is not None
-            else max_countdown(self.app)
-        )
-        call.cap = None if request.is_eager else cap
-        delay = call.step(exc, True)
+    def _retrykit_decide(
+        self, policy: Policy, request: Any, exc: Exception, found: Classification | None
+    ) -> tuple[Call, float | None]:
+        call = self._retrykit_call(policy, request)
+        call.cap = None  # a long delay is waited in hops, never shortened
+        delay = call.step(exc, True, found)
         _drain(call)
         verdict = call.verdict
         if delay is None or verdict is None or verdict.strategy is None:
-            raise exc
-        if verdict.capped and not type(self)._retrykit_capped:
-            type(self)._retrykit_capped = True
-            warnings.warn(
-                f"retrykit: task {self.name} would wait longer than {cap:.0f}s between attempts; "
-                "capped below the broker's visibility/consumer timeout, so the message is not "
-                "delivered twice. Raise broker_transport_options['visibility_timeout'] to allow longer.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        meta = {
+            return call, None
+        return call, delay
+
+    def _retrykit_options(self, request: Any, call: Call, delay: float) -> tuple[float, dict[str, Any]]:
+        """The countdown and message options of the retry *delay* seconds from now."""
+        verdict = call.verdict
+        assert verdict is not None
+        assert verdict.strategy is not None
+        meta: dict[str, Any] = {
             "counts": {c.value: n for c, n in call.counts.items()},
             "previous": {c.value: d for c, d in call.previous.items()},
             "started": time.time() - (_scope.now() - call.start),
             "last": None if verdict.category is None else verdict.category.value,
         }
+        countdown = delay
+        hop = None if request.is_eager else self._retrykit_hop()
+        if hop is not None and delay > hop:
+            meta["due"] = time.time() + delay
+            countdown = hop
         options: dict[str, Any] = {"headers": {**(request.headers or {}), HEADER: meta}}
         if verdict.strategy.queue is not None:
             options["queue"] = verdict.strategy.queue
-        retry = self.retry(exc=exc, countdown=delay, throw=False, **options)
-        if guard is not None and request.id:
-            guard.end(request.id, request.retries)
+        return countdown, options
+
+    def _retrykit_fail(
+        self,
+        policy: Policy,
+        exc: Exception,
+        ledger: AttemptLedger | None,
+        found: Classification | None = None,
+    ) -> None:
+        """Decide about a failed attempt: raise the original exception, or publish the retry."""
+        request = self.request
+        call, delay = self._retrykit_decide(policy, request, exc, found)
+        if delay is None:
+            raise exc
+        countdown, options = self._retrykit_options(request, call, delay)
+        retry = celery.Task.retry(self, exc=exc, countdown=countdown, throw=False, **options)
+        if ledger is not None and request.id:
+            ledger.end(request.id, request.retries)
         raise retry
+
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: Exception | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """
+        The body's own ``self.retry()``, governed by the policy: it counts as a failed attempt
+        (classified from *exc*, or as a temporary failure without one), ends the task once the
+        policy's attempts are spent, and waits the policy's delay unless *countdown*/*eta* is given.
+        *max_retries* is ignored (the policy decides), with a warning.
+        """
+        request = self.request
+        if request.called_directly or self._retrykit_off:
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+        if max_retries is not None and not type(self)._retrykit_warned:
+            type(self)._retrykit_warned = True
+            _log.warning(
+                "retrykit: self.retry(max_retries=%s) in task %s is ignored: the retrykit policy "
+                "counts the attempts",
+                max_retries,
+                self.name,
+            )
+        outcome = exc if exc is not None else sys.exc_info()[1]
+        found = None
+        policy = self._policy()
+        if not isinstance(outcome, Exception) or isinstance(outcome, TaskPredicate):
+            outcome, found = RetryRequested("self.retry()"), _requested(policy)
+        call, delay = self._retrykit_decide(policy, request, outcome, found)
+        if delay is None:
+            if exc is not None:
+                request._retrykit_decided = exc  # decided here: __call__ re-raises it as it is
+                raise exc
+            raise self.MaxRetriesExceededError(
+                f"Can't retry {self.name}[{request.id}] args:{request.args} kwargs:{request.kwargs}",
+                task_args=request.args,
+                task_kwargs=request.kwargs,
+            )
+        given = countdown is not None or eta is not None
+        planned, message = self._retrykit_options(request, call, delay)
+        message.update(options)
+        if given:
+            return super().retry(args, kwargs, exc, throw, eta, countdown, **message)
+        return super().retry(args, kwargs, exc, throw, None, planned, **message)
+
+    # ------------------------------------------------------------------ in the worker's main process
+
+    def _retrykit_worker_lost(self, req: Any, exc_info: Any) -> bool:
+        """
+        The pool process running this attempt died (the request in the worker's main process):
+        count a failed attempt and publish the retry or record the failure, in place of Celery's
+        requeue (``reject_on_worker_lost``: a poison pill loops forever). False: not handled.
+        """
+        request = req._context
+        ledger = self._retrykit_ledger()
+        if ledger is not None and not ledger.claim_lost(req.id, request.retries):
+            if self.acks_late:  # the attempt finished (retry published or result stored) before the death
+                req.acknowledge()
+            return True
+        attempt = request.retries + 1
+        lost = AttemptLost(req.id, attempt)
+        try:
+            raise lost
+        except AttemptLost:
+            einfo = importlib.import_module("billiard.einfo").ExceptionInfo()
+        call, delay = self._retrykit_decide(self._policy(), request, lost, LOST)
+        if delay is not None:
+            countdown, options = self._retrykit_options(request, call, delay)
+            try:
+                self.signature_from_request(
+                    request, countdown=countdown, retries=request.retries + 1, **options
+                ).apply_async()
+            except Exception as err:
+                _log.error(
+                    "retrykit: cannot publish the retry of %s[%s] after its worker was lost: %r",
+                    self.name,
+                    req.id,
+                    err,
+                )
+                return False
+            if req.store_errors:
+                self.backend.mark_as_retry(req.id, lost, einfo.traceback, request=request)
+            if self.acks_late:
+                req.acknowledge()
+            req.send_event("task-retried", exception=repr(lost), traceback=einfo.traceback)
+            self.request_stack.push(request)
+            try:
+                self.on_retry(lost, req.id, req.args, req.kwargs, einfo)
+                signals.task_retry.send(
+                    sender=self,
+                    request=request,
+                    reason=celery.exceptions.Retry(exc=lost, when=countdown),
+                    einfo=einfo,
+                )
+            finally:
+                self.request_stack.pop()
+            _log.warning(
+                "retrykit: attempt %s of %s[%s] lost with its worker; retry in %.1fs",
+                attempt,
+                self.name,
+                req.id,
+                delay,
+            )
+            return True
+        self.backend.mark_as_failure(
+            req.id, lost, einfo.traceback, request=request, store_result=req.store_errors
+        )
+        if self.acks_late:
+            req.acknowledge()
+        self.request_stack.push(request)
+        try:
+            self.on_failure(lost, req.id, req.args, req.kwargs, einfo)
+            signals.task_failure.send(
+                sender=self,
+                task_id=req.id,
+                exception=lost,
+                args=req.args,
+                kwargs=req.kwargs,
+                traceback=einfo.traceback,
+                einfo=einfo,
+            )
+        finally:
+            self.request_stack.pop()
+        req.send_event("task-failed", exception=repr(lost), traceback=einfo.traceback)
+        _log.error("retrykit: %s; giving up", lost)
+        return True
 
 
 def _resolve_coroutine(value: Any) -> Any:
@@ -443,7 +704,8 @@ def task(
     (``bind=True``, ``name=``, ``queue=``...), on top of ``task_options(policy)``.
     ``async def`` functions work: each call runs on a fresh event loop.
     """
-    if callable(policy) and not isinstance(policy, (str, Policy)):
+    given: object = policy
+    if callable(given) and not isinstance(given, (str, Policy)):
         raise ConfigError(
             "policy",
             policy,
@@ -467,6 +729,7 @@ def task(
                 "it is already a Celery task (decorators in the wrong order)",
                 "use this decorator in place of @app.task, not on top of it",
             )
+        _check_bind(fn, merged)
         target = fn
         if inspect.iscoroutinefunction(fn):
 
@@ -479,6 +742,22 @@ def task(
         return app.task(**{"shared": False, **merged})(target)  # on this app only
 
     return decorator
+
+
+def _check_bind(fn: Callable[..., Any], options: dict[str, Any]) -> None:
+    """The seeds' ``def task(self, ...)`` without ``bind=True`` fails at ``.delay()``: say so now."""
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return
+    if params and params[0] == "self" and not options.get("bind"):
+        raise ConfigError(
+            "bind",
+            options.get("bind", False),
+            f"task function {getattr(fn, '__qualname__', fn)} takes self but the task is not bound "
+            "(Celery would pass your first argument as self)",
+            "add bind=True: @retrykit.adapters.celery.task(policy, app=app, bind=True)",
+        )
 
 
 def register_monitoring(
@@ -505,14 +784,17 @@ def register_monitoring(
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError(name, value, "must be a number of seconds > 0", f"pass e.g. {name}=300")
 
-    @app.task(name="retrykit.monitor_errors", ignore_result=False)
-    def monitor_errors() -> list[dict[str, Any]]:
+    def _monitor_errors() -> list[dict[str, Any]]:
         alerts = monitor(thresholds, on_alert, since=window)
         return [a.__dict__ for a in alerts]
 
-    @app.task(name="retrykit.cleanup_errors")
-    def cleanup_errors() -> int:
+    def _cleanup_errors() -> int:
         return cleanup_old_errors(cleanup_hours)
+
+    _monitor_errors.__name__ = _monitor_errors.__qualname__ = "monitor_errors"
+    _cleanup_errors.__name__ = _cleanup_errors.__qualname__ = "cleanup_errors"
+    monitor_errors = app.task(name="retrykit.monitor_errors", ignore_result=False)(_monitor_errors)
+    cleanup_errors = app.task(name="retrykit.cleanup_errors")(_cleanup_errors)
 
     beat = dict(app.conf.beat_schedule or {})
     beat["retrykit.monitor_errors"] = {"task": "retrykit.monitor_errors", "schedule": schedule(every)}

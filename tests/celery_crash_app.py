@@ -25,7 +25,7 @@ app.conf.update(
     app_options(),
     task_default_queue=os.environ.get("RK_QUEUE", "rk-crash"),
     broker_transport_options={
-        "visibility_timeout": 8,
+        "visibility_timeout": float(os.environ.get("RK_VT", "8")),
         "unacked_restore_interval": 1,
         "unacked_restore_throttle": 1,
     },
@@ -44,7 +44,14 @@ POLICY = Policy(
 )
 
 
-@task(POLICY, app=app, bind=True, name="rk_crash.job", retrykit_guard=os.environ.get("RK_GUARD") or None)
+@task(
+    POLICY,
+    app=app,
+    bind=True,
+    name="rk_crash.job",
+    retrykit_guard=os.environ.get("RK_GUARD") or None,
+    retrykit_lease=2.0,
+)
 def job(self: celery.Task, i: int) -> int:
     """Fails with a network error until attempt (i % 3) + 1, after 0.2 s of work per attempt."""
     _store.rpush(RUNS, f"{self.request.id}:{self.request.retries}")
@@ -54,14 +61,12 @@ def job(self: celery.Task, i: int) -> int:
     return i
 
 
-@task(
-    Policy(max_attempts=3),
-    app=app,
-    bind=True,
-    name="rk_crash.suicide",
-    retry_on_worker_lost=True,
-    default_retry_delay=0.1,
+LOST_POLICY = Policy(
+    strategies={ErrorCategory.SYSTEM_ERROR: Strategy.delay(0.2, max_retries=5)}, max_attempts=3
 )
+
+
+@task(LOST_POLICY, app=app, bind=True, name="rk_crash.suicide", retrykit_lease=2.0)
 def suicide(self: celery.Task) -> None:
     """Kills its own pool process on every attempt (the worker-lost path)."""
     _store.rpush(RUNS, f"{self.request.id}:{self.request.retries}")
@@ -77,3 +82,19 @@ async def async_job(self: celery.Task, x: int) -> int:
     if self.request.retries < 1:
         raise ConnectionResetError("async blip")
     return x * 3
+
+
+@task(
+    Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.delay(5.0, max_retries=1)}, max_attempts=2),
+    app=app,
+    bind=True,
+    name="rk_crash.long_wait",
+    retrykit_lease=2.0,
+)
+def long_wait(self: celery.Task, body: float) -> str:
+    """Fails attempt 1 with a network error (policy delay 5 s, longer than the visibility timeout)."""
+    _store.rpush(RUNS, f"{self.request.id}:{self.request.retries}")
+    time.sleep(body)
+    if self.request.retries == 0:
+        raise ConnectionResetError("first attempt")
+    return "ok"

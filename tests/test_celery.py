@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -401,30 +402,33 @@ def test_no_retry_is_published_past_expiry(broker: str) -> None:
     assert "FAILURE" == state
 
 
-def test_countdown_is_capped_below_the_visibility_timeout(events: Recorder) -> None:
-    """On Redis with visibility_timeout=3 a 12 s delay is capped (warned), and runs once."""
+def test_long_delays_are_waited_in_hops_not_shortened(events: Recorder) -> None:
+    """On Redis with visibility_timeout=3 a 5 s delay is waited in 1.5 s hops: not shortened, one body."""
     app = make_app("redis")
     app.conf.broker_transport_options = {"polling_interval": 0.01, "visibility_timeout": 3}
-    assert 2.7 == pytest.approx(max_countdown(app))
-    runs: list[tuple[int, bool]] = []
+    assert 1.5 == pytest.approx(max_countdown(app))
+    runs: list[tuple[int, float]] = []
 
-    @task(fast(2, delay=12), app=app, bind=True)
+    @task(fast(2, delay=5), app=app, bind=True)
     def flaky(self: Any) -> None:
-        runs.append((self.request.retries, bool((self.request.delivery_info or {}).get("redelivered"))))
+        runs.append((self.request.retries, time.monotonic()))
         raise ConnectionResetError
 
     rec = events
-    with pytest.warns(RuntimeWarning, match="capped"), worker(app):
+    with worker(app):
         outcome = wait(flaky.delay(), timeout=40)
     assert [0, 1] == [r[0] for r in runs]
+    assert runs[1][1] - runs[0][1] >= 5 - 0.6
     assert isinstance(outcome, ConnectionResetError)
-    assert [pytest.approx(2.7)] == rec.sleeps
+    assert [pytest.approx(5)] == rec.sleeps
 
 
 def test_max_countdown_per_broker() -> None:
     """The cap follows the broker: Redis visibility timeout, RabbitMQ consumer timeout, none in memory."""
-    assert 3240 == pytest.approx(max_countdown(celery.Celery(broker="redis://x")))
-    assert 1620 == pytest.approx(max_countdown(celery.Celery(broker="amqp://x")))
+    assert 1800 == pytest.approx(max_countdown(celery.Celery(broker="redis://x")))
+    assert 1800 == pytest.approx(max_countdown(celery.Celery(broker="sentinel://x")))
+    assert 900 == pytest.approx(max_countdown(celery.Celery(broker="sqs://x")))
+    assert 900 == pytest.approx(max_countdown(celery.Celery(broker="amqp://x")))
     assert max_countdown(celery.Celery(broker="memory://")) is None
 
 
@@ -627,3 +631,119 @@ def test_log_lines_carry_the_task_id(caplog: pytest.LogCaptureFixture) -> None:
     assert ["retry_scheduled", "gave_up"] == [line["event"] for line in lines]
     assert {result.id} == {line["task_id"] for line in lines}
     assert {flaky.name} == {line["operation"] for line in lines}
+
+
+# --------------------------------------------------------------------------- one authority (issue 13)
+
+
+def test_the_policy_governs_the_bodys_own_retry(broker: str) -> None:
+    """self.retry(exc=e, args=...) counts against max_attempts and waits the policy's delay, not 180 s."""
+    app = make_app(broker)
+    runs: list[tuple[int, int, float]] = []
+
+    @task(fast(3, delay=0.05), app=app, bind=True)
+    def seed(self: Any, n: int) -> None:
+        runs.append((n, self.request.retries, time.monotonic()))
+        try:
+            raise ConnectionResetError(f"try {n}")
+        except ConnectionResetError as e:
+            raise self.retry(exc=e, args=(n + 1,), max_retries=100) from e  # a computed limit is ignored
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("retrykit")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.WARNING  # the worker sets the root logger to ERROR
+    try:
+        with worker(app):
+            outcome = wait(seed.delay(0), timeout=20)
+    finally:
+        logger.removeHandler(handler)
+        logger.level = level
+    assert 1 == sum("is ignored" in line for line in seen)
+    assert [(0, 0), (1, 1), (2, 2)] == [r[:2] for r in runs]
+    assert all(b[2] - a[2] < 5 for a, b in itertools.pairwise(runs))
+    assert isinstance(outcome, ConnectionResetError)
+
+
+def test_app_wide_task_cls_and_dont_autoretry_for() -> None:
+    """Celery(task_cls=RetrykitTask) finalizes (celery.* builtins keep Celery's behaviour) and retries."""
+    app = make_app("memory")
+    app2 = celery.Celery("rkwide", broker="memory://", backend="cache+memory://", task_cls=RetrykitTask)
+    app2.conf.update(app.conf)
+    runs: list[int] = []
+
+    @app2.task(bind=True, retrykit_policy=fast(3), dont_autoretry_for=(ValueError,))
+    def flaky(self: Any) -> str:
+        runs.append(self.request.retries)
+        if self.request.retries < 2:
+            raise ConnectionResetError
+        return "ok"
+
+    app2.finalize()
+    assert not isinstance(app2.tasks["celery.chord_unlock"].max_retries, int)
+    with worker(app2):
+        assert "ok" == wait(flaky.delay())
+    assert [0, 1, 2] == runs
+
+    def job() -> None: ...
+
+    assert task("http", app=app, dont_autoretry_for=(ValueError,))(job).name
+
+
+def test_double_authorities_are_refused_at_registration() -> None:
+    """autoretry_for via register_task or a subclass, retry_on_worker_lost, a tenacity-wrapped body."""
+    tenacity = pytest.importorskip("tenacity")
+    app = make_app("memory")
+
+    class Inherits(RetrykitTask):  # type: ignore[misc]
+        name = "rk.inherits"
+        autoretry_for = (ConnectionError,)
+
+        def run(self) -> None: ...
+
+    with pytest.raises(ConfigError, match="two retry authorities"):
+        app.register_task(Inherits)
+
+    class Plain(RetrykitTask):  # type: ignore[misc]
+        name = "rk.plain"
+
+        def run(self) -> None: ...
+
+    with pytest.raises(ConfigError, match="autoretry_for"):
+        app.register_task(Plain(), autoretry_for=(ConnectionError,))
+
+    def job() -> None: ...
+
+    with pytest.raises(ConfigError, match="retry_on_worker_lost"):
+        task("http", app=app, retry_on_worker_lost=True)(job).name  # noqa: B018
+
+    @tenacity.retry(stop=tenacity.stop_after_attempt(3))
+    def wrapped() -> None: ...
+
+    with pytest.raises(ConfigError, match="tenacity"):
+        task("http", app=app)(wrapped).name  # noqa: B018
+
+    def seed(self: Any, order_id: int) -> None: ...  # seed 001: a self parameter, no bind=True
+
+    with pytest.raises(ConfigError, match="bind=True"):
+        task("tracking", app=app)(seed)
+
+
+def test_attempt_lost_round_trips_through_result_backends() -> None:
+    """AttemptLost survives pickle and the JSON result backend's exception encoding."""
+    import pickle
+
+    from celery.backends.base import BaseBackend
+    from retrykit.adapters.celery import AttemptLost
+
+    lost = AttemptLost("abc", 3)
+    again = pickle.loads(pickle.dumps(lost))
+    assert (again.task_id, again.attempt, str(again)) == ("abc", 3, str(lost))
+    for serializer in ("json", "pickle"):
+        backend = BaseBackend(celery.Celery(), serializer=serializer, accept=[serializer])
+        stored = backend.decode(backend.encode(backend.prepare_exception(lost)))
+        back = backend.exception_to_python(stored)
+        assert type(back) is AttemptLost
+        assert (back.task_id, back.attempt) == ("abc", 3)

@@ -1,0 +1,251 @@
+"""
+The attempt ledger of the Celery binding: each attempt ``(task id, request.retries)`` of a task
+runs its body at most once, and an attempt whose worker died is found and counted.
+
+Two Redis keys per attempt, hash-tagged by task id (Redis Cluster):
+
+* ``<prefix>:{id}:<retries>`` -- the attempt's state: ``running`` once a delivery started the
+  body, ``done`` once it finished (result stored, retry published, or the loss handled);
+* ``<prefix>:{id}:<retries>:lease`` -- present while the body runs: a short expiry that a thread
+  of the running process renews. A live lease means "still running somewhere" (a redelivery past
+  Redis' visibility timeout, for instance); ``running`` without a lease means "started, and its
+  process died".
+
+A delivery claims the attempt with one atomic script (``begin``): ``run`` (first delivery: run
+the body), ``done`` (skip it), ``busy`` (running elsewhere: come back later) or ``lost`` (started
+and died: the caller counts a failed attempt; the state turns ``done`` in the same step, so exactly
+one delivery sees ``lost``). The worker's main process, seeing its child die mid-body, claims the
+loss the same way (``claim_lost``). If Redis cannot be reached the ledger lets the attempt run
+(nothing is lost) and logs one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from retrykit._errors import ConfigError
+
+_log = logging.getLogger("retrykit")
+
+_BEGIN = """
+local s = redis.call('GET', KEYS[1])
+if not s then
+  redis.call('SET', KEYS[1], 'running', 'EX', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[1])
+  return 'run'
+end
+if s == 'running' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 'busy' end
+  redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+  return 'lost'
+end
+return 'done'
+"""
+
+_CLAIM_LOST = """
+local s = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[2])
+if s == 'done' then return 0 end
+redis.call('SET', KEYS[1], 'done', 'EX', ARGV[1])
+return 1
+"""
+
+_RENEW = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[2] then redis.call('PEXPIRE', key, ARGV[1]) end
+end
+return 0
+"""
+
+
+class AttemptLedger:
+    """The per-attempt ledger in Redis (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "retrykit:attempt",
+        ttl: float = 7 * 86400,
+        lease: float = 30.0,
+    ) -> None:
+        import redis
+
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                "retrykit_guard", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0"
+            )
+        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or lease < 0.3:
+            raise ConfigError("retrykit_lease", lease, "must be a number of seconds >= 0.3", "pass e.g. 30")
+        self.url = url
+        self.prefix = prefix
+        self.ttl = int(ttl)
+        self.lease = float(lease)
+        self.client = redis.Redis.from_url(
+            url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
+        )
+        self._errors = (redis.RedisError, OSError)
+        self._warned = False
+        self._begin = self.client.register_script(_BEGIN)
+        self._claim = self.client.register_script(_CLAIM_LOST)
+        self._renew = self.client.register_script(_RENEW)
+        self._token = ""
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._wake = threading.Event()
+
+    # ----------------------------------------------------------------- keys
+
+    def key(self, task_id: str, retries: int) -> str:
+        """The Redis key of one attempt's state."""
+        return f"{self.prefix}:{{{task_id}}}:{retries}"
+
+    def _keys(self, task_id: str, retries: int) -> list[str]:
+        key = self.key(task_id, retries)
+        return [key, key + ":lease"]
+
+    # ----------------------------------------------------------------- claims
+
+    def begin(self, task_id: str, retries: int) -> str:
+        """``"run"``, ``"done"``, ``"busy"`` or ``"lost"``; a ``"run"`` lease is renewed till ``stop``."""
+        self._ensure_renewer()
+        keys = self._keys(task_id, retries)
+        try:
+            status = str(self._begin(keys=keys, args=[int(self.lease * 1000), self.ttl, self._token]))
+        except self._errors as err:
+            self._warn(err)
+            return "run"
+        if status == "run":
+            with self._lock:
+                self._running[keys[1]] = self._running.get(keys[1], 0) + 1
+        return status
+
+    def stop(self, task_id: str, retries: int) -> None:
+        """The body returned: stop renewing its lease (it lapses unless ``end`` comes first)."""
+        lease = self._keys(task_id, retries)[1]
+        with self._lock:
+            left = self._running.get(lease, 0) - 1
+            if left > 0:
+                self._running[lease] = left
+            else:
+                self._running.pop(lease, None)
+
+    def end(self, task_id: str, retries: int) -> None:
+        """Mark the attempt finished."""
+        self.stop(task_id, retries)
+        state, lease = self._keys(task_id, retries)
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(state, "done", ex=self.ttl)
+                pipe.delete(lease)
+                pipe.execute()
+        except self._errors as err:
+            self._warn(err)
+
+    def release(self, task_id: str, retries: int) -> None:
+        """Forget the attempt (``Reject(requeue=True)``: the requeued delivery runs it afresh)."""
+        self.stop(task_id, retries)
+        try:
+            self.client.delete(*self._keys(task_id, retries))
+        except self._errors as err:
+            self._warn(err)
+
+    def claim_lost(self, task_id: str, retries: int) -> bool:
+        """The attempt's process died: True if the caller handles the loss (nobody finished it)."""
+        try:
+            return bool(self._claim(keys=self._keys(task_id, retries), args=[self.ttl]))
+        except self._errors as err:
+            self._warn(err)
+            return True
+
+    def lease_left(self, task_id: str, retries: int) -> float:
+        """Seconds until the running attempt's lease lapses if not renewed (0 if none)."""
+        try:
+            left = int(self.client.pttl(self._keys(task_id, retries)[1]))
+        except self._errors as err:
+            self._warn(err)
+            return 0.0
+        return max(0.0, left / 1000.0)
+
+    # ----------------------------------------------------------------- the renewer
+
+    def _ensure_renewer(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with _ledgers_lock:
+            if self._pid == pid:
+                return
+            self._pid = pid  # a forked pool child starts its own thread, and forgets the parent's leases
+            self._running = {}
+            self._token = f"{os.uname().nodename}:{pid}:{id(self):x}"
+            thread = threading.Thread(target=self._renew_forever, name="retrykit-lease", daemon=True)
+            thread.start()
+
+    def _renew_forever(self) -> None:
+        pid = os.getpid()
+        every = self.lease / 3.0
+        while self._pid == pid:
+            self._wake.wait(every)
+            with self._lock:
+                keys = list(self._running)
+            if not keys:
+                continue
+            try:
+                self._renew(keys=keys, args=[int(self.lease * 1000), self._token])
+            except self._errors as err:
+                self._warn(err)
+            except Exception:  # pragma: no cover - never let the renewer die
+                _log.exception("retrykit: renewing attempt leases failed")
+
+    def _warn(self, err: BaseException) -> None:
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "retrykit: the attempt ledger cannot reach Redis at %s (%s); attempts run unguarded",
+                self.url,
+                err,
+            )
+
+
+_ledgers: dict[tuple[str, float], AttemptLedger] = {}
+_ledgers_lock = threading.Lock()
+
+
+def _after_fork() -> None:  # pragma: no cover - runs in pool children
+    global _ledgers_lock
+    _ledgers_lock = threading.Lock()
+    for ledger in _ledgers.values():
+        ledger._lock = threading.Lock()
+        ledger._wake = threading.Event()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def ledger_for(url: str, lease: float = 30.0) -> AttemptLedger:
+    """The process-wide ledger for *url* (one client and one renewer thread per URL and lease)."""
+    key = (url, float(lease))
+    ledger = _ledgers.get(key)
+    if ledger is None:
+        with _ledgers_lock:
+            ledger = _ledgers.get(key)
+            if ledger is None:
+                ledger = _ledgers[key] = AttemptLedger(url, lease=lease)
+    return ledger
+
+
+def redis_url_of(value: Any) -> str | None:
+    """*value* if it is a Redis URL Celery uses (broker or result backend), else None."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    if not isinstance(value, str):
+        return None
+    if value.startswith(("redis://", "rediss://", "unix://")):
+        return value.split(";")[0]
+    return None

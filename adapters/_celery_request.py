@@ -1,0 +1,42 @@
+"""
+The worker-side request of a task with a retrykit policy (``RetrykitTask.Request``), loaded by
+the worker only: when the pool process running an attempt dies, the worker's main process counts
+the attempt as failed and lets the policy decide (retry through the broker, or FAILURE with
+``AttemptLost``), instead of Celery's requeue of the same attempt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.exceptions import WorkerLostError
+from celery.worker.request import ExceptionWithTraceback, Request
+from celery.worker.state import task_ready
+
+
+class RetrykitRequest(Request):  # type: ignore[misc]
+    """A Celery request whose lost attempts count against the task's retrykit policy."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        task = self.task
+        handler = getattr(task, "_retrykit_worker_lost", None)
+        if (
+            handler is not None
+            and not getattr(task, "_retrykit_off", True)
+            and self._lost(exc)
+            and not self._success_was_stored()
+            and handler(self, exc_info)
+        ):
+            task_ready(self)
+            return None
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def _lost(self, exc: BaseException) -> bool:
+        if isinstance(exc, WorkerLostError):
+            return True
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            return not (self._already_cancelled or self._already_revoked)
+        return False

@@ -14,6 +14,7 @@ from retrykit._loop import Call, first_success
 from retrykit._policy import Policy
 from retrykit._results import judge_result
 
+from ._authorities import outer_retrier, warn_once
 from ._source import PolicySource
 
 T = TypeVar("T")
@@ -80,6 +81,10 @@ def new_call(
     """
     if policy.deadline is None:
         start = _scope.virtual(start)
+    outer = outer_retrier(3) if scope[2] is None else None
+    if outer is not None:  # another library retries this call: one attempt here (one layer)
+        warn_once(operation, outer)
+        scope = (scope[0], scope[1], outer)
     call = Call(policy, operation, start, scope)
     call.extras = extras
     return call

@@ -62,6 +62,9 @@ def wrap(
     @functools.wraps(fn)
     async def retrying(*args: Any, **kwargs: Any) -> T:
         policy = current()
+        guard = policy.guard
+        if guard is not None:  # overload protection: an open breaker refuses the call here
+            guard.admit(operation, var.get())
         start = now()
         scope = open_scope(policy, start)
         token = var.set(scope)
@@ -83,6 +86,8 @@ def wrap(
                 judge = policy.classify_result
                 found = None if judge is None else judge_result(judge, result)
                 if found is None and (extras is None or extras.retry is None):
+                    if guard is not None:
+                        guard.succeeded(None)
                     if policy.on_success is not None:
                         pending = first_success(policy, operation, now() - start)
                         if pending is not None:

@@ -84,6 +84,9 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
     @functools.wraps(fn)
     def retrying(*args: Any, **kwargs: Any) -> T:
         policy = current()
+        guard = policy.guard
+        if guard is not None:  # overload protection: an open breaker refuses the call here
+            guard.admit(operation, var.get())
         start = now()
         scope = open_scope(policy, start)
         token = var.set(scope)
@@ -100,6 +103,8 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
                 judge = policy.classify_result
                 found = None if judge is None else judge_result(judge, result)
                 if found is None and (extras is None or extras.retry is None):
+                    if guard is not None:
+                        guard.succeeded(None)
                     if policy.on_success is not None:
                         first_success(policy, operation, now() - start)
                     stats.last = _FIRST_TRY
@@ -233,6 +238,9 @@ class BlockRun:
         call = self.call
         if self.number and call is not None and not call.begin():
             return None
+        guard = self.policy.guard
+        if guard is not None and not self.number:  # overload protection: the first attempt
+            guard.admit(self.operation, _scope._SCOPE.get())
         self.number += 1
         self.entered = False
         return Attempt(self, self.number)
@@ -279,6 +287,8 @@ class BlockRun:
             if self.call is not None and self.number > 1:
                 self.call.step(None, False)
                 self.stats.end(self.call, "returned")
+            elif self.policy.guard is not None:
+                self.policy.guard.succeeded(self.call)
             return False
         if not isinstance(exc, Exception):
             return False

@@ -300,6 +300,16 @@ class BudgetState:
                 self.refused += 1
             return allowed
 
+    def charge(self, now: float, cost: int) -> None:
+        """Record a retry another store allowed (Redis), so a fallback starts from the truth."""
+        with self.lock:
+            if self.budget.shape == "ratio":
+                self.slots.add(now, 1, 1)
+            elif self.budget.shape == "quota":
+                self.tokens = max(0.0, self.tokens - cost)
+            else:
+                self.slots.add(now, 0, 1)
+
     def snapshot(self, now: float) -> dict[str, Any]:
         budget = self.budget
         with self.lock:

@@ -302,6 +302,8 @@ class RedisOverloadStore:
             except self._errors as err:
                 self._failed(err)
             else:
+                if allowed:  # the fallback knows what the fleet let this process spend
+                    self.local.budget(budget).charge(budget.clock(), cost)
                 return allowed
         self.fallbacks += 1
         return self.local.withdraw(budget, cost, roll)
@@ -460,6 +462,11 @@ class RedisOverloadStore:
         return True
 
     def _run(self) -> None:
+        try:  # connect and load the scripts here, not in a caller's first retry
+            self.client.script_load(_BUDGET)
+            self.client.script_load(_BREAKER)
+        except self._errors as err:
+            self._failed(err)
         while not self._stop.wait(self.flush_interval):
             try:
                 if self.down:

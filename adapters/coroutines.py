@@ -63,6 +63,9 @@ def wrap(
     @functools.wraps(fn)
     async def retrying(*args: Any, **kwargs: Any) -> T:
         policy = fixed or current()
+        guard = policy.guard
+        if guard is not None:  # overload protection: an open breaker refuses the call here
+            guard.admit(operation, var.get())
         start, scope = begin(policy)
         token = var.set(scope)
         try:
@@ -83,6 +86,8 @@ def wrap(
                 judge = policy.classify_result
                 found = None if judge is None else judge_result(judge, result)
                 if found is None and plain:
+                    if guard is not None:
+                        guard.succeeded(None)
                     if policy.on_success is not None:
                         pending = succeeded_at_once(policy, operation, start)
                         if pending is not None:

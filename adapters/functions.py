@@ -107,6 +107,9 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
     @functools.wraps(fn)
     def retrying(*args: Any, **kwargs: Any) -> T:
         policy = fixed or current()
+        guard = policy.guard
+        if guard is not None:  # overload protection: an open breaker refuses the call here
+            guard.admit(operation, var.get())
         start, scope = begin(policy)
         token = var.set(scope)
         try:
@@ -122,6 +125,8 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
                 judge = policy.classify_result
                 found = None if judge is None else judge_result(judge, result)
                 if found is None and plain:
+                    if guard is not None:
+                        guard.succeeded(None)
                     if policy.on_success is not None:
                         succeeded_at_once(policy, operation, start)
                     stats.last = _FIRST_TRY
@@ -247,6 +252,9 @@ class BlockRun:
         call = self.call
         if self.number and call is not None and not call.begin():
             return None
+        guard = self.policy.guard
+        if guard is not None and not self.number:  # overload protection: the first attempt
+            guard.admit(self.operation, _scope._SCOPE.get())
         self.number += 1
         self.entered = False
         return Attempt(self, self.number)
@@ -293,6 +301,8 @@ class BlockRun:
             if self.call is not None and self.number > 1:
                 self.call.step(None, False)
                 self.stats.end(self.call, "returned")
+            elif self.policy.guard is not None:
+                self.policy.guard.succeeded(self.call)
             return False
         if not isinstance(exc, Exception):
             return False

@@ -19,6 +19,8 @@ if not os.path.isdir(os.path.join(__path__[0], "adapters")) and os.path.isfile(
 
 from . import _config, _errors, _events, _logging, _stats
 from ._analysis import analyze
+from ._breaker import CircuitBreaker, CircuitOpen
+from ._budget import RetryBudget
 from ._classify import Classification, Classifier, ErrorCategory, Rule
 from ._config import classify, configure, configure_from_env, configure_from_settings, explain
 from ._errors import ConfigError
@@ -38,6 +40,8 @@ from .adapters import attempts, retry
 
 __all__ = [
     "AttemptFailed",
+    "CircuitBreaker",
+    "CircuitOpen",
     "Classification",
     "Classifier",
     "ConfigError",
@@ -46,6 +50,7 @@ __all__ = [
     "GaveUp",
     "Jitter",
     "Policy",
+    "RetryBudget",
     "RetryScheduled",
     "Rule",
     "RuleFailed",

@@ -215,6 +215,13 @@ def _with_suggestions(a: Analysis, total: Counter[str]) -> Analysis:
                 f"{top} accounts for {figures.retries} of {a.retries} retries "
                 f"({figures.retries / a.retries:.0%}): look for a retry loop or a failing dependency there."
             )
+    exhausted = a.give_up_reasons.get("budget_exhausted", 0)
+    if a.gave_up >= MIN_SAMPLES and exhausted / a.gave_up > 0.2:
+        tips.append(
+            f"{exhausted} of {a.gave_up} give-ups were refused by the retry budget: the dependency is "
+            "failing for everyone; alert on it, add a circuit breaker, or (if the failures are "
+            "isolated) raise the budget's ratio."
+        )
     deadline = a.give_up_reasons.get("deadline", 0) + a.give_up_reasons.get("retry_after_exceeds_deadline", 0)
     if a.gave_up >= MIN_SAMPLES and deadline / a.gave_up > 0.5:
         tips.append(

@@ -115,7 +115,12 @@ def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
         "deadline": policy.deadline,
         "attempt_timeout": policy.attempt_timeout,
     }
+    overload = policy.guard.describe() if policy.guard is not None else []
     if as_json:
+        header["overload"] = {
+            "budget": None if policy.budget is None else policy.budget.describe(),
+            "breaker": None if policy.breaker is None else policy.breaker.describe(),
+        }
         json.dump({**header, "categories": rows}, out, indent=2)
         out.write("\n")
         return 0
@@ -123,7 +128,7 @@ def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
         ", ".join(
             f"{k} {fmt_seconds(v) if k != 'max_attempts' else v}"
             for k, v in header.items()
-            if k != "policy" and v is not None
+            if k not in ("policy", "overload") and v is not None
         )
         or "no whole-call limits"
     )
@@ -141,6 +146,8 @@ def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
         retries_text = "-" if row["max_retries"] is None else str(row["max_retries"])
         print(f"  {name:<16} {row['decision']:<19} {retries_text:>7}  {delays}", file=out)
     print("  jitter ranges are shown as low-high; a server's Retry-After replaces the delay", file=out)
+    for line in overload or ["no retry budget, no circuit breaker"]:
+        print(f"  overload: {line}", file=out)
     return 0
 
 

@@ -118,6 +118,7 @@ class CallState:
         "extras",
         "idle",
         "operation",
+        "overload",
         "policy",
         "previous",
         "scope",
@@ -141,6 +142,8 @@ class CallState:
         self.extras: Extras | None = None
         self.tenacity_state: tenacity.RetryCallState | None = None
         """The whole call as tenacity sees it, for composed tenacity objects (built when needed)."""
+        self.overload: list[Any] | None = None
+        """What the policy's guard (budget, breaker) settled for the last failed attempt."""
 
     def commit(self, verdict: Verdict) -> None:
         """Count a retry the loop acted on."""
@@ -300,6 +303,9 @@ def decide(
     verdict.reason = _stop_reason(call, verdict, outcome, failed, now)
     if verdict.reason is None:
         _schedule(call, verdict, outcome, failed, now)
+    guard = policy.guard  # overload protection: breaker counts, pushback, budget charged now
+    if guard is not None:
+        verdict.reason = guard.settle(call, verdict, outcome, failed)
     if verdict.reason is not None:
         verdict.action = GIVE_UP
         verdict.delay = 0.0

@@ -49,6 +49,12 @@ class StopReason(str, Enum):
     """A tenacity ``stop`` given to the decorator, or composed into tenacity's loop, said stop."""
     RETRY_CONDITION = "retry_condition"
     """A tenacity ``retry`` given to the decorator, or composed into tenacity's loop, said no."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """The policy's retry budget refused the retry (overload protection)."""
+    CIRCUIT_OPEN = "circuit_open"
+    """The policy's circuit breaker is open: the call fails fast (``retrykit.CircuitOpen``)."""
+    PUSHBACK = "pushback"
+    """The server said do not retry (a negative ``grpc-retry-pushback-ms``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,9 @@ _REASON_TEXT = {
     StopReason.NOT_IDEMPOTENT: "the request may have been applied and is not idempotent",
     StopReason.STOP_CONDITION: "a tenacity stop condition was met",
     StopReason.RETRY_CONDITION: "a tenacity retry condition declined it",
+    StopReason.BUDGET_EXHAUSTED: "the retry budget is exhausted (overload protection)",
+    StopReason.CIRCUIT_OPEN: "the circuit breaker is open (overload protection)",
+    StopReason.PUSHBACK: "the server said not to retry (pushback)",
 }
 
 
@@ -97,6 +100,8 @@ class Call(CallState):
         if verdict.action == PASS:
             if not failed and self.attempt > 1:
                 self.succeeded(now)
+            elif not failed and self.policy.guard is not None:
+                self.policy.guard.succeeded(self)
             return None
         self.judged(verdict)
         self._failed(verdict, outcome, failed, now)
@@ -147,6 +152,10 @@ class Call(CallState):
         deadline = self.deadline
         if deadline is not None and now >= deadline:
             self.give_up(StopReason.DEADLINE)
+            return False
+        guard = self.policy.guard
+        if guard is not None and not guard.readmit():  # the breaker opened while we waited
+            self.give_up(StopReason.CIRCUIT_OPEN)
             return False
         self.attempt += 1
         self.attempt_start = now
@@ -252,6 +261,9 @@ class Call(CallState):
 
     def succeeded(self, now: float) -> None:
         """The call succeeded on attempt ``self.attempt`` (> 1): ``Succeeded``, ``on_success``."""
+        guard = self.policy.guard
+        if guard is not None:
+            guard.succeeded(self)
         last = self.verdict
         event = _events.Succeeded(
             self.operation, self.attempt, now - self.start, None if last is None else last.category

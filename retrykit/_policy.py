@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 
 from . import _config, _loop
+from ._breaker import CircuitBreaker
+from ._budget import RetryBudget
 from ._classify import Classifier, ErrorCategory
 from ._errors import ConfigError, seconds, whole
+from ._overload import Guard, guard_of
 from ._results import BUILTIN_RESULT_RULES, ResultRule
 from ._strategy import Decision, Jitter, Strategy
 
@@ -125,6 +128,10 @@ class Policy:
     request the server may already have applied is safe. *clamp_retry_after*: a server's
     Retry-After longer than the category's ``max_delay`` is waited for ``max_delay`` instead of
     giving up (``StopReason.RETRY_AFTER_TOO_LONG``).
+
+    *budget* (a ``RetryBudget``, a downstream's name, or a mapping of its settings) limits the
+    retries every operation calling that downstream may add; *breaker* (a ``CircuitBreaker``,
+    a name, or settings) fails calls fast while the downstream is down. See "Overload protection".
     """
 
     strategies: Mapping[ErrorCategory, Strategy] = field(default_factory=lambda: _BUILTIN_DEFAULT)
@@ -139,6 +146,9 @@ class Policy:
     classify_result: ResultRule | None = None
     idempotent: bool = False
     clamp_retry_after: bool = False
+    budget: RetryBudget | None = None
+    breaker: CircuitBreaker | None = None
+    guard: Guard | None = field(init=False, repr=False, compare=False)
     retry: PolicyRetry = field(init=False, repr=False, compare=False)
     wait: PolicyWait = field(init=False, repr=False, compare=False)
     stop: PolicyStop = field(init=False, repr=False, compare=False)
@@ -199,6 +209,9 @@ class Policy:
         for flag in ("idempotent", "clamp_retry_after"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(flag, getattr(self, flag), "must be True or False", f"pass {flag}=True")
+        set_(self, "budget", RetryBudget.parse(self.budget))
+        set_(self, "breaker", CircuitBreaker.parse(self.breaker))
+        set_(self, "guard", guard_of(self.budget, self.breaker))
         set_(self, "retry", PolicyRetry(self))
         set_(self, "wait", PolicyWait(self))
         set_(self, "stop", PolicyStop(self))

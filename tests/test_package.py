@@ -13,6 +13,8 @@ from retrykit import _cli
 
 PUBLIC = [
     "AttemptFailed",
+    "CircuitBreaker",
+    "CircuitOpen",
     "Classification",
     "Classifier",
     "ConfigError",
@@ -21,6 +23,7 @@ PUBLIC = [
     "GaveUp",
     "Jitter",
     "Policy",
+    "RetryBudget",
     "RetryScheduled",
     "Rule",
     "RuleFailed",

@@ -1,0 +1,238 @@
+"""
+A circuit breaker fed by classification: it counts only failures that say the dependency is
+unhealthy (network, system and temporary errors by default; never data or permanent errors,
+which prove the dependency answered), over a rolling window with a minimum throughput.
+
+Closed: calls go through; once ``min_throughput`` outcomes in ``window`` seconds have a
+failure ratio >= ``failure_ratio`` it opens. Open: calls fail fast with ``CircuitOpen`` for
+``open_for`` seconds. Half-open: ``probes`` calls go through; a probe that succeeds closes it,
+one that fails opens it again (a probe that never reports is replaced after ``open_for``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._budget import Slots
+from ._classify import ErrorCategory
+from ._errors import ConfigError, seconds
+
+CLOSED, OPEN, HALF_OPEN = 0, 1, 2
+STATE_NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half_open"}
+DEFAULT_COUNTED = frozenset(
+    {ErrorCategory.NETWORK_ERROR, ErrorCategory.SYSTEM_ERROR, ErrorCategory.TEMPORARY_ERROR}
+)
+NEVER_COUNTED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERROR})
+
+
+class CircuitOpen(Exception):
+    """A call refused without being attempted: the circuit breaker *key* is open for *remaining* s."""
+
+    def __init__(self, key: str, remaining: float) -> None:
+        super().__init__(key, remaining)
+        self.key = key
+        self.remaining = remaining
+        self.retry_after = remaining
+
+    def __str__(self) -> str:
+        return f"circuit breaker {self.key!r} is open; calls fail fast for another {self.remaining:.3g}s"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CircuitOpen, (self.key, self.remaining))
+
+
+class CircuitBreaker:
+    """
+    A circuit breaker for the downstream named *key*; pass it as ``Policy(breaker=...)``.
+    Breakers with the same key and store share one state.
+    """
+
+    __slots__ = (
+        "clock",
+        "counted",
+        "failure_ratio",
+        "key",
+        "min_throughput",
+        "open_for",
+        "probes",
+        "store",
+        "window",
+    )
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        failure_ratio: float = 0.5,
+        min_throughput: int = 20,
+        window: float = 30.0,
+        open_for: float = 5.0,
+        probes: int = 1,
+        counted: Iterable[Any] | None = None,
+        store: Any = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(key, str) or not key:
+            raise ConfigError(
+                "key", key, "must be a non-empty str", "name the downstream, e.g. 'payments-api'"
+            )
+        if (
+            isinstance(failure_ratio, bool)
+            or not isinstance(failure_ratio, (int, float))
+            or not 0 < failure_ratio <= 1
+        ):
+            raise ConfigError(
+                "failure_ratio", failure_ratio, "must be in (0, 1]", "pass e.g. failure_ratio=0.5"
+            )
+        for name, value in (("min_throughput", min_throughput), ("probes", probes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(name, value, "must be a whole number >= 1", f"pass e.g. {name}=1")
+        chosen = (
+            DEFAULT_COUNTED
+            if counted is None
+            else frozenset(ErrorCategory.parse(c, "counted") for c in counted)
+        )
+        never = chosen & NEVER_COUNTED
+        if never:
+            raise ConfigError(
+                "counted",
+                sorted(c.value for c in never),
+                "data and permanent errors prove the dependency answered: they never count",
+                "count network_error, system_error, temporary_error or api_rate_limit",
+            )
+        self.key = key
+        self.failure_ratio = float(failure_ratio)
+        self.min_throughput = min_throughput
+        self.window = seconds("window", window, positive=True)
+        self.open_for = seconds("open_for", open_for, positive=True)
+        self.probes = probes
+        self.counted = chosen
+        self.store = store
+        self.clock = clock or time.monotonic
+
+    @classmethod
+    def parse(cls, value: Any, argument: str = "breaker") -> CircuitBreaker | None:
+        """A breaker from a ``CircuitBreaker``, a key (default settings) or a mapping of settings."""
+        if value is None or isinstance(value, CircuitBreaker):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict):
+            settings = dict(value)
+            key = settings.pop("key", None)
+            try:
+                return cls(key, **settings)
+            except TypeError as err:
+                raise ConfigError(
+                    argument, value, f"has an unknown setting ({err})", "see CircuitBreaker's arguments"
+                ) from None
+        raise ConfigError(
+            argument, value, "must be a CircuitBreaker, a key or a mapping", "pass CircuitBreaker('payments')"
+        )
+
+    def _store(self) -> Any:
+        if self.store is not None:
+            return self.store
+        from ._budget import default_store
+
+        return default_store()
+
+    def allow(self) -> float:
+        """0.0 if a call may go ahead now (taking a probe when half-open), else the seconds left open."""
+        return float(self._store().allow(self))
+
+    def record(self, successes: int, failures: int) -> None:
+        """Count outcomes: *failures* of counted categories, *successes* (anything else answered)."""
+        self._store().record(self, successes, failures)
+
+    def counts(self, category: ErrorCategory | None) -> bool:
+        """Whether a failure of *category* counts as a failure (None: a success)."""
+        return category is not None and category in self.counted
+
+    def state(self) -> dict[str, Any]:
+        """The breaker's state now (``state``, ``remaining``, window counts), from its store."""
+        return {"key": self.key, **self._store().breaker_state(self)}
+
+    def describe(self) -> str:
+        """One line for ``retrykit explain``."""
+        counted = ", ".join(sorted(c.value for c in self.counted))
+        return (
+            f"circuit breaker {self.key!r}: opens at {self.failure_ratio:.0%} failures of >= "
+            f"{self.min_throughput} calls in {self.window:g}s ({counted}), open {self.open_for:g}s, "
+            f"{self.probes} probe{'s' if self.probes != 1 else ''}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.key!r}>"
+
+
+class BreakerState:
+    """One breaker's state in this process (the in-memory store, and Redis's local fallback)."""
+
+    __slots__ = ("breaker", "lock", "probes_left", "rejected", "slots", "state", "until")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+        self.slots = Slots(breaker.window)  # (successes, failures)
+        self.state = CLOSED
+        self.until = 0.0
+        self.probes_left = 0
+        self.rejected = 0
+        self.lock = threading.Lock()
+
+    def allow(self, now: float) -> float:
+        breaker = self.breaker
+        with self.lock:
+            if self.state == CLOSED:
+                return 0.0
+            if now >= self.until:  # open period over, or the probes never reported: new probes
+                self.state = HALF_OPEN
+                self.until = now + breaker.open_for
+                self.probes_left = breaker.probes
+            if self.state == HALF_OPEN and self.probes_left > 0:
+                self.probes_left -= 1
+                return 0.0
+            self.rejected += 1
+            return max(self.until - now, 1e-3)
+
+    def peek(self, now: float) -> float:
+        """Seconds the breaker stays open (0: closed, or probes may start); takes nothing."""
+        return max(0.0, self.until - now) if self.state == OPEN else 0.0
+
+    def record(self, now: float, successes: int, failures: int) -> None:
+        breaker = self.breaker
+        with self.lock:
+            if self.state == OPEN:
+                return  # late outcomes of calls started before it opened
+            if self.state == HALF_OPEN:
+                if failures:
+                    self.state, self.until = OPEN, now + breaker.open_for
+                elif successes:
+                    self.state = CLOSED
+                    self.slots.clear()
+                return
+            if successes:
+                self.slots.add(now, 0, successes)
+            if failures:
+                self.slots.add(now, 1, failures)
+                ok, failed = self.slots.sums(now)
+                total = ok + failed
+                if total >= breaker.min_throughput and failed / total >= breaker.failure_ratio:
+                    self.state, self.until = OPEN, now + breaker.open_for
+                    self.slots.clear()
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        with self.lock:
+            ok, failed = self.slots.sums(now)
+            state = self.state
+            remaining = max(0.0, self.until - now) if state != CLOSED else 0.0
+            return {
+                "state": STATE_NAMES[state],
+                "remaining": remaining,
+                "successes": ok,
+                "failures": failed,
+                "rejected": self.rejected,
+            }

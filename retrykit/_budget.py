@@ -1,0 +1,386 @@
+"""
+Retry budgets: how many retries a downstream (a service, an endpoint, a tenant) may receive.
+
+A budget is keyed by a name, so one budget covers every operation that calls that downstream,
+and it is charged when a retry is *decided* (a retry waiting in its backoff already counts: the
+Envoy #30205 pitfall). Three shapes, after the anchors in peers-resilience.md:
+
+- ``ratio`` (Finagle/Linkerd): retries within ``window`` seconds may be at most ``ratio`` of the
+  calls made in it, plus ``min_per_second`` x ``window`` retries that are always allowed.
+- ``quota`` (AWS SDK standard mode): a bucket of ``capacity`` tokens; a retry costs its
+  category's cost (timeouts and connection errors 10, others 5), a first-try success refunds 1,
+  a success after retries refunds what its last retry cost.
+- ``adaptive`` (Google SRE client-side throttling): a retry is refused with probability
+  ``max(0, (requests - k * accepts) / (requests + 1))`` over the last ``window`` seconds.
+
+Data and permanent failures never charge a budget. The state lives in a store: this process's
+memory (the default) or Redis (``retrykit.overload.RedisOverloadStore``), shared by a fleet.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from ._classify import ErrorCategory
+from ._errors import ConfigError, seconds
+
+SHAPES = ("ratio", "quota", "adaptive")
+NEVER_CHARGED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERROR})
+DEFAULT_COSTS: Mapping[ErrorCategory, int] = {
+    ErrorCategory.NETWORK_ERROR: 10,
+    ErrorCategory.API_RATE_LIMIT: 5,
+    ErrorCategory.SYSTEM_ERROR: 5,
+    ErrorCategory.TEMPORARY_ERROR: 5,
+}
+SLOTS = 10
+"""Rolling windows are kept in this many buckets."""
+
+
+class BudgetStore(Protocol):
+    """Where budget state lives: ``MemoryOverloadStore`` or ``RedisOverloadStore``."""
+
+    def deposit(self, budget: RetryBudget, requests: int, accepts: int, refund: int) -> None: ...
+
+    def withdraw(self, budget: RetryBudget, cost: int, roll: float) -> bool: ...
+
+    def budget_state(self, budget: RetryBudget) -> dict[str, Any]: ...
+
+
+def _number(argument: str, value: Any, *, minimum: float = 0.0, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(argument, value, "must be a number", f"pass e.g. {argument}=0.1")
+    if value < minimum or (positive and value <= 0) or math.isinf(value):
+        bound = "greater than 0" if positive else f"{minimum:g} or more"
+        raise ConfigError(argument, value, f"must be finite and {bound}", f"pass {argument} {bound}")
+    return float(value)
+
+
+class RetryBudget:
+    """
+    A retry budget for the downstream named *key*: ``RetryBudget(key, ratio=0.1)`` (the ratio
+    shape), ``RetryBudget.quota(key)`` or ``RetryBudget.adaptive(key)``; pass it as
+    ``Policy(budget=...)``. Budgets with the same key and store share one state.
+    """
+
+    __slots__ = (
+        "capacity",
+        "clock",
+        "costs",
+        "k",
+        "key",
+        "min_per_second",
+        "ratio",
+        "rng",
+        "shape",
+        "store",
+        "window",
+    )
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        shape: str = "ratio",
+        ratio: float = 0.1,
+        min_per_second: float = 10.0,
+        window: float | None = None,
+        capacity: int = 500,
+        costs: Mapping[Any, int] | None = None,
+        k: float = 2.0,
+        store: Any = None,
+        clock: Callable[[], float] | None = None,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(key, str) or not key:
+            raise ConfigError(
+                "key", key, "must be a non-empty str", "name the downstream, e.g. 'payments-api'"
+            )
+        if shape not in SHAPES:
+            raise ConfigError("shape", shape, "is not a budget shape", f"use one of: {', '.join(SHAPES)}")
+        self.key = key
+        self.shape = shape
+        self.ratio = _number("ratio", ratio)
+        self.min_per_second = _number("min_per_second", min_per_second)
+        default_window = 120.0 if shape == "adaptive" else 10.0
+        self.window = seconds("window", default_window if window is None else window, positive=True)
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ConfigError("capacity", capacity, "must be a whole number >= 1", "pass e.g. capacity=500")
+        self.capacity = capacity
+        merged = dict(DEFAULT_COSTS)
+        for category, cost in (costs or {}).items():
+            parsed = ErrorCategory.parse(category, "costs")
+            if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
+                raise ConfigError(
+                    f"costs[{parsed.value!r}]", cost, "must be a whole number >= 0", "pass e.g. 5"
+                )
+            merged[parsed] = cost
+        self.costs: Mapping[ErrorCategory, int] = merged
+        self.k = _number("k", k, minimum=1.0)
+        self.store = store
+        self.clock = clock or time.monotonic
+        self.rng = rng or random.random
+
+    # ------------------------------------------------------------------ the three shapes
+
+    @classmethod
+    def quota(
+        cls, key: str, capacity: int = 500, *, costs: Mapping[Any, int] | None = None, **kw: Any
+    ) -> RetryBudget:
+        """AWS's shape: *capacity* tokens, a cost per category, refunds on success."""
+        return cls(key, shape="quota", capacity=capacity, costs=costs, **kw)
+
+    @classmethod
+    def adaptive(cls, key: str, k: float = 2.0, *, window: float = 120.0, **kw: Any) -> RetryBudget:
+        """SRE client-side throttling: refuse with probability max(0, (req - k*acc) / (req + 1))."""
+        return cls(key, shape="adaptive", k=k, window=window, **kw)
+
+    @classmethod
+    def parse(cls, value: Any, argument: str = "budget") -> RetryBudget | None:
+        """A budget from a ``RetryBudget``, a key (a default ratio budget) or a mapping of settings."""
+        if value is None or isinstance(value, RetryBudget):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, Mapping):
+            settings = dict(value)
+            key = settings.pop("key", None)
+            try:
+                return cls(key, **settings)
+            except TypeError as err:
+                raise ConfigError(
+                    argument, value, f"has an unknown setting ({err})", "see RetryBudget's arguments"
+                ) from None
+        raise ConfigError(
+            argument,
+            value,
+            "must be a RetryBudget, a key or a mapping",
+            "pass e.g. RetryBudget('payments', ratio=0.1)",
+        )
+
+    # ------------------------------------------------------------------ use
+
+    def reserve(self) -> float:
+        """The ratio shape's retries always allowed per window."""
+        return float(self.min_per_second * self.window)
+
+    def cost(self, category: ErrorCategory) -> int:
+        """What a retry of *category* costs (quota shape; 1 for the others)."""
+        return self.costs.get(category, 5) if self.shape == "quota" else 1
+
+    def _store(self) -> Any:
+        store = self.store
+        return store if store is not None else default_store()
+
+    def admitted(self) -> None:
+        """A call's first attempt starts (ratio: a deposit; adaptive: a request)."""
+        if self.shape != "quota":
+            self._store().deposit(self, 1, 0, 0)
+
+    def succeeded(self, refund: int | None) -> None:
+        """An attempt succeeded; *refund* is what the call's last retry cost (None: no retry)."""
+        if self.shape == "quota":
+            self._store().deposit(self, 0, 0, 1 if refund is None else refund)
+        elif self.shape == "adaptive":
+            self._store().deposit(self, 0, 1, 0)
+
+    def withdraw(self, category: ErrorCategory) -> int | None:
+        """Charge a retry of *category*: its cost, 0 if it is never charged, None if refused."""
+        if category in NEVER_CHARGED:
+            return 0
+        cost = self.cost(category)
+        return cost if self._store().withdraw(self, cost, self.rng()) else None
+
+    def state(self) -> dict[str, Any]:
+        """The budget's state now (balance, spent, refused), from its store."""
+        return {"key": self.key, "shape": self.shape, **self._store().budget_state(self)}
+
+    def describe(self) -> str:
+        """One line for ``retrykit explain``."""
+        if self.shape == "ratio":
+            return (
+                f"ratio budget {self.key!r}: retries <= {self.ratio:.0%} of calls per {self.window:g}s "
+                f"+ {self.min_per_second:g}/s"
+            )
+        if self.shape == "quota":
+            costs = ", ".join(f"{c.value} {n}" for c, n in self.costs.items())
+            return (
+                f"quota budget {self.key!r}: {self.capacity} tokens; a retry costs {costs}; "
+                "refunds on success"
+            )
+        return (
+            f"adaptive budget {self.key!r}: refuse with p = max(0, (requests - {self.k:g}*accepts)"
+            f"/(requests+1)) over {self.window:g}s"
+        )
+
+    def __repr__(self) -> str:
+        return f"<RetryBudget {self.shape} {self.key!r}>"
+
+
+# --------------------------------------------------------------------------- local state
+
+
+class Slots:
+    """Counts of a few kinds in rolling buckets (``SLOTS`` per window)."""
+
+    __slots__ = ("counts", "width")
+
+    def __init__(self, window: float) -> None:
+        self.width = window / SLOTS
+        self.counts: dict[int, list[float]] = {}
+
+    def add(self, now: float, index: int, amount: float) -> None:
+        slot = int(now // self.width)
+        row = self.counts.get(slot)
+        if row is None:
+            row = self.counts[slot] = [0.0, 0.0]
+            for old in [s for s in self.counts if s <= slot - SLOTS]:
+                del self.counts[old]
+        row[index] += amount
+
+    def sums(self, now: float) -> tuple[float, float]:
+        low = int(now // self.width) - SLOTS
+        a = b = 0.0
+        for slot, row in self.counts.items():
+            if slot > low:
+                a += row[0]
+                b += row[1]
+        return a, b
+
+    def clear(self) -> None:
+        self.counts.clear()
+
+
+class BudgetState:
+    """One budget's state in this process (the in-memory store, and Redis's local fallback)."""
+
+    __slots__ = ("budget", "lock", "refused", "slots", "spent", "tokens")
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self.budget = budget
+        self.slots = Slots(budget.window)  # ratio: (calls, retries); adaptive: (requests, accepts)
+        self.tokens = float(budget.capacity)
+        self.spent = 0
+        self.refused = 0
+        self.lock = threading.Lock()
+
+    def deposit(self, now: float, requests: int, accepts: int, refund: int) -> None:
+        with self.lock:
+            if requests:
+                self.slots.add(now, 0, requests)
+            if accepts:
+                self.slots.add(now, 1, accepts)
+            if refund:
+                self.tokens = min(float(self.budget.capacity), self.tokens + refund)
+
+    def withdraw(self, now: float, cost: int, roll: float) -> bool:
+        budget = self.budget
+        with self.lock:
+            if budget.shape == "ratio":
+                calls, retries = self.slots.sums(now)
+                allowed = retries + 1 <= budget.reserve() + budget.ratio * calls
+                if allowed:
+                    self.slots.add(now, 1, 1)
+            elif budget.shape == "quota":
+                allowed = self.tokens >= cost
+                if allowed:
+                    self.tokens -= cost
+            else:
+                requests, accepts = self.slots.sums(now)
+                allowed = roll >= max(0.0, (requests - budget.k * accepts) / (requests + 1))
+                if allowed:
+                    self.slots.add(now, 0, 1)  # the retry is a request too
+            if allowed:
+                self.spent += 1
+            else:
+                self.refused += 1
+            return allowed
+
+    def charge(self, now: float, cost: int) -> None:
+        """Record a retry another store allowed (Redis), so a fallback starts from the truth."""
+        with self.lock:
+            if self.budget.shape == "ratio":
+                self.slots.add(now, 1, 1)
+            elif self.budget.shape == "quota":
+                self.tokens = max(0.0, self.tokens - cost)
+            else:
+                self.slots.add(now, 0, 1)
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        budget = self.budget
+        with self.lock:
+            a, b = self.slots.sums(now)
+            out: dict[str, Any] = {"spent": self.spent, "refused": self.refused}
+            if budget.shape == "ratio":
+                out.update(calls=a, retries=b, balance=budget.reserve() + budget.ratio * a - b)
+            elif budget.shape == "quota":
+                out.update(balance=self.tokens)
+            else:
+                out.update(requests=a, accepts=b, reject_probability=max(0.0, (a - budget.k * b) / (a + 1)))
+            return out
+
+
+class MemoryOverloadStore:
+    """Budget and breaker state in this process, by key (the embedded default)."""
+
+    def __init__(self) -> None:
+        self.budgets: dict[tuple[str, str], BudgetState] = {}
+        self.breakers: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def budget(self, budget: RetryBudget) -> BudgetState:
+        """The state of *budget*'s key (created with this budget's settings on first use)."""
+        found = self.budgets.get((budget.shape, budget.key))
+        if found is None:
+            with self.lock:
+                found = self.budgets.setdefault((budget.shape, budget.key), BudgetState(budget))
+        return found
+
+    def deposit(self, budget: RetryBudget, requests: int, accepts: int, refund: int) -> None:
+        self.budget(budget).deposit(budget.clock(), requests, accepts, refund)
+
+    def withdraw(self, budget: RetryBudget, cost: int, roll: float) -> bool:
+        return self.budget(budget).withdraw(budget.clock(), cost, roll)
+
+    def budget_state(self, budget: RetryBudget) -> dict[str, Any]:
+        return {"store": "memory", **self.budget(budget).snapshot(budget.clock())}
+
+    def breaker(self, breaker: Any) -> Any:
+        """The state of *breaker*'s key (created on first use)."""
+        found = self.breakers.get(breaker.key)
+        if found is None:
+            from ._breaker import BreakerState
+
+            with self.lock:
+                found = self.breakers.setdefault(breaker.key, BreakerState(breaker))
+        return found
+
+    def allow(self, breaker: Any) -> float:
+        return float(self.breaker(breaker).allow(breaker.clock()))
+
+    def record(self, breaker: Any, successes: int, failures: int) -> None:
+        self.breaker(breaker).record(breaker.clock(), successes, failures)
+
+    def peek(self, breaker: Any) -> float:
+        return float(self.breaker(breaker).peek(breaker.clock()))
+
+    def breaker_state(self, breaker: Any) -> dict[str, Any]:
+        return {"store": "memory", **self.breaker(breaker).snapshot(breaker.clock())}
+
+
+_default = MemoryOverloadStore()
+
+
+def default_store() -> MemoryOverloadStore:
+    """The process's in-memory store (budgets and breakers built without ``store=``)."""
+    return _default
+
+
+def reset_default_store() -> None:
+    """Forget every in-memory budget and breaker state (tests)."""
+    global _default
+    _default = MemoryOverloadStore()

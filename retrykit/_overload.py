@@ -1,0 +1,158 @@
+"""
+Overload protection at decision time: a policy's retry budget, circuit breaker and the server's
+pushback, in one ``Guard`` the engine consults at four points:
+
+- ``admit``: before a call's first attempt (the breaker may refuse with ``CircuitOpen``; the
+  budget counts the call);
+- ``settle``: inside the decision, once per failed attempt (the breaker counts the failure; a
+  retry is stopped by a "do not retry" pushback, an open breaker, or a refusing budget, which is
+  charged right there, before the backoff);
+- ``readmit``: before attempts 2, 3, ... (the breaker may have opened meanwhile);
+- ``succeeded``: an attempt succeeded (refunds, the breaker's success count).
+
+A policy without a budget and a breaker has no guard (``policy.guard is None``): nothing runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from . import _events
+from ._breaker import CircuitBreaker, CircuitOpen
+from ._budget import RetryBudget
+from ._classify import Classification, ErrorCategory
+from ._decision import MARK
+from ._events import StopReason
+from ._rules_http import headers_of
+from ._verdict import attr, header
+
+if TYPE_CHECKING:
+    from ._decision import CallState, Verdict
+
+PUSHBACK_HEADER = "grpc-retry-pushback-ms"
+_OPEN = Classification(ErrorCategory.SYSTEM_ERROR, "circuit breaker open", None, "circuit_open")
+
+
+def pushback_of(outcome: Any) -> float | None:
+    """
+    The server's pushback in seconds (``grpc-retry-pushback-ms`` in the response headers or the
+    gRPC trailing metadata); negative: do not retry (an unparseable value too); None: none given.
+    """
+    value = header(headers_of(outcome), PUSHBACK_HEADER)
+    if value is None:
+        trailing = attr(outcome, "trailing_metadata")
+        if callable(trailing):
+            with contextlib.suppress(Exception):
+                for key, item in trailing() or ():
+                    if str(key).lower() == PUSHBACK_HEADER:
+                        value = item
+                        break
+    if value is None:
+        return None
+    try:
+        return int(str(value).strip()) / 1000
+    except ValueError:
+        return -1.0
+
+
+class Guard:
+    """A policy's budget and breaker, as the engine uses them."""
+
+    __slots__ = ("breaker", "budget")
+
+    def __init__(self, budget: RetryBudget | None, breaker: CircuitBreaker | None) -> None:
+        self.budget = budget
+        self.breaker = breaker
+
+    def admit(self, operation: str, into: Any) -> None:
+        """A call's first attempt may start; raises ``CircuitOpen`` if the breaker refuses it."""
+        breaker = self.breaker
+        if breaker is not None:
+            remaining = breaker.allow()
+            if remaining:
+                raise refused(breaker.key, remaining, operation, into)
+        if self.budget is not None:
+            self.budget.admitted()
+
+    def readmit(self) -> bool:
+        """Attempt 2, 3, ... may start (False: the breaker is open)."""
+        breaker = self.breaker
+        return breaker is None or not breaker.allow()
+
+    def settle(self, call: CallState, verdict: Verdict, outcome: Any, failed: bool) -> StopReason | None:
+        """
+        The verdict's stop reason after overload protection, for a failed attempt (a retried
+        result too). Counts the failure once per attempt, charges the budget once per retry.
+        """
+        memo: list[Any] | None = call.overload
+        if memo is None or memo[0] != call.attempt:
+            memo = call.overload = [call.attempt, False, None, 0]  # attempt, settled, reason, cost
+            breaker = self.breaker
+            if breaker is not None:
+                if breaker.counts(verdict.category):
+                    breaker.record(0, 1)
+                else:
+                    breaker.record(1, 0)  # the dependency answered (a data error, a refusal)
+        if verdict.reason is not None:
+            return verdict.reason
+        if memo[1]:
+            return memo[2]  # type: ignore[no-any-return]
+        memo[1] = True
+        memo[2] = reason = self._retry(memo, verdict, outcome)
+        return reason
+
+    def _retry(self, memo: list[Any], verdict: Verdict, outcome: Any) -> StopReason | None:
+        pushback = pushback_of(outcome)
+        if pushback is not None:
+            if pushback < 0:
+                return StopReason.PUSHBACK
+            strategy = verdict.strategy
+            verdict.delay = min(pushback, strategy.max_delay) if strategy is not None else pushback
+        breaker = self.breaker
+        if breaker is not None:
+            left = breaker._store().peek(breaker)
+            if left > verdict.delay:
+                return StopReason.CIRCUIT_OPEN
+        budget = self.budget
+        if budget is not None and verdict.category is not None:
+            cost = budget.withdraw(verdict.category)
+            if cost is None:
+                return StopReason.BUDGET_EXHAUSTED
+            memo[3] = cost
+        return None
+
+    def succeeded(self, call: CallState | None) -> None:
+        """An attempt succeeded (*call* None: the first attempt of a call that never failed)."""
+        budget = self.budget
+        if budget is not None:
+            memo = None if call is None else call.overload
+            budget.succeeded(memo[3] if memo is not None and memo[3] else None)
+        breaker = self.breaker
+        if breaker is not None:
+            breaker.record(1, 0)
+
+    def describe(self) -> list[str]:
+        """Lines for ``retrykit explain``."""
+        return [part.describe() for part in (self.budget, self.breaker) if part is not None]
+
+
+def refused(key: str, remaining: float, operation: str, into: Any) -> CircuitOpen:
+    """The ``CircuitOpen`` for a call refused before its first attempt (marked, noted, reported)."""
+    error = CircuitOpen(key, remaining)
+    found = error.__dict__
+    found["__notes__"] = [f"retrykit: {operation} was not attempted: {error} [circuit_open]"]
+    if into is not None:
+        found[MARK] = into  # enclosing retrykit layers let it through
+    if _events.listening(_events.GaveUp):
+        _events.emit(
+            _events.GaveUp(operation, 0, "CircuitOpen", _OPEN, StopReason.CIRCUIT_OPEN, 0.0, error=error)
+        )
+    return error
+
+
+def guard_of(budget: RetryBudget | None, breaker: CircuitBreaker | None) -> Guard | None:
+    """The guard for a policy with *budget* and *breaker*; None when it has neither."""
+    if budget is None and breaker is None:
+        return None
+    return Guard(budget, breaker)

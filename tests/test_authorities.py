@@ -74,7 +74,11 @@ def test_celery_autoretry_for_around_a_retrykit_helper(inner: Any) -> None:
     app.conf.task_always_eager = True
 
     @app.task(
-        autoretry_for=(ConnectionResetError,), max_retries=2, retry_backoff=False, default_retry_delay=0
+        shared=False,  # on this app only: a shared task would join every app created later
+        autoretry_for=(ConnectionResetError,),
+        max_retries=2,
+        retry_backoff=False,
+        default_retry_delay=0,
     )
     def job() -> None:
         inner()

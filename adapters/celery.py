@@ -91,7 +91,7 @@ class AttemptLost(RuntimeError):
         return f"attempt {self.attempt} of task {self.task_id} started but never finished (worker lost)"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.task_id, self.attempt))
+        return (type(self), (self.task_id, self.attempt), dict(self.__dict__))  # notes included
 
 
 LOST = Classification(

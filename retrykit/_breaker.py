@@ -41,7 +41,7 @@ class CircuitOpen(Exception):
         return f"circuit breaker {self.key!r} is open; calls fail fast for another {self.remaining:.3g}s"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (CircuitOpen, (self.key, self.remaining))
+        return (CircuitOpen, (self.key, self.remaining), dict(self.__dict__))  # notes included
 
 
 class CircuitBreaker:

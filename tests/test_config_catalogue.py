@@ -287,3 +287,21 @@ def test_a_negative_deadline_gets_a_fix_that_works() -> None:
     suggested = re.search(r"deadline=([0-9.]+)", info.value.fix)
     assert suggested is not None
     retrykit.configure(deadline=float(suggested.group(1)))  # the fix itself is accepted
+
+
+def _errors_retrykit_raises() -> list[BaseException]:
+    from retrykit.adapters.celery import AttemptLost
+
+    return [
+        ConfigError("a", "b", "rule", "fix"),
+        retrykit.CircuitOpen("payments", 1.5),
+        AttemptLost("task-id", 2),
+    ]
+
+
+@pytest.mark.parametrize("error", _errors_retrykit_raises(), ids=lambda e: type(e).__name__)
+def test_what_retrykit_raises_pickles_with_its_notes(error: BaseException) -> None:
+    """Errors retrykit raises itself survive pickling (result backends, process pools) with notes."""
+    error.__notes__ = ["retrykit: a note"]  # what add_note does (3.11+)
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(error), str(error), ["retrykit: a note"]) == (type(again), str(again), again.__notes__)

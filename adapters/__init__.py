@@ -10,14 +10,17 @@ import inspect
 import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
 import tenacity
 
 from retrykit import _decision, _logging
 from retrykit._errors import ConfigError
 from retrykit._loop import operation_name
-from retrykit._policy import Policy
+from retrykit._policy import Policy, PolicyOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from . import coroutines, functions
 from ._source import PolicySource, resolve
@@ -30,6 +33,22 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 
+RetryCondition: TypeAlias = Callable[[tenacity.RetryCallState], object]
+"""A tenacity ``retry`` (``retry_if_result(...)``, ``retry_if_exception_type(...)``, ...)."""
+WaitCondition: TypeAlias = Callable[[tenacity.RetryCallState], float]
+"""A tenacity ``wait`` (``wait_fixed(1)``, ``wait_exponential(...)``, ...)."""
+StopCondition: TypeAlias = Callable[[tenacity.RetryCallState], bool]
+"""A tenacity ``stop`` (``stop_after_attempt(3)``, ...)."""
+
+
+class RetryOptions(PolicyOptions, total=False):
+    """``retry_with()``'s keywords: a policy's options and the decorator's tenacity objects."""
+
+    retry: RetryCondition | None
+    wait: WaitCondition | None
+    stop: StopCondition | None
+
+
 class Retried(Protocol[P, T_co]):
     """A function or coroutine function decorated by ``retrykit.retry``."""
 
@@ -38,7 +57,7 @@ class Retried(Protocol[P, T_co]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
 
-    def retry_with(self, **overrides: Any) -> Retried[P, T_co]:
+    def retry_with(self, **overrides: Unpack[RetryOptions]) -> Retried[P, T_co]:
         """The same function retried with *overrides* (policy options, ``retry=``/``wait=``/``stop=``)."""
         ...
 
@@ -183,10 +202,10 @@ def retry(
     /,
     *,
     operation: str | None = None,
-    retry: Any = None,
-    wait: Any = None,
-    stop: Any = None,
-    **overrides: Any,
+    retry: RetryCondition | None = None,
+    wait: WaitCondition | None = None,
+    stop: StopCondition | None = None,
+    **overrides: Unpack[PolicyOptions],
 ) -> Callable[[Callable[P, T]], Retried[P, T]]: ...
 
 
@@ -265,14 +284,14 @@ def attempts(
     /,
     *,
     operation: str = "<block>",
-    retry: Any = None,
-    wait: Any = None,
-    stop: Any = None,
-    **overrides: Any,
+    retry: RetryCondition | None = None,
+    wait: WaitCondition | None = None,
+    stop: StopCondition | None = None,
+    **overrides: Unpack[PolicyOptions],
 ) -> Attempts:
     """The block form of ``retry``: ``for attempt in retrykit.attempts("http"): with attempt: ...``."""
     _check_operation(operation)
-    return Attempts(resolve(policy, overrides, retry, wait, stop), operation)
+    return Attempts(resolve(policy, dict(overrides), retry, wait, stop), operation)
 
 
 # --------------------------------------------------------------------------- task queues

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, overload
 
 import tenacity
 
@@ -23,14 +23,49 @@ from ._breaker import CircuitBreaker
 from ._budget import RetryBudget
 from ._classify import Classifier, ErrorCategory
 from ._errors import ConfigError, seconds, whole
+from ._events import GaveUp, RetryScheduled, Succeeded
 from ._overload import Guard, guard_of
 from ._results import BUILTIN_RESULT_RULES, ResultRule
 from ._strategy import Decision, Jitter, Strategy
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._config import Settings
 
+CategoryName: TypeAlias = Literal[
+    "network_error", "api_rate_limit", "data_error", "system_error", "temporary_error", "permanent_error"
+]
+"""A category by its value: type checkers accept these strings where a category is expected."""
+CategoryKey: TypeAlias = "ErrorCategory | CategoryName"
 Callback = Callable[[Any], Any]
+OnRetry: TypeAlias = Callable[[RetryScheduled], object]
+OnGiveUp: TypeAlias = Callable[[GaveUp], object]
+OnSuccess: TypeAlias = Callable[[Succeeded], object]
+
+
+StrategyMap: TypeAlias = "Mapping[CategoryKey, Strategy]"
+"""Strategies by category: the enum, its value as a string, or both mixed."""
+
+
+class PolicyOptions(TypedDict, total=False):
+    """The options of a ``Policy``, as keywords of ``replace()``, ``retry()`` and ``attempts()``."""
+
+    strategies: StrategyMap
+    classifier: Classifier | None
+    max_attempts: int | None
+    deadline: float | timedelta | None
+    attempt_timeout: float | timedelta | None
+    on_retry: OnRetry | None
+    on_giveup: OnGiveUp | None
+    on_success: OnSuccess | None
+    name: str | None
+    classify_result: ResultRule | Literal["http"] | None
+    idempotent: bool
+    clamp_retry_after: bool
+    budget: RetryBudget | str | Mapping[str, Any] | None
+    breaker: CircuitBreaker | str | Mapping[str, Any] | None
+
 
 _BUILTIN_DEFAULT: Mapping[ErrorCategory, Strategy] = MappingProxyType(
     {
@@ -139,9 +174,9 @@ class Policy:
     max_attempts: int | None = None
     deadline: float | None = None
     attempt_timeout: float | None = None
-    on_retry: Callback | None = None
-    on_giveup: Callback | None = None
-    on_success: Callback | None = None
+    on_retry: OnRetry | None = None
+    on_giveup: OnGiveUp | None = None
+    on_success: OnSuccess | None = None
     name: str | None = None
     classify_result: ResultRule | None = None
     idempotent: bool = False
@@ -152,6 +187,48 @@ class Policy:
     retry: PolicyRetry = field(init=False, repr=False, compare=False)
     wait: PolicyWait = field(init=False, repr=False, compare=False)
     stop: PolicyStop = field(init=False, repr=False, compare=False)
+
+    if TYPE_CHECKING:  # what type checkers see; at run time dataclass writes __init__
+
+        @overload
+        def __init__(
+            self,
+            strategies: StrategyMap = ...,  # a dict display: enum members and/or their values
+            classifier: Classifier | None = None,
+            max_attempts: int | None = None,
+            deadline: float | timedelta | None = None,
+            attempt_timeout: float | timedelta | None = None,
+            on_retry: OnRetry | None = None,
+            on_giveup: OnGiveUp | None = None,
+            on_success: OnSuccess | None = None,
+            name: str | None = None,
+            classify_result: ResultRule | Literal["http"] | None = None,
+            idempotent: bool = False,
+            clamp_retry_after: bool = False,
+            budget: RetryBudget | str | Mapping[str, Any] | None = None,
+            breaker: CircuitBreaker | str | Mapping[str, Any] | None = None,
+        ) -> None: ...
+
+        @overload
+        def __init__(
+            self,
+            strategies: Mapping[ErrorCategory, Strategy] = ...,  # a mapping built elsewhere
+            classifier: Classifier | None = None,
+            max_attempts: int | None = None,
+            deadline: float | timedelta | None = None,
+            attempt_timeout: float | timedelta | None = None,
+            on_retry: OnRetry | None = None,
+            on_giveup: OnGiveUp | None = None,
+            on_success: OnSuccess | None = None,
+            name: str | None = None,
+            classify_result: ResultRule | Literal["http"] | None = None,
+            idempotent: bool = False,
+            clamp_retry_after: bool = False,
+            budget: RetryBudget | str | Mapping[str, Any] | None = None,
+            breaker: CircuitBreaker | str | Mapping[str, Any] | None = None,
+        ) -> None: ...
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -216,23 +293,24 @@ class Policy:
         set_(self, "wait", PolicyWait(self))
         set_(self, "stop", PolicyStop(self))
 
-    def replace(self, **changes: Any) -> Policy:
+    def replace(self, **changes: Unpack[PolicyOptions]) -> Policy:
         """
         A copy with *changes* (validated). ``strategies`` given here are merged over this
         policy's, so ``policy.replace(strategies={"network_error": ...})`` changes one category.
         """
+        given: dict[str, Any] = dict(changes)  # checked here: a typo is a ConfigError at run time too
         allowed = {f.name for f in fields(self) if f.init}
-        for key, value in changes.items():
+        for key, value in given.items():
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(sorted(allowed))}"
                 raise ConfigError(key, value, "is not a Policy option", hint)
-        if "strategies" in changes and isinstance(changes["strategies"], Mapping):
+        if "strategies" in given and isinstance(given["strategies"], Mapping):
             merged: dict[Any, Strategy] = dict(self.strategies)
-            for key, value in changes["strategies"].items():
+            for key, value in given["strategies"].items():
                 merged[ErrorCategory.parse(key, "strategies")] = value
-            changes["strategies"] = merged
-        return replace(self, **changes)
+            given["strategies"] = merged
+        return replace(self, **given)
 
     def strategy_for(self, category: ErrorCategory) -> Strategy:
         """The strategy this policy applies to *category*."""

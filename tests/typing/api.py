@@ -48,6 +48,16 @@ async def use() -> None:
     Client().method(3)  # type: ignore[arg-type]
     i: int = Client().method.retry_with(max_attempts=1)("k")
     del f, g, h, i
+    retrykit.retry("http", max_atempts=3)  # type: ignore[call-overload]
+    Policy().replace(max_atempts=3)  # type: ignore[call-arg]
+    Policy(on_giveup=lambda event: event.reasn)  # type: ignore[attr-defined]
+    Policy(strategies={"network_eror": Strategy()})  # type: ignore[dict-item]
+    built: dict[ErrorCategory, Strategy] = {ErrorCategory.NETWORK_ERROR: Strategy()}
+    Policy(strategies=built)
+    preset.retry_with(max_atempts=2)  # type: ignore[call-arg]
+    Policy(strategies={"api_rate_limit": Strategy(), ErrorCategory.DATA_ERROR: Strategy.no_retry()})
+    Policy(on_giveup=lambda event: print(event.reason.value), deadline=30, classify_result="http")
+    Policy().replace(strategies={"network_error": Strategy.immediately(2)}, max_attempts=3)
     for attempt in retrykit.attempts("http"):
         with attempt:
             n: int = attempt.number

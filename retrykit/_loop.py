@@ -109,10 +109,11 @@ class Call(CallState):
             self.commit(verdict)
             self._scheduled(verdict, outcome, failed, verdict.delay, now)
             deadline = self.deadline
-            if deadline is None:
+            if deadline is None and self.policy.guard is None:
                 return verdict.delay  # nothing can end the call before the next attempt
-            self.last, self.last_failed = outcome, failed  # the deadline may end it while asleep
-            if _scope.now() + verdict.delay > deadline:
+            # The deadline or an opening breaker may end the call while it sleeps: keep the outcome.
+            self.last, self.last_failed = outcome, failed
+            if deadline is not None and _scope.now() + verdict.delay > deadline:
                 self.give_up(StopReason.DEADLINE)  # callbacks and events took the time left
                 self.last = None
                 return None

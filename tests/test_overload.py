@@ -486,3 +486,21 @@ def test_redis_down_falls_back_locally_without_blocking(
     assert [10, None, None] == answers  # the fallback knows Redis let it spend 10 of 20
     assert 1 == sum("cannot reach Redis" in r.getMessage() for r in caplog.records)
     assert store.fallbacks == 3
+
+
+def test_a_breaker_opening_during_the_wait_ends_the_call_with_its_own_error() -> None:
+    """When the breaker opens while a call waits to retry, the caller gets that call's last error."""
+    clock = Clock()
+    breaker = _breaker(clock)
+    original = ConnectionResetError("the call's own failure")
+
+    def trip(event: Any) -> None:
+        breaker.record(0, 10)  # other calls fail meanwhile: the breaker opens
+
+    fn, calls = _failing(Policy(strategies=FAST, breaker=breaker, on_retry=trip), original)
+    with no_wait(), record() as rec, pytest.raises(ConnectionResetError) as info:
+        fn()
+    assert info.value is original
+    assert 1 == calls[0]
+    assert [StopReason.CIRCUIT_OPEN] == [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    assert "[circuit_open]" in info.value.__notes__[0]

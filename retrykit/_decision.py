@@ -3,9 +3,11 @@ The decision: what to do about the outcome of one attempt.
 
 ``decide(call, outcome, failed, now)`` reads the policy, the per-call state and the outcome (an
 exception *or* a returned value) and returns a ``Verdict``: retry after *d* seconds, give up with
-a ``StopReason``, or pass through. It classifies once, and emits nothing, sleeps nothing and
-changes nothing: the loop (``_loop``) acts on the verdict, and a policy's tenacity ``retry``,
-``wait`` and ``stop`` are views of it.
+a ``StopReason``, or pass through. It classifies once, and emits nothing and sleeps nothing:
+the loop (``_loop``) acts on the verdict, and a policy's tenacity ``retry``, ``wait`` and
+``stop`` are views of it. The one thing it changes is shared on purpose: a retry budget or a
+circuit breaker the policy names is charged here, at decision time (once per attempt, however
+often the views ask), so a retry waiting in its backoff already counts.
 """
 
 from __future__ import annotations

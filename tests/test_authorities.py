@@ -73,8 +73,14 @@ def test_celery_autoretry_for_around_a_retrykit_helper(inner: Any) -> None:
     app = celery.Celery("authorities", broker="memory://", backend="cache+memory://")
     app.conf.task_always_eager = True
 
+    # shared=False: a shared task would join every app finalized later in the session (test_celery's
+    # task_cls=RetrykitTask app refuses its autoretry_for)
     @app.task(
-        autoretry_for=(ConnectionResetError,), max_retries=2, retry_backoff=False, default_retry_delay=0
+        autoretry_for=(ConnectionResetError,),
+        max_retries=2,
+        retry_backoff=False,
+        default_retry_delay=0,
+        shared=False,
     )
     def job() -> None:
         inner()

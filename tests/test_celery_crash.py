@@ -39,6 +39,11 @@ def _late_successes() -> int:
 
 
 def _worker(env: dict[str, str], log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:  # the worker has its own copy of the descriptor
+        return _popen_worker(env, out, concurrency)
+
+
+def _popen_worker(env: dict[str, str], out: Any, concurrency: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -59,7 +64,7 @@ def _worker(env: dict[str, str], log: Path, concurrency: int = 4) -> subprocess.
         ],
         cwd=ROOT,
         env=env,
-        stdout=log.open("ab"),
+        stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )

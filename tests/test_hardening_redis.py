@@ -323,7 +323,8 @@ def test_interpreter_exit_is_bounded_with_redis_hung(own_redis: OwnRedis) -> Non
             text=True,
         )
         assert proc.stdout is not None
-        last_line = float(proc.stdout.readline())
+        with proc.stdout:
+            last_line = float(proc.stdout.readline())
         proc.wait(10)
         exit_took = time.monotonic() - last_line
     finally:

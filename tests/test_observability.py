@@ -13,16 +13,17 @@ from retrykit import ErrorCategory, GaveUp, Policy, RetryScheduled, Strategy, Su
 from retrykit.testing import Recorder, no_wait, record
 
 THREE = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=2)})
+SECRET = "s3cr3t-9f1c"
 
 
 def _flaky(failures: int) -> Any:
     calls = 0
 
-    def fn(secret: str = "s3cr3t") -> str:
+    def fn(secret: str = "") -> str:
         nonlocal calls
         calls += 1
         if calls <= failures:
-            raise ConnectionResetError("reset")
+            raise ConnectionResetError(f"reset by redis://:{secret}@cache:6379/0 (password={secret})")
         return "ok"
 
     return fn
@@ -32,9 +33,10 @@ def test_structlog_gets_one_event_per_retry_giveup_and_late_success() -> None:
     """With structlog configured, each retry, give-up and late success is one structlog event."""
     with capture_logs() as logs, no_wait():
         assert structlog.is_configured()
-        retrykit.retry(THREE, operation="op")(_flaky(1))()
-        with pytest.raises(ConnectionResetError):
-            retrykit.retry(THREE, operation="op")(_flaky(5))()
+        retrykit.retry(THREE, operation="op")(_flaky(1))(SECRET)
+        with pytest.raises(ConnectionResetError) as raised:
+            retrykit.retry(THREE, operation="op")(_flaky(5))(secret=SECRET)
+    assert SECRET in str(raised.value)  # the secret was there to leak: in an argument and the error
     names = [entry["event"] for entry in logs]
     assert [
         "retrykit.retry_scheduled",
@@ -52,7 +54,7 @@ def test_structlog_gets_one_event_per_retry_giveup_and_late_success() -> None:
         "delay": 0.0,
     } == {k: first[k] for k in ("operation", "attempt", "category", "decision", "delay")}
     assert "reason" in first
-    assert "s3cr3t" not in repr(logs)
+    assert SECRET not in repr(logs)
 
 
 def test_stdlib_fallback_when_structlog_is_not_configured(caplog: pytest.LogCaptureFixture) -> None:
@@ -60,8 +62,10 @@ def test_stdlib_fallback_when_structlog_is_not_configured(caplog: pytest.LogCapt
     structlog.reset_defaults()
     assert not structlog.is_configured()
     with caplog.at_level("INFO", logger="retrykit"), no_wait():
-        retrykit.retry(THREE, operation="op")(_flaky(1))()
+        retrykit.retry(THREE, operation="op")(_flaky(1))(secret=SECRET)
     messages = [r.getMessage() for r in caplog.records if r.name == "retrykit"]
+    assert SECRET not in caplog.text
+    assert SECRET not in repr([getattr(r, "retrykit", None) for r in caplog.records])
     assert 2 == len(messages)
     assert messages[0].startswith("retrykit.retry_scheduled operation=op attempt=1")
     assert "network_error" in messages[0]

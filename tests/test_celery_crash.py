@@ -194,7 +194,9 @@ def test_a_poison_pill_ends_after_the_policys_attempts(
         deadline = time.monotonic() + 10  # the worker's statistics thread sends within a few seconds
         while _late_successes() == before and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert before + 1 == _late_successes()  # async_job succeeded on attempt 2: a late success
+        # async_job succeeded on attempt 2: a late success. At least one: the statistics are
+        # fleet-wide, and another run of this suite on the same services may add its own.
+        assert before + 1 <= _late_successes()
     finally:
         retrykit.configure(stats_redis_url="")
         _kill(proc)

@@ -402,6 +402,8 @@ class RedisOverloadStore:
             if self._thread is not None:
                 allowed = self._spend(budget, cost, roll)
             else:
+                with self._lock:  # known to this store (``retrykit analyze`` lists it)
+                    self._budget_batch(self.budget_key(budget), budget)
                 try:
                     args = self._budget_args(budget, [0, 0, 0], 0, cost, roll)
                     reply = self._budget_script(keys=[self.budget_key(budget)], args=args)

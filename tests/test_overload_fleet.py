@@ -153,3 +153,61 @@ def test_redis_store_starts_afresh_in_a_forked_child(redis_url: str) -> None:
     finally:
         store.close()
     assert b"1" == answer
+
+
+# --------------------------------------------------------------------------- visible
+
+
+def test_analysis_shows_budget_spend_exhaustion_and_breaker_state() -> None:
+    """``analyze()`` (``retrykit stats``/``analyze``) reports each budget and breaker by key."""
+    import io
+
+    import retrykit
+    from retrykit import CircuitBreaker, Policy, Strategy
+    from retrykit._analysis import analyze, render_analysis
+    from retrykit.testing import no_wait
+
+    budget = RetryBudget.quota("payments", capacity=20)
+    breaker = CircuitBreaker("payments", min_throughput=4, open_for=30)
+    policy = Policy(strategies={"network_error": Strategy.immediately(max_retries=3)}, budget=budget)
+
+    @retrykit.retry(policy)
+    def fn() -> None:
+        raise ConnectionResetError()
+
+    with no_wait():
+        for _ in range(3):
+            with pytest.raises(ConnectionResetError):
+                fn()
+    breaker.record(0, 4)
+    result = analyze()
+    assert {"shape": "quota", "spent": 2, "refused": 3, "balance": 0.0, "store": "memory"} == (
+        result.budgets["payments"]
+    )
+    assert "open" == result.breakers["payments"]["state"]
+    assert 29 < result.breakers["payments"]["remaining"] <= 30
+    assert "payments" in result.to_dict()["breakers"]
+    out = io.StringIO()
+    render_analysis(result, out)
+    text = out.getvalue()
+    assert "retry budget      payments (quota): 2 retries spent, 3 refused, balance 0.0 (exhausted)" in text
+    assert "circuit breaker   payments: open for " in text
+    assert "s, 0 calls refused" in text
+    assert any("'payments' is open" in tip for tip in result.suggestions)
+
+
+@pytest.mark.needs_service("redis")
+def test_analysis_shows_the_fleet_figures_of_a_redis_budget(redis_url: str) -> None:
+    """A budget kept in Redis is reported with the fleet's figures, marked [redis]."""
+    import io
+
+    from retrykit._analysis import analyze, render_analysis
+
+    store = _fresh(f"rk-overload:visible:{os.getpid()}", background=False)
+    budget = RetryBudget.quota("fleet", capacity=10, store=store)
+    assert [10, None] == [budget.withdraw(NET), budget.withdraw(NET)]
+    result = analyze()
+    assert (1, 1, "redis") == tuple(result.budgets["fleet"][k] for k in ("spent", "refused", "store"))
+    out = io.StringIO()
+    render_analysis(result, out)
+    assert "fleet (quota): 1 retries spent, 1 refused, balance 0.0 (exhausted) [redis]" in out.getvalue()

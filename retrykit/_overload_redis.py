@@ -399,9 +399,8 @@ class RedisOverloadStore:
         Redis is unreachable.
         """
         if not self.down:
-            if self._thread is not None:
-                allowed = self._spend(budget, cost, roll)
-            else:
+            allowed = self._spend(budget, cost, roll) if self._thread is not None else None
+            if allowed is None:  # no background thread, or no allowance taken yet: one round trip
                 with self._lock:  # known to this store (``retrykit analyze`` lists it)
                     self._budget_batch(self.budget_key(budget), budget)
                 try:
@@ -418,13 +417,18 @@ class RedisOverloadStore:
         self.fallbacks += 1
         return bool(self.local.withdraw(budget, cost, roll))
 
-    def _spend(self, budget: Any, cost: int, roll: float) -> bool:
+    def _spend(self, budget: Any, cost: int, roll: float) -> bool | None:
+        """The decision from this process's allowance; None before its first refill."""
         name = self.budget_key(budget)
         with self._lock:
             entry = self._budget_batch(name, budget)
             lease = self._leases.get(name)
             if lease is None:
                 lease = self._leases[name] = _Lease()
+            if lease.slot < 0:  # a budget new to this process: the next refill is due now
+                lease.demand += cost
+                self._wake.set()
+                return None
             if budget.shape == "adaptive":  # decided on the fleet's counts at the last refill
                 requests = lease.a + entry.pending[0]
                 accepts = lease.b + entry.pending[1]

@@ -211,3 +211,14 @@ def test_analysis_shows_the_fleet_figures_of_a_redis_budget(redis_url: str) -> N
     out = io.StringIO()
     render_analysis(result, out)
     assert "fleet (quota): 1 retries spent, 1 refused, balance 0.0 (exhausted) [redis]" in out.getvalue()
+
+
+@pytest.mark.needs_service("redis")
+def test_redis_first_retry_of_a_new_budget_is_decided_in_redis(redis_url: str) -> None:
+    """Before its first allowance a budget's retry is one round trip, not a refusal."""
+    store = _fresh(f"rk-overload:first:{os.getpid()}", flush_interval=10, wait=0.0)
+    try:
+        budget = RetryBudget.quota("dep", capacity=20, store=store)
+        assert 10 == budget.withdraw(NET)
+    finally:
+        store.close()

@@ -6,11 +6,19 @@ Each budget and each breaker is one Redis hash, ``<prefix>:{<key>}:budget:<shape
 slot), changed only by server-side Lua scripts that read the time with ``TIME`` (no client clock
 skew) and do the whole check-and-charge atomically.
 
-What costs a round trip: a retry's withdrawal (one ``EVALSHA``), and a breaker's admission only
-while it is open past its period or half-open. What does not: first attempts and successes are
-counted locally and sent in numbered batches by a background thread every ``flush_interval``
-(each batch applied at most once, so a batch resent after a timeout is never counted twice),
-and the breaker's state comes back with each batch, so a closed or open breaker is read locally.
+What costs the caller a round trip: a breaker's admission only while it is open past its period
+or half-open, and a budget's first retry in a process. What does not: first attempts and
+successes are counted locally and sent in numbered batches by a background thread every
+``flush_interval`` (each batch applied at most once, so a batch resent after a timeout is never
+counted twice; its counts go to the bucket of the oldest, never a later one than they were made
+in); the breaker's state comes back with each batch, so a closed or open breaker is read locally;
+and retries are charged from an allowance: with each batch the thread leases from Redis about
+twice what this process spent since the last one (counted there as retries at once, so the
+fleet's bound holds), callers spend it under a lock, and what is left goes back to its bucket
+with the next batch. An allowance is spent only within the Redis bucket it was leased in. When
+it runs out before the fleet's budget does, the caller wakes the thread and waits at most
+``wait`` (5 ms) for a refill; when the last refill found the fleet's budget spent, it is refused
+at once. The adaptive shape decides locally on the fleet's counts of the last batch.
 
 When Redis is slow or down the caller never waits more than ``timeout`` (10 ms) once: the store
 logs one warning and answers from its local fallback (an in-memory budget and breaker fed with

@@ -9,8 +9,9 @@ Each process runs 8 threads, each starting a call every 0.1 s for 16 s, through
 - ``redis-killed``: shared, and the Redis server is killed 4 s into the outage.
 
 Printed per mode: first attempts and retries during the outage, calls the server saw against
-calls the clients made (lost or double-counted calls), what Redis counted, and the slowest
-budget decision a caller waited for.
+calls the clients made (lost or double-counted calls), what Redis counted, how long callers
+waited for budget decisions (p50, p99 of the slowest process, the slowest) and the machine's
+1-minute load average at the end (the latencies depend on it).
 
     python benchmarks/overload_fleet.py
 """

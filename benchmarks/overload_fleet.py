@@ -9,8 +9,9 @@ Each process runs 8 threads, each starting a call every 0.1 s for 16 s, through
 - ``redis-killed``: shared, and the Redis server is killed 4 s into the outage.
 
 Printed per mode: first attempts and retries during the outage, calls the server saw against
-calls the clients made (lost or double-counted calls), what Redis counted, and the slowest
-budget decision a caller waited for.
+calls the clients made (lost or double-counted calls), what Redis counted, how long callers
+waited for budget decisions (p50, p99 of the slowest process, the slowest) and the machine's
+1-minute load average at the end (the latencies depend on it).
 
     python benchmarks/overload_fleet.py
 """
@@ -122,11 +123,14 @@ def worker(mode: str, url: str, redis_url: str, start: float, out: Any) -> None:
         store.close()
     durations.sort()
     p99 = durations[int(len(durations) * 0.99)] if durations else 0.0
+    p50 = durations[len(durations) // 2] if durations else 0.0
     out.put(
         {
             **tally,
             "slowest_ms": slowest[0] * 1000,
             "p99_ms": p99 * 1000,
+            "p50_ms": p50 * 1000,
+            "decisions": len(durations),
             "fallbacks": 0 if store is None else store.fallbacks,
         }
     )
@@ -180,6 +184,9 @@ def run(mode: str) -> dict[str, Any]:
         "redis_counted_calls": redis_total,
         "slowest_budget_decision_ms": round(max(r["slowest_ms"] for r in results), 2),
         "p99_budget_decision_ms": round(max(r["p99_ms"] for r in results), 2),
+        "p50_budget_decision_ms": round(max(r["p50_ms"] for r in results), 3),
+        "budget_decisions": sum(r["decisions"] for r in results),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "local_fallback_decisions": sum(r["fallbacks"] for r in results),
     }
 

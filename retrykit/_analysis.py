@@ -71,6 +71,10 @@ class Analysis:
     overflowed: int = 0
     """Counts of operation names beyond the cap (``stats_max_operations``), counted as ``<other>``."""
     suggestions: list[str] = field(default_factory=list)
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Retry budgets this process uses, by key: shape, spent, refused (exhaustion), balance, store."""
+    breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Circuit breakers this process uses, by key: state, seconds left open, rejected calls, store."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -99,6 +103,37 @@ def _window(
             "pass e.g. since=3600 (the last hour)",
         )
     return start, end
+
+
+def overload_states() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """
+    The state of every retry budget and circuit breaker this process has used, by key (in its
+    memory store, or in Redis for those of a ``RedisOverloadStore``: the fleet's figures).
+    """
+    from ._budget import default_store
+    from ._overload_redis import _live_stores
+
+    owners: list[Any] = []
+    memory = default_store()
+    owners += [state.budget for state in list(memory.budgets.values())]
+    owners += [state.breaker for state in list(memory.breakers.values())]
+    for store in list(_live_stores):
+        owners += [batch.owner for batch in list(store._budgets.values())]
+        owners += [batch.owner for batch in list(store._breakers.values())]
+    budgets: dict[str, dict[str, Any]] = {}
+    breakers: dict[str, dict[str, Any]] = {}
+    for owner in owners:
+        try:
+            state = owner.state()
+        except Exception as err:  # the analysis must not fail on a store's bad day
+            state = {"key": owner.key, "error": type(err).__name__}
+        key = state.pop("key")
+        into = budgets if "shape" in state else breakers
+        name = key
+        if name in into and into[name] != state:  # the same key with another shape or store
+            name = f"{key} [{state.get('shape') or state.get('store')}]"
+        into[name] = state
+    return dict(sorted(budgets.items())), dict(sorted(breakers.items()))
 
 
 def from_counts(
@@ -172,6 +207,8 @@ def from_counts(
         sink_failures={k.partition(":")[2]: v for k, v in counts.get(_stats.SINKS, Counter()).items() if v},
         overflowed=total.get(_stats.OVERFLOWED, 0),
     )
+    budgets, breakers = overload_states()
+    analysis = Analysis(**{**analysis.__dict__, "budgets": budgets, "breakers": breakers})
     return _with_suggestions(analysis, total)
 
 
@@ -222,6 +259,12 @@ def _with_suggestions(a: Analysis, total: Counter[str]) -> Analysis:
             "failing for everyone; alert on it, add a circuit breaker, or (if the failures are "
             "isolated) raise the budget's ratio."
         )
+    for key, state in a.breakers.items():
+        if state.get("state") == "open":
+            tips.append(
+                f"The circuit breaker {key!r} is open ({state.get('rejected', 0)} calls refused): "
+                "its dependency is failing; check it before raising the breaker's thresholds."
+            )
     deadline = a.give_up_reasons.get("deadline", 0) + a.give_up_reasons.get("retry_after_exceeds_deadline", 0)
     if a.gave_up >= MIN_SAMPLES and deadline / a.gave_up > 0.5:
         tips.append(
@@ -420,9 +463,35 @@ def render_analysis(a: Any, out: TextIO) -> None:
             "(stats_max_operations) were counted as <other>",
             file=out,
         )
+    for key, b in getattr(a, "budgets", {}).items():
+        line = f"{key} ({b.get('shape')}): {b.get('spent', 0)} retries spent, {b.get('refused', 0)} refused"
+        if "balance" in b:
+            line += f", balance {b['balance']:.1f}" + (" (exhausted)" if b["balance"] < 1 else "")
+        if "reject_probability" in b:
+            line += f", refusing {b['reject_probability']:.0%} now"
+        print(f"  retry budget      {line}{_where(b)}", file=out)
+    for key, b in getattr(a, "breakers", {}).items():
+        state = b.get("state", "?")
+        left = f" for {fmt_seconds(b['remaining'])}" if state != "closed" and b.get("remaining") else ""
+        counts = (  # an open breaker has forgotten its window: what it refused says more
+            f"{b.get('failures', 0):g} failures and {b.get('successes', 0):g} successes in its window, "
+            if state == "closed"
+            else ""
+        )
+        print(
+            f"  circuit breaker   {key}: {state}{left}, {counts}{b.get('rejected', 0)} calls refused"
+            f"{_where(b)}",
+            file=out,
+        )
     none = "       none"
     if not a.suggestions and a.total_errors < MIN_SAMPLES:
         none += f" (patterns are judged from {MIN_SAMPLES} failures on; this window has {a.total_errors})"
     print("  suggestions" + ("" if a.suggestions else none), file=out)
     for tip in a.suggestions:
         print(f"    - {tip}", file=out)
+
+
+def _where(state: Mapping[str, Any]) -> str:
+    if "error" in state:
+        return f" (unreadable: {state['error']})"
+    return f" [{state['store']}]" if state.get("store") not in (None, "memory") else ""

@@ -39,6 +39,12 @@ DEFAULT_COSTS: Mapping[ErrorCategory, int] = {
 }
 SLOTS = 10
 """Rolling windows are kept in this many buckets."""
+RETRY_SLOTS = SLOTS + 1
+"""A ratio budget remembers its retries one bucket longer than its calls: a retry is then
+counted for at least a whole window, and a call's credit for at most one, so retries within any
+``window`` seconds stay <= ratio x the calls within them + the floor (a window of buckets
+otherwise forgets a retry made early in its oldest bucket up to a bucket too soon, and an
+outage right after busy traffic got the credits of the calls before it twice)."""
 
 
 class BudgetStore(Protocol):
@@ -238,16 +244,19 @@ class Slots:
         row = self.counts.get(slot)
         if row is None:
             row = self.counts[slot] = [0.0, 0.0]
-            for old in [s for s in self.counts if s <= slot - SLOTS]:
+            for old in [s for s in self.counts if s <= slot - RETRY_SLOTS]:
                 del self.counts[old]
         row[index] += amount
 
-    def sums(self, now: float) -> tuple[float, float]:
+    def sums(self, now: float, longer: bool = False) -> tuple[float, float]:
+        """The counts of the last ``SLOTS`` buckets (*longer*: the second over ``RETRY_SLOTS``)."""
         low = int(now // self.width) - SLOTS
         a = b = 0.0
         for slot, row in self.counts.items():
             if slot > low:
                 a += row[0]
+                b += row[1]
+            elif longer and slot == low:
                 b += row[1]
         return a, b
 
@@ -281,7 +290,7 @@ class BudgetState:
         budget = self.budget
         with self.lock:
             if budget.shape == "ratio":
-                calls, retries = self.slots.sums(now)
+                calls, retries = self.slots.sums(now, longer=True)
                 allowed = retries + 1 <= budget.reserve() + budget.ratio * calls
                 if allowed:
                     self.slots.add(now, 1, 1)
@@ -313,7 +322,7 @@ class BudgetState:
     def snapshot(self, now: float) -> dict[str, Any]:
         budget = self.budget
         with self.lock:
-            a, b = self.slots.sums(now)
+            a, b = self.slots.sums(now, longer=budget.shape == "ratio")
             out: dict[str, Any] = {"spent": self.spent, "refused": self.refused}
             if budget.shape == "ratio":
                 out.update(calls=a, retries=b, balance=budget.reserve() + budget.ratio * a - b)

@@ -441,16 +441,46 @@ class _Hooks:
                 f"{type(state.retry_object).__name__}",
             )
         call: Call | None = getattr(state, "retrykit", None)
+        guard = self.policy.guard
         if call is None or call.policy is not self.policy:
             start = _scope.now()
-            call = Call(self.policy, operation_name(state.fn) if state.fn else "tenacity", start, None)
+            operation = operation_name(state.fn) if state.fn else "tenacity"
+            # -- overload protection: the budget counts the call; an open breaker refuses it
+            if guard is not None:
+                guard.admit(operation, _scope._SCOPE.get())
+            # --
+            call = Call(self.policy, operation, start, None)
             call.scope = _scope.scope(self.policy.deadline, start)
             call.deadline = call.scope[1]
             state.retrykit = call  # type: ignore[attr-defined]
         elif call.attempt != state.attempt_number:
             _advance(call, state.attempt_number)
+            # -- overload protection: the breaker may have opened while the retry waited
+            if guard is not None:
+                if not guard.readmit():
+                    call.attempt -= 1  # this attempt never starts
+                    self._refused(call)
+                call.last = None
+            # --
         self.leave(call)
         call.token = _scope._SCOPE.set(call.scope)
+
+    def _refused(self, call: Call) -> None:
+        """Attempt 2+ refused by an open breaker: give up (circuit_open) with the last outcome."""
+        call.give_up(StopReason.CIRCUIT_OPEN)
+        call.drop_pending()
+        outcome, failed = call.last, call.last_failed
+        call.last = None
+        if failed:
+            try:
+                raise outcome
+            finally:
+                outcome = None
+        from ._breaker import CircuitOpen
+
+        breaker = self.policy.breaker
+        assert breaker is not None
+        raise CircuitOpen(breaker.key, max(breaker._store().peek(breaker), 1e-3))
 
     @staticmethod
     def leave(call: Call) -> None:
@@ -485,6 +515,8 @@ class _Hooks:
         if not outcome.failed:
             if call.attempt > 1 and call.verdict is not None:
                 call.succeeded(_scope.now())
+            elif self.policy.guard is not None:  # -- overload protection: a first-try success
+                self.policy.guard.succeeded(call)
             return False
         verdict = view(self.policy, state, False)
         if verdict.action != PASS:
@@ -509,6 +541,8 @@ class _Hooks:
         if verdict.classification is not None:
             call._failed(verdict, value, failed, now)
             call._scheduled(verdict, value, failed, float(state.upcoming_sleep), now)
+        if self.policy.guard is not None:  # -- overload protection: kept in case the breaker opens
+            call.last, call.last_failed = value, failed
         if not self.asynchronous:
             call.drop_pending()
 

@@ -6,11 +6,19 @@ Each budget and each breaker is one Redis hash, ``<prefix>:{<key>}:budget:<shape
 slot), changed only by server-side Lua scripts that read the time with ``TIME`` (no client clock
 skew) and do the whole check-and-charge atomically.
 
-What costs a round trip: a retry's withdrawal (one ``EVALSHA``), and a breaker's admission only
-while it is open past its period or half-open. What does not: first attempts and successes are
-counted locally and sent in numbered batches by a background thread every ``flush_interval``
-(each batch applied at most once, so a batch resent after a timeout is never counted twice),
-and the breaker's state comes back with each batch, so a closed or open breaker is read locally.
+What costs the caller a round trip: a breaker's admission only while it is open past its period
+or half-open, and a budget's first retry in a process. What does not: first attempts and
+successes are counted locally and sent in numbered batches by a background thread every
+``flush_interval`` (each batch applied at most once, so a batch resent after a timeout is never
+counted twice; its counts go to the bucket of the oldest, never a later one than they were made
+in); the breaker's state comes back with each batch, so a closed or open breaker is read locally;
+and retries are charged from an allowance: with each batch the thread leases from Redis about
+twice what this process spent since the last one (counted there as retries at once, so the
+fleet's bound holds), callers spend it under a lock, and what is left goes back to its bucket
+with the next batch. An allowance is spent only within the Redis bucket it was leased in. When
+it runs out before the fleet's budget does, the caller wakes the thread and waits at most
+``wait`` (5 ms) for a refill; when the last refill found the fleet's budget spent, it is refused
+at once. The adaptive shape decides locally on the fleet's counts of the last batch.
 
 When Redis is slow or down the caller never waits more than ``timeout`` (10 ms) once: the store
 logs one warning and answers from its local fallback (an in-memory budget and breaker fed with
@@ -20,9 +28,11 @@ this process's own traffic all along) until the background thread reaches Redis 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 from urllib.parse import quote
 
@@ -43,50 +53,81 @@ if seq > 0 then
   local last = tonumber(redis.call('HGET', key, 'seq:' .. ARGV[10]) or '0')
   if seq > last then
     local req, acc, refund = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+    -- counts made over the last ARGV[17] s go to the bucket of the oldest: never later than made
+    local made = math.floor((now - tonumber(ARGV[17])) / tonumber(ARGV[2]))
     if req > 0 then
-      redis.call('HINCRBY', key, 'a:' .. slot, req)
+      redis.call('HINCRBY', key, 'a:' .. made, req)
       redis.call('HINCRBY', key, 'total_requests', req)
     end
-    if acc > 0 then redis.call('HINCRBY', key, 'b:' .. slot, acc) end
+    if acc > 0 then redis.call('HINCRBY', key, 'b:' .. made, acc) end
     if refund > 0 then
       local tokens = tonumber(redis.call('HGET', key, 'tokens') or ARGV[5])
       redis.call('HSET', key, 'tokens', math.min(tonumber(ARGV[5]), tokens + refund))
+    end
+    if tonumber(ARGV[15]) > 0 then redis.call('HINCRBY', key, 'spent', ARGV[15]) end
+    if tonumber(ARGV[16]) > 0 then redis.call('HINCRBY', key, 'refused', ARGV[16]) end
+    for i = 19, #ARGV, 2 do
+      local back = tonumber(ARGV[i + 1])
+      if shape == 'quota' then
+        local tokens = tonumber(redis.call('HGET', key, 'tokens') or ARGV[5])
+        redis.call('HSET', key, 'tokens', math.min(tonumber(ARGV[5]), tokens + back))
+      elseif redis.call('HEXISTS', key, 'b:' .. ARGV[i]) == 1 then
+        redis.call('HINCRBY', key, 'b:' .. ARGV[i], -back)
+      end
     end
     redis.call('HSET', key, 'seq:' .. ARGV[10], seq)
   end
 end
 local cost = tonumber(ARGV[12])
-local allowed = 1
+local lease = ARGV[18] == 'lease'
+local granted = 0
+local a, b = 0, 0
+if shape ~= 'quota' then
+  for s = slot - 9, slot do
+    a = a + tonumber(redis.call('HGET', key, 'a:' .. s) or '0')
+    b = b + tonumber(redis.call('HGET', key, 'b:' .. s) or '0')
+  end
+  if shape == 'ratio' then b = b + tonumber(redis.call('HGET', key, 'b:' .. (slot - 10)) or '0') end
+end
 if cost > 0 then
   if shape == 'quota' then
     local tokens = tonumber(redis.call('HGET', key, 'tokens') or ARGV[5])
-    if tokens >= cost then redis.call('HSET', key, 'tokens', tokens - cost) else allowed = 0 end
-  else
-    local a, b = 0, 0
-    for s = slot - 9, slot do
-      a = a + tonumber(redis.call('HGET', key, 'a:' .. s) or '0')
-      b = b + tonumber(redis.call('HGET', key, 'b:' .. s) or '0')
-    end
-    if shape == 'ratio' then
-      if b + 1 <= tonumber(ARGV[4]) + tonumber(ARGV[3]) * a then
-        redis.call('HINCRBY', key, 'b:' .. slot, 1)
-      else
-        allowed = 0
-      end
+    granted = cost
+    if lease then granted = math.min(cost, math.max(0, tokens)) end
+    if granted > 0 and tokens >= granted then
+      redis.call('HSET', key, 'tokens', tokens - granted)
     else
-      local p = math.max(0, (a - tonumber(ARGV[6]) * b) / (a + 1))
-      if tonumber(ARGV[13]) >= p then redis.call('HINCRBY', key, 'a:' .. slot, 1) else allowed = 0 end
+      granted = 0
+    end
+  elseif shape == 'ratio' then
+    local left = math.floor(tonumber(ARGV[4]) + tonumber(ARGV[3]) * a - b)
+    granted = cost
+    if lease then granted = math.min(cost, math.max(0, left)) end
+    if granted > 0 and granted <= left then
+      redis.call('HINCRBY', key, 'b:' .. slot, granted)
+      b = b + granted
+    else
+      granted = 0
+    end
+  else
+    local p = math.max(0, (a - tonumber(ARGV[6]) * b) / (a + 1))
+    if tonumber(ARGV[13]) >= p then
+      redis.call('HINCRBY', key, 'a:' .. slot, 1)
+      granted = 1
     end
   end
-  if allowed == 1 then
-    redis.call('HINCRBY', key, 'spent', 1)
-  else
-    redis.call('HINCRBY', key, 'refused', 1)
+  if not lease then
+    if granted > 0 then
+      redis.call('HINCRBY', key, 'spent', 1)
+    else
+      redis.call('HINCRBY', key, 'refused', 1)
+    end
   end
 end
-for s = slot - 13, slot - 10 do redis.call('HDEL', key, 'a:' .. s, 'b:' .. s) end
+for s = slot - 14, slot - 11 do redis.call('HDEL', key, 'a:' .. s, 'b:' .. s) end
 redis.call('PEXPIRE', key, ARGV[14])
-return allowed
+local tokens = redis.call('HGET', key, 'tokens') or ARGV[5]
+return {granted, slot, tostring(a), tostring(b), tostring(tokens), tostring(now)}
 """
 
 _BREAKER = """
@@ -158,20 +199,53 @@ return {refused, state, string.format('%.3f', remaining)}
 class _Batch:
     """Counts waiting to be sent for one key, and the numbered batch in flight (if any)."""
 
-    __slots__ = ("inflight", "owner", "pending", "seq")
+    __slots__ = ("inflight", "inflight_since", "owner", "pending", "seq", "since")
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: Any, size: int = 3) -> None:
         self.owner = owner  # the RetryBudget or CircuitBreaker (its settings go with each batch)
-        self.pending = [0, 0, 0]
+        self.pending = [0] * size
         self.inflight: list[int] | None = None
         self.seq = 0
+        self.since = 0.0  # when the first pending count was made (monotonic; 0: none yet)
+        self.inflight_since = 0.0
+
+
+class _Lease:
+    """
+    One budget's local allowance: retries (ratio) or tokens (quota) the background thread took
+    from Redis for this process, spent by callers without a round trip. What is left at the next
+    refill goes back to Redis (to the bucket it was taken from) in the next numbered batch.
+    """
+
+    __slots__ = ("a", "b", "demand", "exhausted", "give_back", "slot", "units", "until")
+
+    def __init__(self) -> None:
+        self.units = 0
+        self.slot = -1
+        self.until = 0.0
+        """When the bucket it was taken in ends (this process's monotonic clock): spent after
+        that, a retry would be counted in a bucket older than its own."""
+        self.exhausted = False
+        """The last refill found the fleet's budget spent: refuse at once, do not wait."""
+        self.demand = 0
+        """Units callers asked for since the last refill (the next lease's size)."""
+        self.give_back: dict[int, int] = {}
+        self.a = 0.0  # the fleet's window sums at the last refill (adaptive: requests, accepts)
+        self.b = 0.0
+
+    def usable(self, cost: int) -> bool:
+        """Whether *cost* units can be spent now (taken in the bucket that is still current)."""
+        return self.units >= cost and time.monotonic() < self.until
 
 
 class RedisOverloadStore:
     """
     Budget and breaker state shared through Redis at *url* (keys ``<prefix>:{<key>}:...``);
     pass it as ``store=`` to ``RetryBudget`` and ``CircuitBreaker``. *timeout*: the longest a
-    caller waits for Redis, once per outage; *flush_interval*: how often counts are sent.
+    caller waits for Redis, once per outage; *flush_interval*: how often counts are sent and
+    allowances refilled; *wait*: the longest a retry waits for a refill when this process's
+    allowance ran out but the fleet's budget had some left (then it is refused). Without a
+    *background* thread (readers, tests) each retry's charge is one round trip.
     """
 
     def __init__(
@@ -184,6 +258,7 @@ class RedisOverloadStore:
         flush_timeout: float = 0.25,
         client: Any = None,
         background: bool = True,
+        wait: float = 0.005,
     ) -> None:
         try:
             import redis
@@ -216,17 +291,27 @@ class RedisOverloadStore:
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self.local = MemoryOverloadStore()
         """The fallback: this process's own budgets and breakers, fed all along."""
-        self.writer = uuid.uuid4().hex
         self.down = False
         self.fallbacks = 0
         """Decisions answered locally because Redis was unreachable."""
+        self.background = background
+        self.wait = wait
+        self._stop = threading.Event()
+        self._reset_state()
+        _live_stores.add(self)
+
+    def _reset_state(self) -> None:
+        """Fresh batches, leases, locks, writer id and thread (at construction, in a forked child)."""
+        self.writer = uuid.uuid4().hex
         self._budgets: dict[str, _Batch] = {}
         self._breakers: dict[str, _Batch] = {}
+        self._leases: dict[str, _Lease] = {}
         self._cache: dict[str, tuple[int, float]] = {}  # breaker key -> (state, until on monotonic)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._refilled = threading.Condition(self._lock)
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        if background:
+        if self.background and not self._stop.is_set():
             self._thread = threading.Thread(target=self._run, name="retrykit-overload", daemon=True)
             self._thread.start()
 
@@ -261,8 +346,19 @@ class RedisOverloadStore:
 
     # ------------------------------------------------------------------ budgets
 
-    def _budget_args(self, budget: Any, batch: list[int], seq: int, cost: int, roll: float) -> list[Any]:
+    def _budget_args(
+        self,
+        budget: Any,
+        batch: list[int],
+        seq: int,
+        cost: int,
+        roll: float,
+        mode: str = "one",
+        give_back: dict[int, int] | None = None,
+        age: float = 0.0,
+    ) -> list[Any]:
         ttl = int(budget.window * 3000) + 60_000
+        back = [x for pair in (give_back or {}).items() for x in pair]
         return [
             budget.shape,
             budget.window / SLOTS,
@@ -278,35 +374,90 @@ class RedisOverloadStore:
             cost,
             roll,
             ttl,
+            batch[3] if len(batch) > 3 else 0,
+            batch[4] if len(batch) > 4 else 0,
+            round(age, 4),
+            mode,
+            *back,
         ]
+
+    def _budget_batch(self, name: str, budget: Any) -> _Batch:
+        entry = self._budgets.get(name)
+        if entry is None:
+            entry = self._budgets[name] = _Batch(budget, 5)  # requests, accepts, refund, spent, refused
+        return entry
 
     def deposit(self, budget: Any, requests: int, accepts: int, refund: int) -> None:
         """Count locally (fallback) and queue for the next batch: no round trip."""
         self.local.deposit(budget, requests, accepts, refund)
         name = self.budget_key(budget)
         with self._lock:
-            entry = self._budgets.get(name)
-            if entry is None:
-                entry = self._budgets[name] = _Batch(budget)
+            entry = self._budget_batch(name, budget)
+            if not entry.since:
+                entry.since = time.monotonic()
             pending = entry.pending
             pending[0] += requests
             pending[1] += accepts
             pending[2] += refund
 
     def withdraw(self, budget: Any, cost: int, roll: float) -> bool:
-        """Charge a retry in Redis (one round trip); locally while Redis is unreachable."""
+        """
+        Charge a retry: from this process's allowance (no round trip; the background thread
+        refills it from Redis), or in Redis directly without a background thread; locally while
+        Redis is unreachable.
+        """
         if not self.down:
-            try:
-                args = self._budget_args(budget, [0, 0, 0], 0, cost, roll)
-                allowed = bool(self._budget_script(keys=[self.budget_key(budget)], args=args))
-            except self._errors as err:
-                self._failed(err)
-            else:
-                if allowed:  # the fallback knows what the fleet let this process spend
-                    self.local.budget(budget).charge(budget.clock(), cost)
-                return allowed
+            allowed = self._spend(budget, cost, roll) if self._thread is not None else None
+            if allowed is None:  # no background thread, or no allowance taken yet: one round trip
+                with self._lock:  # known to this store (``retrykit analyze`` lists it)
+                    self._budget_batch(self.budget_key(budget), budget)
+                try:
+                    args = self._budget_args(budget, [0, 0, 0], 0, cost, roll)
+                    reply = self._budget_script(keys=[self.budget_key(budget)], args=args)
+                except self._errors as err:
+                    self._failed(err)
+                    self.fallbacks += 1
+                    return bool(self.local.withdraw(budget, cost, roll))
+                allowed = int(reply[0]) > 0
+            if allowed:  # the fallback knows what the fleet let this process spend
+                self.local.budget(budget).charge(budget.clock(), cost)
+            return allowed
         self.fallbacks += 1
-        return self.local.withdraw(budget, cost, roll)
+        return bool(self.local.withdraw(budget, cost, roll))
+
+    def _spend(self, budget: Any, cost: int, roll: float) -> bool | None:
+        """The decision from this process's allowance; None before its first refill."""
+        name = self.budget_key(budget)
+        with self._lock:
+            entry = self._budget_batch(name, budget)
+            lease = self._leases.get(name)
+            if lease is None:
+                lease = self._leases[name] = _Lease()
+            if lease.slot < 0:  # a budget new to this process: the next refill is due now
+                lease.demand += cost
+                self._wake.set()
+                return None
+            if budget.shape == "adaptive":  # decided on the fleet's counts at the last refill
+                requests = lease.a + entry.pending[0]
+                accepts = lease.b + entry.pending[1]
+                allowed = roll >= max(0.0, (requests - budget.k * accepts) / (requests + 1))
+                if allowed:
+                    entry.pending[0] += 1  # the retry is a request too
+                    entry.since = entry.since or time.monotonic()
+            else:
+                lease.demand += cost
+                if not lease.usable(cost) and not lease.exhausted:
+                    self._wake.set()  # ran out before the fleet did: refill now, wait a little
+                    deadline = time.monotonic() + self.wait
+                    while not lease.usable(cost) and not lease.exhausted and not self.down:
+                        left = deadline - time.monotonic()
+                        if left <= 0 or not self._refilled.wait(left):
+                            break
+                allowed = lease.usable(cost)
+                if allowed:
+                    lease.units -= cost
+            entry.pending[3 if allowed else 4] += 1
+            return bool(allowed)
 
     def budget_state(self, budget: Any) -> dict[str, Any]:
         """What Redis holds for *budget* (the local fallback's view while it is unreachable)."""
@@ -319,7 +470,8 @@ class RedisOverloadStore:
         width = budget.window / SLOTS
         low = int(now // width) - SLOTS
         a = sum(float(v) for k, v in found.items() if k.startswith("a:") and float(k[2:]) > low)
-        b = sum(float(v) for k, v in found.items() if k.startswith("b:") and float(k[2:]) > low)
+        low_b = low - 1 if budget.shape == "ratio" else low  # retries: one bucket longer
+        b = sum(float(v) for k, v in found.items() if k.startswith("b:") and float(k[2:]) > low_b)
         out: dict[str, Any] = {
             "store": "redis",
             "spent": int(found.get("spent", 0)),
@@ -419,29 +571,88 @@ class RedisOverloadStore:
 
     # ------------------------------------------------------------------ the background batches
 
-    def _take(self, table: dict[str, _Batch], every: bool) -> list[tuple[str, _Batch, list[int], int]]:
+    def _take(
+        self, table: dict[str, _Batch], every: bool, numbered: bool = False
+    ) -> list[tuple[str, _Batch, list[int], int]]:
         out = []
         with self._lock:
             for name, entry in table.items():
-                if entry.inflight is None and any(entry.pending):
+                if entry.inflight is None and (numbered or any(entry.pending)):
                     entry.seq += 1
-                    entry.inflight, entry.pending = entry.pending, [0, 0, 0]
+                    entry.inflight, entry.pending = entry.pending, [0] * len(entry.pending)
+                    entry.inflight_since, entry.since = entry.since, 0.0
                 if entry.inflight is not None or every:  # breakers: also to refresh their state
-                    out.append((name, entry, entry.inflight or [0, 0, 0], entry.seq if entry.inflight else 0))
+                    batch = entry.inflight or [0] * len(entry.pending)
+                    out.append((name, entry, batch, entry.seq if entry.inflight else 0))
         return out
+
+    def _plan_leases(
+        self, budgets: list[tuple[str, _Batch, list[int], int]], leasing: bool
+    ) -> list[tuple[_Lease | None, dict[int, int], int]]:
+        """Per budget: its lease, the units going back (by bucket), the top-up to ask for."""
+        closing = self._stop.is_set()
+        wants: list[tuple[_Lease | None, dict[int, int], int]] = []
+        with self._lock:
+            for name, entry, _, seq in budgets:
+                lease = self._leases.get(name) if leasing else None
+                if lease is None and leasing:
+                    lease = self._leases[name] = _Lease()
+                if lease is None:
+                    wants.append((None, {}, 0))
+                    continue
+                if closing and lease.units and lease.slot >= 0:  # the last batch: all of it back
+                    lease.give_back[lease.slot] = lease.give_back.get(lease.slot, 0) + lease.units
+                    lease.units = 0
+                want = 0
+                if entry.owner.shape != "adaptive" and not closing:
+                    unit = max(entry.owner.costs.values()) if entry.owner.shape == "quota" else 1
+                    want = max(0, max(unit, 2 * lease.demand) - lease.units)  # a top-up
+                wants.append((lease, dict(lease.give_back) if seq else {}, want))
+        return wants
+
+    def _apply_leases(
+        self,
+        budgets: list[tuple[str, _Batch, list[int], int]],
+        wants: list[tuple[_Lease | None, dict[int, int], int]],
+        replies: list[Any],
+    ) -> None:
+        """Take Redis's replies into the leases (under the lock)."""
+        for (_, entry, _, _), (lease, back, want), reply in zip(budgets, wants, replies, strict=False):
+            if lease is None:
+                continue
+            for slot, units in back.items():  # sent in a batch Redis applied: returned
+                lease.give_back[slot] -= units
+                if lease.give_back[slot] <= 0:
+                    del lease.give_back[slot]
+            granted, slot = int(reply[0]), int(reply[1])
+            if lease.units and lease.slot >= 0 and lease.slot != slot:
+                # taken in an older bucket: it goes back there with the next batch, so a
+                # retry is never counted in a bucket older than the refill before it
+                lease.give_back[lease.slot] = lease.give_back.get(lease.slot, 0) + lease.units
+                lease.units = 0
+            lease.units += granted
+            lease.slot = slot
+            width = entry.owner.window / SLOTS
+            lease.until = time.monotonic() + (slot + 1) * width - float(reply[5])
+            lease.exhausted = granted < want  # the fleet had no more: refuse without waiting
+            lease.demand = 0
+            lease.a, lease.b = float(reply[2]), float(reply[3])
 
     def flush(self) -> bool:
         """Send the waiting counts (and refresh the breakers' states); False if Redis failed."""
-        budgets = self._take(self._budgets, False)
+        leasing = self._thread is not None
+        budgets = self._take(self._budgets, leasing, leasing)  # leases: a numbered batch each time
         breakers = self._take(self._breakers, True)
         if not budgets and not breakers:
             return True
+        wants = self._plan_leases(budgets, leasing)
         try:
             pipe = self.flush_client.pipeline(transaction=False)
-            for name, entry, batch, seq in budgets:
-                self._budget_script(
-                    keys=[name], args=self._budget_args(entry.owner, batch, seq, 0, 1.0), client=pipe
-                )
+            now = time.monotonic()
+            for (name, entry, batch, seq), (_, back, want) in zip(budgets, wants, strict=True):
+                age = now - entry.inflight_since if entry.inflight_since else 0.0
+                args = self._budget_args(entry.owner, batch, seq, want, 1.0, "lease", back, age)
+                self._budget_script(keys=[name], args=args, client=pipe)
             for _, entry, batch, seq in breakers:
                 breaker = entry.owner
                 self._breaker_script(
@@ -455,7 +666,9 @@ class RedisOverloadStore:
             return False
         with self._lock:
             for _, entry, _, _ in budgets + breakers:
-                entry.inflight = None
+                entry.inflight, entry.inflight_since = None, 0.0
+            self._apply_leases(budgets, wants, replies)
+            self._refilled.notify_all()
         for (_, entry, _, _), reply in zip(breakers, replies[len(budgets) :], strict=False):
             self._remember(entry.owner, reply)
         self._recovered()
@@ -467,7 +680,11 @@ class RedisOverloadStore:
             self.client.script_load(_BREAKER)
         except self._errors as err:
             self._failed(err)
-        while not self._stop.wait(self.flush_interval):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 if self.down:
                     self.flush_client.ping()  # is it back?
@@ -479,13 +696,28 @@ class RedisOverloadStore:
                 _log.error("retrykit: overload protection flush failed: %s", type(err).__name__)
 
     def close(self, timeout: float = 1.0) -> None:
-        """Stop the background thread after a last flush."""
+        """Stop the background thread after a last flush (the allowance left goes back)."""
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         if not self.down:
             self.flush()
+
+
+_live_stores: weakref.WeakSet[RedisOverloadStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # the parent's thread, batches, leases and locks stay the parent's: the child starts afresh
+    # (a lock held by a parent thread at fork() would never be released in the child)
+    for store in list(_live_stores):
+        store._reset_state()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 __all__ = ["HALF_OPEN", "RedisOverloadStore"]

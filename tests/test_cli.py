@@ -87,18 +87,16 @@ def test_errors_are_one_line_and_non_zero(args: list[str], code: int, message: s
     assert "" == proc.stdout
 
 
-def test_a_module_that_fails_to_import_is_a_failed_operation(tmp_path: Path) -> None:
+def test_a_module_that_fails_to_import_is_a_failed_operation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """explain module:attribute where the module raises on import: one line, exit 1."""
-    (tmp_path / "broken_policies.py").write_text("raise RuntimeError('boom')\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "retrykit._cli", "explain", "broken_policies:P"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert (1, "retrykit: cannot import 'broken_policies' for 'broken_policies:P': RuntimeError: boom") == (
-        proc.returncode,
-        proc.stderr.strip(),
+    (tmp_path / "rk_broken_policies.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert (1, "") == _main("explain", "rk_broken_policies:P")
+    assert (
+        "retrykit: cannot import 'rk_broken_policies' for 'rk_broken_policies:P': RuntimeError: boom"
+        == capsys.readouterr().err.strip()
     )
 
 

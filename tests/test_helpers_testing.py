@@ -219,14 +219,13 @@ def test_django_bad_override_is_refused_and_changes_nothing(django_settings: obj
     assert 2 == _network_retries()
 
 
-def test_django_is_not_imported_by_retrykit() -> None:
+def test_django_is_not_imported_by_retrykit(pytester: pytest.Pytester) -> None:
     """import retrykit (and configuring it) never imports Django."""
-    import subprocess
     import sys
 
     code = "import sys, retrykit; retrykit.configure(enabled=True); print('django' in sys.modules)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "False" == proc.stdout.strip()
+    result = pytester.run(sys.executable, "-c", code)
+    assert (0, ["False"]) == (result.ret, result.outlines)
 
 
 LEAKY_TESTS = """

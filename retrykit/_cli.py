@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
-import io
 import json
 import re
 import sys
@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from ._analysis import fmt_seconds, render_analysis
 from ._errors import ConfigError
@@ -21,8 +21,35 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+EXIT_FAILED = 1
+"""The operation failed (Redis unreachable, a module that raised on import, no figures to report)."""
+EXIT_USAGE = 2
+"""Bad arguments or settings."""
+
+
 class CommandError(Exception):
-    """A problem to report as one line, with exit status 1."""
+    """A problem to report as one line, with exit status *code* (1 unless the arguments are bad)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (``retrykit: ...``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"retrykit: {message} (see {self.prog} --help)\n")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _positive_fraction(text: str) -> float:
@@ -74,18 +101,33 @@ def progress(label: str, stream: TextIO | None = None) -> Iterator[Callable[[str
 
 
 def _load_policy(spec: str) -> Any:
-    from ._policy import Policy, get_preset
+    from ._policy import Policy, get_preset, preset_names
 
     if ":" not in spec:
+        names = preset_names()
+        if spec not in names:
+            close = difflib.get_close_matches(spec, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise CommandError(
+                f"{spec!r} is not a known preset; {hint}known: {', '.join(names)} "
+                "(or module:attribute for a Policy of yours)",
+                EXIT_USAGE,
+            )
         return get_preset(spec)
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise CommandError(f"cannot import {module_name!r} for {spec!r}: {err}") from None
+    except ModuleNotFoundError as err:
+        missing = err.name is not None and (module_name + ".").startswith(err.name + ".")
+        code = EXIT_USAGE if missing else EXIT_FAILED  # the spec is wrong, or the module is broken
+        raise CommandError(f"cannot import {module_name!r} for {spec!r}: {err}", code) from None
+    except Exception as err:
+        raise CommandError(
+            f"cannot import {module_name!r} for {spec!r}: {type(err).__name__}: {err}"
+        ) from None
     policy = getattr(module, attr, None)
     if not isinstance(policy, Policy):
-        raise CommandError(f"{spec!r} is not a retrykit Policy (found {type(policy).__name__})")
+        raise CommandError(f"{spec!r} is not a retrykit Policy (found {type(policy).__name__})", EXIT_USAGE)
     return policy
 
 
@@ -151,6 +193,13 @@ def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
     return 0
 
 
+NO_FIGURES = (
+    "no figures: without --redis, {command} reports the retrykit events of the process running it, "
+    "and this one recorded none; pass --redis URL to read what your workers recorded "
+    "(or run `retrykit demo` to see an analysis)"
+)
+
+
 def _analysis(redis_url: str | None, operation: str | None, since: float) -> Any:
     from . import _analysis, _stats
 
@@ -165,11 +214,7 @@ def _analysis(redis_url: str | None, operation: str | None, since: float) -> Any
         return _analysis.from_counts(
             counts, operation=operation, since=now - since, until=now, source="redis"
         )
-    from . import _demo
-
-    with progress("running the demo to analyse its statistics") as update:
-        _, result = _demo.run_with_analysis(time_scale=0.05, out=io.StringIO(), on_call=update)
-    return result
+    return _analysis.analyze(operation, since)  # this process's figures (or stats_redis_url's)
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
@@ -181,29 +226,26 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 
         return _demo.run(time_scale=args.time_scale, out=out, analysis=True)
     if args.command == "explain":
-        if args.retries < 1:
-            raise CommandError(f"--retries must be 1 or more, not {args.retries}")
         return explain(args.policy, args.retries, args.json, out)
     analysis = _analysis(args.redis, args.operation, args.since)
+    if not args.redis and analysis.source == "memory" and not analysis.total_errors:
+        raise CommandError(NO_FIGURES.format(command=args.command))
+    if args.json:  # one document for stats and analyze
+        json.dump(analysis.to_dict(), out, indent=2)
+        out.write("\n")
+        return 0
     if args.command == "stats":
         analysis = analysis.__class__(**{**analysis.__dict__, "suggestions": []})
-    if args.json:
-        data = analysis.to_dict()
-        if args.command == "stats":
-            del data["suggestions"]
-        json.dump(data, out, indent=2)
-        out.write("\n")
-    else:
-        render_analysis(analysis, out)
+    render_analysis(analysis, out)
+    if analysis.source == "memory":
+        print("  (the figures of this process only; --redis URL reads every worker's)", file=out)
     return 0
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point."""
     out = out or sys.stdout
-    parser = argparse.ArgumentParser(
-        prog="retrykit", description="Classify every failure, retry it in exactly one layer."
-    )
+    parser = _Parser(prog="retrykit", description="Classify every failure, retry it in exactly one layer.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="call a flaky local HTTP service through @retrykit.retry")
@@ -215,15 +257,18 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     )
     exp = sub.add_parser("explain", help="show what a policy does for each category")
     exp.add_argument("policy", help="a preset name (tracking, http, ...) or module:attribute")
-    exp.add_argument("--retries", type=int, default=6, help="how many retries to show (default 6)")
+    exp.add_argument("--retries", type=_at_least_one, default=6, help="how many retries to show (default 6)")
     exp.add_argument("--json", action="store_true", help="machine-readable output")
     for name, text in (("stats", "error statistics"), ("analyze", "error analysis with suggestions")):
-        cmd = sub.add_parser(name, help=f"{text}: of a demo run, or of every worker with --redis")
+        cmd = sub.add_parser(name, help=f"{text}: of every worker with --redis, else of this process")
         cmd.add_argument("--redis", metavar="URL", help="read the fleet's statistics from Redis")
         cmd.add_argument("--operation", help="one operation (function or task name)")
         cmd.add_argument("--since", type=_duration, default=86400.0, help="window, e.g. 15m, 1h (default 1d)")
         cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # bad arguments (2), --help (0): a status, in-process too
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     if args.version:
         from importlib.metadata import version
 
@@ -238,7 +283,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return _run(args, out)
     except (ConfigError, CommandError) as err:
         print(f"retrykit: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ConfigError) else 1
+        return EXIT_USAGE if isinstance(err, ConfigError) else err.code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (| head): not an error of ours

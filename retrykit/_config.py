@@ -13,7 +13,9 @@ import dataclasses
 import difflib
 import logging
 import os
+import sys
 import threading
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +102,24 @@ def _parse_retention(key: str, value: Any) -> float:
     return number
 
 
+_LOG_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+}
+
+
+def _parse_log_level(key: str, value: Any) -> int:
+    if isinstance(value, str) and value.strip().upper() in _LOG_LEVELS:
+        return _LOG_LEVELS[value.strip().upper()]
+    if isinstance(value, int) and not isinstance(value, bool) and value in _LOG_LEVELS.values():
+        return value
+    raise ConfigError(
+        key, value, "must be a logging level", "use DEBUG, INFO, WARNING or ERROR (or logging.INFO)"
+    )
+
+
 def _strategy_parser(field_name: str) -> Callable[[str, Any], Any]:
     if field_name == "max_retries":
         return lambda k, v: _parse_int(k, v, 0)
@@ -125,6 +145,8 @@ class Settings:
     stats_bucket_seconds: int = 60
     stats_retention_hours: float = 24.0
     stats_max_operations: int = 1000
+    log_level: int = logging.WARNING
+    """The level of the log line for each scheduled retry."""
 
 
 settings = Settings()
@@ -140,6 +162,7 @@ _PLAIN_KEYS = frozenset(
         "stats_bucket_seconds",
         "stats_retention_hours",
         "stats_max_operations",
+        "log_level",
     }
 )
 deferred_error: ConfigError | None = None
@@ -175,6 +198,7 @@ def _known_keys() -> dict[str, Callable[[str, Any], Any]]:
         "stats_bucket_seconds": lambda k, v: _parse_int(k, v, 1),
         "stats_retention_hours": _parse_retention,
         "stats_max_operations": lambda k, v: _parse_int(k, v, 1),
+        "log_level": _parse_log_level,
     }
     for short in _CATEGORY_KEYS:
         for field_name in _STRATEGY_FIELDS:
@@ -194,6 +218,7 @@ def configure(**options: Any) -> None:
     ``<category>`` is ``network``, ``api_rate_limit``, ``data``, ``system``, ``temporary`` or
     ``permanent``. Statistics: ``stats_enabled``, ``stats_redis_url`` (share counts through
     Redis), ``stats_bucket_seconds``, ``stats_retention_hours``, ``stats_max_operations``.
+    Logs: ``log_level`` (``"INFO"``, ...: the level of each retry's log line; WARNING by default).
     Values are validated before anything changes: a bad key or value raises
     ``ConfigError`` naming it, and leaves the settings as they were.
     """
@@ -259,11 +284,75 @@ def explain(exc: BaseException, classifier: Classifier | None = None) -> Explana
 
 
 def reset() -> None:
-    """Back to the built-in settings (for tests)."""
-    global settings, deferred_error
+    """Back to the built-in settings (for tests); Django's ``RETRYKIT`` is no longer followed."""
+    global settings, deferred_error, _django_base
     deferred_error = None
     with _lock:
         settings = Settings(generation=settings.generation + 1)
+        _django_base = None
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """Strictly private: the settings at one moment (``snapshot()``), to ``restore()`` later."""
+
+    settings: Settings
+    deferred_error: ConfigError | None
+    django_base: Settings | None
+
+
+def snapshot() -> Saved:
+    """The settings now; ``configure()`` never changes a settings object it has handed out."""
+    with _lock:
+        return Saved(dataclasses.replace(settings), deferred_error, _django_base)
+
+
+def restore(saved: Saved) -> None:
+    """Back to the settings of *saved* (policies resolved by name see the change)."""
+    global settings, deferred_error, _django_base
+    with _lock:
+        settings = dataclasses.replace(saved.settings, generation=settings.generation + 1)
+        deferred_error = saved.deferred_error
+        _django_base = saved.django_base
+
+
+_django_base: Settings | None = None
+"""The settings before Django's ``RETRYKIT`` was applied: ``override_settings`` starts from them."""
+
+
+def _is_django_settings(source: Any) -> bool:
+    return type(source).__module__ == "django.conf"  # LazySettings, Settings, UserSettingsHolder
+
+
+def _follow_django(base: Settings) -> None:
+    """Re-apply ``RETRYKIT`` when Django says it changed (``override_settings`` in tests)."""
+    global _django_base
+    with _lock:
+        _django_base = base
+    signals = sys.modules.get("django.core.signals")
+    if signals is None:  # pragma: no cover - django.conf imports it
+        import importlib
+
+        signals = importlib.import_module("django.core.signals")
+    signals.setting_changed.connect(_django_setting_changed, dispatch_uid="retrykit.settings")
+
+
+def _django_setting_changed(*, setting: str, value: Any, **_: Any) -> None:
+    """Django's ``setting_changed`` receiver: ``RETRYKIT`` is applied over the pre-Django base."""
+    global settings
+    base = _django_base
+    if setting != "RETRYKIT" or base is None:
+        return
+    before = snapshot()
+    with _lock:
+        settings = dataclasses.replace(base, generation=settings.generation + 1)
+    if value is None:
+        return
+    try:
+        configure_from_settings(types.SimpleNamespace(RETRYKIT=value))
+    except ConfigError:
+        restore(before)
+        raise
 
 
 def configure_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -296,7 +385,19 @@ def configure_from_settings(source: Any, *, prefix: str = ENV_PREFIX) -> dict[st
     Only retrykit's own keys are read: a configuration with none (a Flask config without
     ``RETRYKIT_*`` keys, Django settings without ``RETRYKIT``) changes nothing and returns ``{}``,
     and no error ever shows the value of a key that is not retrykit's.
+
+    Django's settings are followed from then on: ``override_settings(RETRYKIT={...})`` (Django's
+    ``setting_changed`` signal) applies the new ``RETRYKIT`` over the settings retrykit had
+    before it read Django's, and puts the old ones back when the override ends.
     """
+    before = settings
+    applied = _apply_settings(source, prefix)
+    if _is_django_settings(source):
+        _follow_django(before)
+    return applied
+
+
+def _apply_settings(source: Any, prefix: str) -> dict[str, Any]:
     name = prefix.rstrip("_")
     mapping: Any
     owned = False  # a RETRYKIT dict: every key in it is meant for retrykit

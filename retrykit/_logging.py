@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from . import _events
+from . import _config, _events
 
 _stdlib = logging.getLogger("retrykit")
 
@@ -91,7 +91,7 @@ def _fields(event: _events.Event) -> tuple[str, int, dict[str, Any]]:
         c = event.classification
         return (
             "retry_scheduled",
-            logging.WARNING,
+            _config.settings.log_level,
             {
                 "operation": event.operation,
                 "attempt": event.attempt,
@@ -145,11 +145,12 @@ def _level(event: _events.Event) -> int:
     if isinstance(event, _events.GaveUp):
         quiet = event.attempts == 1 and event.reason is _events.StopReason.NON_RETRYABLE
         return logging.INFO if quiet else logging.WARNING
+    if isinstance(event, _events.RetryScheduled):
+        return _config.settings.log_level  # configure(log_level=...), WARNING by default
     return _LEVELS.get(type(event), logging.DEBUG)
 
 
 _LEVELS: dict[type, int] = {
-    _events.RetryScheduled: logging.WARNING,
     _events.Succeeded: logging.INFO,
     _events.RuleFailed: logging.ERROR,
 }

@@ -3,11 +3,14 @@ Context-local state: the active retry scope (deadline, who owns retries) and the
 
 Everything here lives in ``contextvars``, so it follows the code into asyncio tasks, trio
 nurseries, ``asyncio.to_thread`` and anyio worker threads, and never leaks between requests.
+The one exception is the process-wide test mode (``retrykit.testing.set_testing``), which holds
+in every thread of the process wherever no context-local test mode is set.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
@@ -45,7 +48,48 @@ class TestMode:
     clock: _VirtualClock = field(default_factory=_VirtualClock)
 
 
-_TESTING: ContextVar[TestMode | None] = ContextVar("retrykit_testing", default=None)
+class _ThreadClock(_VirtualClock):
+    """The process-wide test mode's clock: skipped sleeps count in the thread that skipped them."""
+
+    __slots__ = ("_local",)
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @property
+    def offset(self) -> float:
+        value: float = getattr(self._local, "offset", 0.0)
+        return value
+
+    @offset.setter
+    def offset(self, value: float) -> None:
+        self._local.offset = value
+
+
+class _TestingVar:
+    """
+    The test mode in force: the context's (``no_wait()``, ``no_retry()``, ...), else the
+    process-wide one (``set_testing()``), else ``None``. Reads like the ``ContextVar`` it wraps.
+    """
+
+    __slots__ = ("_var", "process")
+
+    def __init__(self) -> None:
+        self._var: ContextVar[TestMode | None] = ContextVar("retrykit_testing", default=None)
+        self.process: TestMode | None = None
+
+    def get(self) -> TestMode | None:
+        mode = self._var.get()
+        return self.process if mode is None else mode
+
+    def set(self, mode: TestMode | None) -> Token[TestMode | None]:
+        return self._var.set(mode)
+
+    def reset(self, token: Token[TestMode | None]) -> None:
+        self._var.reset(token)
+
+
+_TESTING = _TestingVar()
 
 
 def now() -> float:

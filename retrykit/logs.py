@@ -1,14 +1,20 @@
 """
-JSON logs with a correlation id, through structlog.
+JSON logs with a correlation id, as an opt-in that never touches the application's logging.
 
-``configure_json()`` sets structlog up to render one JSON object per line (retrykit's events
-included), with a ``trace_id`` on every line: the one bound with ``trace()``, else the Celery
-task id when running inside a Celery task. Stdlib ``logging`` records are rendered the same way.
+Nothing here changes the root logger, its level, or structlog's global configuration. You attach
+what you want where you want it:
 
-    import retrykit.logs
-    retrykit.logs.configure_json()
+    import logging, retrykit.logs
+    logging.getLogger("retrykit").addHandler(retrykit.logs.json_handler())   # retrykit's lines
+    logging.getLogger().handlers[0].setFormatter(retrykit.logs.json_formatter())  # or all lines
     with retrykit.logs.trace("req-42"):
-        handle_request()            # every log line inside carries "trace_id": "req-42"
+        handle_request()            # every JSON line inside carries "trace_id": "req-42"
+
+Each line is one JSON object with timestamp, level, logger and ``trace_id`` (the one bound with
+``trace()``, else the Celery task id inside a Celery task), and retrykit's event fields at the
+top level. An application that configured structlog itself gets retrykit's events through its own
+pipeline; adding ``structlog.contextvars.merge_contextvars`` and ``retrykit.logs.add_trace_id``
+to its processors gives them the trace id.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ import structlog
 
 from . import _logging
 
+HANDLER_NAME = "retrykit-json"
+"""The name of the handler ``configure_json()`` attaches (it replaces one of that name)."""
+
 
 def add_trace_id(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: ``trace_id`` from ``trace()``, else the running task's id (adapters)."""
@@ -34,22 +43,30 @@ def add_trace_id(logger: Any, method: str, event: MutableMapping[str, Any]) -> M
     return event
 
 
-def configure_json(level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    """Render structlog and stdlib logging as JSON lines with timestamps, levels and trace ids."""
+def add_retrykit_fields(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: a stdlib record of retrykit's gets its fields at the top level."""
+    fields = getattr(event.get("_record"), "retrykit", None)
+    if isinstance(fields, dict):
+        name = fields.get("event")
+        event.update((k, v) for k, v in fields.items() if k != "event")
+        if name:
+            event["event"] = f"retrykit.{name}"
+    return event
+
+
+def json_formatter() -> logging.Formatter:
+    """A ``logging.Formatter`` rendering each record as one JSON line (with timestamp and trace id)."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         add_trace_id,
+        add_retrykit_fields,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        cache_logger_on_first_use=False,
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -57,12 +74,32 @@ def configure_json(level: int = logging.INFO, stream: TextIO | None = None) -> N
             structlog.processors.JSONRenderer(),
         ],
     )
+
+
+def json_handler(stream: TextIO | None = None, level: int = logging.NOTSET) -> logging.Handler:
+    """A stream handler (stderr by default) with ``json_formatter()``, for you to attach."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(formatter)
-    handler.set_name("retrykit-json")
-    root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if h.get_name() != "retrykit-json"] + [handler]
-    root.setLevel(level)
+    handler.setFormatter(json_formatter())
+    handler.setLevel(level)
+    handler.set_name(HANDLER_NAME)
+    return handler
+
+
+def configure_json(level: int = logging.NOTSET, stream: TextIO | None = None) -> logging.Handler:
+    """
+    Write retrykit's own log lines as JSON to *stream*: attach ``json_handler()`` to the
+    ``retrykit`` logger (replacing one attached before) and return it.
+
+    Only that handler is added: the root logger, every level (the ``retrykit`` logger's too)
+    and structlog's configuration stay the application's. Records still propagate to the
+    application's handlers as usual.
+    """
+    handler = json_handler(stream, level)
+    logger = logging.getLogger("retrykit")
+    for old in [h for h in logger.handlers if h.get_name() == HANDLER_NAME]:
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    return handler
 
 
 @contextlib.contextmanager
@@ -73,4 +110,4 @@ def trace(trace_id: str | None = None) -> Iterator[str]:
         yield value
 
 
-__all__ = ["add_trace_id", "configure_json", "trace"]
+__all__ = ["add_retrykit_fields", "add_trace_id", "configure_json", "json_formatter", "json_handler", "trace"]

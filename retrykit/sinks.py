@@ -5,15 +5,62 @@ Both are optional (``pip install "retrykit-engine[prometheus]"`` / ``"retrykit-e
 only when you call them. Labels are low-cardinality on purpose: the operation (function or task
 name), the category and, for give-ups, the stop reason; never argument values or attempt numbers.
 Each function subscribes its sink and returns the function that unsubscribes it.
+
+Registering is idempotent per registry (Prometheus) and per meter provider (OpenTelemetry): a
+second call (an app factory run once per test) reuses the metrics and the one subscription, so
+nothing is registered or counted twice. The sink stays subscribed until every caller has
+unsubscribed.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import _events
-from ._errors import ConfigError, install_hint
+from ._errors import ConfigError, Shown, install_hint
+
+
+class _Shared:
+    """One sink per (registry or meter provider, name), subscribed while anyone holds it."""
+
+    __slots__ = ("sink", "unsubscribe", "users")
+
+    def __init__(self, sink: _events.Sink) -> None:
+        self.sink = sink
+        self.users = 0
+        self.unsubscribe: Callable[[], None] | None = None
+
+
+_shared: weakref.WeakKeyDictionary[Any, dict[str, _Shared]] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
+
+
+def _register(owner: Any, key: str, build: Callable[[], _events.Sink]) -> Callable[[], None]:
+    """Subscribe the sink *build* makes for *owner* once, however often it is asked for."""
+    with _shared_lock:
+        per_owner = _shared.setdefault(owner, {})
+        shared = per_owner.get(key)
+        if shared is None:
+            shared = per_owner[key] = _Shared(build())
+        if shared.users == 0:
+            shared.unsubscribe = _events.subscribe(shared.sink)
+        shared.users += 1
+    released = threading.Event()
+
+    def unsubscribe() -> None:
+        with _shared_lock:
+            if released.is_set():
+                return  # each caller's unsubscribe counts once
+            released.set()
+            shared.users -= 1
+            if shared.users == 0 and shared.unsubscribe is not None:
+                shared.unsubscribe()
+                shared.unsubscribe = None
+
+    return unsubscribe
 
 
 def _require(module: str, extra: str) -> Any:
@@ -38,9 +85,24 @@ def prometheus(registry: Any = None, *, namespace: str = "retrykit") -> Callable
     ``retrykit_late_successes_total{operation}``, ``retrykit_rule_failures_total{rule}``.
     """
     client = _require("prometheus_client", "prometheus")
-    kw: dict[str, Any] = {"namespace": namespace}
-    if registry is not None:
-        kw["registry"] = registry
+    target = client.REGISTRY if registry is None else registry
+    return _register(target, f"prometheus:{namespace}", lambda: _prometheus_sink(client, target, namespace))
+
+
+def _prometheus_sink(client: Any, registry: Any, namespace: str) -> _events.Sink:
+    kw: dict[str, Any] = {"namespace": namespace, "registry": registry}
+    try:
+        return _prometheus_metrics(client, kw)
+    except ValueError as err:  # DuplicateTimeseries: names taken by something else in the registry
+        raise ConfigError(
+            "namespace",
+            Shown(repr(namespace)),
+            f"has metric names already registered in this registry by something else ({err})",
+            "pass another namespace= or registry=",
+        ) from None
+
+
+def _prometheus_metrics(client: Any, kw: dict[str, Any]) -> _events.Sink:
     failures = client.Counter("attempt_failures", "Failed attempts", ["operation", "category"], **kw)
     retries = client.Counter("retries", "Retries scheduled", ["operation", "category"], **kw)
     delays = client.Histogram("retry_delay_seconds", "Wait before a retry", ["operation", "category"], **kw)
@@ -62,7 +124,7 @@ def prometheus(registry: Any = None, *, namespace: str = "retrykit") -> Callable
         else:
             rules.labels(event.rule).inc()
 
-    return _events.subscribe(sink)
+    return sink
 
 
 def opentelemetry(meter_provider: Any = None) -> Callable[[], None]:
@@ -73,7 +135,12 @@ def opentelemetry(meter_provider: Any = None) -> Callable[[], None]:
     """
     metrics = _require("opentelemetry.metrics", "otel")
     trace = _require("opentelemetry.trace", "otel")
-    meter = (meter_provider or metrics.get_meter_provider()).get_meter("retrykit")
+    provider = meter_provider or metrics.get_meter_provider()
+    return _register(provider, "opentelemetry", lambda: _otel_sink(provider, trace))
+
+
+def _otel_sink(provider: Any, trace: Any) -> _events.Sink:
+    meter = provider.get_meter("retrykit")
     failures = meter.create_counter("retrykit.attempt_failures", description="Failed attempts")
     retries = meter.create_counter("retrykit.retries", description="Retries scheduled")
     delays = meter.create_histogram("retrykit.retry_delay", unit="s", description="Wait before a retry")
@@ -110,7 +177,7 @@ def opentelemetry(meter_provider: Any = None) -> Callable[[], None]:
                 {**attributes, "retrykit.attempts": event.attempts, "retrykit.error": event.error_type},
             )
 
-    return _events.subscribe(sink)
+    return sink
 
 
 __all__ = ["opentelemetry", "prometheus"]

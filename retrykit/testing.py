@@ -1,9 +1,11 @@
 """
-Test helpers: no waiting, no retrying, a recorder, and a pytest plugin.
+Test helpers: no waiting, no retrying, a recorder, settings that reset, and a pytest plugin.
 
-Every switch here is context-local (a ``ContextVar``): it holds for the code run inside the
-``with`` block, including asyncio tasks, trio nurseries and worker threads started from it, and
-never for a test running beside it.
+``no_wait()``, ``no_retry()``, ``scaled_time()`` and ``record()`` are context-local (a
+``ContextVar``): they hold for the code run inside the ``with`` block, including asyncio tasks,
+trio nurseries and ``asyncio.to_thread``, and never for a test running beside it, nor for a
+``threading.Thread`` or a ``ThreadPoolExecutor`` worker (those start from an empty context).
+``set_testing()`` is the process-wide switch for those: it holds in every thread.
 
 Under ``no_wait()`` sleeps are skipped but counted on retrykit's clock, so deadlines behave as
 if the time had passed: a 10 s deadline still stops a schedule of 4 s + 8 s waits.
@@ -12,14 +14,26 @@ if the time had passed: a 10 s deadline still stops a schedule of 4 s + 8 s wait
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import cast
 
-from . import _events, _scope
+from . import _config, _events, _scope
 from ._classify import Classification
 from ._events import AttemptFailed, Event, GaveUp, RetryScheduled, Succeeded
 
-__all__ = ["Recorder", "no_retry", "no_wait", "record", "scaled_time"]
+__all__ = [
+    "Recorder",
+    "Testing",
+    "no_retry",
+    "no_wait",
+    "record",
+    "reset",
+    "scaled_time",
+    "set_testing",
+]
 
 
 @contextlib.contextmanager
@@ -104,3 +118,109 @@ def record() -> Iterator[Recorder]:
         yield recorder
     finally:
         _events._local_sinks.reset(token)
+
+
+_process_recorder: tuple[Recorder, Callable[[], None]] | None = None
+"""The process-wide recorder and the function that unsubscribes it (``set_testing(record=...)``)."""
+_process_lock = threading.Lock()
+
+
+class Testing:
+    """
+    What ``set_testing()`` changed. As a context manager it gives the process-wide recorder (or
+    ``None``) and, on exit, puts back the process-wide switches and recorder that were in force.
+    """
+
+    def __init__(self, mode: _scope.TestMode | None, recorder: Recorder | None, previous: Recorder | None):
+        self._previous_mode = mode
+        self._previous_recorder = previous
+        self.recorder = recorder
+        """The process-wide recorder in force after ``set_testing()`` (``None`` if none)."""
+
+    def restore(self) -> None:
+        """Put back the process-wide switches and recorder in force before ``set_testing()``."""
+        _set_process(self._previous_mode, self._previous_recorder)
+
+    def __enter__(self) -> Recorder | None:
+        return self.recorder
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.restore()
+
+
+def _set_process(mode: _scope.TestMode | None, recorder: Recorder | None) -> None:
+    global _process_recorder
+    with _process_lock:
+        _scope._TESTING.process = mode
+        current = _process_recorder
+        if (current[0] if current else None) is recorder:
+            return
+        if current is not None:
+            current[1]()
+        _process_recorder = None if recorder is None else (recorder, _events.subscribe(recorder))
+
+
+def _process_state() -> tuple[_scope.TestMode | None, Recorder | None]:
+    current = _process_recorder
+    return _scope._TESTING.process, None if current is None else current[0]
+
+
+def set_testing(
+    *,
+    no_wait: bool | None = None,
+    no_retry: bool | None = None,
+    record: bool | Recorder | None = None,
+) -> Testing:
+    """
+    Switch test modes on or off for the whole process: every thread, every task, every request.
+
+    ``no_wait=True``: retrykit's sleeps are skipped (still counted, per thread, on its clock for
+    deadlines). ``no_retry=True``: one attempt per call. ``record=True`` (or a ``Recorder``):
+    every event of every thread is appended to a recorder; ``record=False`` stops recording.
+    ``None`` leaves a switch as it is. A context-local switch (``no_wait()``, ...), where one is
+    entered, takes precedence: it starts from the process-wide switches in force as it is entered.
+
+    Use it as a context manager (``with set_testing(no_wait=True, record=True) as rec:``), or call
+    it and later ``.restore()`` what it returns: either puts back what was in force before.
+    """
+    for name, value in (("no_wait", no_wait), ("no_retry", no_retry)):
+        if type(value) not in (type(None), bool):
+            from ._errors import ConfigError
+
+            raise ConfigError(name, value, "must be True, False or None", f"pass {name}=True")
+    if not isinstance(cast(object, record), (type(None), bool, Recorder)):
+        from ._errors import ConfigError
+
+        raise ConfigError("record", record, "must be a bool or a Recorder", "pass record=True")
+    mode, recorder = _process_state()
+    previous = Testing(mode, None, recorder)
+    changed = mode or _scope.TestMode(clock=_scope._ThreadClock())
+    if no_wait is not None:
+        changed = replace(changed, no_wait=no_wait, scale=None)
+    if no_retry is not None:
+        changed = replace(changed, no_retry=no_retry)
+    new_mode = changed if changed.no_wait or changed.no_retry else None
+    new_recorder = recorder
+    if record is True:
+        new_recorder = Recorder()
+    elif record is False:
+        new_recorder = None
+    elif isinstance(record, Recorder):
+        new_recorder = record
+    _set_process(new_mode, new_recorder)
+    previous.recorder = new_recorder
+    return previous
+
+
+def reset() -> None:
+    """
+    Settings back to what ``import retrykit`` gives: the built-in ones, then the ``RETRYKIT_*``
+    environment variables (read again now). The test switches are not touched.
+    """
+    _config.reset()
+    _config.load_env_at_import()

@@ -7,11 +7,15 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from retrykit import _cli
+import retrykit
+from retrykit import Strategy, _cli
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder
+from retrykit.testing import no_wait
 
 from .test_stats import NET, RATE, call
 
@@ -56,43 +60,92 @@ CUSTOM = Policy(max_attempts=2, deadline=30, name="custom")
 
 
 @pytest.mark.parametrize(
-    ("args", "code", "message", "usage"),
+    ("args", "code", "message"),
     [
-        (["explain", "nope"], 2, "is not a known preset", False),
-        (["explain", "os:path"], 1, "is not a retrykit Policy", False),
-        (["explain", "no_such_module:x"], 1, "cannot import", False),
-        (["explain", "http", "--retries", "0"], 1, "--retries must be 1 or more", False),
-        (["analyze", "--redis", "redis://127.0.0.1:1/0"], 1, "cannot read statistics from Redis", False),
-        (["stats", "--redis", "localhost"], 2, "must be a Redis URL", False),
-        # argparse rejects --since itself: its usage, then the one line of the error
-        (["analyze", "--since", "soon"], 2, "is not a duration", True),
+        (["explain", "nope"], 2, "is not a known preset"),
+        (["explain", "htp"], 2, "'htp' is not a known preset; did you mean 'http'?"),
+        (["explain", "os:path"], 2, "is not a retrykit Policy"),
+        (["explain", "no_such_module:x"], 2, "cannot import"),
+        (["explain", "http", "--retries", "0"], 2, "argument --retries: must be 1 or more, not 0"),
+        (["explain", "http", "--retries", "many"], 2, "argument --retries: 'many' is not a whole number"),
+        (["explain"], 2, "the following arguments are required: policy"),
+        (["stats", "--since"], 2, "argument --since: expected one argument"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        (["analyze", "--redis", "redis://127.0.0.1:1/0"], 1, "cannot read statistics from Redis"),
+        (["stats", "--redis", "localhost"], 2, "must be a Redis URL"),
+        (["analyze", "--since", "soon"], 2, "is not a duration"),
+        (["stats"], 1, "no figures: without --redis, stats reports the retrykit events of the process"),
+        (["analyze", "--json"], 1, "no figures: without --redis, analyze reports"),
     ],
 )
-def test_errors_are_one_line_and_non_zero(args: list[str], code: int, message: str, usage: bool) -> None:
-    """Bad input is one line on stderr (after argparse's usage, if argparse rejected it) and a
-    non-zero exit, never a traceback."""
+def test_errors_are_one_line_and_non_zero(args: list[str], code: int, message: str) -> None:
+    """Bad input is one line on stderr and exit 2 (a failed operation: 1), never a traceback."""
     proc = subprocess.run([sys.executable, "-m", "retrykit._cli", *args], capture_output=True, text=True)
     assert code == proc.returncode
     assert "Traceback" not in proc.stderr
-    *before, error = proc.stderr.strip().splitlines()
-    assert message in error
-    if usage:
-        assert before[0].startswith(f"usage: retrykit {args[0]} ")
-        assert all(line.startswith(" ") for line in before[1:])  # the usage's continuation lines
-    else:
-        assert [] == before
+    assert 1 == len(proc.stderr.strip().splitlines())
+    assert "" == proc.stdout
 
 
-def test_stats_and_analyze_of_a_demo_run() -> None:
-    """Without --redis, stats and analyze run the demo and report its figures."""
-    code, out = _main("analyze")
+def test_a_module_that_fails_to_import_is_a_failed_operation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """explain module:attribute where the module raises on import: one line, exit 1."""
+    (tmp_path / "rk_broken_policies.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert (1, "") == _main("explain", "rk_broken_policies:P")
+    assert (
+        "retrykit: cannot import 'rk_broken_policies' for 'rk_broken_policies:P': RuntimeError: boom"
+        == capsys.readouterr().err.strip()
+    )
+
+
+@pytest.mark.parametrize("command", ["stats", "analyze"])
+def test_without_redis_the_figures_are_this_processes(command: str) -> None:
+    """Without --redis, stats and analyze report this process's figures and say so; no demo runs."""
+    policy = Policy(strategies={"network_error": Strategy.delay(1, max_retries=2)})
+    flaky = retrykit.retry(policy, operation="cli.flaky")(_fails_once())
+    with no_wait():
+        assert "ok" == flaky()
+    code, out = _main(command)
     assert 0 == code
-    assert "analysis of demo.get" in out
-    assert "categories        temporary_error 5, network_error 2, api_rate_limit 2, data_error 1" in out
-    code, out = _main("stats", "--json")
-    data = json.loads(out)
-    assert (0, 10, 8, 3) == (code, data["total_errors"], data["retries"], data["late_successes"])
-    assert "suggestions" not in data
+    assert out.startswith("analysis of all operations over the last 1d (source: memory)")
+    assert "categories        network_error 1" in out
+    assert "the figures of this process only; --redis URL reads every worker's" in out
+    assert "demo.get" not in out
+
+
+def test_stats_and_analyze_share_one_json_schema() -> None:
+    """stats --json and analyze --json print the same document, with its source."""
+    policy = Policy(strategies={"network_error": Strategy.delay(1, max_retries=2)})
+    with no_wait():
+        retrykit.retry(policy, operation="cli.flaky")(_fails_once())()
+    stats_code, stats_out = _main("stats", "--json")
+    analyze_code, analyze_out = _main("analyze", "--json")
+    stats, analysis = json.loads(stats_out), json.loads(analyze_out)
+    assert (0, 0) == (stats_code, analyze_code)
+    assert set(stats) == set(analysis)
+    assert ("memory", 1, 1) == (stats["source"], stats["total_errors"], stats["late_successes"])
+    assert {k: v for k, v in stats.items() if k not in ("since", "until")} == {
+        k: v for k, v in analysis.items() if k not in ("since", "until")
+    }
+
+
+def _fails_once() -> Callable[[], str]:
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionResetError
+        return "ok"
+
+    return flaky
+
+
+def test_bad_arguments_in_process_return_two() -> None:
+    """main() returns 2 for argparse's errors instead of raising SystemExit."""
+    assert (2, "") == _main("explain", "http", "--retries", "0")
 
 
 def test_analyze_reads_the_fleet_from_redis(redis_url: str) -> None:

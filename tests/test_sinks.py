@@ -95,14 +95,16 @@ def test_opentelemetry_sink_counts_and_adds_span_events() -> None:
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
-    """JSON logging into a buffer, restored afterwards."""
+    """retrykit's lines as JSON into a buffer (the retrykit logger at INFO), restored afterwards."""
     stream = io.StringIO()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    retrykit.logs.configure_json(stream=stream)
+    logger = logging.getLogger("retrykit")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    handler = retrykit.logs.configure_json(stream=stream)
     yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(level)
     structlog.reset_defaults()
-    root.handlers, root.level = handlers, level
 
 
 def test_json_logs_carry_the_trace_id(json_logs: io.StringIO) -> None:

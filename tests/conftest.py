@@ -91,7 +91,6 @@ SLOW_FIXTURES = {"redis_url", "own_redis", "pytester"}
 # Single tests that run the demo or a subprocess of the command line.
 SLOW_TESTS = {
     "tests/test_cli.py::test_errors_are_one_line_and_non_zero",
-    "tests/test_cli.py::test_stats_and_analyze_of_a_demo_run",
     "tests/test_cli.py::test_demo_ends_with_the_analysis",
     "tests/test_package.py::test_demo_runs_and_reports",
     "tests/test_package.py::test_bad_command_lines_exit_non_zero_without_traceback",

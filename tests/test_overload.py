@@ -47,8 +47,8 @@ class Clock:
         return self.now
 
 
-class HTTPError(Exception):
-    """An HTTP error with a status and headers, as clients raise them."""
+class StatusError(Exception):
+    """This test's own SDK-style error carrying a status and headers (read by duck typing)."""
 
     def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"HTTP {status}")
@@ -117,7 +117,7 @@ def test_budget_is_charged_when_the_retry_is_decided() -> None:
     assert [90.0, 80.0, 70.0] == seen
 
 
-@pytest.mark.parametrize("error", [ValueError("bad row"), HTTPError(404)], ids=["data", "permanent"])
+@pytest.mark.parametrize("error", [ValueError("bad row"), StatusError(404)], ids=["data", "permanent"])
 def test_data_and_permanent_failures_never_charge(error: Exception) -> None:
     """Even a policy that retries data and permanent failures charges nothing for them."""
     retried = {c: Strategy.immediately(max_retries=2) for c in ("data_error", "permanent_error")}
@@ -260,9 +260,9 @@ def test_failed_probe_reopens_and_only_one_probe_goes_through() -> None:
     ("error", "opens"),
     [
         (ConnectionResetError(), True),
-        (HTTPError(503), True),
+        (StatusError(503), True),
         (ValueError("bad"), False),
-        (HTTPError(404), False),
+        (StatusError(404), False),
     ],
     ids=["network", "503", "data", "permanent"],
 )
@@ -335,13 +335,13 @@ def test_block_form_with_breaker_and_budget() -> None:
 def test_negative_pushback_overrides_the_policy() -> None:
     """``grpc-retry-pushback-ms: -1`` stops at once; a positive one sets the wait."""
     fn, calls = _failing(
-        Policy(strategies=FAST, budget="x"), HTTPError(503, {"grpc-retry-pushback-ms": "-1"})
+        Policy(strategies=FAST, budget="x"), StatusError(503, {"grpc-retry-pushback-ms": "-1"})
     )
     with record() as rec:
         _run(fn, 1)
     assert 1 == calls[0]
     assert [StopReason.PUSHBACK] == [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
-    fn, _ = _failing(Policy(strategies=FAST, budget="y"), HTTPError(503, {"grpc-retry-pushback-ms": "70"}))
+    fn, _ = _failing(Policy(strategies=FAST, budget="y"), StatusError(503, {"grpc-retry-pushback-ms": "70"}))
     with record() as rec:
         _run(fn, 1)
     assert {0.07} == {e.delay for e in rec.events if isinstance(e, retrykit.RetryScheduled)}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import retrykit
-from retrykit import _config, _policy, _stats
+from retrykit import _budget, _config, _overload_redis, _policy, _stats
 
 BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")]
 
@@ -28,10 +28,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def _clean_settings() -> Iterator[None]:
-    """Each test starts from the built-in settings, presets and an empty statistics store."""
+    """
+    Each test starts from the built-in settings, presets, an empty statistics store and no
+    budget or breaker state (an earlier test's open breaker must not show in a later analysis).
+    """
     _config.reset()
     presets = dict(_policy._registry)
     _stats.use_recorder(_stats.StatsRecorder(_stats.MemoryStore()))
+    _budget.reset_default_store()
+    _overload_redis._live_stores.clear()
     yield
     _config.reset()
     _policy._registry.clear()

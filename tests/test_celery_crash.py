@@ -30,12 +30,15 @@ TASKS = 100
 STATS = "redis://127.0.0.1:6379/13"
 
 
-def _late_successes() -> int:
-    """Late successes of the crash app's async task, as every worker reported them to Redis."""
+def _late_successes(start: float) -> int:
+    """
+    Late successes of the crash app's async task, as every worker reported them to Redis, from a
+    fixed point (a minute before *start*): a window that slid with time would lose old counts.
+    """
     import retrykit
 
     retrykit.configure(stats_redis_url=STATS)
-    return retrykit.analyze("rk_crash.async_job", since=3600).late_successes
+    return retrykit.analyze("rk_crash.async_job", since=time.time() - start + 60).late_successes
 
 
 def _worker(env: dict[str, str], log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:
@@ -174,7 +177,8 @@ def test_a_poison_pill_ends_after_the_policys_attempts(
     import retrykit
 
     env["RETRYKIT_STATS_REDIS_URL"] = STATS  # the worker's statistics, shared through Redis
-    before = _late_successes()
+    start = time.time()
+    before = _late_successes(start)
     store = redis.Redis.from_url(BACKEND)
     proc = _worker(env, tmp_path / "worker.log")
     try:
@@ -192,11 +196,11 @@ def test_a_poison_pill_ends_after_the_policys_attempts(
         assert 3 == lost.result.attempt
         assert [f"{lost.id}:0", f"{lost.id}:1", f"{lost.id}:2"] == runs
         deadline = time.monotonic() + 10  # the worker's statistics thread sends within a few seconds
-        while _late_successes() == before and time.monotonic() < deadline:
+        while _late_successes(start) == before and time.monotonic() < deadline:
             time.sleep(0.2)
         # async_job succeeded on attempt 2: a late success. At least one: the statistics are
         # fleet-wide, and another run of this suite on the same services may add its own.
-        assert before + 1 <= _late_successes()
+        assert before + 1 <= _late_successes(start)
     finally:
         retrykit.configure(stats_redis_url="")
         _kill(proc)

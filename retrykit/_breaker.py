@@ -18,7 +18,7 @@ from typing import Any
 
 from ._budget import Slots
 from ._classify import ErrorCategory
-from ._errors import ConfigError, seconds
+from ._errors import ConfigError, from_setting, seconds
 
 CLOSED, OPEN, HALF_OPEN = 0, 1, 2
 STATE_NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half_open"}
@@ -116,22 +116,7 @@ class CircuitBreaker:
     @classmethod
     def parse(cls, value: Any, argument: str = "breaker") -> CircuitBreaker | None:
         """A breaker from a ``CircuitBreaker``, a key (default settings) or a mapping of settings."""
-        if value is None or isinstance(value, CircuitBreaker):
-            return value
-        if isinstance(value, str):
-            return cls(value)
-        if isinstance(value, dict):
-            settings = dict(value)
-            key = settings.pop("key", None)
-            try:
-                return cls(key, **settings)
-            except TypeError as err:
-                raise ConfigError(
-                    argument, value, f"has an unknown setting ({err})", "see CircuitBreaker's arguments"
-                ) from None
-        raise ConfigError(
-            argument, value, "must be a CircuitBreaker, a key or a mapping", "pass CircuitBreaker('payments')"
-        )
+        return from_setting(cls, value, argument, "CircuitBreaker('payments')")
 
     def _store(self) -> Any:
         if self.store is not None:

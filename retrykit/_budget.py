@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ._classify import ErrorCategory
-from ._errors import ConfigError, seconds
+from ._errors import ConfigError, from_setting, seconds
 
 SHAPES = ("ratio", "quota", "adaptive")
 NEVER_CHARGED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERROR})
@@ -147,26 +147,8 @@ class RetryBudget:
 
     @classmethod
     def parse(cls, value: Any, argument: str = "budget") -> RetryBudget | None:
-        """A budget from a ``RetryBudget``, a key (a default ratio budget) or a mapping of settings."""
-        if value is None or isinstance(value, RetryBudget):
-            return value
-        if isinstance(value, str):
-            return cls(value)
-        if isinstance(value, Mapping):
-            settings = dict(value)
-            key = settings.pop("key", None)
-            try:
-                return cls(key, **settings)
-            except TypeError as err:
-                raise ConfigError(
-                    argument, value, f"has an unknown setting ({err})", "see RetryBudget's arguments"
-                ) from None
-        raise ConfigError(
-            argument,
-            value,
-            "must be a RetryBudget, a key or a mapping",
-            "pass e.g. RetryBudget('payments', ratio=0.1)",
-        )
+        """A budget from a ``RetryBudget``, a key (default settings) or a mapping of settings."""
+        return from_setting(cls, value, argument, "RetryBudget('payments', ratio=0.1)")
 
     # ------------------------------------------------------------------ use
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import Enum
 from typing import Any, TypeVar
@@ -100,6 +101,7 @@ class ConfigError(TypeError, ValueError):
 
 
 E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
 
 
 def parse_enum(cls: type[E], value: Any, argument: str, what: str) -> E:
@@ -163,3 +165,26 @@ def callable_name(fn: Any) -> str:
         fn = inner
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) and name else type(fn).__qualname__
+
+
+def from_setting(cls: type[T], value: Any, argument: str, example: str) -> T | None:
+    """
+    An instance of *cls* from itself, a key (``cls(key)``, default settings) or a mapping of
+    its settings with a ``"key"``: how a policy takes its budget and its breaker.
+    """
+    if value is None or isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        return cls(value)  # type: ignore[call-arg]
+    if isinstance(value, Mapping):
+        settings = dict(value)
+        key = settings.pop("key", None)
+        try:
+            return cls(key, **settings)  # type: ignore[call-arg]
+        except TypeError as err:
+            raise ConfigError(
+                argument, value, f"has an unknown setting ({err})", f"see {cls.__name__}'s arguments"
+            ) from None
+    raise ConfigError(
+        argument, value, f"must be a {cls.__name__}, a key or a mapping", f"pass e.g. {example}"
+    )

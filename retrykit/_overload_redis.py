@@ -38,7 +38,8 @@ from urllib.parse import quote
 
 from ._breaker import CLOSED, HALF_OPEN, OPEN, STATE_NAMES
 from ._budget import SLOTS, MemoryOverloadStore
-from ._errors import ConfigError, redact_url
+from ._errors import redact_url
+from ._redis import connector, errors
 
 _log = logging.getLogger("retrykit")
 
@@ -260,35 +261,17 @@ class RedisOverloadStore:
         background: bool = True,
         wait: float = 0.005,
     ) -> None:
-        try:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError:  # pragma: no cover - redis is in the dev extra
-            raise ConfigError(
-                "url", url, "needs the redis package", 'pip install "retrykit[redis]"'
-            ) from None
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("url", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")
+        connect = connector("url", url)
         self.url = url
         self.shown_url = redact_url(url)
         self.prefix = prefix
         self.flush_interval = flush_interval
 
-        def connect(seconds: float) -> Any:
-            return redis.Redis.from_url(
-                url,
-                socket_connect_timeout=seconds,
-                socket_timeout=seconds,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-            )
-
         self.client = client or connect(timeout)
         self.flush_client = client or connect(flush_timeout)
         self._budget_script = self.client.register_script(_BUDGET)
         self._breaker_script = self.client.register_script(_BREAKER)
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._errors = errors()
         self.local = MemoryOverloadStore()
         """The fallback: this process's own budgets and breakers, fed all along."""
         self.down = False

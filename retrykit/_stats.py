@@ -26,7 +26,8 @@ from urllib.parse import quote, unquote
 
 from . import _config, _events
 from ._classify import ErrorCategory
-from ._errors import ConfigError, install_hint, redact_url
+from ._errors import ConfigError, redact_url
+from ._redis import connector, errors
 
 _log = logging.getLogger("retrykit")
 OTHER = "<other>"
@@ -252,16 +253,7 @@ class RedisStore:
         timeout: float = 1.0,
         caller_timeout: float = CALLER_TIMEOUT,
     ) -> None:
-        try:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError:  # pragma: no cover - redis is in the dev extra
-            raise ConfigError(
-                "stats_redis_url", url, "needs the redis package", install_hint("redis")
-            ) from None
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("url", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")
+        connect = connector("stats_redis_url", url)
         self.url = url
         self.shown_url = redact_url(url)
         self.prefix = prefix
@@ -272,21 +264,10 @@ class RedisStore:
         self.max_operations = max_operations
         self.caller_timeout = caller_timeout
 
-        def connect(seconds: float) -> Any:
-            # No retries inside redis-py: a failed batch is resent by the next flush, and a caller
-            # waits one timeout at most.
-            return redis.Redis.from_url(
-                url,
-                socket_connect_timeout=seconds,
-                socket_timeout=seconds,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-            )
-
         self.client = client or connect(timeout)
         self.caller_client = client or connect(caller_timeout)
         self._apply = self.client.register_script(_APPLY)
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._errors = errors()
         self.background = background
         self.overflowed = 0
         """Counts of names beyond *max_operations* that the buffer counted as ``"<other>"``."""

@@ -16,8 +16,6 @@ wheel = Path(sys.argv[1])
 meta = f"{wheel.name.split('-')[0]}-"  # the .dist-info folder
 names = {n for n in zipfile.ZipFile(wheel).namelist() if not n.startswith(meta)}
 expected = {f"retrykit/{p.relative_to(root / 'retrykit')}" for p in (root / "retrykit").rglob("*.py")}
-adapters = root / "adapters"
-expected |= {f"retrykit/adapters/{p.relative_to(adapters)}" for p in adapters.rglob("*.py")}
 expected.add("retrykit/py.typed")
 missing, extra = sorted(expected - names), sorted(names - expected)
 if missing or extra:

@@ -232,6 +232,7 @@ def bench_celery(tasks: int, brokers: list[str]) -> dict[str, Any]:
     """Tasks failing twice then succeeding: the retrykit adapter vs Celery's autoretry_for."""
     import celery
     from celery.contrib.testing.worker import start_worker
+
     from retrykit.adapters.celery import task
 
     urls = {

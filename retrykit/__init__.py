@@ -6,16 +6,7 @@ The core (``retrykit._*``) decides; the adapters (``retrykit.adapters``) run att
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-# In a source checkout adapters/ sits beside retrykit/ (installed, it is retrykit/adapters): let
-# ``retrykit.adapters`` resolve there too, so code run from the checkout root imports the same.
-_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not os.path.isdir(os.path.join(__path__[0], "adapters")) and os.path.isfile(
-    os.path.join(_checkout, "adapters", "functions.py")
-):
-    __path__.append(_checkout)
 
 from . import _config, _errors, _events, _logging, _stats
 from ._analysis import analyze

@@ -12,9 +12,9 @@ import time
 
 import celery
 import redis
-from retrykit.adapters.celery import app_options, task
 
 from retrykit import ErrorCategory, Policy, Strategy
+from retrykit.adapters.celery import app_options, task
 
 app = celery.Celery(
     "rk_crash",

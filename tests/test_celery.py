@@ -19,10 +19,10 @@ import itertools  # noqa: E402
 from celery import signals  # noqa: E402
 from celery.contrib.testing.worker import start_worker  # noqa: E402
 from celery.exceptions import Ignore, Retry  # noqa: E402
-from retrykit.adapters.celery import RetrykitTask, app_options, max_countdown, task, task_options  # noqa: E402
 
 import retrykit  # noqa: E402
 from retrykit import ConfigError, ErrorCategory, Policy, Strategy  # noqa: E402
+from retrykit.adapters.celery import RetrykitTask, app_options, max_countdown, task, task_options  # noqa: E402
 from retrykit.testing import Recorder  # noqa: E402
 
 from .conftest import require_service  # noqa: E402
@@ -740,6 +740,7 @@ def test_attempt_lost_round_trips_through_result_backends() -> None:
     import pickle
 
     from celery.backends.base import BaseBackend
+
     from retrykit.adapters.celery import AttemptLost
 
     lost = AttemptLost("abc", 3)

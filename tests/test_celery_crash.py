@@ -172,9 +172,8 @@ def test_a_poison_pill_ends_after_the_policys_attempts(
     if broker == "rabbitmq":
         require_service("RabbitMQ", "127.0.0.1", 5672, "rabbitmq-server -detached")
     env, crash = _crash_app(monkeypatch, BROKERS[broker], "lost", guard="")
-    from retrykit.adapters.celery import AttemptLost
-
     import retrykit
+    from retrykit.adapters.celery import AttemptLost
 
     env["RETRYKIT_STATS_REDIS_URL"] = STATS  # the worker's statistics, shared through Redis
     start = time.time()

@@ -113,7 +113,9 @@ def worker(mode: str, url: str, redis_url: str, start: float, out: Any) -> None:
             with lock:
                 tally["outage_retries"] += 1
 
-    retrykit.subscribe(lambda e: count_retry(e) if isinstance(e, retrykit.RetryScheduled) else None)
+    retrykit.events.subscribe(
+        lambda e: count_retry(e) if isinstance(e, retrykit.events.RetryScheduled) else None
+    )
     threads = [threading.Thread(target=loop) for _ in range(THREADS)]
     for thread in threads:
         thread.start()

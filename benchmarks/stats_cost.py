@@ -13,7 +13,8 @@ import time
 import tracemalloc
 import uuid
 
-from retrykit import AttemptFailed, Classification, Decision, ErrorCategory, RetryScheduled, Succeeded
+from retrykit import Classification, Decision, ErrorCategory
+from retrykit.events import AttemptFailed, RetryScheduled, Succeeded
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, analyze
 
 CATEGORIES = list(ErrorCategory)

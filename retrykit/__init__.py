@@ -9,28 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from . import _config, _errors, _events, _logging, _stats
-from ._analysis import analyze
+from . import events as events  # retrykit.events.GaveUp works after a bare `import retrykit`
 from ._breaker import CircuitBreaker, CircuitOpen
 from ._budget import RetryBudget
 from ._classify import Classification, Classifier, ErrorCategory, Rule
 from ._config import classify, configure, configure_from_env, configure_from_settings, explain
 from ._errors import ConfigError
-from ._events import (
-    AttemptFailed,
-    GaveUp,
-    RetryScheduled,
-    RuleFailed,
-    StopReason,
-    Succeeded,
-    subscribe,
-)
-from ._policy import Policy, get_preset, preset_names, register_preset
+from ._policy import Policy, get_preset, register_preset
 from ._scope import remaining
 from ._strategy import Decision, Jitter, Strategy
 from .adapters import attempts, retry
 
 __all__ = [
-    "AttemptFailed",
     "CircuitBreaker",
     "CircuitOpen",
     "Classification",
@@ -38,17 +28,11 @@ __all__ = [
     "ConfigError",
     "Decision",
     "ErrorCategory",
-    "GaveUp",
     "Jitter",
     "Policy",
     "RetryBudget",
-    "RetryScheduled",
     "Rule",
-    "RuleFailed",
-    "StopReason",
     "Strategy",
-    "Succeeded",
-    "analyze",
     "attempts",
     "classify",
     "configure",
@@ -56,14 +40,17 @@ __all__ = [
     "configure_from_settings",
     "explain",
     "get_preset",
-    "preset_names",
     "register_preset",
     "remaining",
     "retry",
-    "subscribe",
 ]
 
-_OUTCOMES = (RetryScheduled, GaveUp, Succeeded, RuleFailed)  # AttemptFailed: neither needs it
+_OUTCOMES = (
+    _events.RetryScheduled,
+    _events.GaveUp,
+    _events.Succeeded,
+    _events.RuleFailed,
+)  # AttemptFailed: neither needs it
 _events.subscribe(_logging.log_event, kinds=_OUTCOMES)
 _events.subscribe(_stats.record_event, kinds=_OUTCOMES)
 _config.load_env_at_import()

@@ -21,8 +21,6 @@ from ._analysis import (
 )
 from ._logging import sink_failures
 from ._stats import (
-    CALLER_TIMEOUT,
-    EXIT_TIMEOUT,
     MemoryStore,
     RedisStore,
     StatsRecorder,
@@ -32,8 +30,6 @@ from ._stats import (
 )
 
 __all__ = [
-    "CALLER_TIMEOUT",
-    "EXIT_TIMEOUT",
     "Alert",
     "Analysis",
     "MemoryStore",

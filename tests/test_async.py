@@ -11,7 +11,8 @@ import pytest
 import sniffio
 
 import retrykit
-from retrykit import ErrorCategory, Policy, StopReason, Strategy
+from retrykit import ErrorCategory, Policy, Strategy
+from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 
 pytestmark = pytest.mark.anyio

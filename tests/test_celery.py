@@ -125,7 +125,7 @@ def spy() -> Iterator[dict[str, list[Any]]]:
 def events() -> Iterator[Recorder]:
     """Every retrykit event from any thread (the worker runs in its own)."""
     recorder = Recorder()
-    unsubscribe = retrykit.subscribe(recorder)
+    unsubscribe = retrykit.events.subscribe(recorder)
     yield recorder
     unsubscribe()
 

@@ -38,7 +38,7 @@ def _late_successes(start: float) -> int:
     import retrykit
 
     retrykit.configure(stats_redis_url=STATS)
-    return retrykit.analyze("rk_crash.async_job", since=time.time() - start + 60).late_successes
+    return retrykit.stats.analyze("rk_crash.async_job", since=time.time() - start + 60).late_successes
 
 
 def _worker(env: dict[str, str], log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:

@@ -20,6 +20,7 @@ import stamina
 import tenacity
 
 import retrykit
+import retrykit.events
 from retrykit import Classifier, ConfigError, Decision, Policy, Rule, Strategy
 
 NET = retrykit.ErrorCategory.NETWORK_ERROR
@@ -240,7 +241,7 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ),
     ("attempts-typo", lambda: retrykit.attempts("http", max_atempts=3), "max_atempts"),
     ("attempts-unknown-preset", lambda: retrykit.attempts("htp"), "policy"),
-    ("subscribe-int", lambda: retrykit.subscribe(5), "sink"),
+    ("subscribe-int", lambda: retrykit.events.subscribe(5), "sink"),
     ("scaled-time-zero", lambda: retrykit.testing.scaled_time(0), "factor"),
     ("scaled-time-big", lambda: retrykit.testing.scaled_time(5), "factor"),
 ]

@@ -15,7 +15,9 @@ import pytest
 import tenacity
 
 import retrykit
-from retrykit import ErrorCategory, Policy, StopReason, Strategy
+import retrykit.events
+from retrykit import ErrorCategory, Policy, Strategy
+from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 
 NET = ErrorCategory.NETWORK_ERROR
@@ -588,7 +590,9 @@ def test_converted_cancellation_is_not_retried() -> None:
 def test_a_sink_takes_only_the_events_it_asks_for() -> None:
     """subscribe(kinds=...) delivers only those event types; the rest are not built for it."""
     taken: list[Any] = []
-    unsubscribe = retrykit.subscribe(taken.append, kinds=(retrykit.GaveUp, retrykit.Succeeded))
+    unsubscribe = retrykit.events.subscribe(
+        taken.append, kinds=(retrykit.events.GaveUp, retrykit.events.Succeeded)
+    )
     try:
         with no_wait():
             retrykit.retry(FIXED)(Flaky(ConnectionResetError()))()
@@ -603,7 +607,7 @@ def test_a_sink_takes_only_the_events_it_asks_for() -> None:
 def test_subscribe_refuses_unknown_kinds(kinds: tuple[type, ...]) -> None:
     """kinds must name retrykit event types."""
     with pytest.raises(retrykit.ConfigError, match="kinds"):
-        retrykit.subscribe(print, kinds=kinds)
+        retrykit.events.subscribe(print, kinds=kinds)
 
 
 @pytest.fixture

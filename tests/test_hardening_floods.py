@@ -12,6 +12,8 @@ import pytest
 import structlog
 
 import retrykit
+import retrykit.events
+import retrykit.stats
 from retrykit import _cli, _logging, _stats
 from retrykit.stats import analyze, sink_failures
 from retrykit.testing import no_wait
@@ -65,7 +67,7 @@ def test_a_failing_sink_is_logged_once_a_minute_and_counted(
         raise error("secret detail")
 
     before = sum(sink_failures().values())
-    unsubscribe = retrykit.subscribe(broken)
+    unsubscribe = retrykit.events.subscribe(broken)
     try:
         with caplog.at_level(logging.DEBUG, logger="retrykit"), no_wait():
             for _ in range(1000):
@@ -101,7 +103,7 @@ def test_two_sinks_and_two_error_types_are_reported_apart(
     def second(event: Any) -> None:
         raise RuntimeError
 
-    unsubscribe = [retrykit.subscribe(first), retrykit.subscribe(second)]
+    unsubscribe = [retrykit.events.subscribe(first), retrykit.events.subscribe(second)]
     try:
         with caplog.at_level(logging.DEBUG, logger="retrykit"), no_wait():
             for _ in range(20):
@@ -118,7 +120,7 @@ def test_sink_failures_show_in_the_stats_command(clock: Clock) -> None:
     def broken(event: Any) -> None:
         raise RuntimeError
 
-    unsubscribe = retrykit.subscribe(broken)
+    unsubscribe = retrykit.events.subscribe(broken)
     try:
         with no_wait():
             retrykit.retry(THREE)(_flaky())()

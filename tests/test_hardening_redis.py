@@ -18,6 +18,8 @@ import pytest
 import redis
 
 import retrykit
+import retrykit.events
+import retrykit.stats
 from retrykit import _stats
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, analyze
 
@@ -240,12 +242,12 @@ def test_analyze_with_redis_hung_falls_back_fast(own_redis: OwnRedis) -> None:
     assert rec.shared is not None
     rec.shared.prefix = "rk-harden"
     rec(
-        retrykit.GaveUp(
+        retrykit.events.GaveUp(
             "op",
             1,
             "E",
             retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"),
-            retrykit.StopReason.NON_RETRYABLE,
+            retrykit.events.StopReason.NON_RETRYABLE,
             0,
         )
     )
@@ -424,12 +426,12 @@ def test_offline_buffer_caps_operation_names_and_counts_the_overflow() -> None:
     rec = StatsRecorder(local, store)
     for i in range(100_000):
         rec(
-            retrykit.GaveUp(
+            retrykit.events.GaveUp(
                 f"name-{i}",
                 1,
                 "E",
                 retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"),
-                retrykit.StopReason.NON_RETRYABLE,
+                retrykit.events.StopReason.NON_RETRYABLE,
                 0,
             )
         )

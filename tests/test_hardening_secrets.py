@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import retrykit
+import retrykit.events
 from retrykit import _cli, _config, _errors, _logging
 from retrykit._errors import redact_url
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, StatsUnavailable, analyze
@@ -154,7 +155,7 @@ def test_a_rule_that_raises_logs_and_emits_its_type_only(caplog: pytest.LogCaptu
 
     with capture_logs() as structured, record() as rec, no_wait():
         retrykit.retry(policy)(fn)()
-    failed = [e for e in rec.events if isinstance(e, retrykit.RuleFailed)]
+    failed = [e for e in rec.events if isinstance(e, retrykit.events.RuleFailed)]
     assert failed
     assert {("leaky", "ValueError")} == {(e.rule, e.rule_error) for e in failed}
     assert SECRET not in repr(rec.events)

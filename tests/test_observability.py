@@ -9,7 +9,9 @@ import structlog
 from structlog.testing import capture_logs
 
 import retrykit
-from retrykit import ErrorCategory, GaveUp, Policy, RetryScheduled, Strategy, Succeeded
+import retrykit.events
+from retrykit import ErrorCategory, Policy, Strategy
+from retrykit.events import GaveUp, RetryScheduled, Succeeded
 from retrykit.testing import Recorder, no_wait, record
 
 THREE = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=2)})
@@ -80,7 +82,7 @@ def test_a_failing_sink_never_breaks_the_call(caplog: pytest.LogCaptureFixture) 
     def broken(event: Any) -> None:
         raise RuntimeError("sink bug")
 
-    unsubscribe = retrykit.subscribe(broken)
+    unsubscribe = retrykit.events.subscribe(broken)
     try:
         with no_wait():
             assert "ok" == retrykit.retry(THREE)(_flaky(1))()
@@ -93,13 +95,13 @@ def test_a_failing_sink_never_breaks_the_call(caplog: pytest.LogCaptureFixture) 
 def test_subscribe_and_unsubscribe() -> None:
     """A subscribed sink gets typed events until it unsubscribes."""
     got: list[Any] = []
-    unsubscribe = retrykit.subscribe(got.append)
+    unsubscribe = retrykit.events.subscribe(got.append)
     with no_wait():
         retrykit.retry(THREE)(_flaky(1))()
     unsubscribe()
     with no_wait():
         retrykit.retry(THREE)(_flaky(1))()
-    assert [retrykit.AttemptFailed, RetryScheduled, Succeeded] == [type(e) for e in got]
+    assert [retrykit.events.AttemptFailed, RetryScheduled, Succeeded] == [type(e) for e in got]
 
 
 def test_recorder_sees_only_its_own_context() -> None:

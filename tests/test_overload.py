@@ -19,16 +19,9 @@ import anyio.lowlevel
 import pytest
 
 import retrykit
-from retrykit import (
-    CircuitBreaker,
-    CircuitOpen,
-    ErrorCategory,
-    Policy,
-    RetryBudget,
-    StopReason,
-    Strategy,
-    _budget,
-)
+import retrykit.events
+from retrykit import CircuitBreaker, CircuitOpen, ErrorCategory, Policy, RetryBudget, Strategy, _budget
+from retrykit.events import StopReason
 from retrykit.overload import RedisOverloadStore
 from retrykit.testing import no_wait, record
 
@@ -101,7 +94,7 @@ def test_budget_exhaustion_is_a_distinct_outcome(budget: RetryBudget, retries: i
     with record() as rec:
         errors = _run(fn, 20)
     assert 20 + retries == calls[0]
-    reasons = [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    reasons = [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     assert StopReason.BUDGET_EXHAUSTED in reasons
     assert "[budget_exhausted]" in errors[-1].__notes__[0]
     assert budget.state()["refused"] >= 20 - retries
@@ -174,7 +167,9 @@ def test_one_key_covers_every_operation() -> None:
     assert 0.0 == second.state()["balance"]
     with record() as rec:
         _run(two, 1)
-    assert [StopReason.BUDGET_EXHAUSTED] == [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    assert [StopReason.BUDGET_EXHAUSTED] == [
+        e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -236,7 +231,9 @@ def test_breaker_opens_fails_fast_and_probes() -> None:
         fn()
     assert 4 == calls[0]
     assert ("dep", 5.0) == (caught.value.key, caught.value.remaining)
-    assert [StopReason.CIRCUIT_OPEN] == [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    assert [StopReason.CIRCUIT_OPEN] == [
+        e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)
+    ]
     clock.now += 5
     healthy[0] = True
     assert "ok" == fn()  # the probe
@@ -309,7 +306,7 @@ def test_breaker_stops_retries_while_open() -> None:
     fn, calls = _failing(Policy(strategies=FAST, breaker=breaker))
     with record() as rec:
         _run(fn, 2)
-    reasons = [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    reasons = [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     assert StopReason.CIRCUIT_OPEN in reasons
     assert calls[0] == 4  # the 4th failure opened it: no more retries
 
@@ -340,11 +337,11 @@ def test_negative_pushback_overrides_the_policy() -> None:
     with record() as rec:
         _run(fn, 1)
     assert 1 == calls[0]
-    assert [StopReason.PUSHBACK] == [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    assert [StopReason.PUSHBACK] == [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     fn, _ = _failing(Policy(strategies=FAST, budget="y"), StatusError(503, {"grpc-retry-pushback-ms": "70"}))
     with record() as rec:
         _run(fn, 1)
-    assert {0.07} == {e.delay for e in rec.events if isinstance(e, retrykit.RetryScheduled)}
+    assert {0.07} == {e.delay for e in rec.events if isinstance(e, retrykit.events.RetryScheduled)}
 
 
 @pytest.mark.anyio
@@ -366,7 +363,9 @@ async def test_coroutines_respect_budget_and_breaker(anyio_backend: str) -> None
             with pytest.raises(ConnectionResetError):
                 await fn()
     assert 4 == calls[0]
-    assert StopReason.BUDGET_EXHAUSTED in [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    assert StopReason.BUDGET_EXHAUSTED in [
+        e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)
+    ]
     assert "open" == breaker.state()["state"]  # the 4 failures opened it
     with pytest.raises(CircuitOpen):
         await fn()
@@ -502,5 +501,7 @@ def test_a_breaker_opening_during_the_wait_ends_the_call_with_its_own_error() ->
         fn()
     assert info.value is original
     assert 1 == calls[0]
-    assert [StopReason.CIRCUIT_OPEN] == [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    assert [StopReason.CIRCUIT_OPEN] == [
+        e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)
+    ]
     assert "[circuit_open]" in info.value.__notes__[0]

@@ -8,7 +8,9 @@ import pytest
 import tenacity
 
 import retrykit
-from retrykit import CircuitBreaker, CircuitOpen, Policy, RetryBudget, StopReason, Strategy, _budget
+import retrykit.events
+from retrykit import CircuitBreaker, CircuitOpen, Policy, RetryBudget, Strategy, _budget
+from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 
 FAST = {c: Strategy.backoff(0.01, 0.1, max_retries=3) for c in ("network_error", "temporary_error")}
@@ -70,7 +72,9 @@ def test_tenacity_loop_asks_the_breaker_before_a_retry(asynchronous: bool) -> No
         else:
             tenacity.Retrying(**policy.tenacity_kwargs())(fn)
     assert 1 == calls[0]
-    assert [StopReason.CIRCUIT_OPEN] == [e.reason for e in rec.events if isinstance(e, retrykit.GaveUp)]
+    assert [StopReason.CIRCUIT_OPEN] == [
+        e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)
+    ]
     note = caught.value.__notes__[-1]
     assert "after 1 attempt" in note
     assert note.endswith("[circuit_open]")

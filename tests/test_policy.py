@@ -8,7 +8,8 @@ import pytest
 import tenacity
 
 import retrykit
-from retrykit import ConfigError, ErrorCategory, Jitter, Policy, StopReason, Strategy
+from retrykit import ConfigError, ErrorCategory, Jitter, Policy, Strategy
+from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 
 NET = ErrorCategory.NETWORK_ERROR

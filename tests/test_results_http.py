@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import pytest
 
 import retrykit
-from retrykit import ErrorCategory, StopReason
+from retrykit import ErrorCategory
+from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 
 

@@ -13,15 +13,9 @@ from typing import Any
 import pytest
 
 import retrykit
-from retrykit import (
-    AttemptFailed,
-    Classification,
-    ErrorCategory,
-    GaveUp,
-    RetryScheduled,
-    StopReason,
-    Succeeded,
-)
+import retrykit.stats
+from retrykit import Classification, ErrorCategory
+from retrykit.events import AttemptFailed, GaveUp, RetryScheduled, StopReason, Succeeded
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, Thresholds, analyze, use_recorder
 from retrykit.testing import no_wait
 
@@ -158,7 +152,7 @@ def test_real_calls_are_counted() -> None:
 
     with no_wait():
         fetch()
-    a = retrykit.analyze("fetch")
+    a = retrykit.stats.analyze("fetch")
     assert (2, 2, 1, 0.5) == (a.total_errors, a.retries, a.late_successes, a.retry_success_rate)
 
 
@@ -199,7 +193,7 @@ def test_cleanup_old_errors() -> None:
     clock.now += 5 * 3600
     call(retrykit.stats.recorder(), "a", [NET], "ok")
     assert 1 == retrykit.stats.cleanup_old_errors(hours=2)
-    assert 1 == retrykit.analyze(since=10 * 3600).total_errors
+    assert 1 == retrykit.stats.analyze(since=10 * 3600).total_errors
     with pytest.raises(retrykit.ConfigError, match="hours"):
         retrykit.stats.cleanup_old_errors(hours=-1)
 
@@ -312,7 +306,7 @@ def test_unreachable_redis_never_breaks_calls(caplog: pytest.LogCaptureFixture) 
         assert "ok" == fn()
         for _ in range(3):
             assert rec.shared.flush() is False
-        a = retrykit.analyze("down")
+        a = retrykit.stats.analyze("down")
     warnings = [r for r in caplog.records if "cannot reach Redis" in r.getMessage()]
     assert 1 == len(warnings)
     assert ("memory", 2) == (a.source, a.total_errors)
@@ -327,7 +321,7 @@ def test_configured_redis_is_used_by_analyze(redis_url: str, prefix: str) -> Non
     try:
         with no_wait():
             retrykit.retry(operation="shared")(_fail_once())()
-        a = retrykit.analyze("shared")
+        a = retrykit.stats.analyze("shared")
         assert ("redis", 1) == (a.source, a.total_errors)
     finally:
         rec.close()

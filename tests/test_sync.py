@@ -12,7 +12,8 @@ import pytest
 import tenacity
 
 import retrykit
-from retrykit import ConfigError, ErrorCategory, Policy, StopReason, Strategy
+from retrykit import ConfigError, ErrorCategory, Policy, Strategy
+from retrykit.events import StopReason
 from retrykit.testing import no_retry, no_wait, record
 
 NET = ErrorCategory.NETWORK_ERROR

@@ -80,7 +80,7 @@ class Call(CallState):
         self.after: ErrorCategory | None = None
         """The category of the failure before the current attempt's (events' ``after``)."""
         self.last: Any = None
-        self.last_failed = False
+        self.last_failed: bool = False
         self.pending: list[Awaitable[Any]] | None = None
         """Awaitables returned by async callbacks, for an async driver to await."""
         self.cache: dict[bool, Verdict] | None = None

@@ -91,7 +91,7 @@ class PolicyRetry(tenacity.retry_base):
     __slots__ = ("policy",)
 
     def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+        self.policy: Policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         return _loop.view(self.policy, retry_state, False).retryable
@@ -110,7 +110,7 @@ class PolicyWait(tenacity.wait.wait_base):
     __slots__ = ("policy",)
 
     def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+        self.policy: Policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         return _loop.view(self.policy, retry_state, True).delay
@@ -128,7 +128,7 @@ class PolicyStop(tenacity.stop.stop_base):
     __slots__ = ("policy",)
 
     def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+        self.policy: Policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         return _loop.view(self.policy, retry_state, True).action != _loop.RETRY

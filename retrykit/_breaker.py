@@ -103,15 +103,15 @@ class CircuitBreaker:
                 "data and permanent errors prove the dependency answered: they never count",
                 "count network_error, system_error, temporary_error or api_rate_limit",
             )
-        self.key = key
-        self.failure_ratio = float(failure_ratio)
-        self.min_throughput = min_throughput
-        self.window = seconds("window", window, positive=True)
-        self.open_for = seconds("open_for", open_for, positive=True)
-        self.probes = probes
-        self.counted = chosen
-        self.store = store
-        self.clock = clock or time.monotonic
+        self.key: str = key
+        self.failure_ratio: float = float(failure_ratio)
+        self.min_throughput: int = min_throughput
+        self.window: float = seconds("window", window, positive=True)
+        self.open_for: float = seconds("open_for", open_for, positive=True)
+        self.probes: int = probes
+        self.counted: frozenset[ErrorCategory] = chosen
+        self.store: Any = store  # a MemoryOverloadStore or RedisOverloadStore; None: the default
+        self.clock: Callable[[], float] = clock or time.monotonic
 
     @classmethod
     def parse(cls, value: Any, argument: str = "breaker") -> CircuitBreaker | None:

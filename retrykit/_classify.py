@@ -43,7 +43,9 @@ class ClassifierRule(Protocol):
     @property
     def name(self) -> str: ...
 
-    def match(self, exc: BaseException) -> Classification | None: ...
+    def match(self, exc: BaseException) -> Classification | None:
+        """The classification of *exc*, or None when the rule does not apply to it."""
+        ...
 
 
 RuleLike: TypeAlias = (

@@ -73,6 +73,8 @@ class Call(CallState):
 
     __slots__ = ("after", "cache", "found", "last", "last_failed", "pending", "token", "verdict")
 
+    attempt: int  # CallState's, declared again: this class counts attempts (pyright: not ambiguous)
+
     def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
         super().__init__(policy, operation, start, scope)
         self.verdict: Verdict | None = None

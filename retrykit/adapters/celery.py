@@ -85,7 +85,7 @@ class AttemptLost(RuntimeError):
     def __init__(self, task_id: str, attempt: int) -> None:
         super().__init__(task_id, attempt)
         self.task_id = task_id
-        self.attempt = int(attempt)
+        self.attempt: int = int(attempt)
 
     def __str__(self) -> str:
         return f"attempt {self.attempt} of task {self.task_id} started but never finished (worker lost)"

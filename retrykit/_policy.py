@@ -27,17 +27,13 @@ from ._events import GaveUp, RetryScheduled, Succeeded
 from ._overload import Guard, guard_of
 from ._results import BUILTIN_RESULT_RULES, ResultRule
 from ._strategy import Decision, Jitter, Strategy
+from ._verdict import CategoryKey
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._config import Settings
 
-CategoryName: TypeAlias = Literal[
-    "network_error", "api_rate_limit", "data_error", "system_error", "temporary_error", "permanent_error"
-]
-"""A category by its value: type checkers accept these strings where a category is expected."""
-CategoryKey: TypeAlias = "ErrorCategory | CategoryName"
 Callback = Callable[[Any], Any]
 OnRetry: TypeAlias = Callable[[RetryScheduled], object]
 OnGiveUp: TypeAlias = Callable[[GaveUp], object]

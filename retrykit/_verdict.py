@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from ._errors import parse_enum
 
@@ -37,6 +37,14 @@ class ErrorCategory(str, Enum):
     def parse(cls, value: Any, argument: str = "category") -> ErrorCategory:
         """Accept a member, its value (``"network_error"``) or its name (``"NETWORK_ERROR"``)."""
         return parse_enum(cls, value, argument, "an error category")
+
+
+CategoryName: TypeAlias = Literal[
+    "network_error", "api_rate_limit", "data_error", "system_error", "temporary_error", "permanent_error"
+]
+"""A category by its value: type checkers accept these strings where a category is expected."""
+CategoryKey: TypeAlias = "ErrorCategory | CategoryName"
+"""A category: the enum member or its value."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Any
 from ._budget import Slots
 from ._classify import ErrorCategory
 from ._errors import ConfigError, from_setting, seconds
+from ._verdict import CategoryKey
 
 CLOSED, OPEN, HALF_OPEN = 0, 1, 2
 STATE_NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half_open"}
@@ -71,7 +72,7 @@ class CircuitBreaker:
         window: float = 30.0,
         open_for: float = 5.0,
         probes: int = 1,
-        counted: Iterable[Any] | None = None,
+        counted: Iterable[CategoryKey] | None = None,
         store: Any = None,
         clock: Callable[[], float] | None = None,
     ) -> None:

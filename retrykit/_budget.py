@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from ._classify import ErrorCategory
 from ._errors import ConfigError, from_setting, seconds
+from ._verdict import CategoryCosts
 
 SHAPES = ("ratio", "quota", "adaptive")
 NEVER_CHARGED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERROR})
@@ -102,7 +103,7 @@ class RetryBudget:
         min_per_second: float = 10.0,
         window: float | None = None,
         capacity: int = 500,
-        costs: Mapping[Any, int] | None = None,
+        costs: CategoryCosts | None = None,
         k: float = 2.0,
         store: Any = None,
         clock: Callable[[], float] | None = None,
@@ -141,7 +142,7 @@ class RetryBudget:
 
     @classmethod
     def quota(
-        cls, key: str, capacity: int = 500, *, costs: Mapping[Any, int] | None = None, **kw: Any
+        cls, key: str, capacity: int = 500, *, costs: CategoryCosts | None = None, **kw: Any
     ) -> RetryBudget:
         """AWS's shape: *capacity* tokens, a cost per category, refunds on success."""
         return cls(key, shape="quota", capacity=capacity, costs=costs, **kw)

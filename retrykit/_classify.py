@@ -28,6 +28,7 @@ from ._verdict import (
     CODE,
     GENERIC,
     TIER_NAMES,
+    CategoryKey,
     Classification,
     ErrorCategory,
     Hit,
@@ -74,7 +75,7 @@ class Rule:
 
     def __init__(
         self,
-        category: ErrorCategory | str,
+        category: CategoryKey,
         *,
         types: type[BaseException] | Iterable[type[BaseException]] = (),
         status: int | Iterable[int] = (),
@@ -410,7 +411,7 @@ class Classifier:
         self,
         rules: Iterable[RuleLike] = (),
         *,
-        default: ErrorCategory | str = ErrorCategory.TEMPORARY_ERROR,
+        default: CategoryKey = ErrorCategory.TEMPORARY_ERROR,
         builtin: bool = True,
     ) -> None:
         given = cast(object, rules)

@@ -19,6 +19,7 @@ from typing import Any
 from ._budget import Slots
 from ._classify import ErrorCategory
 from ._errors import ConfigError, from_setting, seconds
+from ._verdict import CategoryKey
 
 CLOSED, OPEN, HALF_OPEN = 0, 1, 2
 STATE_NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half_open"}
@@ -71,7 +72,7 @@ class CircuitBreaker:
         window: float = 30.0,
         open_for: float = 5.0,
         probes: int = 1,
-        counted: Iterable[Any] | None = None,
+        counted: Iterable[CategoryKey] | None = None,
         store: Any = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -103,15 +104,15 @@ class CircuitBreaker:
                 "data and permanent errors prove the dependency answered: they never count",
                 "count network_error, system_error, temporary_error or api_rate_limit",
             )
-        self.key = key
-        self.failure_ratio = float(failure_ratio)
-        self.min_throughput = min_throughput
-        self.window = seconds("window", window, positive=True)
-        self.open_for = seconds("open_for", open_for, positive=True)
-        self.probes = probes
-        self.counted = chosen
-        self.store = store
-        self.clock = clock or time.monotonic
+        self.key: str = key
+        self.failure_ratio: float = float(failure_ratio)
+        self.min_throughput: int = min_throughput
+        self.window: float = seconds("window", window, positive=True)
+        self.open_for: float = seconds("open_for", open_for, positive=True)
+        self.probes: int = probes
+        self.counted: frozenset[ErrorCategory] = chosen
+        self.store: Any = store  # a MemoryOverloadStore or RedisOverloadStore; None: the default
+        self.clock: Callable[[], float] = clock or time.monotonic
 
     @classmethod
     def parse(cls, value: Any, argument: str = "breaker") -> CircuitBreaker | None:

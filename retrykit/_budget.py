@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from ._classify import ErrorCategory
 from ._errors import ConfigError, from_setting, seconds
+from ._verdict import CategoryCosts
 
 SHAPES = ("ratio", "quota", "adaptive")
 NEVER_CHARGED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERROR})
@@ -50,11 +51,17 @@ outage right after busy traffic got the credits of the calls before it twice).""
 class BudgetStore(Protocol):
     """Where budget state lives: ``MemoryOverloadStore`` or ``RedisOverloadStore``."""
 
-    def deposit(self, budget: RetryBudget, requests: int, accepts: int, refund: int) -> None: ...
+    def deposit(self, budget: RetryBudget, requests: int, accepts: int, refund: int) -> None:
+        """Count *requests* and *accepts* for *budget*, and give *refund* tokens back."""
+        ...
 
-    def withdraw(self, budget: RetryBudget, cost: int, roll: float) -> bool: ...
+    def withdraw(self, budget: RetryBudget, cost: int, roll: float) -> bool:
+        """Whether *budget* allows a retry costing *cost* now (and charges it if so)."""
+        ...
 
-    def budget_state(self, budget: RetryBudget) -> dict[str, Any]: ...
+    def budget_state(self, budget: RetryBudget) -> dict[str, Any]:
+        """*budget*'s state now, as ``RetryBudget.state()`` shows it."""
+        ...
 
 
 def _number(argument: str, value: Any, *, minimum: float = 0.0, positive: bool = False) -> float:
@@ -96,7 +103,7 @@ class RetryBudget:
         min_per_second: float = 10.0,
         window: float | None = None,
         capacity: int = 500,
-        costs: Mapping[Any, int] | None = None,
+        costs: CategoryCosts | None = None,
         k: float = 2.0,
         store: Any = None,
         clock: Callable[[], float] | None = None,
@@ -108,15 +115,15 @@ class RetryBudget:
             )
         if shape not in SHAPES:
             raise ConfigError("shape", shape, "is not a budget shape", f"use one of: {', '.join(SHAPES)}")
-        self.key = key
+        self.key: str = key
         self.shape = shape
-        self.ratio = _number("ratio", ratio)
-        self.min_per_second = _number("min_per_second", min_per_second)
+        self.ratio: float = _number("ratio", ratio)
+        self.min_per_second: float = _number("min_per_second", min_per_second)
         default_window = 120.0 if shape == "adaptive" else 10.0
-        self.window = seconds("window", default_window if window is None else window, positive=True)
+        self.window: float = seconds("window", default_window if window is None else window, positive=True)
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ConfigError("capacity", capacity, "must be a whole number >= 1", "pass e.g. capacity=500")
-        self.capacity = capacity
+        self.capacity: int = capacity
         merged = dict(DEFAULT_COSTS)
         for category, cost in (costs or {}).items():
             parsed = ErrorCategory.parse(category, "costs")
@@ -126,16 +133,16 @@ class RetryBudget:
                 )
             merged[parsed] = cost
         self.costs: Mapping[ErrorCategory, int] = merged
-        self.k = _number("k", k, minimum=1.0)
-        self.store = store
-        self.clock = clock or time.monotonic
-        self.rng = rng or random.random
+        self.k: float = _number("k", k, minimum=1.0)
+        self.store: BudgetStore | None = store
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self.rng: Callable[[], float] = rng or random.random
 
     # ------------------------------------------------------------------ the three shapes
 
     @classmethod
     def quota(
-        cls, key: str, capacity: int = 500, *, costs: Mapping[Any, int] | None = None, **kw: Any
+        cls, key: str, capacity: int = 500, *, costs: CategoryCosts | None = None, **kw: Any
     ) -> RetryBudget:
         """AWS's shape: *capacity* tokens, a cost per category, refunds on success."""
         return cls(key, shape="quota", capacity=capacity, costs=costs, **kw)
@@ -218,10 +225,11 @@ class Slots:
     __slots__ = ("counts", "width")
 
     def __init__(self, window: float) -> None:
-        self.width = window / SLOTS
+        self.width: float = window / SLOTS
         self.counts: dict[int, list[float]] = {}
 
     def add(self, now: float, index: int, amount: float) -> None:
+        """Add *amount* to count *index* in the bucket of *now*; buckets out of reach are dropped."""
         slot = int(now // self.width)
         row = self.counts.get(slot)
         if row is None:
@@ -243,6 +251,7 @@ class Slots:
         return a, b
 
     def clear(self) -> None:
+        """Forget every count."""
         self.counts.clear()
 
 
@@ -252,14 +261,15 @@ class BudgetState:
     __slots__ = ("budget", "lock", "refused", "slots", "spent", "tokens")
 
     def __init__(self, budget: RetryBudget) -> None:
-        self.budget = budget
-        self.slots = Slots(budget.window)  # ratio: (calls, retries); adaptive: (requests, accepts)
-        self.tokens = float(budget.capacity)
-        self.spent = 0
-        self.refused = 0
-        self.lock = threading.Lock()
+        self.budget: RetryBudget = budget
+        self.slots: Slots = Slots(budget.window)  # ratio: (calls, retries); adaptive: (requests, accepts)
+        self.tokens: float = float(budget.capacity)
+        self.spent: int = 0
+        self.refused: int = 0
+        self.lock: threading.Lock = threading.Lock()
 
     def deposit(self, now: float, requests: int, accepts: int, refund: int) -> None:
+        """Count *requests* and *accepts* at *now*, and give *refund* tokens back (quota)."""
         with self.lock:
             if requests:
                 self.slots.add(now, 0, requests)
@@ -269,6 +279,7 @@ class BudgetState:
                 self.tokens = min(float(self.budget.capacity), self.tokens + refund)
 
     def withdraw(self, now: float, cost: int, roll: float) -> bool:
+        """Whether a retry costing *cost* may go now (*roll*: a random draw, adaptive shape)."""
         budget = self.budget
         with self.lock:
             if budget.shape == "ratio":
@@ -302,6 +313,7 @@ class BudgetState:
                 self.slots.add(now, 0, 1)
 
     def snapshot(self, now: float) -> dict[str, Any]:
+        """The state now: spent, refused and the shape's own figures (balance, counts)."""
         budget = self.budget
         with self.lock:
             a, b = self.slots.sums(now, longer=budget.shape == "ratio")
@@ -321,7 +333,7 @@ class MemoryOverloadStore:
     def __init__(self) -> None:
         self.budgets: dict[tuple[str, str], BudgetState] = {}
         self.breakers: dict[str, Any] = {}
-        self.lock = threading.Lock()
+        self.lock: threading.Lock = threading.Lock()
 
     def budget(self, budget: RetryBudget) -> BudgetState:
         """The state of *budget*'s key (created with this budget's settings on first use)."""
@@ -332,12 +344,15 @@ class MemoryOverloadStore:
         return found
 
     def deposit(self, budget: RetryBudget, requests: int, accepts: int, refund: int) -> None:
+        """Count *requests* and *accepts* for *budget*, and give *refund* tokens back."""
         self.budget(budget).deposit(budget.clock(), requests, accepts, refund)
 
     def withdraw(self, budget: RetryBudget, cost: int, roll: float) -> bool:
+        """Whether *budget* allows a retry costing *cost* now (and charges it if so)."""
         return self.budget(budget).withdraw(budget.clock(), cost, roll)
 
     def budget_state(self, budget: RetryBudget) -> dict[str, Any]:
+        """*budget*'s state now, as ``RetryBudget.state()`` shows it."""
         return {"store": "memory", **self.budget(budget).snapshot(budget.clock())}
 
     def breaker(self, breaker: Any) -> Any:
@@ -351,15 +366,19 @@ class MemoryOverloadStore:
         return found
 
     def allow(self, breaker: Any) -> float:
+        """0 when *breaker* lets a call through now, else the seconds until it may."""
         return float(self.breaker(breaker).allow(breaker.clock()))
 
     def record(self, breaker: Any, successes: int, failures: int) -> None:
+        """Count *successes* and *failures* of calls through *breaker*."""
         self.breaker(breaker).record(breaker.clock(), successes, failures)
 
     def peek(self, breaker: Any) -> float:
+        """As ``allow``, without taking a probe's place."""
         return float(self.breaker(breaker).peek(breaker.clock()))
 
     def breaker_state(self, breaker: Any) -> dict[str, Any]:
+        """*breaker*'s state now, as ``CircuitBreaker.state()`` shows it."""
         return {"store": "memory", **self.breaker(breaker).snapshot(breaker.clock())}
 
 

@@ -28,6 +28,7 @@ from ._verdict import (
     CODE,
     GENERIC,
     TIER_NAMES,
+    CategoryKey,
     Classification,
     ErrorCategory,
     Hit,
@@ -43,7 +44,9 @@ class ClassifierRule(Protocol):
     @property
     def name(self) -> str: ...
 
-    def match(self, exc: BaseException) -> Classification | None: ...
+    def match(self, exc: BaseException) -> Classification | None:
+        """The classification of *exc*, or None when the rule does not apply to it."""
+        ...
 
 
 RuleLike: TypeAlias = (
@@ -72,7 +75,7 @@ class Rule:
 
     def __init__(
         self,
-        category: ErrorCategory | str,
+        category: CategoryKey,
         *,
         types: type[BaseException] | Iterable[type[BaseException]] = (),
         status: int | Iterable[int] = (),
@@ -408,7 +411,7 @@ class Classifier:
         self,
         rules: Iterable[RuleLike] = (),
         *,
-        default: ErrorCategory | str = ErrorCategory.TEMPORARY_ERROR,
+        default: CategoryKey = ErrorCategory.TEMPORARY_ERROR,
         builtin: bool = True,
     ) -> None:
         given = cast(object, rules)

@@ -18,11 +18,16 @@ import threading
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 from ._classify import Classification, Classifier, ErrorCategory, Explanation
 from ._errors import HIDDEN, ConfigError, Shown, seconds, whole
-from ._strategy import Decision
+from ._strategy import Decision, DecisionName
+from ._verdict import CategoryKey
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 ENV_PREFIX = "RETRYKIT_"
 _log = logging.getLogger("retrykit")
@@ -128,6 +133,58 @@ def _strategy_parser(field_name: str) -> Callable[[str, Any], Any]:
     return _parse_seconds
 
 
+LogLevelName: TypeAlias = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ConfigureOptions(TypedDict, total=False):
+    """
+    The keywords of ``configure()``: the settings by name, with the types they take. Durations
+    are seconds or a ``timedelta``; ``<category>_decision`` a ``Decision`` or its value.
+    """
+
+    enabled: bool
+    default_category: CategoryKey
+    max_attempts: int
+    deadline: float | timedelta
+    default_max_retries: int
+    default_base_delay: float | timedelta
+    default_max_delay: float | timedelta
+    network_max_retries: int
+    network_base_delay: float | timedelta
+    network_max_delay: float | timedelta
+    network_decision: Decision | DecisionName
+    api_rate_limit_max_retries: int
+    api_rate_limit_base_delay: float | timedelta
+    api_rate_limit_max_delay: float | timedelta
+    api_rate_limit_decision: Decision | DecisionName
+    rate_limit_max_retries: int
+    rate_limit_base_delay: float | timedelta
+    rate_limit_max_delay: float | timedelta
+    rate_limit_decision: Decision | DecisionName
+    data_max_retries: int
+    data_base_delay: float | timedelta
+    data_max_delay: float | timedelta
+    data_decision: Decision | DecisionName
+    system_max_retries: int
+    system_base_delay: float | timedelta
+    system_max_delay: float | timedelta
+    system_decision: Decision | DecisionName
+    temporary_max_retries: int
+    temporary_base_delay: float | timedelta
+    temporary_max_delay: float | timedelta
+    temporary_decision: Decision | DecisionName
+    permanent_max_retries: int
+    permanent_base_delay: float | timedelta
+    permanent_max_delay: float | timedelta
+    permanent_decision: Decision | DecisionName
+    stats_enabled: bool
+    stats_redis_url: str | None
+    stats_bucket_seconds: int
+    stats_retention_hours: float
+    stats_max_operations: int
+    log_level: int | LogLevelName
+
+
 @dataclass(slots=True)
 class Settings:
     """Strictly private: the process-wide settings. Change them with ``configure()``."""
@@ -206,7 +263,7 @@ def _known_keys() -> dict[str, Callable[[str, Any], Any]]:
     return keys
 
 
-def configure(**options: Any) -> None:
+def configure(**options: Unpack[ConfigureOptions]) -> None:
     """
     Change retrykit's settings for this process.
 
@@ -222,9 +279,14 @@ def configure(**options: Any) -> None:
     Values are validated before anything changes: a bad key or value raises
     ``ConfigError`` naming it, and leaves the settings as they were.
     """
+    _apply(options)
+
+
+def _apply(options: Mapping[str, Any]) -> None:
+    """``configure()`` for settings of any source: keys in any case, values as text too."""
     known = _known_keys()
     parsed: dict[str, Any] = {}
-    for key, value in options.items():
+    for key, value in options.items():  # checked here too: a typo is a ConfigError at run time
         name = key.lower()
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
@@ -367,7 +429,7 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> dict[str, st
     env = os.environ if environ is None else environ
     found = {k[len(ENV_PREFIX) :]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     try:
-        configure(**found)
+        _apply(found)
     except ConfigError as err:
         raise ConfigError(ENV_PREFIX + err.argument.upper(), err.value, err.rule, err.fix) from None
     deferred_error = None
@@ -431,7 +493,7 @@ def _apply_settings(source: Any, prefix: str) -> dict[str, Any]:
             return {}
         chosen, shown_prefix = {str(k): v for k, v in mapping.items()}, ""
     try:
-        configure(**chosen)
+        _apply(chosen)
     except ConfigError as err:
         raise ConfigError(shown_prefix + err.argument, err.value, err.rule, err.fix) from None
     return chosen

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import tenacity
 
@@ -34,6 +34,13 @@ GIVE_UP = 2
 """Verdict action: stop; the caller gets the exception (or the result) of this attempt."""
 PASS = 3
 """Verdict action: not retrykit's to judge (a success, cancellation, an enclosing layer's)."""
+
+RetryCondition: TypeAlias = Callable[[tenacity.RetryCallState], object]
+"""A tenacity ``retry`` (``retry_if_result(...)``, ``retry_if_exception_type(...)``, ...)."""
+WaitCondition: TypeAlias = Callable[[tenacity.RetryCallState], float]
+"""A tenacity ``wait`` (``wait_fixed(1)``, ``wait_exponential(...)``, ...)."""
+StopCondition: TypeAlias = Callable[[tenacity.RetryCallState], bool]
+"""A tenacity ``stop`` (``stop_after_attempt(3)``, ...)."""
 
 MARK = "__retrykit_gave_up__"
 """Key in an exception's ``__dict__``: the scope a layer gave up into (enclosing layers pass)."""
@@ -75,14 +82,14 @@ class Verdict:
         strategy: Strategy | None = None,
         count: int = 0,
     ) -> None:
-        self.action = action
-        self.classification = classification
-        self.category = category
-        self.strategy = strategy
-        self.count = count
-        self.delay = 0.0
+        self.action: int = action
+        self.classification: Classification | None = classification
+        self.category: ErrorCategory | None = category
+        self.strategy: Strategy | None = strategy
+        self.count: int = count
+        self.delay: float = 0.0
         self.reason: StopReason | None = None
-        self.capped = False
+        self.capped: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -102,10 +109,15 @@ class Extras:
 
     __slots__ = ("retry", "stop", "wait")
 
-    def __init__(self, retry: Any = None, wait: Any = None, stop: Any = None) -> None:
-        self.retry = retry
-        self.wait = wait
-        self.stop = stop
+    def __init__(
+        self,
+        retry: RetryCondition | None = None,
+        wait: WaitCondition | None = None,
+        stop: StopCondition | None = None,
+    ) -> None:
+        self.retry: RetryCondition | None = retry
+        self.wait: WaitCondition | None = wait
+        self.stop: StopCondition | None = stop
 
 
 class CallState:
@@ -129,18 +141,18 @@ class CallState:
     )
 
     def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
-        self.policy = policy
-        self.operation = operation
-        self.start = start
-        self.attempt = 1
-        self.attempt_start = start
+        self.policy: Policy = policy
+        self.operation: str = operation
+        self.start: float = start
+        self.attempt: int = 1
+        self.attempt_start: float = start
         self.counts: dict[ErrorCategory, int] = {}
         self.previous: dict[ErrorCategory, float] = {}
-        self.idle = 0.0
+        self.idle: float = 0.0
         self.cap: float | None = None
         """A cap on any one delay (a task queue's broker limit); None: no cap."""
-        self.scope = scope
-        self.deadline = None if scope is None else scope[1]
+        self.scope: _scope.Scope | None = scope
+        self.deadline: float | None = None if scope is None else scope[1]
         self.extras: Extras | None = None
         self.tenacity_state: tenacity.RetryCallState | None = None
         """The whole call as tenacity sees it, for composed tenacity objects (built when needed)."""

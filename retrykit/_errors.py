@@ -91,7 +91,7 @@ class ConfigError(TypeError, ValueError):
 
     def __init__(self, argument: str, value: Any, rule: str, fix: str) -> None:
         self.argument = argument
-        self.value = show_value(value)
+        self.value: str = show_value(value)
         self.rule = rule
         self.fix = fix
         super().__init__(f"{argument}={self.value} is invalid: {rule}. Fix: {fix}")

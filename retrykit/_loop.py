@@ -73,6 +73,8 @@ class Call(CallState):
 
     __slots__ = ("after", "cache", "found", "last", "last_failed", "pending", "token", "verdict")
 
+    attempt: int  # CallState's, declared again: this class counts attempts (pyright: not ambiguous)
+
     def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
         super().__init__(policy, operation, start, scope)
         self.verdict: Verdict | None = None
@@ -80,7 +82,7 @@ class Call(CallState):
         self.after: ErrorCategory | None = None
         """The category of the failure before the current attempt's (events' ``after``)."""
         self.last: Any = None
-        self.last_failed = False
+        self.last_failed: bool = False
         self.pending: list[Awaitable[Any]] | None = None
         """Awaitables returned by async callbacks, for an async driver to await."""
         self.cache: dict[bool, Verdict] | None = None

@@ -62,8 +62,8 @@ class Guard:
     __slots__ = ("breaker", "budget")
 
     def __init__(self, budget: RetryBudget | None, breaker: CircuitBreaker | None) -> None:
-        self.budget = budget
-        self.breaker = breaker
+        self.budget: RetryBudget | None = budget
+        self.breaker: CircuitBreaker | None = breaker
 
     def admit(self, operation: str, into: Any) -> None:
         """A call's first attempt may start; raises ``CircuitOpen`` if the breaker refuses it."""

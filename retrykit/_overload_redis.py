@@ -263,19 +263,19 @@ class RedisOverloadStore:
     ) -> None:
         connect = connector("url", url)
         self.url = url
-        self.shown_url = redact_url(url)
+        self.shown_url: str = redact_url(url)
         self.prefix = prefix
         self.flush_interval = flush_interval
 
-        self.client = client or connect(timeout)
-        self.flush_client = client or connect(flush_timeout)
+        self.client: Any = client or connect(timeout)  # redis.Redis clients (decode_responses=True)
+        self.flush_client: Any = client or connect(flush_timeout)
         self._budget_script = self.client.register_script(_BUDGET)
         self._breaker_script = self.client.register_script(_BREAKER)
         self._errors = errors()
-        self.local = MemoryOverloadStore()
+        self.local: MemoryOverloadStore = MemoryOverloadStore()
         """The fallback: this process's own budgets and breakers, fed all along."""
-        self.down = False
-        self.fallbacks = 0
+        self.down: bool = False
+        self.fallbacks: int = 0
         """Decisions answered locally because Redis was unreachable."""
         self.background = background
         self.wait = wait
@@ -285,7 +285,7 @@ class RedisOverloadStore:
 
     def _reset_state(self) -> None:
         """Fresh batches, leases, locks, writer id and thread (at construction, in a forked child)."""
-        self.writer = uuid.uuid4().hex
+        self.writer: str = uuid.uuid4().hex
         self._budgets: dict[str, _Batch] = {}
         self._breakers: dict[str, _Batch] = {}
         self._leases: dict[str, _Lease] = {}

@@ -27,17 +27,13 @@ from ._events import GaveUp, RetryScheduled, Succeeded
 from ._overload import Guard, guard_of
 from ._results import BUILTIN_RESULT_RULES, ResultRule
 from ._strategy import Decision, Jitter, Strategy
+from ._verdict import CategoryKey
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._config import Settings
 
-CategoryName: TypeAlias = Literal[
-    "network_error", "api_rate_limit", "data_error", "system_error", "temporary_error", "permanent_error"
-]
-"""A category by its value: type checkers accept these strings where a category is expected."""
-CategoryKey: TypeAlias = "ErrorCategory | CategoryName"
 Callback = Callable[[Any], Any]
 OnRetry: TypeAlias = Callable[[RetryScheduled], object]
 OnGiveUp: TypeAlias = Callable[[GaveUp], object]
@@ -91,7 +87,7 @@ class PolicyRetry(tenacity.retry_base):
     __slots__ = ("policy",)
 
     def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+        self.policy: Policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         return _loop.view(self.policy, retry_state, False).retryable
@@ -110,7 +106,7 @@ class PolicyWait(tenacity.wait.wait_base):
     __slots__ = ("policy",)
 
     def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+        self.policy: Policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         return _loop.view(self.policy, retry_state, True).delay
@@ -128,7 +124,7 @@ class PolicyStop(tenacity.stop.stop_base):
     __slots__ = ("policy",)
 
     def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+        self.policy: Policy = policy
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         return _loop.view(self.policy, retry_state, True).action != _loop.RETRY

@@ -35,6 +35,8 @@ _SCOPE: ContextVar[Scope | None] = ContextVar("retrykit_scope", default=None)
 
 @dataclass(slots=True)
 class _VirtualClock:
+    """The offset a test mode adds to the clock (virtual sleeps advance it)."""
+
     offset: float = 0.0
 
 

@@ -105,10 +105,10 @@ class MemoryStore:
         if not isinstance(max_operations, int) or max_operations < 1:
             raise ConfigError("max_operations", max_operations, "must be a whole number >= 1", "use 1000")
         self.bucket_seconds = bucket_seconds
-        self.retention = retention_seconds(retention_hours)
+        self.retention: float = retention_seconds(retention_hours)
         self.max_operations = max_operations
         self.clock = clock
-        self.overflowed = 0
+        self.overflowed: int = 0
         """Counts of names beyond *max_operations*, counted as ``"<other>"``."""
         self._counts: dict[tuple[int, str], Counter[str]] = {}
         self._operations: set[str] = set()
@@ -255,23 +255,24 @@ class RedisStore:
     ) -> None:
         connect = connector("stats_redis_url", url)
         self.url = url
-        self.shown_url = redact_url(url)
+        self.shown_url: str = redact_url(url)
         self.prefix = prefix
         self.bucket_seconds = bucket_seconds
-        self.retention = retention_seconds(retention_hours)
+        self.retention: float = retention_seconds(retention_hours)
         self.flush_interval = flush_interval
         self.clock = clock
         self.max_operations = max_operations
         self.caller_timeout = caller_timeout
 
-        self.client = client or connect(timeout)
-        self.caller_client = client or connect(caller_timeout)
+        # redis.Redis clients with decode_responses=True (redis-py types replies as bytes | str)
+        self.client: Any = client or connect(timeout)
+        self.caller_client: Any = client or connect(caller_timeout)
         self._apply = self.client.register_script(_APPLY)
         self._errors = errors()
         self.background = background
-        self.overflowed = 0
+        self.overflowed: int = 0
         """Counts of names beyond *max_operations* that the buffer counted as ``"<other>"``."""
-        self.dropped = 0
+        self.dropped: int = 0
         """Counts dropped because they could not be encoded or sent (an error other than Redis's)."""
         self._reported: set[str] = set()
         self._stop = threading.Event()

@@ -16,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 from ._errors import ConfigError, parse_enum, seconds, whole
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class Decision(str, Enum):
@@ -61,6 +64,45 @@ class Jitter(str, Enum):
         if value is False or value is None:
             return cls.NONE
         return parse_enum(cls, value, argument, "a jitter kind")
+
+
+DecisionName: TypeAlias = Literal["retry_immediately", "retry_with_delay", "retry_with_backoff", "no_retry"]
+"""A decision by its value: type checkers accept these strings where a decision is expected."""
+JitterName: TypeAlias = Literal["none", "full", "equal", "decorrelated"]
+"""A jitter kind by its value."""
+Duration: TypeAlias = "float | timedelta"
+"""Seconds, or a ``timedelta``."""
+
+
+class BackoffOptions(TypedDict, total=False):
+    """The keywords of ``Strategy.backoff`` after its delays and *max_retries*."""
+
+    backoff_factor: float
+    jitter: Jitter | JitterName | bool | None
+    min_delay: Duration
+    honor_retry_after: bool
+    queue: str | None
+
+
+class DelayOptions(BackoffOptions, total=False):
+    """The keywords of ``Strategy.delay`` and ``Strategy.immediately``."""
+
+    max_delay: Duration
+
+
+class CustomOptions(DelayOptions, total=False):
+    """The keywords of ``Strategy.custom`` after *wait*, *stop* and *max_retries*."""
+
+    base_delay: Duration
+
+
+class StrategyOptions(CustomOptions, total=False):
+    """The keywords of ``Strategy.replace``: every option of a ``Strategy``."""
+
+    decision: Decision | DecisionName
+    max_retries: int | None
+    wait: Callable[[Any], float] | None
+    stop: Callable[[Any], bool] | None
 
 
 _DEFAULT_FACTOR = {
@@ -202,16 +244,19 @@ class Strategy:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def immediately(cls, max_retries: int = 3, **kwargs: Any) -> Strategy:
+    def immediately(cls, max_retries: int = 3, **kwargs: Unpack[DelayOptions]) -> Strategy:
         """Retry at once, up to *max_retries* times."""
-        return cls(Decision.RETRY_IMMEDIATELY, max_retries, base_delay=0.0, **kwargs)
+        options: dict[str, Any] = dict(kwargs)  # validated by the constructor (text, timedelta)
+        return cls(Decision.RETRY_IMMEDIATELY, max_retries, base_delay=0.0, **options)
 
     @classmethod
-    def delay(cls, base_delay: float | timedelta, max_retries: int = 3, **kwargs: Any) -> Strategy:
+    def delay(
+        cls, base_delay: float | timedelta, max_retries: int = 3, **kwargs: Unpack[DelayOptions]
+    ) -> Strategy:
         """Wait *base_delay* before each retry (growing by *backoff_factor*, if given)."""
         base = seconds("base_delay", base_delay, allow_none=False)
-        kwargs.setdefault("max_delay", base)  # a fixed delay; a max_delay below it is an error
-        return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base, **kwargs)
+        options: dict[str, Any] = {"max_delay": base, **kwargs}  # a max_delay below base: an error
+        return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base, **options)
 
     @classmethod
     def backoff(
@@ -219,15 +264,16 @@ class Strategy:
         base_delay: float | timedelta = 1.0,
         max_delay: float | timedelta = 60.0,
         max_retries: int = 3,
-        **kwargs: Any,
+        **kwargs: Unpack[BackoffOptions],
     ) -> Strategy:
         """Exponential backoff with jitter (full jitter, factor 2, unless told otherwise)."""
+        options: dict[str, Any] = dict(kwargs)
         return cls(
             Decision.RETRY_WITH_BACKOFF,
             max_retries,
             base_delay=seconds("base_delay", base_delay, allow_none=False),
             max_delay=seconds("max_delay", max_delay, allow_none=False),
-            **kwargs,
+            **options,
         )
 
     @classmethod
@@ -242,7 +288,7 @@ class Strategy:
         wait: Callable[[Any], float] | None = None,
         stop: Callable[[Any], bool] | None = None,
         max_retries: int | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[CustomOptions],
     ) -> Strategy:
         """Delays from a tenacity *wait*, limits from a tenacity *stop* (and/or *max_retries*)."""
         if wait is None and stop is None:
@@ -252,18 +298,19 @@ class Strategy:
                 "a custom strategy needs a wait or a stop",
                 "pass wait=tenacity.wait_... and/or stop=tenacity.stop_...",
             )
-        kwargs.setdefault("max_delay", CUSTOM_MAX_DELAY)
-        return cls(Decision.RETRY_WITH_BACKOFF, max_retries, wait=wait, stop=stop, **kwargs)
+        options: dict[str, Any] = {"max_delay": CUSTOM_MAX_DELAY, **kwargs}
+        return cls(Decision.RETRY_WITH_BACKOFF, max_retries, wait=wait, stop=stop, **options)
 
-    def replace(self, **changes: Any) -> Strategy:
+    def replace(self, **changes: Unpack[StrategyOptions]) -> Strategy:
         """A copy with *changes* applied (and validated)."""
         allowed = [f.name for f in fields(self)]
-        for key, value in changes.items():
+        given: dict[str, Any] = dict(changes)  # checked here too: a typo is a ConfigError at run time
+        for key, value in given.items():
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(allowed)}"
                 raise ConfigError(key, value, "is not a Strategy option", hint)
-        return replace(self, **changes)
+        return replace(self, **given)
 
     # ------------------------------------------------------------------ delays
 

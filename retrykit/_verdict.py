@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
 from ._errors import parse_enum
 
@@ -37,6 +38,27 @@ class ErrorCategory(str, Enum):
     def parse(cls, value: Any, argument: str = "category") -> ErrorCategory:
         """Accept a member, its value (``"network_error"``) or its name (``"NETWORK_ERROR"``)."""
         return parse_enum(cls, value, argument, "an error category")
+
+
+CategoryName: TypeAlias = Literal[
+    "network_error", "api_rate_limit", "data_error", "system_error", "temporary_error", "permanent_error"
+]
+"""A category by its value: type checkers accept these strings where a category is expected."""
+CategoryKey: TypeAlias = "ErrorCategory | CategoryName"
+"""A category: the enum member or its value."""
+V_co = TypeVar("V_co", covariant=True)
+
+
+class CategoryItems(Protocol[V_co]):
+    """A mapping by category, built with members, values or both (``dict[ErrorCategory, int]``)."""
+
+    def items(self) -> Iterable[tuple[CategoryKey, V_co]]:
+        """The (category, value) pairs."""
+        ...
+
+
+CategoryCosts: TypeAlias = "Mapping[CategoryKey, int] | CategoryItems[int]"
+"""Whole numbers by category: a dict display (the Mapping) or a mapping built elsewhere."""
 
 
 @dataclass(frozen=True, slots=True)

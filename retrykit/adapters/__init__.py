@@ -10,11 +10,12 @@ import inspect
 import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 import tenacity
 
 from retrykit import _decision, _logging
+from retrykit._decision import RetryCondition, StopCondition, WaitCondition
 from retrykit._errors import ConfigError
 from retrykit._loop import operation_name
 from retrykit._policy import Policy, PolicyOptions
@@ -31,14 +32,6 @@ P2 = ParamSpec("P2")
 S = TypeVar("S")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-
-
-RetryCondition: TypeAlias = Callable[[tenacity.RetryCallState], object]
-"""A tenacity ``retry`` (``retry_if_result(...)``, ``retry_if_exception_type(...)``, ...)."""
-WaitCondition: TypeAlias = Callable[[tenacity.RetryCallState], float]
-"""A tenacity ``wait`` (``wait_fixed(1)``, ``wait_exponential(...)``, ...)."""
-StopCondition: TypeAlias = Callable[[tenacity.RetryCallState], bool]
-"""A tenacity ``stop`` (``stop_after_attempt(3)``, ...)."""
 
 
 class RetryOptions(PolicyOptions, total=False):

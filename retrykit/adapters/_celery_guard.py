@@ -82,9 +82,9 @@ class AttemptLedger:
             raise ConfigError("retrykit_lease", lease, "must be a number of seconds >= 0.3", "pass e.g. 30")
         self.url = url
         self.prefix = prefix
-        self.ttl = int(ttl)
-        self.lease = float(lease)
-        self.client = redis.Redis.from_url(
+        self.ttl: int = int(ttl)
+        self.lease: float = float(lease)
+        self.client: redis.Redis = redis.Redis.from_url(
             url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
         )
         self._errors = (redis.RedisError, OSError)

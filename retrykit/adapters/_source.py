@@ -26,9 +26,9 @@ class PolicySource:
         self._name = name
         self._overrides = overrides
         self._gen = _config.settings.generation
-        self.extras = extras
+        self.extras: Extras | None = extras
         self._policy = policy if policy is not None else self._build()
-        self.fixed = policy
+        self.fixed: Policy | None = policy
         """The policy when it is fixed (not a preset name that follows settings), else None."""
 
     def _build(self) -> Policy:

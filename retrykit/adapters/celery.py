@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrykit import _decision, _scope
 from retrykit._analysis import Alert, Thresholds, cleanup_old_errors, monitor
@@ -40,7 +40,11 @@ from retrykit._policy import Policy
 from retrykit._verdict import Classification
 
 from ._celery_guard import AttemptLedger, ledger_for, redis_url_of
+from ._celery_options import TaskOptions
 from ._source import PolicySource, resolve
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 try:
     import celery
@@ -85,7 +89,7 @@ class AttemptLost(RuntimeError):
     def __init__(self, task_id: str, attempt: int) -> None:
         super().__init__(task_id, attempt)
         self.task_id = task_id
-        self.attempt = int(attempt)
+        self.attempt: int = int(attempt)
 
     def __str__(self) -> str:
         return f"attempt {self.attempt} of task {self.task_id} started but never finished (worker lost)"
@@ -652,10 +656,9 @@ def _drain(call: Call) -> None:
         run_coroutine(call.drain())
 
 
-def task_options(policy: Policy | str | None = "default", **options: Any) -> dict[str, Any]:
+def task_options(policy: Policy | str | None = "default", **options: Unpack[TaskOptions]) -> dict[str, Any]:
     """
-    The Celery task options that go with a policy (the seeds'
-    ``RetryConfigFactory.create_celery_config('tracking')``): ``@app.task(**task_options("tracking"))``.
+    The Celery task options that go with a policy: ``@app.task(**task_options("tracking"))``.
 
     It binds the policy (``base=RetrykitTask``, ``retrykit_policy``) and applies the reliable
     defaults: ``acks_late=True`` (a message is acknowledged after the attempt, so a crash does not
@@ -663,11 +666,12 @@ def task_options(policy: Policy | str | None = "default", **options: Any) -> dic
     ``max_retries`` consistent with the policy. *options* are added (and win).
     """
     source = resolve(policy, {})
+    given: dict[str, Any] = dict(options)  # checked here too: untyped callers can pass anything
     for name in CELERY_RETRY_OPTIONS:
-        if options.get(name):
+        if given.get(name):
             raise ConfigError(
                 name,
-                options[name],
+                given[name],
                 "Celery's own retry options next to a retrykit policy (two retry authorities)",
                 f"remove {name}",
             )
@@ -678,7 +682,7 @@ def task_options(policy: Policy | str | None = "default", **options: Any) -> dic
         "reject_on_worker_lost": True,
         "max_retries": _max_retries(source.current()),
     }
-    result.update(options)
+    result.update(given)
     return result
 
 
@@ -695,7 +699,7 @@ def task(
     policy: Policy | str | None = "default",
     *,
     app: celery.Celery | None = None,
-    **options: Any,
+    **options: Unpack[TaskOptions],
 ) -> Callable[[Callable[..., Any]], Any]:
     """
     Register a Celery task retried by *policy*, in one step: ``@task("tracking", app=app)``
@@ -808,6 +812,7 @@ __all__ = [
     "AttemptGuard",
     "AttemptLost",
     "RetrykitTask",
+    "TaskOptions",
     "app_options",
     "max_countdown",
     "register_monitoring",

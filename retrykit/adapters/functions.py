@@ -35,6 +35,7 @@ class Statistics(Mapping[str, Any]):
         self.last: tuple[int, float, str, str | None] | None = None
 
     def end(self, call: Call, outcome: str) -> None:
+        """Record a finished *call* that ``"returned"`` or ``"raised"`` (its *outcome*)."""
         verdict = call.verdict
         reason = None if verdict is None or verdict.reason is None else verdict.reason.value
         self.last = (call.attempt, call.idle, outcome, reason)
@@ -187,7 +188,7 @@ class Attempt:
 
     def __init__(self, run: BlockRun, number: int) -> None:
         self._run = run
-        self.number = number
+        self.number: int = number
         self._token: Any = None
         self._timeout: Any = None
 
@@ -225,16 +226,18 @@ class BlockRun:
     )
 
     def __init__(self, policy: Policy, operation: str, extras: Extras | None, asynchronous: bool) -> None:
-        self.policy = policy
-        self.operation = operation
-        self.extras = extras
-        self.asynchronous = asynchronous
-        self.start, self.scope = begin(policy)
+        self.policy: Policy = policy
+        self.operation: str = operation
+        self.extras: Extras | None = extras
+        self.asynchronous: bool = asynchronous
+        start, scope = begin(policy)
+        self.start: float = start
+        self.scope: _scope.Scope = scope
         self.call: Call | None = None
-        self.number = 0
+        self.number: int = 0
         self.delay: float | None = None
-        self.entered = False
-        self.stats = Statistics()
+        self.entered: bool = False
+        self.stats: Statistics = Statistics()
 
     def next(self) -> float | None:
         """The sleep due before the next attempt (0 for the first), or None: the loop is over."""
@@ -265,6 +268,7 @@ class BlockRun:
         return _last(self.call, self.stats)
 
     def enter(self, attempt: Attempt) -> None:
+        """Start *attempt*: its scope (deadline) is in force, and its timeout for a coroutine."""
         self.entered = True
         attempt._token = _scope._SCOPE.set(self.scope)
         if self.asynchronous:
@@ -285,6 +289,7 @@ class BlockRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        """End *attempt* with its exception, if any; True swallows it (the block is retried)."""
         cm, attempt._timeout = attempt._timeout, None
         if cm is not None:
             try:

@@ -25,8 +25,8 @@ from retrykit import (
     Rule,
     Strategy,
 )
-from retrykit._events import GaveUp, RetryScheduled, Succeeded
 from retrykit.adapters import celery as rkc
+from retrykit.events import GaveUp, RetryScheduled, Succeeded
 
 
 @retrykit.retry

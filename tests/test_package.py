@@ -100,6 +100,7 @@ MODULES = {
         "AttemptGuard",
         "AttemptLost",
         "RetrykitTask",
+        "TaskOptions",
         "app_options",
         "max_countdown",
         "register_monitoring",

@@ -95,7 +95,9 @@ def main(argv: list[str]) -> int:
     where = Path(retrykit.__file__).resolve()
     print(f"retrykit {retrykit.__version__} from {where.parent}")
     if "--installed" in argv and where.is_relative_to(ROOT):
-        print("docs_examples: retrykit was imported from the checkout, not the installed wheel")
+        print(
+            "docs_examples: retrykit was imported from the checkout, not the installed wheel", file=sys.stderr
+        )
         return 1
     failed = 0
     for example in examples():
@@ -106,7 +108,7 @@ def main(argv: list[str]) -> int:
             run(example)
         except Exception:
             failed += 1
-            print(f"FAILED {example.name}\n{traceback.format_exc()}")
+            print(f"FAILED {example.name}\n{traceback.format_exc()}", file=sys.stderr)
         else:
             print(f"ok {example.name}")
         finally:

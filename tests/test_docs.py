@@ -1,10 +1,11 @@
-"""Every Python example of README.md and docs/*.md runs as written."""
+"""Every Python example of README.md and docs/*.md runs as written; the site shows every page and module."""
 
 from __future__ import annotations
 
 import pytest
 
-from .docs_examples import Example, examples, run
+from .docs_examples import ROOT, Example, examples, run
+from .test_package import MODULES
 
 EXAMPLES = examples()
 # Examples that are shown but not run, each with the reason its page gives: keep this short.
@@ -27,3 +28,39 @@ def test_only_the_listed_examples_are_not_run() -> None:
 def test_example_runs(example: Example) -> None:
     """Each Python block runs as written, without warnings."""
     run(example)
+
+
+def _nav_pages(nav: object) -> list[str]:
+    """The page files named anywhere in mkdocs.yml's nav."""
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, dict):
+        return [page for value in nav.values() for page in _nav_pages(value)]
+    if isinstance(nav, list):
+        return [page for item in nav for page in _nav_pages(item)]
+    return []
+
+
+def _site() -> dict[str, object]:
+    import yaml
+
+    site: dict[str, object] = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    return site
+
+
+def test_every_page_is_in_the_nav() -> None:
+    """Each page under docs/ is reachable from the site's navigation, and each nav entry exists."""
+    pages = sorted(path.relative_to(ROOT / "docs").as_posix() for path in (ROOT / "docs").rglob("*.md"))
+    assert sorted(_nav_pages(_site()["nav"])) == pages
+
+
+@pytest.mark.parametrize("module", ["retrykit", *MODULES])
+def test_every_public_module_has_an_api_page(module: str) -> None:
+    """The API reference has a page that renders the module from its docstrings."""
+    rendering = {
+        line.removeprefix("::: ").strip()
+        for path in (ROOT / "docs" / "api").glob("*.md")
+        for line in path.read_text().splitlines()
+        if line.startswith("::: ")
+    }
+    assert module in rendering

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .docs_examples import ROOT, Example, examples, run
@@ -64,3 +66,13 @@ def test_every_public_module_has_an_api_page(module: str) -> None:
         if line.startswith("::: ")
     }
     assert module in rendering
+
+
+def test_readme_links_to_the_pages() -> None:
+    """The README's relative links name pages that exist, and it links to every top-level page."""
+    readme = (ROOT / "README.md").read_text()
+    targets = {link.split("#", 1)[0] for link in re.findall(r"\]\((docs/[^)\s]+)\)", readme)}
+    assert targets, "the README links to no docs page"
+    assert all((ROOT / target).is_file() for target in targets), targets
+    top = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
+    assert top <= targets, top - targets

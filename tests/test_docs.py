@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 
 import pytest
@@ -76,3 +78,23 @@ def test_readme_links_to_the_pages() -> None:
     assert all((ROOT / target).is_file() for target in targets), targets
     top = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
     assert top <= targets, top - targets
+
+
+# The project's history ("the seeds'"), private constants, private modules, Sphinx roles the site
+# does not render, and pointers to a private module's docstring.
+INTERNAL = re.compile(r"\bseeds?'|``_[A-Z][A-Z_]*``|:func:|\bretrykit\._|module docstring")
+
+
+@pytest.mark.parametrize("module", ["retrykit", *MODULES])
+def test_public_docstrings_are_written_for_users(module: str) -> None:
+    """The module and each public class and function have a docstring that speaks of no internals."""
+    imported = importlib.import_module(module)
+    documented = {module: imported.__doc__}
+    for name in imported.__all__:
+        value = getattr(imported, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            documented[name] = value.__doc__
+    assert [name for name, doc in documented.items() if not doc] == []
+    assert {
+        name: INTERNAL.findall(doc or "") for name, doc in documented.items() if INTERNAL.search(doc or "")
+    } == {}

@@ -19,6 +19,7 @@ NOT_RUN: set[tuple[str, str]] = set()
 def test_examples_are_found() -> None:
     """The README and the docs pages show Python examples (so the next test checks something)."""
     assert len(EXAMPLES) >= 15
+    assert {"README.md", "docs/model.md"} <= {example.path for example in EXAMPLES}
 
 
 def test_only_the_listed_examples_are_not_run() -> None:

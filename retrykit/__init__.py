@@ -1,7 +1,12 @@
 """
 retrykit: classify every failure, retry it in exactly one layer, and say what happened.
 
-The core (``retrykit._*``) decides; the adapters (``retrykit.adapters``) run attempts and sleep.
+Decorate a function or coroutine function with ``@retrykit.retry`` (a preset name such as
+``"http"``, or a ``Policy``), or retry a block with ``for attempt in retrykit.attempts(...)``.
+Every failure is classified into an ``ErrorCategory``; the policy's ``Strategy`` for that
+category says whether and when to retry. The events of what happened are in
+``retrykit.events``, statistics in ``retrykit.stats``, test helpers in ``retrykit.testing``,
+and Celery tasks in ``retrykit.adapters.celery``.
 """
 
 from __future__ import annotations

@@ -302,12 +302,15 @@ def analyze(
 
 
 def error_statistics(name: str | None = None, since: float | timedelta | None = None) -> dict[str, Any]:
-    """The seeds' ``get_error_statistics()``: the analysis as a plain dict."""
+    """The analysis of ``analyze(name, since)`` as a plain, JSON-ready dict."""
     return analyze(name, since).to_dict()
 
 
 def cleanup_old_errors(hours: float = 24) -> int:
-    """Drop statistics older than *hours* (the seeds' ``cleanup_old_errors(hours=24)``)."""
+    """
+    Drop statistics older than *hours*: in this process and, with ``stats_redis_url``, in Redis.
+    Returns how many buckets were dropped.
+    """
     if not isinstance(hours, (int, float)) or isinstance(hours, bool) or hours < 0:
         raise ConfigError("hours", hours, "must be a number of hours >= 0", "pass e.g. hours=24")
     return _stats.recorder().cleanup(hours)

@@ -133,6 +133,7 @@ class RuleFailed:
 
 
 Event: TypeAlias = AttemptFailed | RetryScheduled | Succeeded | GaveUp | RuleFailed
+"""Any of the events: what a sink given to ``subscribe()`` receives."""
 Sink: TypeAlias = Callable[[Event], Any]
 
 EVENT_TYPES: tuple[type, ...] = (AttemptFailed, RetryScheduled, Succeeded, GaveUp, RuleFailed)

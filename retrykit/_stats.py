@@ -227,13 +227,13 @@ class RedisStore:
     """
     Counts shared through Redis: ``HINCRBY`` on ``<prefix>:{<operation>}:<bucket>`` hashes that
     expire after the retention period. The ``{...}`` hash tag keeps an operation's keys in one
-    Redis Cluster slot; names are percent-encoded (:func:`encode_name`), so any name is safe and
-    distinct.
+    Redis Cluster slot; names are percent-encoded, so any name is safe and distinct.
 
     Reliability: counts are buffered and sent by a background thread in numbered batches, each
-    applied exactly once (see ``_APPLY``) however often it is resent; a failed batch is resent
-    whole, later counts wait behind it. While Redis is unreachable the buffer holds at most
-    *max_operations* names (the rest are counted as ``"<other>"``, with an ``overflowed`` count).
+    applied exactly once however often it is resent (a sequence number per writer, kept in
+    Redis); a failed batch is resent whole, later counts wait behind it. While Redis is
+    unreachable the buffer holds at most *max_operations* names (the rest are counted as
+    ``"<other>"``, with an ``overflowed`` count).
     Calls from a caller's thread (``flush(timeout=...)``, reads) give up after
     ``CALLER_TIMEOUT``; ``close()`` (and interpreter exit) waits at most ``EXIT_TIMEOUT``.
     """

@@ -35,7 +35,7 @@ HANDLER_NAME = "retrykit-json"
 
 
 def add_trace_id(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: ``trace_id`` from ``trace()``, else the running task's id (adapters)."""
+    """structlog processor: ``trace_id`` from ``trace()``, else the id of the running Celery task."""
     if "trace_id" not in event:
         task_id = _logging.context_fields().get("task_id")
         if task_id:

@@ -1,6 +1,7 @@
 """
 Bindings of retrykit policies to code: plain functions, coroutines, blocks (and Celery, in
-``retrykit.adapters.celery``). They run attempts and sleep; every decision is the core's.
+``retrykit.adapters.celery``). ``retry`` and ``attempts`` are also ``retrykit.retry`` and
+``retrykit.attempts``: they run the attempts and sleep; the policy decides what each failure gets.
 """
 
 from __future__ import annotations

@@ -62,7 +62,16 @@ return 0
 
 
 class AttemptLedger:
-    """The per-attempt ledger in Redis (see the module docstring)."""
+    """
+    The attempt ledger in Redis at *url*: each attempt ``(task id, request.retries)`` of a task
+    bound to a policy runs its body at most once, and an attempt whose worker died is counted.
+
+    ``RetrykitTask`` builds one from ``retrykit_guard`` (by default the broker's or the result
+    backend's Redis). A delivery claims its attempt with ``begin()``: ``"run"`` (run the body),
+    ``"done"`` (already finished: skip it), ``"busy"`` (running elsewhere, its lease of *lease*
+    seconds still renewed: come back later) or ``"lost"`` (started, and its process died: count a
+    failed attempt). Keys ``<prefix>:{<task id>}:<retries>`` are kept *ttl* seconds.
+    """
 
     def __init__(
         self,

@@ -658,7 +658,7 @@ def _drain(call: Call) -> None:
 
 def task_options(policy: Policy | str | None = "default", **options: Unpack[TaskOptions]) -> dict[str, Any]:
     """
-    The Celery task options that go with a policy: ``@app.task(**task_options("tracking"))``.
+    The Celery task options that go with a policy, for ``@app.task(**task_options("tracking"))``.
 
     It binds the policy (``base=RetrykitTask``, ``retrykit_policy``) and applies the reliable
     defaults: ``acks_late=True`` (a message is acknowledged after the attempt, so a crash does not

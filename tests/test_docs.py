@@ -1,0 +1,101 @@
+"""Every Python example of README.md and docs/*.md runs as written; the site shows every page and module."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+
+import pytest
+
+from .docs_examples import ROOT, Example, examples, run
+from .test_package import MODULES
+
+EXAMPLES = examples()
+# Examples that are shown but not run, each with the reason its page gives: keep this short.
+NOT_RUN: set[tuple[str, str]] = set()
+
+
+def test_examples_are_found() -> None:
+    """The README and the docs pages show Python examples (so the next test checks something)."""
+    assert len(EXAMPLES) >= 15
+    assert {"README.md", "docs/model.md"} <= {example.path for example in EXAMPLES}
+
+
+def test_only_the_listed_examples_are_not_run() -> None:
+    """An example is left out only with a reason on its page, and only if listed here."""
+    assert {(example.path, example.not_run) for example in EXAMPLES if example.not_run} == NOT_RUN
+
+
+@pytest.mark.parametrize(
+    "example", [example for example in EXAMPLES if not example.not_run], ids=lambda example: example.name
+)
+def test_example_runs(example: Example) -> None:
+    """Each Python block runs as written, without warnings."""
+    run(example)
+
+
+def _nav_pages(nav: object) -> list[str]:
+    """The page files named anywhere in mkdocs.yml's nav."""
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, dict):
+        return [page for value in nav.values() for page in _nav_pages(value)]
+    if isinstance(nav, list):
+        return [page for item in nav for page in _nav_pages(item)]
+    return []
+
+
+def _site() -> dict[str, object]:
+    import yaml
+
+    site: dict[str, object] = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    return site
+
+
+def test_every_page_is_in_the_nav() -> None:
+    """Each page under docs/ is reachable from the site's navigation, and each nav entry exists."""
+    pages = sorted(path.relative_to(ROOT / "docs").as_posix() for path in (ROOT / "docs").rglob("*.md"))
+    assert sorted(_nav_pages(_site()["nav"])) == pages
+
+
+@pytest.mark.parametrize("module", ["retrykit", *MODULES])
+def test_every_public_module_has_an_api_page(module: str) -> None:
+    """The API reference has a page that renders the module from its docstrings."""
+    rendering = {
+        line.removeprefix("::: ").strip()
+        for path in (ROOT / "docs" / "api").glob("*.md")
+        for line in path.read_text().splitlines()
+        if line.startswith("::: ")
+    }
+    assert module in rendering
+
+
+def test_readme_links_to_the_pages() -> None:
+    """The README's relative links name pages that exist, and it links to every top-level page."""
+    readme = (ROOT / "README.md").read_text()
+    targets = {link.split("#", 1)[0] for link in re.findall(r"\]\((docs/[^)\s]+)\)", readme)}
+    assert targets, "the README links to no docs page"
+    assert all((ROOT / target).is_file() for target in targets), targets
+    top = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
+    assert top <= targets, top - targets
+
+
+# The project's history ("the seeds'"), private constants, private modules, Sphinx roles the site
+# does not render, and pointers to a private module's docstring.
+INTERNAL = re.compile(r"\bseeds?'|``_[A-Z][A-Z_]*``|:func:|\bretrykit\._|module docstring")
+
+
+@pytest.mark.parametrize("module", ["retrykit", *MODULES])
+def test_public_docstrings_are_written_for_users(module: str) -> None:
+    """The module and each public class and function have a docstring that speaks of no internals."""
+    imported = importlib.import_module(module)
+    documented = {module: imported.__doc__}
+    for name in imported.__all__:
+        value = getattr(imported, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            documented[name] = value.__doc__
+    assert [name for name, doc in documented.items() if not doc] == []
+    assert {
+        name: INTERNAL.findall(doc or "") for name, doc in documented.items() if INTERNAL.search(doc or "")
+    } == {}

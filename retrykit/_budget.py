@@ -249,7 +249,7 @@ class Slots:
 class BudgetState:
     """One budget's state in this process (the in-memory store, and Redis's local fallback)."""
 
-    __slots__ = ("budget", "lock", "refused", "slots", "spent", "tokens")
+    __slots__ = ("budget", "lock", "refused", "share", "slots", "spent", "tokens")
 
     def __init__(self, budget: RetryBudget) -> None:
         self.budget = budget
@@ -257,7 +257,20 @@ class BudgetState:
         self.tokens = float(budget.capacity)
         self.spent = 0
         self.refused = 0
+        self.share = 1.0
+        """This process's part of the budget's floor (ratio) or capacity (quota): 1 for a budget
+        of its own; 1/N as Redis's local fallback in a fleet of N processes."""
         self.lock = threading.Lock()
+
+    def set_share(self, share: float) -> None:
+        """Take *share* of the floor and of the tokens (what is above the new capacity goes)."""
+        with self.lock:
+            self.share = share
+            self.tokens = min(self.tokens, self.budget.capacity * share)
+
+    def reserve(self) -> float:
+        """This process's part of the ratio shape's floor."""
+        return self.budget.reserve() * self.share
 
     def deposit(self, now: float, requests: int, accepts: int, refund: int) -> None:
         with self.lock:
@@ -266,14 +279,14 @@ class BudgetState:
             if accepts:
                 self.slots.add(now, 1, accepts)
             if refund:
-                self.tokens = min(float(self.budget.capacity), self.tokens + refund)
+                self.tokens = min(self.budget.capacity * self.share, self.tokens + refund)
 
     def withdraw(self, now: float, cost: int, roll: float) -> bool:
         budget = self.budget
         with self.lock:
             if budget.shape == "ratio":
                 calls, retries = self.slots.sums(now, longer=True)
-                allowed = retries + 1 <= budget.reserve() + budget.ratio * calls
+                allowed = retries + 1 <= self.reserve() + budget.ratio * calls
                 if allowed:
                     self.slots.add(now, 1, 1)
             elif budget.shape == "quota":
@@ -306,8 +319,10 @@ class BudgetState:
         with self.lock:
             a, b = self.slots.sums(now, longer=budget.shape == "ratio")
             out: dict[str, Any] = {"spent": self.spent, "refused": self.refused}
+            if self.share != 1.0:
+                out["share"] = self.share
             if budget.shape == "ratio":
-                out.update(calls=a, retries=b, balance=budget.reserve() + budget.ratio * a - b)
+                out.update(calls=a, retries=b, balance=self.reserve() + budget.ratio * a - b)
             elif budget.shape == "quota":
                 out.update(balance=self.tokens)
             else:

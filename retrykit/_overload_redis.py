@@ -34,10 +34,10 @@ import time
 import uuid
 import weakref
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ._breaker import CLOSED, HALF_OPEN, OPEN, STATE_NAMES
-from ._budget import SLOTS, MemoryOverloadStore
+from ._budget import SHAPES, SLOTS, MemoryOverloadStore
 from ._errors import redact_url
 from ._redis import connector, errors
 
@@ -474,8 +474,8 @@ class RedisOverloadStore:
     def budget_state(self, budget: Any) -> dict[str, Any]:
         """What Redis holds for *budget* (the local fallback's view while it is unreachable)."""
         try:
-            found = self.client.hgetall(self.budget_key(budget))
-            seconds, micros = self.client.time()
+            found = self.flush_client.hgetall(self.budget_key(budget))
+            seconds, micros = self.flush_client.time()
         except self._errors:
             return {**self.local.budget_state(budget), "store": "memory (Redis unreachable)"}
         now = seconds + micros / 1e6
@@ -563,8 +563,8 @@ class RedisOverloadStore:
     def breaker_state(self, breaker: Any) -> dict[str, Any]:
         """What Redis holds for *breaker* (the local fallback's view while it is unreachable)."""
         try:
-            found = self.client.hgetall(self.breaker_key(breaker))
-            seconds, micros = self.client.time()
+            found = self.flush_client.hgetall(self.breaker_key(breaker))
+            seconds, micros = self.flush_client.time()
         except self._errors:
             return {**self.local.breaker_state(breaker), "store": "memory (Redis unreachable)"}
         now = seconds + micros / 1e6
@@ -580,6 +580,51 @@ class RedisOverloadStore:
             "failures": bad,
             "rejected": int(found.get("rejected", 0)),
         }
+
+    # ------------------------------------------------------------------ the fleet, for readers
+
+    def fleet(self) -> list[Any]:
+        """
+        Every budget and breaker any process keeps under this store's prefix, rebuilt from the
+        settings their hashes hold (``retrykit stats --redis``: a reader has no objects of its
+        own); their ``state()`` reads the fleet's figures. Raises what redis-py raises.
+        """
+        from ._breaker import CircuitBreaker
+        from ._budget import RetryBudget
+
+        found: list[Any] = []
+        head = self.prefix + ":{"
+        pattern = "".join(f"[{c}]" if c in "*?[]\\" else c for c in self.prefix) + ":{*}:*"
+        for name in sorted(set(self.flush_client.scan_iter(match=pattern, count=1000))):
+            quoted, _, kind = name[len(head) :].rpartition("}:")
+            key = unquote(quoted)
+            if kind == "breaker":
+                width, open_for = self.flush_client.hmget(name, "cfg:width", "cfg:open_for")
+                kept: dict[str, Any] = (
+                    {} if width is None else {"window": float(width) * SLOTS, "open_for": float(open_for)}
+                )
+                found.append(CircuitBreaker(key, store=self, **kept))
+            elif kind.startswith("budget:") and kind[7:] in SHAPES:
+                fields = ("cfg:width", "cfg:ratio", "cfg:reserve", "cfg:capacity", "cfg:k")
+                values = self.flush_client.hmget(name, *fields)
+                if None in values:  # written before the settings were kept: the defaults
+                    found.append(RetryBudget(key, shape=kind[7:], store=self))
+                    continue
+                width, ratio, reserve, capacity, k = (float(v) for v in values)
+                window = width * SLOTS
+                found.append(
+                    RetryBudget(
+                        key,
+                        shape=kind[7:],
+                        ratio=ratio,
+                        min_per_second=reserve / window,
+                        window=window,
+                        capacity=max(1, round(capacity)),
+                        k=k,
+                        store=self,
+                    )
+                )
+        return found
 
     # ------------------------------------------------------------------ the background batches
 

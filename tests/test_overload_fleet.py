@@ -195,6 +195,31 @@ def test_analysis_shows_budget_spend_exhaustion_and_breaker_state() -> None:
     assert any("'payments' is open" in tip for tip in result.suggestions)
 
 
+@pytest.mark.parametrize(
+    ("spent", "refused", "give_ups", "tip"),
+    [
+        (10, 30, 0, "The retry budget 'payments' refused 30 of 40 retries (75%)"),
+        (80, 20, 0, None),  # 20 %: not often
+        (5, 15, 0, None),  # too few to judge
+        (0, 0, 20, "20 of 40 give-ups were refused by the retry budget"),  # no budget state seen
+        (10, 30, 20, "The retry budget 'payments' refused 30 of 40 retries (75%)"),  # named once
+    ],
+)
+def test_analysis_suggests_looking_at_a_budget_exhausted_often(
+    spent: int, refused: int, give_ups: int, tip: str | None
+) -> None:
+    """A budget that refused over a fifth of >= 20 retries (or such give-ups) gets a suggestion."""
+    from collections import Counter
+
+    from retrykit._analysis import from_counts
+
+    counts = {"op": Counter({"gave_up:network_error:budget_exhausted": give_ups, "gave_up:x:deadline": 20})}
+    budgets = {"payments": {"shape": "ratio", "spent": spent, "refused": refused}} if spent or refused else {}
+    result = from_counts(counts, operation=None, since=0, until=1, source="memory", overload=(budgets, {}))
+    found = [t for t in result.suggestions if "retry budget" in t]
+    assert ([] if tip is None else [tip]) == [t[: len(tip or "")] for t in found]
+
+
 @pytest.mark.needs_service("redis")
 def test_analysis_shows_the_fleet_figures_of_a_redis_budget(redis_url: str) -> None:
     """A budget kept in Redis is reported with the fleet's figures, marked [redis]."""

@@ -102,6 +102,59 @@ def _prometheus_sink(client: Any, registry: Any, namespace: str) -> _events.Sink
         ) from None
 
 
+_OVERLOAD_FIGURES = {  # figure: Prometheus name (after the namespace), OTel name, kind, unit, help
+    "available": (
+        "budget_available",
+        "retrykit.budget.available",
+        "gauge",
+        "1",
+        "Retries (ratio shape) or tokens (quota shape) the retry budget has left now",
+    ),
+    "reject_probability": (
+        "budget_reject_probability",
+        "retrykit.budget.reject_probability",
+        "gauge",
+        "1",
+        "Probability that the adaptive retry budget refuses a retry now",
+    ),
+    "spent": (
+        "budget_retries_spent",
+        "retrykit.budget.retries_spent",
+        "counter",
+        "1",
+        "Retries the retry budget allowed",
+    ),
+    "refused": (
+        "budget_exhausted",
+        "retrykit.budget.exhausted",
+        "counter",
+        "1",
+        "Retries the retry budget refused (exhausted)",
+    ),
+    "state": (
+        "breaker_state",
+        "retrykit.breaker.state",
+        "gauge",
+        "1",
+        "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+    ),
+    "remaining": (
+        "breaker_open_remaining_seconds",
+        "retrykit.breaker.open_remaining",
+        "gauge",
+        "s",
+        "Seconds the circuit breaker stays open (0 when closed)",
+    ),
+    "rejected": (
+        "breaker_rejected",
+        "retrykit.breaker.rejected",
+        "counter",
+        "1",
+        "Calls the circuit breaker refused",
+    ),
+}
+
+
 class _OverloadCollector:
     """
     Budget and breaker gauges for prometheus_client, read from their stores at each scrape
@@ -114,37 +167,12 @@ class _OverloadCollector:
     def _families(self) -> dict[str, Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        ns = self.namespace
-        budget, breaker = ["key", "shape", "store"], ["key", "store"]
-        return {
-            "available": GaugeMetricFamily(
-                f"{ns}_budget_available",
-                "Retries (ratio shape) or tokens (quota shape) the retry budget has left now",
-                labels=budget,
-            ),
-            "reject_probability": GaugeMetricFamily(
-                f"{ns}_budget_reject_probability",
-                "Probability that the adaptive retry budget refuses a retry now",
-                labels=budget,
-            ),
-            "spent": CounterMetricFamily(
-                f"{ns}_budget_retries_spent", "Retries the retry budget allowed", labels=budget
-            ),
-            "refused": CounterMetricFamily(
-                f"{ns}_budget_exhausted", "Retries the retry budget refused (exhausted)", labels=budget
-            ),
-            "state": GaugeMetricFamily(
-                f"{ns}_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open", labels=breaker
-            ),
-            "remaining": GaugeMetricFamily(
-                f"{ns}_breaker_open_remaining_seconds",
-                "Seconds the circuit breaker stays open (0 when closed)",
-                labels=breaker,
-            ),
-            "rejected": CounterMetricFamily(
-                f"{ns}_breaker_rejected", "Calls the circuit breaker refused", labels=breaker
-            ),
-        }
+        families = {}
+        for figure, (name, _, kind, _, description) in _OVERLOAD_FIGURES.items():
+            family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+            labels = ["key", "shape", "store"] if name.startswith("budget") else ["key", "store"]
+            families[figure] = family(f"{self.namespace}_{name}", description, labels=labels)
+        return families
 
     def describe(self) -> list[Any]:
         """The metric names, without reading any store (prometheus_client checks duplicates)."""
@@ -271,22 +299,6 @@ def _otel_sink(provider: Any, trace: Any) -> _events.Sink:
     return sink
 
 
-_OTEL_OVERLOAD = {  # figure: (instrument, kind, unit, description)
-    "available": ("retrykit.budget.available", "gauge", "1", "Retries or tokens the retry budget has left"),
-    "reject_probability": (
-        "retrykit.budget.reject_probability",
-        "gauge",
-        "1",
-        "Probability that the adaptive retry budget refuses a retry now",
-    ),
-    "spent": ("retrykit.budget.retries_spent", "counter", "1", "Retries the retry budget allowed"),
-    "refused": ("retrykit.budget.exhausted", "counter", "1", "Retries the retry budget refused"),
-    "state": ("retrykit.breaker.state", "gauge", "1", "Circuit breaker state: 0 closed, 1 open, 2 half-open"),
-    "remaining": ("retrykit.breaker.open_remaining", "gauge", "s", "Seconds the circuit breaker stays open"),
-    "rejected": ("retrykit.breaker.rejected", "counter", "1", "Calls the circuit breaker refused"),
-}
-
-
 def _otel_overload(meter: Any) -> None:
     """Observable gauges and counters of the budgets and breakers, read at each collection."""
     from opentelemetry.metrics import Observation
@@ -301,7 +313,7 @@ def _otel_overload(meter: Any) -> None:
 
         return callback
 
-    for figure, (name, kind, unit, description) in _OTEL_OVERLOAD.items():
+    for figure, (_, name, kind, unit, description) in _OVERLOAD_FIGURES.items():
         create = meter.create_observable_gauge if kind == "gauge" else meter.create_observable_counter
         create(name, callbacks=[observe(figure)], unit=unit, description=description)
 

@@ -104,8 +104,20 @@ class Clock:
         return self.now
 
 
-def _overload(clock: Clock) -> retrykit.CircuitBreaker:
-    """A quota budget refuses a retry (pay.fetch); a breaker opens and refuses a call (inv.fetch)."""
+def _overload(clock: Clock, subscribe: Any) -> retrykit.CircuitBreaker:
+    """
+    With the sink *subscribe* registered twice: a quota budget refuses a retry (pay.fetch), a
+    breaker opens and refuses a call (inv.fetch).
+    """
+    unsubscribes = [subscribe(), subscribe()]
+    try:
+        return _overload_calls(clock)
+    finally:
+        for unsubscribe in unsubscribes:
+            unsubscribe()
+
+
+def _overload_calls(clock: Clock) -> retrykit.CircuitBreaker:
     from retrykit import CircuitBreaker, RetryBudget
 
     once = {ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=3)}
@@ -135,13 +147,8 @@ def test_prometheus_gauges_read_budgets_and_breakers_at_scrape_time() -> None:
     """
     client = pytest.importorskip("prometheus_client")
     registry = client.CollectorRegistry()
-    unsubscribes = [retrykit.sinks.prometheus(registry), retrykit.sinks.prometheus(registry)]
     clock = Clock()
-    try:
-        breaker = _overload(clock)
-    finally:
-        for unsubscribe in unsubscribes:
-            unsubscribe()
+    breaker = _overload(clock, lambda: retrykit.sinks.prometheus(registry))
     value = registry.get_sample_value
     budget = {"key": "payments", "shape": "quota", "store": "memory"}
     circuit = {"key": "inventory", "store": "memory"}
@@ -180,13 +187,8 @@ def test_opentelemetry_observes_budgets_and_breakers_at_collection() -> None:
 
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    unsubscribes = [retrykit.sinks.opentelemetry(provider), retrykit.sinks.opentelemetry(provider)]
     clock = Clock()
-    try:
-        breaker = _overload(clock)
-    finally:
-        for unsubscribe in unsubscribes:
-            unsubscribe()
+    breaker = _overload(clock, lambda: retrykit.sinks.opentelemetry(provider))
 
     def collect() -> dict[str, list[tuple[dict[str, Any], float]]]:
         return {

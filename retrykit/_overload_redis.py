@@ -22,7 +22,10 @@ at once. The adaptive shape decides locally on the fleet's counts of the last ba
 
 When Redis is slow or down the caller never waits more than ``timeout`` (10 ms) once: the store
 logs one warning and answers from its local fallback (an in-memory budget and breaker fed with
-this process's own traffic all along) until the background thread reaches Redis again.
+this process's own traffic all along) until the background thread reaches Redis again. The
+fallback is this process's share of the budget: each batch registers its writer in a sorted set
+beside the budget (``...:members``), Redis answers how many writers it heard from within
+``fleet_ttl``, and a process among N takes 1/N of the floor (ratio) or of the tokens (quota).
 """
 
 from __future__ import annotations
@@ -255,8 +258,10 @@ class RedisOverloadStore:
     pass it as ``store=`` to ``RetryBudget`` and ``CircuitBreaker``. *timeout*: the longest a
     caller waits for Redis, once per outage; *flush_interval*: how often counts are sent and
     allowances refilled; *wait*: the longest a retry waits for a refill when this process's
-    allowance ran out but the fleet's budget had some left (then it is refused). Without a
-    *background* thread (readers, tests) each retry's charge is one round trip.
+    allowance ran out but the fleet's budget had some left (then it is refused); *fleet_ttl*:
+    how long after its last batch a process still counts in a budget's fleet (default 2 s, or
+    20 x *flush_interval*), whose size sets the local fallback's share. Without a *background*
+    thread (readers, tests) each retry's charge is one round trip.
     """
 
     def __init__(

@@ -6,12 +6,14 @@ Each process runs 8 threads, each starting a call every 0.1 s for 16 s, through
 
 - ``shared``: one budget in a Redis server this run starts itself (``RedisOverloadStore``);
 - ``local``: a budget per process (the in-memory store);
-- ``redis-killed``: shared, and the Redis server is killed 4 s into the outage.
+- ``redis-killed``: shared, and the Redis server is killed 4 s into the outage (each process
+  then falls back to its share of the budget: 1/4 of the floor, the fleet Redis last counted).
 
 Printed per mode: first attempts and retries during the outage, calls the server saw against
 calls the clients made (lost or double-counted calls), what Redis counted, how long callers
 waited for budget decisions (p50, p99 of the slowest process, the slowest) and the machine's
-1-minute load average at the end (the latencies depend on it).
+1-minute load average at the end (the latencies depend on it), and the share of the budget
+each process would take in its local fallback.
 
     python benchmarks/overload_fleet.py
 """
@@ -134,6 +136,7 @@ def worker(mode: str, url: str, redis_url: str, start: float, out: Any) -> None:
             "p50_ms": p50 * 1000,
             "decisions": len(durations),
             "fallbacks": 0 if store is None else store.fallbacks,
+            "share": 1.0 if store is None else store.local.budget(budget).share,
         }
     )
 
@@ -190,6 +193,7 @@ def run(mode: str) -> dict[str, Any]:
         "budget_decisions": sum(r["decisions"] for r in results),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "local_fallback_decisions": sum(r["fallbacks"] for r in results),
+        "fallback_shares": sorted(r["share"] for r in results),
     }
 
 

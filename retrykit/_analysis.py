@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from . import _stats
 from ._classify import ErrorCategory
 from ._errors import ConfigError
+from ._overload import overload_states
 
 MIN_SAMPLES = 20
 """Rates from fewer samples than this are reported but not turned into suggestions."""
@@ -105,37 +106,6 @@ def _window(
     return start, end
 
 
-def overload_states() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """
-    The state of every retry budget and circuit breaker this process has used, by key (in its
-    memory store, or in Redis for those of a ``RedisOverloadStore``: the fleet's figures).
-    """
-    from ._budget import default_store
-    from ._overload_redis import _live_stores
-
-    owners: list[Any] = []
-    memory = default_store()
-    owners += [state.budget for state in list(memory.budgets.values())]
-    owners += [state.breaker for state in list(memory.breakers.values())]
-    for store in list(_live_stores):
-        owners += [batch.owner for batch in list(store._budgets.values())]
-        owners += [batch.owner for batch in list(store._breakers.values())]
-    budgets: dict[str, dict[str, Any]] = {}
-    breakers: dict[str, dict[str, Any]] = {}
-    for owner in owners:
-        try:
-            state = owner.state()
-        except Exception as err:  # the analysis must not fail on a store's bad day
-            state = {"key": owner.key, "error": type(err).__name__}
-        key = state.pop("key")
-        into = budgets if "shape" in state else breakers
-        name = key
-        if name in into and into[name] != state:  # the same key with another shape or store
-            name = f"{key} [{state.get('shape') or state.get('store')}]"
-        into[name] = state
-    return dict(sorted(budgets.items())), dict(sorted(breakers.items()))
-
-
 def from_counts(
     counts: Mapping[str, Counter[str]],
     *,
@@ -143,8 +113,12 @@ def from_counts(
     since: float,
     until: float,
     source: str,
+    overload: tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]] | None = None,
 ) -> Analysis:
-    """Build the analysis of per-operation *counts*."""
+    """
+    Build the analysis of per-operation *counts*, with the budgets and breakers *overload*
+    (those this process has used if None).
+    """
     special = (_stats.CLASSIFIER, _stats.SINKS)
     total: Counter[str] = _stats.merge(c for op, c in counts.items() if op not in special)
     categories: dict[str, int] = {}
@@ -207,7 +181,7 @@ def from_counts(
         sink_failures={k.partition(":")[2]: v for k, v in counts.get(_stats.SINKS, Counter()).items() if v},
         overflowed=total.get(_stats.OVERFLOWED, 0),
     )
-    budgets, breakers = overload_states()
+    budgets, breakers = overload_states() if overload is None else overload
     analysis = Analysis(**{**analysis.__dict__, "budgets": budgets, "breakers": breakers})
     return _with_suggestions(analysis, total)
 
@@ -252,13 +226,22 @@ def _with_suggestions(a: Analysis, total: Counter[str]) -> Analysis:
                 f"{top} accounts for {figures.retries} of {a.retries} retries "
                 f"({figures.retries / a.retries:.0%}): look for a retry loop or a failing dependency there."
             )
+    advice = (
+        "the dependency is failing for everyone; alert on it, add a circuit breaker, or (if the "
+        "failures are isolated) raise the budget's ratio."
+    )
+    named = False  # budgets exhausted often, by key (the fleet's counts for those in Redis)
+    for key, state in a.budgets.items():
+        refused, spent = state.get("refused", 0), state.get("spent", 0)
+        if refused >= MIN_SAMPLES and refused / (refused + spent) > 0.2:
+            named = True
+            tips.append(
+                f"The retry budget {key!r} refused {refused} of {refused + spent} retries "
+                f"({refused / (refused + spent):.0%}): {advice}"
+            )
     exhausted = a.give_up_reasons.get("budget_exhausted", 0)
-    if a.gave_up >= MIN_SAMPLES and exhausted / a.gave_up > 0.2:
-        tips.append(
-            f"{exhausted} of {a.gave_up} give-ups were refused by the retry budget: the dependency is "
-            "failing for everyone; alert on it, add a circuit breaker, or (if the failures are "
-            "isolated) raise the budget's ratio."
-        )
+    if not named and a.gave_up >= MIN_SAMPLES and exhausted / a.gave_up > 0.2:
+        tips.append(f"{exhausted} of {a.gave_up} give-ups were refused by the retry budget: {advice}")
     for key, state in a.breakers.items():
         if state.get("state") == "open":
             tips.append(

@@ -258,7 +258,7 @@ class Slots:
 class BudgetState:
     """One budget's state in this process (the in-memory store, and Redis's local fallback)."""
 
-    __slots__ = ("budget", "lock", "refused", "slots", "spent", "tokens")
+    __slots__ = ("budget", "lock", "refused", "share", "slots", "spent", "tokens")
 
     def __init__(self, budget: RetryBudget) -> None:
         self.budget: RetryBudget = budget
@@ -266,7 +266,20 @@ class BudgetState:
         self.tokens: float = float(budget.capacity)
         self.spent: int = 0
         self.refused: int = 0
+        self.share: float = 1.0
+        """This process's part of the budget's floor (ratio) or capacity (quota): 1 for a budget
+        of its own; 1/N as Redis's local fallback in a fleet of N processes."""
         self.lock: threading.Lock = threading.Lock()
+
+    def set_share(self, share: float) -> None:
+        """Take *share* of the floor and of the tokens (what is above the new capacity goes)."""
+        with self.lock:
+            self.share = share
+            self.tokens = min(self.tokens, self.budget.capacity * share)
+
+    def reserve(self) -> float:
+        """This process's part of the ratio shape's floor."""
+        return self.budget.reserve() * self.share
 
     def deposit(self, now: float, requests: int, accepts: int, refund: int) -> None:
         """Count *requests* and *accepts* at *now*, and give *refund* tokens back (quota)."""
@@ -276,7 +289,7 @@ class BudgetState:
             if accepts:
                 self.slots.add(now, 1, accepts)
             if refund:
-                self.tokens = min(float(self.budget.capacity), self.tokens + refund)
+                self.tokens = min(self.budget.capacity * self.share, self.tokens + refund)
 
     def withdraw(self, now: float, cost: int, roll: float) -> bool:
         """Whether a retry costing *cost* may go now (*roll*: a random draw, adaptive shape)."""
@@ -284,7 +297,7 @@ class BudgetState:
         with self.lock:
             if budget.shape == "ratio":
                 calls, retries = self.slots.sums(now, longer=True)
-                allowed = retries + 1 <= budget.reserve() + budget.ratio * calls
+                allowed = retries + 1 <= self.reserve() + budget.ratio * calls
                 if allowed:
                     self.slots.add(now, 1, 1)
             elif budget.shape == "quota":
@@ -318,8 +331,10 @@ class BudgetState:
         with self.lock:
             a, b = self.slots.sums(now, longer=budget.shape == "ratio")
             out: dict[str, Any] = {"spent": self.spent, "refused": self.refused}
+            if self.share != 1.0:
+                out["share"] = self.share
             if budget.shape == "ratio":
-                out.update(calls=a, retries=b, balance=budget.reserve() + budget.ratio * a - b)
+                out.update(calls=a, retries=b, balance=self.reserve() + budget.ratio * a - b)
             elif budget.shape == "quota":
                 out.update(balance=self.tokens)
             else:

@@ -200,7 +200,7 @@ NO_FIGURES = (
 )
 
 
-def _analysis(redis_url: str | None, operation: str | None, since: float) -> Any:
+def _analysis(redis_url: str | None, operation: str | None, since: float, overload_prefix: str) -> Any:
     from . import _analysis, _stats
 
     if redis_url:
@@ -209,12 +209,30 @@ def _analysis(redis_url: str | None, operation: str | None, since: float) -> Any
             now = time.time()
             with progress("reading statistics from Redis"):
                 counts = store.read(operation, now - since, now)
+                overload = _fleet_overload(redis_url, overload_prefix)
         except _stats.StatsUnavailable as err:
             raise CommandError(str(err)) from None
         return _analysis.from_counts(
-            counts, operation=operation, since=now - since, until=now, source="redis"
+            counts, operation=operation, since=now - since, until=now, source="redis", overload=overload
         )
     return _analysis.analyze(operation, since)  # this process's figures (or stats_redis_url's)
+
+
+def _fleet_overload(redis_url: str, prefix: str) -> Any:
+    """Every budget and breaker of the fleet in the Redis overload store under *prefix*."""
+    from ._overload import overload_states
+    from ._overload_redis import RedisOverloadStore
+    from ._redis import errors
+
+    store = RedisOverloadStore(redis_url, prefix=prefix, timeout=2.0, flush_timeout=2.0, background=False)
+    try:
+        fleet = store.fleet()
+    except errors() as err:
+        raise CommandError(
+            f"cannot read the overload store (prefix {prefix!r}) from Redis at {store.shown_url}: "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    return overload_states(fleet)
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
@@ -227,7 +245,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         return _demo.run(time_scale=args.time_scale, out=out, analysis=True)
     if args.command == "explain":
         return explain(args.policy, args.retries, args.json, out)
-    analysis = _analysis(args.redis, args.operation, args.since)
+    analysis = _analysis(args.redis, args.operation, args.since, args.overload_prefix)
     if not args.redis and analysis.source == "memory" and not analysis.total_errors:
         raise CommandError(NO_FIGURES.format(command=args.command))
     if args.json:  # one document for stats and analyze
@@ -265,6 +283,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         cmd.add_argument("--operation", help="one operation (function or task name)")
         cmd.add_argument("--since", type=_duration, default=86400.0, help="window, e.g. 15m, 1h (default 1d)")
         cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        cmd.add_argument(
+            "--overload-prefix",
+            default="retrykit-overload",
+            metavar="PREFIX",
+            help="with --redis: the overload store's key prefix (default retrykit-overload)",
+        )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # bad arguments (2), --help (0): a status, in-process too

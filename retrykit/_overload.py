@@ -16,6 +16,7 @@ A policy without a budget and a breaker has no guard (``policy.guard is None``):
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _events
@@ -149,6 +150,74 @@ def refused(key: str, remaining: float, operation: str, into: Any) -> CircuitOpe
             _events.GaveUp(operation, 0, "CircuitOpen", _OPEN, StopReason.CIRCUIT_OPEN, 0.0, error=error)
         )
     return error
+
+
+# --------------------------------------------------------------------------- what is visible
+
+
+def _where(part: Any) -> tuple[str, Any]:
+    """The store a budget or breaker keeps its state in: its kind, and what tells two apart."""
+    from ._budget import default_store
+    from ._overload_redis import RedisOverloadStore
+
+    store = part.store if part.store is not None else default_store()
+    if isinstance(store, RedisOverloadStore):
+        return "redis", (store.url, store.prefix)
+    return "memory", id(store)
+
+
+def known_parts(extra: Iterable[Any] = ()) -> list[Any]:
+    """
+    Every budget and breaker this process has used (in its memory store, and in each of its
+    Redis stores), then *extra* ones (a fleet's, read from Redis): one per key and store.
+    """
+    from ._budget import default_store
+    from ._overload_redis import _live_stores
+
+    parts: list[Any] = []
+    memory = default_store()
+    parts += [state.budget for state in list(memory.budgets.values())]
+    parts += [state.breaker for state in list(memory.breakers.values())]
+    for store in list(_live_stores):
+        parts += [batch.owner for batch in list(store._budgets.values())]
+        parts += [batch.owner for batch in list(store._breakers.values())]
+    parts += extra
+    seen: dict[tuple[Any, ...], Any] = {}
+    for part in parts:
+        seen.setdefault((getattr(part, "shape", None), part.key, _where(part)), part)
+    return list(seen.values())
+
+
+def readings(parts: Iterable[Any]) -> list[tuple[Any, str, dict[str, Any]]]:
+    """Each part with its store's kind and its state now (``{"error": ...}`` if unreadable)."""
+    out = []
+    for part in parts:
+        try:
+            state = part.state()
+        except Exception as err:  # a report must not fail on a store's bad day
+            state = {"key": part.key, "error": type(err).__name__}
+        out.append((part, _where(part)[0], state))
+    return out
+
+
+def overload_states(
+    extra: Iterable[Any] = (),
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """
+    The state of every retry budget and circuit breaker this process has used and of *extra*
+    ones, by key (from its memory store, or from Redis for those of a ``RedisOverloadStore``:
+    the fleet's figures): budgets, breakers.
+    """
+    budgets: dict[str, dict[str, Any]] = {}
+    breakers: dict[str, dict[str, Any]] = {}
+    for part, _, state in readings(known_parts(extra)):
+        key = state.pop("key")
+        into = budgets if isinstance(part, RetryBudget) else breakers
+        name = key
+        if name in into:  # the same key with another shape or in another store
+            name = f"{key} [{state.get('shape') or state.get('store')}]"
+        into[name] = state
+    return dict(sorted(budgets.items())), dict(sorted(breakers.items()))
 
 
 def guard_of(budget: RetryBudget | None, breaker: CircuitBreaker | None) -> Guard | None:

@@ -22,7 +22,10 @@ at once. The adaptive shape decides locally on the fleet's counts of the last ba
 
 When Redis is slow or down the caller never waits more than ``timeout`` (10 ms) once: the store
 logs one warning and answers from its local fallback (an in-memory budget and breaker fed with
-this process's own traffic all along) until the background thread reaches Redis again.
+this process's own traffic all along) until the background thread reaches Redis again. The
+fallback is this process's share of the budget: each batch registers its writer in a sorted set
+beside the budget (``...:members``), Redis answers how many writers it heard from within
+``fleet_ttl``, and a process among N takes 1/N of the floor (ratio) or of the tokens (quota).
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ import time
 import uuid
 import weakref
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ._breaker import CLOSED, HALF_OPEN, OPEN, STATE_NAMES
-from ._budget import SLOTS, MemoryOverloadStore
+from ._budget import SHAPES, SLOTS, MemoryOverloadStore
 from ._errors import redact_url
 from ._redis import connector, errors
 
@@ -67,7 +70,7 @@ if seq > 0 then
     end
     if tonumber(ARGV[15]) > 0 then redis.call('HINCRBY', key, 'spent', ARGV[15]) end
     if tonumber(ARGV[16]) > 0 then redis.call('HINCRBY', key, 'refused', ARGV[16]) end
-    for i = 19, #ARGV, 2 do
+    for i = 20, #ARGV, 2 do
       local back = tonumber(ARGV[i + 1])
       if shape == 'quota' then
         local tokens = tonumber(redis.call('HGET', key, 'tokens') or ARGV[5])
@@ -126,9 +129,18 @@ if cost > 0 then
   end
 end
 for s = slot - 14, slot - 11 do redis.call('HDEL', key, 'a:' .. s, 'b:' .. s) end
+-- the settings, for readers that have no RetryBudget of their own (retrykit stats --redis)
+redis.call('HSET', key, 'cfg:width', ARGV[2], 'cfg:ratio', ARGV[3], 'cfg:reserve', ARGV[4],
+  'cfg:capacity', ARGV[5], 'cfg:k', ARGV[6])
 redis.call('PEXPIRE', key, ARGV[14])
+-- the fleet: the writers heard from within ARGV[19] s (a local fallback's share is 1/fleet)
+local members = KEYS[2]
+redis.call('ZADD', members, now, ARGV[10])
+redis.call('ZREMRANGEBYSCORE', members, '-inf', '(' .. (now - tonumber(ARGV[19])))
+redis.call('PEXPIRE', members, ARGV[14])
+local fleet = redis.call('ZCARD', members)
 local tokens = redis.call('HGET', key, 'tokens') or ARGV[5]
-return {granted, slot, tostring(a), tostring(b), tostring(tokens), tostring(now)}
+return {granted, slot, tostring(a), tostring(b), tostring(tokens), tostring(now), fleet}
 """
 
 _BREAKER = """
@@ -189,7 +201,8 @@ elseif state ~= 0 then
   end
 end
 for s = slot - 13, slot - 10 do redis.call('HDEL', key, 's:' .. s, 'f:' .. s) end
-redis.call('HSET', key, 'state', state, 'until', string.format('%.3f', untl))
+redis.call('HSET', key, 'state', state, 'until', string.format('%.3f', untl), 'cfg:width', ARGV[2],
+  'cfg:open_for', ARGV[5])
 redis.call('PEXPIRE', key, ARGV[11])
 local remaining = 0
 if state ~= 0 then remaining = math.max(untl - now, 0) end
@@ -245,8 +258,10 @@ class RedisOverloadStore:
     pass it as ``store=`` to ``RetryBudget`` and ``CircuitBreaker``. *timeout*: the longest a
     caller waits for Redis, once per outage; *flush_interval*: how often counts are sent and
     allowances refilled; *wait*: the longest a retry waits for a refill when this process's
-    allowance ran out but the fleet's budget had some left (then it is refused). Without a
-    *background* thread (readers, tests) each retry's charge is one round trip.
+    allowance ran out but the fleet's budget had some left (then it is refused); *fleet_ttl*:
+    how long after its last batch a process still counts in a budget's fleet (default 2 s, or
+    20 x *flush_interval*), whose size sets the local fallback's share. Without a *background*
+    thread (readers, tests) each retry's charge is one round trip.
     """
 
     def __init__(
@@ -260,12 +275,15 @@ class RedisOverloadStore:
         client: Any = None,
         background: bool = True,
         wait: float = 0.005,
+        fleet_ttl: float | None = None,
     ) -> None:
         connect = connector("url", url)
         self.url = url
         self.shown_url: str = redact_url(url)
         self.prefix = prefix
         self.flush_interval = flush_interval
+        self.fleet_ttl = max(2.0, 20 * flush_interval) if fleet_ttl is None else fleet_ttl
+        """A process counts in a budget's fleet until this long after its last batch for it."""
 
         self.client: Any = client or connect(timeout)  # redis.Redis clients (decode_responses=True)
         self.flush_client: Any = client or connect(flush_timeout)
@@ -303,6 +321,10 @@ class RedisOverloadStore:
     def budget_key(self, budget: Any) -> str:
         """The Redis key of *budget*'s state."""
         return f"{self.prefix}:{{{quote(budget.key, safe='')}}}:budget:{budget.shape}"
+
+    def members_key(self, budget: Any) -> str:
+        """The Redis key of the processes that use *budget* (a sorted set: writer -> last seen)."""
+        return self.budget_key(budget) + ":members"
 
     def breaker_key(self, breaker: Any) -> str:
         """The Redis key of *breaker*'s state."""
@@ -361,6 +383,7 @@ class RedisOverloadStore:
             batch[4] if len(batch) > 4 else 0,
             round(age, 4),
             mode,
+            self.fleet_ttl,
             *back,
         ]
 
@@ -369,6 +392,16 @@ class RedisOverloadStore:
         if entry is None:
             entry = self._budgets[name] = _Batch(budget, 5)  # requests, accepts, refund, spent, refused
         return entry
+
+    def _budget_keys(self, budget: Any) -> list[str]:
+        return [self.budget_key(budget), self.members_key(budget)]
+
+    def _saw_fleet(self, budget: Any, reply: Any) -> None:
+        """Redis counted *reply*'s fleet of processes for *budget*: the fallback takes 1/N of it."""
+        fleet = max(1, int(reply[6])) if len(reply) > 6 else 1
+        state = self.local.budget(budget)
+        if state.share != 1.0 / fleet:
+            state.set_share(1.0 / fleet)
 
     def deposit(self, budget: Any, requests: int, accepts: int, refund: int) -> None:
         """Count locally (fallback) and queue for the next batch: no round trip."""
@@ -396,11 +429,12 @@ class RedisOverloadStore:
                     self._budget_batch(self.budget_key(budget), budget)
                 try:
                     args = self._budget_args(budget, [0, 0, 0], 0, cost, roll)
-                    reply = self._budget_script(keys=[self.budget_key(budget)], args=args)
+                    reply = self._budget_script(keys=self._budget_keys(budget), args=args)
                 except self._errors as err:
                     self._failed(err)
                     self.fallbacks += 1
                     return bool(self.local.withdraw(budget, cost, roll))
+                self._saw_fleet(budget, reply)
                 allowed = int(reply[0]) > 0
             if allowed:  # the fallback knows what the fleet let this process spend
                 self.local.budget(budget).charge(budget.clock(), cost)
@@ -445,8 +479,8 @@ class RedisOverloadStore:
     def budget_state(self, budget: Any) -> dict[str, Any]:
         """What Redis holds for *budget* (the local fallback's view while it is unreachable)."""
         try:
-            found = self.client.hgetall(self.budget_key(budget))
-            seconds, micros = self.client.time()
+            found = self.flush_client.hgetall(self.budget_key(budget))
+            seconds, micros = self.flush_client.time()
         except self._errors:
             return {**self.local.budget_state(budget), "store": "memory (Redis unreachable)"}
         now = seconds + micros / 1e6
@@ -534,8 +568,8 @@ class RedisOverloadStore:
     def breaker_state(self, breaker: Any) -> dict[str, Any]:
         """What Redis holds for *breaker* (the local fallback's view while it is unreachable)."""
         try:
-            found = self.client.hgetall(self.breaker_key(breaker))
-            seconds, micros = self.client.time()
+            found = self.flush_client.hgetall(self.breaker_key(breaker))
+            seconds, micros = self.flush_client.time()
         except self._errors:
             return {**self.local.breaker_state(breaker), "store": "memory (Redis unreachable)"}
         now = seconds + micros / 1e6
@@ -551,6 +585,51 @@ class RedisOverloadStore:
             "failures": bad,
             "rejected": int(found.get("rejected", 0)),
         }
+
+    # ------------------------------------------------------------------ the fleet, for readers
+
+    def fleet(self) -> list[Any]:
+        """
+        Every budget and breaker any process keeps under this store's prefix, rebuilt from the
+        settings their hashes hold (``retrykit stats --redis``: a reader has no objects of its
+        own); their ``state()`` reads the fleet's figures. Raises what redis-py raises.
+        """
+        from ._breaker import CircuitBreaker
+        from ._budget import RetryBudget
+
+        found: list[Any] = []
+        head = self.prefix + ":{"
+        pattern = "".join(f"[{c}]" if c in "*?[]\\" else c for c in self.prefix) + ":{*}:*"
+        for name in sorted(set(self.flush_client.scan_iter(match=pattern, count=1000))):
+            quoted, _, kind = name[len(head) :].rpartition("}:")
+            key = unquote(quoted)
+            if kind == "breaker":
+                width, open_for = self.flush_client.hmget(name, "cfg:width", "cfg:open_for")
+                kept: dict[str, Any] = (
+                    {} if width is None else {"window": float(width) * SLOTS, "open_for": float(open_for)}
+                )
+                found.append(CircuitBreaker(key, store=self, **kept))
+            elif kind.startswith("budget:") and kind[7:] in SHAPES:
+                fields = ("cfg:width", "cfg:ratio", "cfg:reserve", "cfg:capacity", "cfg:k")
+                values = self.flush_client.hmget(name, *fields)
+                if None in values:  # written before the settings were kept: the defaults
+                    found.append(RetryBudget(key, shape=kind[7:], store=self))
+                    continue
+                width, ratio, reserve, capacity, k = (float(v) for v in values)
+                window = width * SLOTS
+                found.append(
+                    RetryBudget(
+                        key,
+                        shape=kind[7:],
+                        ratio=ratio,
+                        min_per_second=reserve / window,
+                        window=window,
+                        capacity=max(1, round(capacity)),
+                        k=k,
+                        store=self,
+                    )
+                )
+        return found
 
     # ------------------------------------------------------------------ the background batches
 
@@ -635,7 +714,7 @@ class RedisOverloadStore:
             for (name, entry, batch, seq), (_, back, want) in zip(budgets, wants, strict=True):
                 age = now - entry.inflight_since if entry.inflight_since else 0.0
                 args = self._budget_args(entry.owner, batch, seq, want, 1.0, "lease", back, age)
-                self._budget_script(keys=[name], args=args, client=pipe)
+                self._budget_script(keys=[name, name + ":members"], args=args, client=pipe)
             for _, entry, batch, seq in breakers:
                 breaker = entry.owner
                 self._breaker_script(
@@ -652,6 +731,8 @@ class RedisOverloadStore:
                 entry.inflight, entry.inflight_since = None, 0.0
             self._apply_leases(budgets, wants, replies)
             self._refilled.notify_all()
+        for (_, entry, _, _), reply in zip(budgets, replies, strict=False):
+            self._saw_fleet(entry.owner, reply)
         for (_, entry, _, _), reply in zip(breakers, replies[len(budgets) :], strict=False):
             self._remember(entry.owner, reply)
         self._recovered()

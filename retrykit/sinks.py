@@ -102,6 +102,123 @@ def _prometheus_sink(client: Any, registry: Any, namespace: str) -> _events.Sink
         ) from None
 
 
+_OVERLOAD_FIGURES = {  # figure: Prometheus name (after the namespace), OTel name, kind, unit, help
+    "available": (
+        "budget_available",
+        "retrykit.budget.available",
+        "gauge",
+        "1",
+        "Retries (ratio shape) or tokens (quota shape) the retry budget has left now",
+    ),
+    "reject_probability": (
+        "budget_reject_probability",
+        "retrykit.budget.reject_probability",
+        "gauge",
+        "1",
+        "Probability that the adaptive retry budget refuses a retry now",
+    ),
+    "spent": (
+        "budget_retries_spent",
+        "retrykit.budget.retries_spent",
+        "counter",
+        "1",
+        "Retries the retry budget allowed",
+    ),
+    "refused": (
+        "budget_exhausted",
+        "retrykit.budget.exhausted",
+        "counter",
+        "1",
+        "Retries the retry budget refused (exhausted)",
+    ),
+    "state": (
+        "breaker_state",
+        "retrykit.breaker.state",
+        "gauge",
+        "1",
+        "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+    ),
+    "remaining": (
+        "breaker_open_remaining_seconds",
+        "retrykit.breaker.open_remaining",
+        "gauge",
+        "s",
+        "Seconds the circuit breaker stays open (0 when closed)",
+    ),
+    "rejected": (
+        "breaker_rejected",
+        "retrykit.breaker.rejected",
+        "counter",
+        "1",
+        "Calls the circuit breaker refused",
+    ),
+}
+
+
+class _OverloadCollector:
+    """
+    Budget and breaker gauges for prometheus_client, read from their stores at each scrape
+    (nothing on the retried calls' path). Labels: the key, the budget's shape, the store.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def _families(self) -> dict[str, Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        families = {}
+        for figure, (name, _, kind, _, description) in _OVERLOAD_FIGURES.items():
+            family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+            labels = ["key", "shape", "store"] if name.startswith("budget") else ["key", "store"]
+            families[figure] = family(f"{self.namespace}_{name}", description, labels=labels)
+        return families
+
+    def describe(self) -> list[Any]:
+        """The metric names, without reading any store (prometheus_client checks duplicates)."""
+        return list(self._families().values())
+
+    def collect(self) -> list[Any]:
+        """The gauges now: every budget and breaker this process uses, read from its store."""
+        families = self._families()
+        for labels, values in _overload_values():
+            for name, value in values.items():
+                families[name].add_metric(list(labels.values()), value)
+        return list(families.values())
+
+
+def _overload_values() -> list[tuple[dict[str, str], dict[str, float]]]:
+    """
+    For each budget and breaker this process uses: its labels (key, budget shape, store) and
+    the figures its gauges show now, read from its store (the fleet's for one kept in Redis).
+    """
+    from ._breaker import OPEN, STATE_NAMES
+    from ._budget import RetryBudget
+    from ._overload import known_parts, readings
+
+    codes = {name: code for code, name in STATE_NAMES.items()}
+    out = []
+    for part, store, state in readings(known_parts()):
+        if "error" in state:
+            continue
+        labels = {"key": part.key, "store": store}
+        values: dict[str, float] = {}
+        if isinstance(part, RetryBudget):
+            labels = {"key": part.key, "shape": part.shape, "store": store}  # the families' order
+            if "balance" in state:
+                values["available"] = max(0.0, float(state["balance"]))
+            if "reject_probability" in state:
+                values["reject_probability"] = float(state["reject_probability"])
+            values["spent"] = float(state["spent"])
+            values["refused"] = float(state["refused"])
+        else:
+            values["state"] = float(codes.get(state["state"], OPEN))
+            values["remaining"] = float(state["remaining"])
+            values["rejected"] = float(state["rejected"])
+        out.append((labels, values))
+    return out
+
+
 def _prometheus_metrics(client: Any, kw: dict[str, Any]) -> _events.Sink:
     failures = client.Counter("attempt_failures", "Failed attempts", ["operation", "category"], **kw)
     retries = client.Counter("retries", "Retries scheduled", ["operation", "category"], **kw)
@@ -109,6 +226,7 @@ def _prometheus_metrics(client: Any, kw: dict[str, Any]) -> _events.Sink:
     giveups = client.Counter("giveups", "Calls given up", ["operation", "category", "reason"], **kw)
     successes = client.Counter("late_successes", "Calls that succeeded after a retry", ["operation"], **kw)
     rules = client.Counter("rule_failures", "Classifier rules that raised", ["rule"], **kw)
+    kw["registry"].register(_OverloadCollector(kw["namespace"]))
 
     def sink(event: _events.Event) -> None:
         if isinstance(event, _events.AttemptFailed):
@@ -146,6 +264,7 @@ def _otel_sink(provider: Any, trace: Any) -> _events.Sink:
     delays = meter.create_histogram("retrykit.retry_delay", unit="s", description="Wait before a retry")
     giveups = meter.create_counter("retrykit.giveups", description="Calls given up")
     successes = meter.create_counter("retrykit.late_successes", description="Successes after a retry")
+    _otel_overload(meter)
 
     def sink(event: _events.Event) -> None:
         if isinstance(event, _events.RuleFailed):
@@ -178,6 +297,25 @@ def _otel_sink(provider: Any, trace: Any) -> _events.Sink:
             )
 
     return sink
+
+
+def _otel_overload(meter: Any) -> None:
+    """Observable gauges and counters of the budgets and breakers, read at each collection."""
+    from opentelemetry.metrics import Observation
+
+    def observe(figure: str) -> Callable[[Any], list[Any]]:
+        def callback(options: Any) -> list[Any]:
+            return [
+                Observation(values[figure], {f"retrykit.{k}": v for k, v in labels.items()})
+                for labels, values in _overload_values()
+                if figure in values
+            ]
+
+        return callback
+
+    for figure, (_, name, kind, unit, description) in _OVERLOAD_FIGURES.items():
+        create = meter.create_observable_gauge if kind == "gauge" else meter.create_observable_counter
+        create(name, callbacks=[observe(figure)], unit=unit, description=description)
 
 
 __all__ = ["opentelemetry", "prometheus"]

@@ -191,3 +191,65 @@ def test_progress_shows_on_a_terminal_only() -> None:
     with _cli.progress("working", piped) as update:
         update("1/2")
     assert "" == piped.getvalue()
+
+
+FLEET_PROCESS = """
+import sys
+
+from retrykit import CircuitBreaker, ErrorCategory, RetryBudget
+from retrykit.overload import RedisOverloadStore
+
+url, prefix = sys.argv[1:]
+store = RedisOverloadStore(url, prefix=prefix, background=False)
+payments = RetryBudget.quota("payments", capacity=20, store=store)
+print([payments.withdraw(ErrorCategory.NETWORK_ERROR) for _ in range(27)].count(None))
+search = RetryBudget("search", ratio=0.2, min_per_second=0.5, window=20, store=store)
+for _ in range(10):
+    search.admitted()
+store.flush()
+print(search.withdraw(ErrorCategory.NETWORK_ERROR))
+breaker = CircuitBreaker("inventory", min_throughput=4, open_for=60, store=store)
+breaker.record(0, 4)
+store.flush()
+print(breaker.allow() > 0)
+"""
+
+
+@pytest.mark.parametrize("command", ["stats", "analyze"])
+def test_redis_shows_the_fleets_budgets_and_breakers(redis_url: str, command: str) -> None:
+    """
+    Another process charges two Redis budgets (one until it refuses) and opens a breaker:
+    stats/analyze --redis show them with their own settings, in text and in the JSON schema.
+    """
+    url = "redis://127.0.0.1:6379/14"  # the overload store's database (README, Development)
+    prefix = f"rk-overload:cli:{uuid.uuid4().hex[:8]}"
+    proc = subprocess.run(
+        [sys.executable, "-c", FLEET_PROCESS, url, prefix], capture_output=True, text=True, check=True
+    )
+    assert ["25", "1", "True"] == proc.stdout.split()
+    try:
+        code, out = _main(command, "--redis", url, "--overload-prefix", prefix, "--json")
+        text_code, text = _main(command, "--redis", url, "--overload-prefix", prefix)
+    finally:
+        client = RedisStore(url).client
+        client.delete(*client.keys(f"{prefix}:*"))
+    data = json.loads(out)
+    assert (0, 0) == (code, text_code)
+    assert {
+        "shape": "quota",
+        "store": "redis",
+        "spent": 2,
+        "refused": 25,
+        "total_requests": 0,
+        "balance": 0.0,
+    } == (data["budgets"]["payments"])
+    assert (10.0, 1.0, 11.0) == tuple(data["budgets"]["search"][k] for k in ("calls", "retries", "balance"))
+    assert ("open", "redis") == (
+        data["breakers"]["inventory"]["state"],
+        data["breakers"]["inventory"]["store"],
+    )
+    assert 0 < data["breakers"]["inventory"]["remaining"] <= 60
+    assert any("'payments' refused 25 of 27 retries" in tip for tip in data["suggestions"])
+    assert "payments (quota): 2 retries spent, 25 refused, balance 0.0 (exhausted) [redis]" in text
+    assert "search (ratio): 1 retries spent, 0 refused, balance 11.0 [redis]" in text
+    assert "circuit breaker   inventory: open for " in text

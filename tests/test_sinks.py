@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,6 +92,129 @@ def test_opentelemetry_sink_counts_and_adds_span_events() -> None:
         e.name for e in span.events
     ]
     assert "tok-123" not in repr([dict(e.attributes) for e in span.events])
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _overload(clock: Clock, subscribe: Any) -> retrykit.CircuitBreaker:
+    """
+    With the sink *subscribe* registered twice: a quota budget refuses a retry (pay.fetch), a
+    breaker opens and refuses a call (inv.fetch).
+    """
+    unsubscribes = [subscribe(), subscribe()]
+    try:
+        return _overload_calls(clock)
+    finally:
+        for unsubscribe in unsubscribes:
+            unsubscribe()
+
+
+def _overload_calls(clock: Clock) -> retrykit.CircuitBreaker:
+    from retrykit import CircuitBreaker, RetryBudget
+
+    once = {ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=3)}
+    breaker = CircuitBreaker("inventory", min_throughput=2, open_for=30, clock=clock)
+    for operation, policy in (
+        (
+            "pay.fetch",
+            Policy(strategies=once, budget=RetryBudget.quota("payments", capacity=10, clock=clock)),
+        ),
+        ("inv.fetch", Policy(strategies=once, breaker=breaker)),
+        ("inv.fetch", Policy(strategies=once, breaker=breaker)),
+    ):
+
+        @retrykit.retry(policy, operation=operation)
+        def fetch() -> None:
+            raise ConnectionResetError
+
+        with no_wait(), contextlib.suppress(ConnectionResetError, retrykit.CircuitOpen):
+            fetch()
+    return breaker
+
+
+def test_prometheus_gauges_read_budgets_and_breakers_at_scrape_time() -> None:
+    """
+    Budget and breaker gauges per key, read at each scrape (a change made without any event
+    shows); give-ups carry the overload stop reasons; registering twice counts once.
+    """
+    client = pytest.importorskip("prometheus_client")
+    registry = client.CollectorRegistry()
+    clock = Clock()
+    breaker = _overload(clock, lambda: retrykit.sinks.prometheus(registry))
+    value = registry.get_sample_value
+    budget = {"key": "payments", "shape": "quota", "store": "memory"}
+    circuit = {"key": "inventory", "store": "memory"}
+    assert (0.0, 1.0, 1.0) == (
+        value("retrykit_budget_available", budget),
+        value("retrykit_budget_retries_spent_total", budget),
+        value("retrykit_budget_exhausted_total", budget),
+    )
+    assert (1.0, 30.0, 1.0) == (
+        value("retrykit_breaker_state", circuit),
+        value("retrykit_breaker_open_remaining_seconds", circuit),
+        value("retrykit_breaker_rejected_total", circuit),
+    )
+    net = {"category": "network_error"}
+    assert 1 == value(
+        "retrykit_giveups_total", {"operation": "pay.fetch", **net, "reason": "budget_exhausted"}
+    )
+    assert 1 == value("retrykit_giveups_total", {"operation": "inv.fetch", **net, "reason": "circuit_open"})
+    refused = {"operation": "inv.fetch", "category": "system_error", "reason": "circuit_open"}
+    assert 1 == value("retrykit_giveups_total", refused)
+    clock.now += 31
+    assert 0.0 == breaker.allow()  # its probe: half-open, and no event says so
+    assert (2.0, 30.0) == (
+        value("retrykit_breaker_state", circuit),
+        value("retrykit_breaker_open_remaining_seconds", circuit),
+    )
+    text = client.generate_latest(registry).decode()
+    assert 1 == sum(line.startswith("retrykit_breaker_state{") for line in text.splitlines())
+
+
+def test_opentelemetry_observes_budgets_and_breakers_at_collection() -> None:
+    """Observable gauges and counters per key, read at each collection; give-ups carry the reason."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    clock = Clock()
+    breaker = _overload(clock, lambda: retrykit.sinks.opentelemetry(provider))
+
+    def collect() -> dict[str, list[tuple[dict[str, Any], float]]]:
+        return {
+            m.name: [(dict(p.attributes), p.value) for p in m.data.data_points]
+            for rm in reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name != "retrykit.retry_delay"  # a histogram: no single value
+        }
+
+    found = collect()
+    budget = {"retrykit.key": "payments", "retrykit.shape": "quota", "retrykit.store": "memory"}
+    circuit = {"retrykit.key": "inventory", "retrykit.store": "memory"}
+    assert [(budget, 0.0)] == found["retrykit.budget.available"]
+    assert [(budget, 1.0)] == found["retrykit.budget.retries_spent"]
+    assert [(budget, 1.0)] == found["retrykit.budget.exhausted"]
+    assert [(circuit, 1.0)] == found["retrykit.breaker.state"]
+    assert [(circuit, 30.0)] == found["retrykit.breaker.open_remaining"]
+    assert [(circuit, 1.0)] == found["retrykit.breaker.rejected"]
+    reasons: Counter[tuple[str, str]] = Counter()
+    for attributes, value in found["retrykit.giveups"]:
+        reasons[attributes["retrykit.operation"], attributes["retrykit.reason"]] += int(value)
+    assert {("pay.fetch", "budget_exhausted"): 1, ("inv.fetch", "circuit_open"): 2} == reasons
+    clock.now += 31
+    assert 0.0 == breaker.allow()
+    assert [(circuit, 2.0)] == collect()["retrykit.breaker.state"]
 
 
 @pytest.fixture

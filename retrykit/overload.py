@@ -1,24 +1,21 @@
 """
-Overload protection, public parts: retry budgets, circuit breakers and their stores.
+Where retry budgets and circuit breakers keep their state, and servers' pushback.
 
-``RetryBudget`` and ``CircuitBreaker`` are also ``retrykit.RetryBudget`` and
-``retrykit.CircuitBreaker``. Their state lives in this process (``MemoryOverloadStore``, the
-default) or in Redis for a whole fleet (``RedisOverloadStore(url)``, passed as ``store=``).
+``retrykit.RetryBudget`` and ``retrykit.CircuitBreaker`` keep their state in this process
+(``MemoryOverloadStore``, the default) or in Redis for a whole fleet
+(``RedisOverloadStore(url)``, passed as ``store=``). ``pushback_of(exc)`` reads a server's
+"retry after" or "do not retry" from an exception.
 """
 
 from __future__ import annotations
 
-from ._breaker import CircuitBreaker, CircuitOpen
-from ._budget import MemoryOverloadStore, RetryBudget, default_store
+from ._budget import MemoryOverloadStore, default_store
 from ._overload import pushback_of
 from ._overload_redis import RedisOverloadStore
 
 __all__ = [
-    "CircuitBreaker",
-    "CircuitOpen",
     "MemoryOverloadStore",
     "RedisOverloadStore",
-    "RetryBudget",
     "default_store",
     "pushback_of",
 ]

@@ -76,11 +76,8 @@ MODULES = {
         "trace",
     ],
     "retrykit.overload": [
-        "CircuitBreaker",
-        "CircuitOpen",
         "MemoryOverloadStore",
         "RedisOverloadStore",
-        "RetryBudget",
         "default_store",
         "pushback_of",
     ],

@@ -3,8 +3,8 @@ Where retry budgets and circuit breakers keep their state, and servers' pushback
 
 ``retrykit.RetryBudget`` and ``retrykit.CircuitBreaker`` keep their state in this process
 (``MemoryOverloadStore``, the default) or in Redis for a whole fleet
-(``RedisOverloadStore(url)``, passed as ``store=``). ``pushback_of(exc)`` reads a server's
-"retry after" or "do not retry" from an exception.
+(``RedisOverloadStore(url)``, passed as ``store=``). ``pushback_of(outcome)`` reads a gRPC server's
+``grpc-retry-pushback-ms`` (seconds to wait, or negative: do not retry) from an error or a response.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ def test_errors_are_one_line_and_non_zero(args: list[str], code: int, message: s
     assert code == proc.returncode
     assert "Traceback" not in proc.stderr
     assert 1 == len(proc.stderr.strip().splitlines())
+    assert message in proc.stderr
     assert "" == proc.stdout
 
 

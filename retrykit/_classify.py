@@ -10,11 +10,9 @@ database drivers) are recognised without importing those libraries.
 
 from __future__ import annotations
 
-import builtins
 import itertools
 import logging
 import re
-import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -682,16 +680,10 @@ __all__ = [
     "retry_after_of",
 ]
 
-_GROUP_TYPE: Any = getattr(builtins, "BaseExceptionGroup", None)
-
 
 def _is_group(exc: BaseException) -> bool:
-    """Exception groups: the built-in one (3.11+) or the ``exceptiongroup`` backport (3.10)."""
-    if _GROUP_TYPE is not None and isinstance(exc, _GROUP_TYPE):
-        return True
-    backport = sys.modules.get("exceptiongroup")
-    group = getattr(backport, "BaseExceptionGroup", None) if backport is not None else None
-    return group is not None and isinstance(exc, group)
+    """An exception group (``ExceptionGroup`` or ``BaseExceptionGroup``)."""
+    return isinstance(exc, BaseExceptionGroup)
 
 
 def _next_link(current: BaseException, duck: bool) -> BaseException | None:

@@ -9,7 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -190,8 +190,8 @@ _NOW = 1_700_000_000.0
         ("0", 0.0),
         (30, 30.0),
         (timedelta(seconds=12), 12.0),
-        (format_datetime(datetime.fromtimestamp(_NOW + 90, timezone.utc), usegmt=True), 90.0),
-        (format_datetime(datetime.fromtimestamp(_NOW - 90, timezone.utc), usegmt=True), None),
+        (format_datetime(datetime.fromtimestamp(_NOW + 90, UTC), usegmt=True), 90.0),
+        (format_datetime(datetime.fromtimestamp(_NOW - 90, UTC), usegmt=True), None),
         ("-5", None),
         ("soon", None),
         ("", None),
@@ -251,7 +251,6 @@ def test_cycles_terminate() -> None:
     assert TEMP == retrykit.classify(a).category
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="ExceptionGroup is built in from 3.11")
 def test_exception_group_takes_most_severe_member() -> None:
     """An exception group is classified by its most severe member."""
     group = builtins.ExceptionGroup

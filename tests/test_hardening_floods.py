@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import sys
 from typing import Any
 
 import pytest
@@ -144,7 +143,6 @@ def test_overflow_shows_in_the_stats_command() -> None:
     assert "name overflow     3 counts of operation names beyond the cap" in out.getvalue()
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups")
 @pytest.mark.parametrize("structured", [False, True], ids=["stdlib", "structlog"])
 def test_a_buggy_rule_over_a_big_exception_group_logs_one_line(
     clock: Clock, caplog: pytest.LogCaptureFixture, structured: bool
@@ -158,7 +156,7 @@ def test_a_buggy_rule_over_a_big_exception_group_logs_one_line(
         classifier=retrykit.Classifier([retrykit.Rule("network_error", when=buggy, name="buggy")]),
         max_attempts=1,
     )
-    group = ExceptionGroup("many", [ConnectionResetError(i) for i in range(1000)])  # noqa: F821
+    group = ExceptionGroup("many", [ConnectionResetError(i) for i in range(1000)])
 
     def fn() -> None:
         raise group
@@ -168,7 +166,7 @@ def test_a_buggy_rule_over_a_big_exception_group_logs_one_line(
     capture = structlog.testing.capture_logs() if structured else contextlib.nullcontext(logs)
     with capture as logs, caplog.at_level(logging.DEBUG, logger="retrykit"):
         assert structured == structlog.is_configured()
-        with pytest.raises(ExceptionGroup):  # noqa: F821
+        with pytest.raises(ExceptionGroup):
             retrykit.retry(policy)(fn)()
     rule_lines = [e for e in logs if e["event"] == "retrykit.rule_failed"] + [
         r for r in caplog.records if "rule_failed" in r.getMessage()

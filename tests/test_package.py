@@ -132,9 +132,8 @@ def test_package_is_typed() -> None:
 
 def test_version() -> None:
     """__version__ comes from the installed metadata, which is pyproject.toml's version."""
-    from importlib.metadata import version
-
     import tomllib
+    from importlib.metadata import version
 
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
     assert project["version"] == version("retrykit-engine") == retrykit.__version__

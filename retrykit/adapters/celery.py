@@ -28,7 +28,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from retrykit import _decision, _scope
@@ -166,7 +166,7 @@ def _expires_at(request: Any) -> float | None:
             return None
     if isinstance(expires, datetime):
         if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=timezone.utc)
+            expires = expires.replace(tzinfo=UTC)
         return expires.timestamp()
     return None
 

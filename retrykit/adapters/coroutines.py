@@ -41,12 +41,13 @@ def _timeout(policy: Policy, scope: _scope.Scope) -> float | None:
     return timeout
 
 
-async def _bounded(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, timeout: float | None) -> T:
-    if timeout is None:
+async def _bounded(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, limit: float | None) -> T:
+    """Await one attempt, cut after *limit* seconds (anyio, so asyncio and trio alike)."""
+    if limit is None:
         return await fn(*args, **kwargs)
     import anyio
 
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(limit):
         return await fn(*args, **kwargs)
 
 

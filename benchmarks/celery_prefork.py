@@ -235,8 +235,8 @@ def main() -> None:
                 rate, cpu = one_round(broker, side, args.tasks, log)
                 rates[side].append(rate)
                 cpus[side].append(cpu)
-        ratios = [r / a for r, a in zip(rates["retrykit"], rates["autoretry_for"])]
-        cpu_ratios = [a / r for r, a in zip(cpus["retrykit"], cpus["autoretry_for"])]
+        ratios = [r / a for r, a in zip(rates["retrykit"], rates["autoretry_for"], strict=True)]
+        cpu_ratios = [a / r for r, a in zip(cpus["retrykit"], cpus["autoretry_for"], strict=True)]
         print(
             f"{broker}: worker CPU per task, autoretry_for {' '.join(f'{x:.2f}' for x in cpus['autoretry_for'])} ms, "
             f"retrykit {' '.join(f'{x:.2f}' for x in cpus['retrykit'])} ms; autoretry_for/retrykit per round "

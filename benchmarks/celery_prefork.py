@@ -172,25 +172,15 @@ def one_round(
             children = subprocess.run(
                 ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
             ).stdout.split()
-            for pid in children:
-                spies.append(
-                    subprocess.Popen(
-                        [
-                            "py-spy",
-                            "record",
-                            "-p",
-                            pid,
-                            "-f",
-                            "raw",
-                            "-r",
-                            "200",
-                            "-o",
-                            f"{profile}.{pid}.txt",
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+            record = ["py-spy", "record", "-f", "raw", "-r", "200"]
+            spies = [
+                subprocess.Popen(
+                    [*record, "-p", pid, "-o", f"{profile}.{pid}.txt"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
+                for pid in children
+            ]
             time.sleep(1.0)
         cpu = cpu_seconds(proc.pid)
         wall = drive(client, queue, tasks)

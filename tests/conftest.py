@@ -88,6 +88,7 @@ SLOW_MODULES = {
     "tests/test_benchmarks.py",
     "tests/test_celery.py",
     "tests/test_celery_crash.py",
+    "tests/test_celery_pools.py",
     "tests/test_hardening_redis.py",
     "tests/test_pytest_asyncio.py",
 }

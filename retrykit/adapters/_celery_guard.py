@@ -17,6 +17,14 @@ and died: the caller counts a failed attempt; the state turns ``done`` in the sa
 one delivery sees ``lost``). The worker's main process, seeing its child die mid-body, claims the
 loss the same way (``claim_lost``). If Redis cannot be reached the ledger lets the attempt run
 (nothing is lost) and logs one warning.
+
+The hot path costs one round trip per attempt. Each thread that runs task bodies has a connection
+of its own: ``begin`` sends its script and waits for the answer (the body must not start before
+it); ``end`` writes its commands on that connection before the attempt's outcome is reported (so
+before the message is acknowledged) but does not wait for Redis' reply, which is read before the
+thread's next command. Redis runs the commands of one connection in order, so the next ``begin``
+of the thread sees the ``end``; an ``end`` whose process dies after writing it still reaches
+Redis (the bytes are in the socket); an error reply is logged when it is read.
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ if s == 'done' then return 0 end
 redis.call('SET', KEYS[1], 'done', 'EX', ARGV[1])
 return 1
 """
+
+UNREAD_LIMIT = 64
+"""Replies a thread leaves unread at most; past it, ``end`` reads them before writing more."""
 
 _RENEW = """
 for i, key in ipairs(KEYS) do
@@ -97,7 +108,10 @@ class AttemptLedger:
             url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
         )
         self._errors = (redis.RedisError, OSError)
+        self._reply_error = redis.ResponseError
+        self._no_script = redis.exceptions.NoScriptError
         self._warned = False
+        self._line = threading.local()
         self._begin = self.client.register_script(_BEGIN)
         self._claim = self.client.register_script(_CLAIM_LOST)
         self._renew = self.client.register_script(_RENEW)
@@ -117,6 +131,44 @@ class AttemptLedger:
         key = self.key(task_id, retries)
         return [key, key + ":lease"]
 
+    # ----------------------------------------------------------------- the thread's connection
+
+    def _connection(self) -> Any:
+        """This thread's connection for ``begin`` and ``end`` (a forked child makes its own)."""
+        line = self._line
+        pid = os.getpid()
+        conn = getattr(line, "conn", None)
+        if conn is None or line.pid != pid:
+            pool = self.client.connection_pool
+            conn = line.conn = pool.connection_class(**pool.connection_kwargs)
+            line.pid, line.unread = pid, 0
+        return conn
+
+    def _read_unread(self, conn: Any) -> None:
+        line = self._line
+        while line.unread:
+            line.unread -= 1
+            try:
+                conn.read_response()
+            except self._reply_error as err:  # the connection is fine; the command failed
+                self._warn(err)
+
+    def _drop_connection(self) -> None:
+        line = self._line
+        conn = getattr(line, "conn", None)
+        line.conn, line.unread = None, 0
+        if conn is not None and line.pid == os.getpid():
+            conn.disconnect()
+
+    def _begin_on(self, conn: Any, keys: list[str]) -> str:
+        args = (int(self.lease * 1000), self.ttl, self._token)
+        conn.send_command("EVALSHA", self._begin.sha, 2, *keys, *args)
+        try:
+            return str(conn.read_response())
+        except self._no_script:  # a new or flushed script cache: EVAL also caches it
+            conn.send_command("EVAL", _BEGIN, 2, *keys, *args)
+            return str(conn.read_response())
+
     # ----------------------------------------------------------------- claims
 
     def begin(self, task_id: str, retries: int) -> str:
@@ -124,8 +176,11 @@ class AttemptLedger:
         self._ensure_renewer()
         keys = self._keys(task_id, retries)
         try:
-            status = str(self._begin(keys=keys, args=[int(self.lease * 1000), self.ttl, self._token]))
+            conn = self._connection()
+            self._read_unread(conn)
+            status = self._begin_on(conn, keys)
         except self._errors as err:
+            self._drop_connection()
             self._warn(err)
             return "run"
         if status == "run":
@@ -144,15 +199,19 @@ class AttemptLedger:
                 self._running.pop(lease, None)
 
     def end(self, task_id: str, retries: int) -> None:
-        """Mark the attempt finished."""
+        """Mark the attempt finished: written now, its reply read later (see the module docstring)."""
         self.stop(task_id, retries)
         state, lease = self._keys(task_id, retries)
         try:
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.set(state, "done", ex=self.ttl)
-                pipe.delete(lease)
-                pipe.execute()
+            conn = self._connection()
+            if self._line.unread >= UNREAD_LIMIT:
+                self._read_unread(conn)
+            conn.send_packed_command(
+                conn.pack_commands([("SET", state, "done", "EX", self.ttl), ("DEL", lease)])
+            )
+            self._line.unread += 2
         except self._errors as err:
+            self._drop_connection()
             self._warn(err)
 
     def release(self, task_id: str, retries: int) -> None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 try:
     import celery
     from celery import signals
+    from celery._state import _task_stack, get_current_task
     from celery.exceptions import Ignore, Reject, TaskPredicate
     from celery.schedules import schedule
 except ImportError:  # pragma: no cover - celery is in the dev extra
@@ -174,15 +175,87 @@ def _expires_at(request: Any) -> float | None:
 def run_coroutine(coroutine: Any) -> Any:
     """
     Run *coroutine* to completion from sync code with a fresh event loop (never
-    ``asyncio.get_event_loop()``); from a thread whose loop is running, in a helper thread.
+    ``asyncio.get_event_loop()``); from a thread whose loop is running, in a helper thread. Under
+    gevent or eventlet (``-P gevent``/``-P eventlet``: greenlets share one OS thread, so one
+    greenlet's loop would be "running" for all) the loop runs in a real OS thread of the hub's
+    thread pool while the calling greenlet waits cooperatively. In another thread the body still
+    sees its task's ``self.request`` and ``current_task``.
     """
+    offload = _green_offload()
+    if offload is not None:
+        ok, value = offload(_in_thread(coroutine))
+        if ok:
+            return value
+        raise value
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coroutine)
-    context = contextvars.copy_context()
+        return _run_fresh(coroutine)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="retrykit-async") as pool:
-        return pool.submit(context.run, asyncio.run, coroutine).result()
+        ok, value = pool.submit(_in_thread(coroutine)).result()
+    if ok:
+        return value
+    raise value
+
+
+def _green_offload() -> Callable[[Callable[[], Any]], Any] | None:
+    """A call that runs a function in a real OS thread, if threading is monkey-patched (gevent, eventlet)."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return importlib.import_module("gevent").get_hub().threadpool.apply  # type: ignore[no-any-return]
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("thread"):
+        return importlib.import_module("eventlet.tpool").execute  # type: ignore[no-any-return]
+    return None
+
+
+def _in_thread(coroutine: Any) -> Callable[[], tuple[bool, Any]]:
+    """
+    ``_run_fresh(coroutine)`` for another thread, in this one's context, with this thread's Celery
+    task and request on that thread's stacks; returns ``(True, value)`` or ``(False, exception)``
+    (a thread pool that sees no exception prints no traceback).
+    """
+    context = contextvars.copy_context()
+    task = get_current_task()
+    request = task.request if task is not None else None
+
+    def run() -> tuple[bool, Any]:
+        if task is not None:
+            _task_stack.push(task)
+            task.request_stack.push(request)
+        try:
+            return True, context.run(_run_fresh, coroutine)
+        except BaseException as exc:
+            if type(exc).__module__ == "greenlet" and type(exc).__name__ == "error":
+                exc = ConfigError(
+                    "async def task",
+                    getattr(coroutine, "__qualname__", "coroutine"),
+                    f"used an object of the greenlet hub from its event loop's OS thread ({exc})",
+                    "create the sockets and clients the coroutine uses inside it",
+                )
+            return False, exc
+        finally:
+            if task is not None:
+                task.request_stack.pop()
+                _task_stack.pop()
+
+    return run
+
+
+def _run_fresh(coroutine: Any) -> Any:
+    """``asyncio.run``; another loop running in this OS thread is a configuration error, never retried."""
+    if asyncio._get_running_loop() is not None:
+        coroutine.close()
+        pool = next((name for name in ("gevent", "eventlet") if name in sys.modules), None)
+        raise ConfigError(
+            "async def task",
+            getattr(coroutine, "__qualname__", "coroutine"),
+            "cannot run: another event loop is running in this OS thread"
+            + (f" (greenlets of the {pool} pool share one thread)" if pool else ""),
+            f"monkey-patch threading before importing the task (celery -P {pool or 'gevent'} does), "
+            "or run the worker with -P prefork, threads or solo",
+        )
+    return asyncio.run(coroutine)
 
 
 def _check_task_class(cls: type) -> None:

@@ -7,7 +7,7 @@ slot), changed only by server-side Lua scripts that read the time with ``TIME`` 
 skew) and do the whole check-and-charge atomically.
 
 What costs the caller a round trip: a breaker's admission only while it is open past its period
-or half-open (and its first in a process), and a budget's first retry in a process. What does not: first attempts and
+or half-open, and a budget's first retry in a process. What does not: first attempts and
 successes are counted locally and sent in numbered batches by a background thread every
 ``flush_interval`` (each batch applied at most once, so a batch resent after a timeout is never
 counted twice; its counts go to the bucket of the oldest, never a later one than they were made

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from retrykit._errors import ConfigError
@@ -89,6 +90,8 @@ class AttemptLedger:
         )
         self._errors = (redis.RedisError, OSError)
         self._warned = False
+        self.failed_at = float("-inf")
+        """When a call to Redis last failed (``time.monotonic()``)."""
         self._begin = self.client.register_script(_BEGIN)
         self._claim = self.client.register_script(_CLAIM_LOST)
         self._renew = self.client.register_script(_RENEW)
@@ -203,6 +206,7 @@ class AttemptLedger:
                 _log.exception("retrykit: renewing attempt leases failed")
 
     def _warn(self, err: BaseException) -> None:
+        self.failed_at = time.monotonic()
         if not self._warned:
             self._warned = True
             _log.warning(

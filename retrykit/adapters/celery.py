@@ -77,6 +77,8 @@ COUNTDOWN_MARGIN = 0.5
 """A single countdown is at most this fraction of the broker's limit; longer waits go in hops."""
 DUE_TOLERANCE = 0.5
 """A hop arriving at most this many seconds before the retry is due runs the attempt."""
+LEDGER_PAUSE = 10.0
+"""After the attempt ledger's Redis failed, attempts run without the ledger this many seconds."""
 
 
 class AttemptLost(RuntimeError):
@@ -383,7 +385,12 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             conf = self.app.conf
             url = redis_url_of(conf.broker_url) or redis_url_of(conf.result_backend) or ""
             type(self)._retrykit_ledger_url = url
-        return ledger_for(url, self.retrykit_lease) if url else None
+        if not url:
+            return None
+        ledger = ledger_for(url, self.retrykit_lease)
+        if time.monotonic() - ledger.failed_at < LEDGER_PAUSE:
+            return None  # its Redis failed just now (down, or frozen: each call would wait its timeout)
+        return ledger
 
     def _retrykit_hop(self) -> float | None:
         if self.retrykit_max_countdown is not None:

@@ -418,7 +418,9 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         token = _scope.enter(None, _scope.now(), owner=OWNER)
         try:
             try:
-                result = _resolve_coroutine(super().__call__(*args, **kwargs))
+                # the tracer pushed this delivery's request: Task.__call__ would push an empty one
+                # (eager mode on Celery 5.4.0: request.retries 0 and id None on every attempt)
+                result = _resolve_coroutine(self.run(*args, **kwargs))
             except TaskPredicate as flow:  # Retry, Ignore, Reject: Celery's control flow, untouched
                 if ledger is not None:
                     if isinstance(flow, Reject) and flow.requeue:

@@ -527,16 +527,26 @@ class RedisOverloadStore:
         return remaining
 
     def allow(self, breaker: Any) -> float:
-        """0.0: go ahead; else seconds left open. A round trip only when open is over or half-open."""
+        """
+        0.0: go ahead; else seconds left open. A round trip only when open is over or half-open,
+        and the first time this process asks about *breaker* (a process that never recorded an
+        outcome would otherwise take it for closed).
+        """
         if self.down:
             self.fallbacks += 1
             return self.local.allow(breaker)
-        state, until = self._cache.get(breaker.key, (CLOSED, 0.0))
-        if state == CLOSED:
-            return 0.0
-        now = time.monotonic()
-        if state == OPEN and now < until:
-            return until - now
+        cached = self._cache.get(breaker.key)
+        if cached is None:  # new to this process: asked now, then refreshed with every batch
+            with self._lock:
+                if breaker.key not in self._breakers:
+                    self._breakers[breaker.key] = _Batch(breaker)
+        else:
+            state, until = cached
+            if state == CLOSED:
+                return 0.0
+            left = until - time.monotonic()
+            if state == OPEN and left > 0:
+                return left
         try:
             reply = self._breaker_script(
                 keys=[self.breaker_key(breaker)], args=self._breaker_args(breaker, "allow", 0, 0, 0)

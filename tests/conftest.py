@@ -87,6 +87,7 @@ SLOW_MODULES = {
     "tests/real_errors",
     "tests/test_benchmarks.py",
     "tests/test_celery.py",
+    "tests/test_celery_breaker.py",
     "tests/test_celery_crash.py",
     "tests/test_celery_pools.py",
     "tests/test_hardening_redis.py",

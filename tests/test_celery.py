@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -752,3 +753,56 @@ def test_attempt_lost_round_trips_through_result_backends() -> None:
         back = backend.exception_to_python(stored)
         assert type(back) is AttemptLost
         assert (back.task_id, back.attempt) == ("abc", 3)
+
+
+# --------------------------------------------------------------------------- eager mode, the body's countdown
+
+
+@pytest.mark.parametrize("how", ["task_always_eager", "apply"])
+def test_eager_attempts_see_their_retries(how: str) -> None:
+    """Eager mode: the bodies see request.retries 0, 1, 2 and the task id; the task succeeds on the third."""
+    app = make_app("memory", task_always_eager=how == "task_always_eager")
+    seen: list[tuple[int, Any]] = []
+
+    @task(fast(5, delay=60), app=app, bind=True)
+    def third(self: Any) -> int:
+        seen.append((self.request.retries, self.request.id))
+        if self.request.retries < 2:
+            raise ConnectionResetError
+        return int(self.request.retries) + 1
+
+    result = third.delay() if how == "task_always_eager" else third.apply()
+    assert 3 == result.get()
+    assert [0, 1, 2] == [s[0] for s in seen]
+    assert {result.id} == {s[1] for s in seen}
+    assert result.id is not None
+
+
+@pytest.mark.parametrize("asked", [{"countdown": 0.3}, {"countdown": 0}, {"eta": 0.3}])
+def test_the_bodys_countdown_is_the_reported_delay(
+    asked: dict[str, float], events: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bare self.retry(countdown=x) (or eta): the event and the log line say x, not the policy's delay."""
+    from datetime import datetime, timedelta
+
+    app = make_app("memory")
+    runs: list[float] = []
+
+    @task(fast(3, delay=7), app=app, bind=True)
+    def asks(self: Any) -> str:
+        runs.append(time.monotonic())
+        if self.request.retries == 0:
+            if "eta" in asked:
+                raise self.retry(eta=datetime.now(UTC) + timedelta(seconds=asked["eta"]))
+            raise self.retry(countdown=asked["countdown"])
+        return "ok"
+
+    with caplog.at_level("WARNING", logger="retrykit"), worker(app):
+        assert "ok" == wait(asks.delay(), timeout=20)
+    wanted = next(iter(asked.values()))
+    assert [pytest.approx(wanted, abs=0.05)] == events.sleeps
+    lines = [
+        r.retrykit for r in caplog.records if getattr(r, "retrykit", {}).get("event") == "retry_scheduled"
+    ]  # type: ignore[attr-defined]
+    assert [pytest.approx(wanted, abs=0.05)] == [line["delay"] for line in lines]
+    assert 2 == len(runs)

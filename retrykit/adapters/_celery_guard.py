@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from retrykit._errors import ConfigError
@@ -112,6 +113,8 @@ class AttemptLedger:
         self._no_script = redis.exceptions.NoScriptError
         self._warned = False
         self._line = threading.local()
+        self.failed_at = float("-inf")
+        """When a call to Redis last failed (``time.monotonic()``)."""
         self._begin = self.client.register_script(_BEGIN)
         self._claim = self.client.register_script(_CLAIM_LOST)
         self._renew = self.client.register_script(_RENEW)
@@ -271,6 +274,7 @@ class AttemptLedger:
                 _log.exception("retrykit: renewing attempt leases failed")
 
     def _warn(self, err: BaseException) -> None:
+        self.failed_at = time.monotonic()
         if not self._warned:
             self._warned = True
             _log.warning(

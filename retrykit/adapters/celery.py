@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import copy
 import functools
 import importlib
 import inspect
@@ -31,11 +32,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retrykit import _decision, _scope
+from retrykit import _config, _decision, _scope
 from retrykit._analysis import Alert, Thresholds, cleanup_old_errors, monitor
+from retrykit._breaker import CircuitBreaker
 from retrykit._classify import ErrorCategory
 from retrykit._errors import ConfigError, install_hint
+from retrykit._events import StopReason
+from retrykit._logging import context_fields
 from retrykit._loop import Call
+from retrykit._overload import Guard, refused
 from retrykit._policy import Policy
 from retrykit._verdict import Classification
 
@@ -77,6 +82,8 @@ COUNTDOWN_MARGIN = 0.5
 """A single countdown is at most this fraction of the broker's limit; longer waits go in hops."""
 DUE_TOLERANCE = 0.5
 """A hop arriving at most this many seconds before the retry is due runs the attempt."""
+LEDGER_PAUSE = 10.0
+"""After the attempt ledger's Redis failed, attempts run without the ledger this many seconds."""
 
 
 class AttemptLost(RuntimeError):
@@ -120,6 +127,64 @@ def _requested(policy: Policy) -> Classification:
 
 class RetryRequested(Exception):
     """The outcome a bare ``self.retry()`` hands the policy (classified as a temporary failure)."""
+
+
+class _HeldByBroker(Guard):
+    """
+    The guard of a task's policy: a retry that an open circuit breaker would stop is held by the
+    broker instead, for the breaker's remaining open time (and charged to the budget as any retry).
+    """
+
+    __slots__ = ()
+
+    def _retry(self, memo: list[Any], verdict: Any, outcome: Any) -> StopReason | None:
+        reason = super()._retry(memo, verdict, outcome)
+        breaker = self.breaker
+        if reason is not StopReason.CIRCUIT_OPEN or breaker is None:
+            return reason
+        verdict.delay = max(verdict.delay, breaker._store().peek(breaker))
+        budget = self.budget
+        if budget is not None and verdict.category is not None:
+            cost = budget.withdraw(verdict.category)
+            if cost is None:
+                return StopReason.BUDGET_EXHAUSTED
+            memo[3] = cost
+        return None
+
+
+_held: dict[int, tuple[Policy, Policy]] = {}
+
+
+def _held_by_broker(policy: Policy) -> Policy:
+    """*policy* with the guard that holds retries in the broker while its breaker is open."""
+    guard = policy.guard
+    if guard is None or guard.breaker is None:
+        return policy
+    found = _held.get(id(policy))
+    if found is None or found[0] is not policy:
+        held = copy.copy(policy)
+        object.__setattr__(held, "guard", _HeldByBroker(guard.budget, guard.breaker))
+        if len(_held) > 256:  # policies rebuilt by configuration changes: forget the old ones
+            _held.clear()
+        found = _held[id(policy)] = (policy, held)
+    return found[1]
+
+
+class _TaskCall(Call):
+    """A task's call: a retry the body asked for with ``countdown``/``eta`` waits that long."""
+
+    __slots__ = ("requested",)
+
+    def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
+        super().__init__(policy, operation, start, scope)
+        self.requested: float | None = None
+
+    def _decide(self, outcome: Any, failed: bool, now: float, found: Any) -> _decision.Verdict:
+        verdict = super()._decide(outcome, failed, now, found)
+        requested = self.requested
+        if requested is not None and verdict.action == _decision.RETRY:
+            verdict.delay = requested
+        return verdict
 
 
 AttemptGuard = AttemptLedger
@@ -166,10 +231,13 @@ def _expires_at(request: Any) -> float | None:
         except ValueError:
             return None
     if isinstance(expires, datetime):
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=UTC)
-        return expires.timestamp()
+        return _timestamp(expires)
     return None
+
+
+def _timestamp(moment: datetime) -> float:
+    """*moment* as a Unix time; a naive datetime is UTC, as Celery writes ``eta`` and ``expires``."""
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def run_coroutine(coroutine: Any) -> Any:
@@ -397,7 +465,12 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             conf = self.app.conf
             url = redis_url_of(conf.broker_url) or redis_url_of(conf.result_backend) or ""
             type(self)._retrykit_ledger_url = url
-        return ledger_for(url, self.retrykit_lease) if url else None
+        if not url:
+            return None
+        ledger = ledger_for(url, self.retrykit_lease)
+        if time.monotonic() - ledger.failed_at < LEDGER_PAUSE:
+            return None  # its Redis failed just now (down, or frozen: each call would wait its timeout)
+        return ledger
 
     def _retrykit_hop(self) -> float | None:
         if self.retrykit_max_countdown is not None:
@@ -412,15 +485,22 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             return _resolve_coroutine(super().__call__(*args, **kwargs))
         policy = self._policy()
         ledger = None
-        if not request.is_eager and request.id:
+        if request.is_eager:
+            if policy.guard is not None and not request.retries:
+                self._retrykit_admit(policy, request)
+        elif request.id:
             self._retrykit_until_due(request)
+            if policy.guard is not None:
+                self._retrykit_admit(policy, request)
             ledger = self._retrykit_ledger()
             if ledger is not None:
                 self._retrykit_claim(policy, ledger, request)
         token = _scope.enter(None, _scope.now(), owner=OWNER)
         try:
             try:
-                result = _resolve_coroutine(super().__call__(*args, **kwargs))
+                # the tracer pushed this delivery's request: Task.__call__ would push an empty one
+                # (eager mode on Celery 5.4.0: request.retries 0 and id None on every attempt)
+                result = _resolve_coroutine(self.run(*args, **kwargs))
             except TaskPredicate as flow:  # Retry, Ignore, Reject: Celery's control flow, untouched
                 if ledger is not None:
                     if isinstance(flow, Reject) and flow.requeue:
@@ -435,6 +515,8 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
                     call = self._retrykit_call(policy, request)
                     call.succeeded(_scope.now())
                     _drain(call)
+                elif policy.guard is not None:
+                    policy.guard.succeeded(None)  # the breaker's success count, the budget's refund
                 return result
             finally:
                 if ledger is not None:
@@ -479,6 +561,50 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         )
         self._retrykit_fail(policy, AttemptLost(request.id, attempt), None, LOST)
 
+    def _retrykit_admit(self, policy: Policy, request: Any) -> None:
+        """
+        Ask the policy's breaker before the body runs (a probe when half-open). Open: the body does
+        not run and no attempt is charged; this same attempt goes back to the broker for the
+        breaker's remaining open time (eager: ``CircuitOpen``, as a plain retrykit call). The
+        budget counts the task's first attempt.
+        """
+        guard = policy.guard
+        assert guard is not None
+        breaker = guard.breaker
+        if breaker is not None:
+            left = breaker.allow()
+            if left:
+                if request.is_eager:
+                    raise refused(breaker.key, left, self.name, None)
+                self._retrykit_circuit_open(request, breaker, left, ran=False)
+                self._retrykit_republish(request, left)
+        if guard.budget is not None and not request.retries:
+            guard.budget.admitted()
+
+    def _retrykit_circuit_open(
+        self, request: Any, breaker: CircuitBreaker, countdown: float, ran: bool
+    ) -> None:
+        """
+        The log line of a wait the broker holds because *breaker* is open: attempt *attempt*
+        starts in *countdown* s; *ran*: after a failed body (else this attempt's body did not run).
+        """
+        level = _config.settings.log_level
+        if not _log.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {
+            "operation": self.name,
+            "attempt": request.retries + 1 + int(ran),
+            "stop_reason": StopReason.CIRCUIT_OPEN.value,
+            "breaker": breaker.key,
+            "countdown": round(countdown, 3),
+            "body": "failed" if ran else "not run",
+            **context_fields(),
+        }
+        text = " ".join(f"{k}={v}" for k, v in fields.items())
+        _log.log(
+            level, "retrykit.circuit_open %s", text, extra={"retrykit": {"event": "circuit_open", **fields}}
+        )
+
     def _retrykit_stored_success(self, request: Any) -> bool:
         if getattr(request, "ignore_result", False) or self.ignore_result:
             return False
@@ -519,7 +645,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ decisions
 
-    def _retrykit_call(self, policy: Policy, request: Any) -> Call:
+    def _retrykit_call(self, policy: Policy, request: Any) -> _TaskCall:
         """The task's call, rebuilt from the message: attempt number, counters, start, expiry."""
         meta = dict((request.headers or {}).get(HEADER) or {})
         first_started = float(meta.get("started", time.time()))
@@ -527,7 +653,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         expires = _expires_at(request)
         # the task's call is the outermost layer, whatever scope the caller (a helper in the body) is in
         scope: _scope.Scope = (None, None if expires is None else now + max(0.0, expires - time.time()), None)
-        call = Call(policy, self.name, now - (time.time() - first_started), scope)
+        call = _TaskCall(policy, self.name, now - (time.time() - first_started), scope)
         call.attempt = request.retries + 1
         call.counts = {ErrorCategory(k): int(v) for k, v in dict(meta.get("counts", {})).items()}
         call.previous = {ErrorCategory(k): float(v) for k, v in dict(meta.get("previous", {})).items()}
@@ -537,10 +663,20 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         return call
 
     def _retrykit_decide(
-        self, policy: Policy, request: Any, exc: Exception, found: Classification | None
+        self,
+        policy: Policy,
+        request: Any,
+        exc: Exception,
+        found: Classification | None,
+        requested: float | None = None,
     ) -> tuple[Call, float | None]:
-        call = self._retrykit_call(policy, request)
+        """
+        The decision on a failed attempt; *requested*: the delay the body asked for. Outside
+        eager mode an open breaker holds the retry in the broker instead of ending the task.
+        """
+        call = self._retrykit_call(policy if request.is_eager else _held_by_broker(policy), request)
         call.cap = None  # a long delay is waited in hops, never shortened
+        call.requested = requested
         delay = call.step(exc, True, found)
         _drain(call)
         verdict = call.verdict
@@ -581,11 +717,18 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         call, delay = self._retrykit_decide(policy, request, exc, found)
         if delay is None:
             raise exc
+        self._retrykit_held(policy, request, delay)
         countdown, options = self._retrykit_options(request, call, delay)
         retry = celery.Task.retry(self, exc=exc, countdown=countdown, throw=False, **options)
         if ledger is not None and request.id:
             ledger.end(request.id, request.retries)
         raise retry
+
+    def _retrykit_held(self, policy: Policy, request: Any, delay: float) -> None:
+        """Say so when the retry just decided waits for the policy's open breaker."""
+        breaker = policy.breaker
+        if breaker is not None and not request.is_eager and breaker._store().peek(breaker) > 0:
+            self._retrykit_circuit_open(request, breaker, delay, ran=True)
 
     def retry(
         self,
@@ -620,7 +763,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         policy = self._policy()
         if not isinstance(outcome, Exception) or isinstance(outcome, TaskPredicate):
             outcome, found = RetryRequested("self.retry()"), _requested(policy)
-        call, delay = self._retrykit_decide(policy, request, outcome, found)
+        call, delay = self._retrykit_decide(policy, request, outcome, found, _requested_delay(countdown, eta))
         if delay is None:
             if exc is not None:
                 request._retrykit_decided = exc  # decided here: __call__ re-raises it as it is
@@ -630,11 +773,11 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
                 task_args=request.args,
                 task_kwargs=request.kwargs,
             )
-        given = countdown is not None or eta is not None
+        self._retrykit_held(policy, request, delay)
         planned, message = self._retrykit_options(request, call, delay)
         message.update(options)
-        if given:
-            return super().retry(args, kwargs, exc, throw, eta, countdown, **message)
+        if eta is not None and countdown is None and planned >= delay:  # not hopped: Celery's own eta
+            return super().retry(args, kwargs, exc, throw, eta, None, **message)
         return super().retry(args, kwargs, exc, throw, None, planned, **message)
 
     # ------------------------------------------------------------------ in the worker's main process
@@ -718,6 +861,15 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         req.send_event("task-failed", exception=repr(lost), traceback=einfo.traceback)
         _log.error("retrykit: %s; giving up", lost)
         return True
+
+
+def _requested_delay(countdown: float | None, eta: Any) -> float | None:
+    """The delay a body's ``self.retry(countdown=..., eta=...)`` asks for (None: the policy's)."""
+    if countdown is not None:
+        return max(0.0, float(countdown))
+    if isinstance(eta, datetime):
+        return max(0.0, _timestamp(eta) - time.time())
+    return None
 
 
 def _resolve_coroutine(value: Any) -> Any:

@@ -282,7 +282,7 @@ class RedisOverloadStore:
         self.shown_url: str = redact_url(url)
         self.prefix = prefix
         self.flush_interval = flush_interval
-        self.fleet_ttl = max(2.0, 20 * flush_interval) if fleet_ttl is None else fleet_ttl
+        self.fleet_ttl: float = max(2.0, 20 * flush_interval) if fleet_ttl is None else fleet_ttl
         """A process counts in a budget's fleet until this long after its last batch for it."""
 
         self.client: Any = client or connect(timeout)  # redis.Redis clients (decode_responses=True)

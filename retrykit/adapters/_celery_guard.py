@@ -113,7 +113,7 @@ class AttemptLedger:
         self._no_script = redis.exceptions.NoScriptError
         self._warned = False
         self._line = threading.local()
-        self.failed_at = float("-inf")
+        self.failed_at: float = float("-inf")
         """When a call to Redis last failed (``time.monotonic()``)."""
         self._begin = self.client.register_script(_BEGIN)
         self._claim = self.client.register_script(_CLAIM_LOST)

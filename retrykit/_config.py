@@ -319,7 +319,11 @@ def _apply(options: Mapping[str, Any]) -> None:
         settings = new
 
 
-_preset_check: Callable[[Settings], object] = lambda candidate: None
+def _no_preset_check(candidate: Settings) -> None:
+    """Before the policy layer is imported there is no preset to build."""
+
+
+_preset_check: Callable[[Settings], object] = _no_preset_check
 """Builds the default preset under given settings (set by the policy layer, above this one)."""
 
 

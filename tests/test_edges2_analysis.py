@@ -1,4 +1,4 @@
-"""The analysis at its edges: windows, suggestions on shares, alerts logged, budgets and breakers in the report."""
+"""The analysis at its edges: windows, suggestions on shares, logged alerts, budgets and breakers shown."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from retrykit import ConfigError, _analysis
 from retrykit._analysis import Thresholds, from_counts, render_analysis
 
 
-def _analysis_of(counts: dict[str, Counter[str]], **overload: dict[str, dict[str, object]]) -> _analysis.Analysis:
+def _analysis_of(
+    counts: dict[str, Counter[str]], **overload: dict[str, dict[str, object]]
+) -> _analysis.Analysis:
     parts = (overload.get("budgets", {}), overload.get("breakers", {}))
     return from_counts(counts, operation=None, since=0.0, until=60.0, source="memory", overload=parts)
 

@@ -1,4 +1,4 @@
-"""The classifier at its edges: rule objects, rules added in front, hostile groups and strings, hints deeper down."""
+"""The classifier at its edges: rule objects, rules put first, odd groups and strings, hints deeper down."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_a_rule_object_is_used_as_it_is() -> None:
 
 @pytest.mark.parametrize("answer", ["data_error", 3, ErrorCategory.DATA_ERROR])
 def test_a_rule_object_answering_other_than_a_classification_has_failed(answer: Any, failures: Any) -> None:
-    """A rule object must answer a Classification or None: anything else is a RuleFailed, and the built-ins decide."""
+    """A rule object answering other than a Classification or None has failed: the built-ins decide."""
     found = Classifier([_ObjectRule(answer)]).classify(ConnectionResetError())
     assert ErrorCategory.NETWORK_ERROR == found.category
     said = [(e.rule, e.rule_error) for e in failures.events if isinstance(e, _events.RuleFailed)]
@@ -58,7 +58,8 @@ def test_rules_added_with_with_rules_come_first() -> None:
 def test_explain_names_the_user_rule_that_decided() -> None:
     """explain() shows a user rule's verdict as a 'user rule' step on its link."""
     text = str(Classifier([Rule("data_error", types=KeyError, name="keys")]).explain(KeyError("k")))
-    assert "user rule: " in text and "[rule keys]" in text
+    assert "user rule: " in text
+    assert "[rule keys]" in text
 
 
 def test_a_link_with_no_signal_reads_so() -> None:

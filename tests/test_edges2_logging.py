@@ -77,4 +77,5 @@ def test_log_lines_carry_what_the_context_providers_give(
     with caplog.at_level(logging.INFO, logger="retrykit"):
         _logging.log_event(_events.Succeeded("op", 2, 0.5))
     extra = caplog.records[0].retrykit  # type: ignore[attr-defined]
-    assert fields == {k: v for k, v in extra.items() if k not in ("event", "operation", "attempts", "elapsed")}
+    own = ("event", "operation", "attempts", "elapsed")
+    assert fields == {k: v for k, v in extra.items() if k not in own}

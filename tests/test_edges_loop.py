@@ -30,7 +30,7 @@ def _fails(times: int) -> Any:
 
 
 def test_a_first_try_success_judged_by_a_retry_condition_counts_for_an_adaptive_budget() -> None:
-    """A first-try success that a retry condition judged (no fast path) is an accept for an adaptive budget."""
+    """A first-try success judged by a retry condition (no fast path) is an accept for an adaptive budget."""
     budget = RetryBudget.adaptive("edges", store=MemoryOverloadStore())
     condition = tenacity.retry_if_exception_type(ConnectionResetError)
     ok = retrykit.retry(Policy(strategies=NETWORK_TWICE, budget=budget), retry=condition)(_fails(0))

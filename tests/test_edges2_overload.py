@@ -96,6 +96,7 @@ def test_outcomes_move_an_open_or_half_open_breaker_only_as_they_should(
     held.state = state
     breaker.record(*outcome)
     assert after == held.state
+    assert (0, 0) == held.slots.sums(breaker.clock())  # nothing counted in the window
 
 
 class _Unreadable(RetryBudget):

@@ -191,13 +191,21 @@ def test_policy_parts_name_their_policy() -> None:
     assert "<PolicyRetry of policy>" == repr(unnamed.retry)
 
 
-def test_an_async_callback_behind_a_partial_is_seen_as_async() -> None:
-    """A functools.partial of a coroutine function counts as an async callback."""
+async def _async_callback(event: Any, extra: int) -> None:
+    pass
 
-    async def on_retry(event: Any, extra: int) -> None:
+
+class _AsyncCallable:
+    """A callable object whose __call__ is a coroutine function."""
+
+    async def __call__(self, event: Any, extra: int) -> None:
         pass
 
-    policy = Policy(on_retry=functools.partial(on_retry, extra=1))
+
+@pytest.mark.parametrize("target", [_async_callback, _AsyncCallable()], ids=["function", "callable-object"])
+def test_an_async_callback_behind_a_partial_is_seen_as_async(target: Any) -> None:
+    """A functools.partial of a coroutine function or of an object with an async __call__ is async."""
+    policy = Policy(on_retry=functools.partial(target, extra=1))
     assert ("on_retry",) == policy.async_callbacks
 
 

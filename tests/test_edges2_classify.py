@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import pytest
@@ -9,6 +10,9 @@ import pytest
 from retrykit import Classification, Classifier, ErrorCategory, Rule, _events
 from retrykit._classify import _VISIT, _Step
 from retrykit.testing import record
+
+ExceptionGroup: Any = getattr(builtins, "ExceptionGroup", None)
+needs_groups = pytest.mark.skipif(ExceptionGroup is None, reason="exception groups need Python 3.11+")
 
 
 class _ObjectRule:
@@ -85,28 +89,26 @@ class _Hinted(Exception):
 
 def test_a_wait_hint_deeper_in_the_chain_is_kept() -> None:
     """A retryable verdict without a wait hint takes the first hint found further down the chain."""
-    try:
-        try:
-            raise _Hinted("slow down")
-        except _Hinted as inner:
-            raise ConnectionResetError("reset") from inner
-    except ConnectionResetError as err:
-        found = Classifier().classify(err)
+    err = ConnectionResetError("reset")
+    err.__cause__ = _Hinted("slow down")
+    found = Classifier().classify(err)
     assert (ErrorCategory.NETWORK_ERROR, 2.5) == (found.category, found.retry_after)
 
 
-class _OddGroup(ExceptionGroup):  # noqa: F821 - Python 3.11+
-    """A group whose members are not all exceptions, or cannot be listed."""
+def _odd_group(members: Any) -> BaseException:
+    """A group whose members are not all exceptions (or, with None, cannot be listed)."""
 
-    members: Any = ()
+    class OddGroup(ExceptionGroup):
+        @property
+        def exceptions(self) -> Any:  # type: ignore[override]
+            if members is None:
+                raise RuntimeError("hostile")
+            return members
 
-    @property
-    def exceptions(self) -> Any:  # type: ignore[override]
-        if self.members is None:
-            raise RuntimeError("hostile")
-        return self.members
+    return OddGroup("odd", [ValueError()])
 
 
+@needs_groups
 @pytest.mark.parametrize(
     ("members", "category"),
     [
@@ -117,18 +119,13 @@ class _OddGroup(ExceptionGroup):  # noqa: F821 - Python 3.11+
 )
 def test_odd_groups_are_read_for_what_they_hold(members: Any, category: ErrorCategory) -> None:
     """Members that are not exceptions are skipped; a group whose members cannot be read counts as empty."""
-    group = _OddGroup("odd", [ValueError()])
-    group.members = members
-    assert category == Classifier().classify(group).category
+    assert category == Classifier().classify(_odd_group(members)).category
 
 
+@needs_groups
 def test_two_groups_in_one_chain_share_one_member_bound() -> None:
     """A group caused by another group: both are looked into, the most severe member anywhere wins."""
-    try:
-        try:
-            raise ExceptionGroup("inner", [TypeError("bug")])  # noqa: F821
-        except ExceptionGroup as inner:  # noqa: F821
-            raise ExceptionGroup("outer", [ConnectionResetError()]) from inner  # noqa: F821
-    except ExceptionGroup as err:  # noqa: F821
-        found = Classifier().classify(err)
+    err = ExceptionGroup("outer", [ConnectionResetError()])
+    err.__cause__ = ExceptionGroup("inner", [TypeError("bug")])
+    found = Classifier().classify(err)
     assert ErrorCategory.PERMANENT_ERROR == found.category

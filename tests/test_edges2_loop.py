@@ -127,32 +127,37 @@ def test_tenacity_first_try_success_without_protection_says_nothing() -> None:
 # ---------------------------------------------------------------------------- results tenacity retries
 
 
-@pytest.mark.parametrize("asynchronous", [False, True])
-def test_a_result_only_tenacity_retries_ends_with_that_result(asynchronous: bool) -> None:
-    """tenacity retrying an unflagged result until its stop returns the last result, as given up."""
-    kwargs = Policy(strategies=TWICE).tenacity_kwargs(
+def _again_kwargs(asynchronous: bool) -> dict[str, Any]:
+    return Policy(strategies=TWICE).tenacity_kwargs(
         retry=tenacity.retry_if_result(lambda r: r == "again"),
         stop=tenacity.stop_after_attempt(2),
         asynchronous=asynchronous,
     )
+
+
+def _ended_as_given_up(events: Any) -> list[tuple[str, bool]]:
+    return [(e.reason.value, e.returned) for e in events.gave_up]
+
+
+def test_a_result_only_tenacity_retries_ends_with_that_result() -> None:
+    """tenacity retrying an unflagged result until its stop returns the last result, as given up."""
     fn = _Answers("again")
     with no_wait(), record() as events:
-        if asynchronous:
-            import asyncio
+        assert "again" == tenacity.Retrying(**_again_kwargs(False))(fn)
+    assert (2, [("stop_condition", True)]) == (fn.calls, _ended_as_given_up(events))
 
-            async def run() -> Any:
-                async for attempt in tenacity.AsyncRetrying(**kwargs):
-                    with attempt:
-                        value = fn()
-                    if not attempt.retry_state.outcome.failed:  # type: ignore[union-attr]
-                        attempt.retry_state.set_result(value)
-                return value
 
-            result = asyncio.run(run())
-        else:
-            result = tenacity.Retrying(**kwargs)(fn)
-    assert ("again", 2) == (result, fn.calls)
-    assert [("stop_condition", True)] == [(e.reason.value, e.returned) for e in events.gave_up]
+@pytest.mark.anyio
+async def test_a_result_only_async_tenacity_retries_ends_with_that_result() -> None:
+    """AsyncRetrying retrying an unflagged result until its stop returns the last result, as given up."""
+    fn = _Answers("again")
+
+    async def call() -> Any:
+        return fn()
+
+    with no_wait(), record() as events:
+        assert "again" == await tenacity.AsyncRetrying(**_again_kwargs(True))(call)
+    assert (2, [("stop_condition", True)]) == (fn.calls, _ended_as_given_up(events))
 
 
 @pytest.mark.anyio

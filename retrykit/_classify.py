@@ -15,8 +15,8 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from . import _events, _rules_amqp, _rules_aws, _rules_db, _rules_grpc, _rules_http, _rules_redis, _rules_std
@@ -310,60 +310,6 @@ def _plan(cls: type) -> _Plan:
     return plan
 
 
-_MRO_NAMES: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
-
-
-def _mro_names(cls: type) -> frozenset[str]:
-    """The names of a class and its bases (cached, holding the class weakly)."""
-    names = _MRO_NAMES.get(cls)
-    if names is None:
-        names = frozenset(c.__name__ for c in cls.__mro__)
-        _MRO_NAMES[cls] = names
-    return names
-
-
-@dataclass(frozen=True, slots=True)
-class _Builtin:
-    """A built-in rule family as a rule object: its verdict on one link, whatever the tier."""
-
-    name: str
-    readers: tuple[Callable[[BaseException], Hit | None], ...]
-
-    def match(self, exc: BaseException) -> Classification | None:
-        best: Hit | None = None
-        for reader in self.readers:
-            found = reader(exc)
-            if found is not None and (best is None or found[0] < best[0]):
-                best = found
-        return None if best is None else best[1]
-
-
-def _static_reader(static: Callable[[type], Hit | None]) -> Reader:
-    def read(exc: BaseException) -> Hit | None:
-        return static(type(exc))
-
-    return read
-
-
-BUILTIN_RULES: tuple[ClassifierRule, ...] = (
-    _Builtin("http", (_static_reader(_rules_http.static), *_rules_http.DYNAMIC)),
-    _Builtin("database", (_static_reader(_rules_db.static), *_rules_db.DYNAMIC)),
-    _Builtin("redis", (_static_reader(_rules_redis.static), *_rules_redis.DYNAMIC)),
-    _Builtin("grpc", (_static_reader(_rules_grpc.static), *_rules_grpc.DYNAMIC)),
-    _Builtin("aws", (_static_reader(_rules_aws.static), *_rules_aws.DYNAMIC)),
-    _Builtin("amqp", (_static_reader(_rules_amqp.static), *_rules_amqp.DYNAMIC, *_rules_amqp.OS_ERROR)),
-    _Builtin(
-        "stdlib",
-        (
-            _static_reader(_rules_std.static),
-            _rules_std.os_error,
-            _rules_std.sqlite,
-            _static_reader(_rules_std.db_wrapper_static),
-            _rules_std.rate_limit_message,
-        ),
-    ),
-)
-
 # Most severe first: an exception group is classified by its most severe member.
 _SEVERITY = (
     ErrorCategory.PERMANENT_ERROR,
@@ -377,7 +323,7 @@ _MAX_CHAIN = 32
 
 
 def _as_rule(rule: Any) -> ClassifierRule:
-    if isinstance(rule, (Rule, _Builtin, _CallableRule)):
+    if isinstance(rule, (Rule, _CallableRule)):
         return rule
     if hasattr(rule, "match") and hasattr(rule, "name"):
         return rule  # type: ignore[no-any-return]
@@ -403,7 +349,6 @@ class Classifier:
     rules: tuple[ClassifierRule, ...] = ()
     default: ErrorCategory = ErrorCategory.TEMPORARY_ERROR
     builtin: bool = True
-    _all: tuple[ClassifierRule, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __init__(
         self,
@@ -423,7 +368,6 @@ class Classifier:
                 "builtin", builtin, "must be True or False", "pass builtin=False to use only your rules"
             )
         object.__setattr__(self, "builtin", builtin)
-        object.__setattr__(self, "_all", own + (BUILTIN_RULES if builtin else ()))
 
     def with_rules(self, *rules: RuleLike) -> Classifier:
         """A copy with *rules* placed before this classifier's own rules."""
@@ -668,7 +612,6 @@ class Explanation:
 
 
 __all__ = [
-    "BUILTIN_RULES",
     "Classification",
     "Classifier",
     "ClassifierRule",
@@ -713,8 +656,3 @@ def _links(exc: BaseException, seen: set[int]) -> list[BaseException]:
         links.append(current)
         current = _next_link(current, _plan(type(current)).duck)
     return links
-
-
-def _chain(exc: BaseException, seen: set[int]) -> Iterator[BaseException]:
-    """The exception, then what caused it: ``__cause__``, ``__context__``, ``.reason``, ``.orig``."""
-    yield from _links(exc, seen)

@@ -44,6 +44,12 @@ _CATEGORY_KEYS: dict[str, ErrorCategory] = {
     "permanent": ErrorCategory.PERMANENT_ERROR,
 }
 _STRATEGY_FIELDS = ("max_retries", "base_delay", "max_delay", "decision")
+_CATEGORY_SETTINGS: dict[str, tuple[ErrorCategory, str]] = {
+    f"{short}_{field_name}": (category, field_name)
+    for short, category in _CATEGORY_KEYS.items()
+    for field_name in _STRATEGY_FIELDS
+}
+"""``<category>_<field>`` settings: the category and the strategy field each one sets."""
 
 
 def _parse_bool(key: str, value: Any) -> bool:
@@ -257,9 +263,8 @@ def _known_keys() -> dict[str, Callable[[str, Any], Any]]:
         "stats_max_operations": lambda k, v: _parse_int(k, v, 1),
         "log_level": _parse_log_level,
     }
-    for short in _CATEGORY_KEYS:
-        for field_name in _STRATEGY_FIELDS:
-            keys[f"{short}_{field_name}"] = _strategy_parser(field_name)
+    for name, (_, field_name) in _CATEGORY_SETTINGS.items():
+        keys[name] = _strategy_parser(field_name)
     return keys
 
 
@@ -307,16 +312,18 @@ def _apply(options: Mapping[str, Any]) -> None:
             elif name.startswith("default_"):
                 new.strategy_defaults[name.removeprefix("default_")] = value
             else:
-                for short, category in _CATEGORY_KEYS.items():
-                    if name.startswith(short + "_") and name[len(short) + 1 :] in _STRATEGY_FIELDS:
-                        new.category_overrides.setdefault(category, {})[name[len(short) + 1 :]] = value
-                        break
+                category, field_name = _CATEGORY_SETTINGS[name]
+                new.category_overrides.setdefault(category, {})[field_name] = value
         new.classifier = Classifier(default=new.default_category)
         _check_default_preset(new)
         settings = new
 
 
-_preset_check: Callable[[Settings], object] | None = None
+def _no_preset_check(candidate: Settings) -> None:
+    """Before the policy layer is imported there is no preset to build."""
+
+
+_preset_check: Callable[[Settings], object] = _no_preset_check
 """Builds the default preset under given settings (set by the policy layer, above this one)."""
 
 
@@ -328,8 +335,7 @@ def set_preset_check(check: Callable[[Settings], object]) -> None:
 
 def _check_default_preset(candidate: Settings) -> None:
     """Build the default preset under *candidate* so contradictions fail now, naming the key."""
-    if _preset_check is not None:
-        _preset_check(candidate)
+    _preset_check(candidate)
 
 
 def classify(exc: BaseException) -> Classification:

@@ -86,7 +86,10 @@ def sink_failures() -> dict[str, int]:
         return dict(_sink_failures)
 
 
-def _fields(event: _events.Event) -> tuple[str, int, dict[str, Any]]:
+_Outcome = _events.RetryScheduled | _events.GaveUp | _events.Succeeded | _events.RuleFailed
+
+
+def _fields(event: _Outcome) -> tuple[str, int, dict[str, Any]]:
     if isinstance(event, _events.RetryScheduled):
         c = event.classification
         return (
@@ -128,17 +131,15 @@ def _fields(event: _events.Event) -> tuple[str, int, dict[str, Any]]:
                 "elapsed": round(event.elapsed, 3),
             },
         )
-    if isinstance(event, _events.RuleFailed):
-        return (
-            "rule_failed",
-            logging.ERROR,
-            {
-                "rule": event.rule,
-                "error": event.error_type,
-                "rule_error": event.rule_error,  # a type name: emit() keeps messages out
-            },
-        )
-    return "", logging.DEBUG, {}
+    return (
+        "rule_failed",
+        logging.ERROR,
+        {
+            "rule": event.rule,
+            "error": event.error_type,
+            "rule_error": event.rule_error,  # a type name: emit() keeps messages out
+        },
+    )
 
 
 def _level(event: _events.Event) -> int:
@@ -187,8 +188,6 @@ def log_event(event: _events.Event) -> None:
     if not configured and not _stdlib.isEnabledFor(_level(event)):
         return  # nobody would see it: no work
     name, level, fields = _fields(event)
-    if not name:
-        return
     if isinstance(event, _events.RuleFailed):
         quiet = _limiter.check(("rule", event.rule, event.rule_error))
         if quiet is None:
@@ -199,8 +198,6 @@ def log_event(event: _events.Event) -> None:
         fields.update(context_fields())
     if configured:
         structlog.get_logger("retrykit").log(level, f"retrykit.{name}", **fields)
-        return
-    if not _stdlib.isEnabledFor(level):
         return
     text = " ".join(f"{k}={v}" for k, v in fields.items())
     _stdlib.log(level, "retrykit.%s %s", name, text, extra={"retrykit": {"event": name, **fields}})

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+import tenacity
 
 import retrykit
 from retrykit import ErrorCategory, Policy, RetryBudget, Strategy
@@ -28,10 +29,11 @@ def _fails(times: int) -> Any:
     return fn
 
 
-def test_a_first_try_success_counts_for_an_adaptive_budget() -> None:
-    """A call that succeeds at once is an accept for an adaptive budget (its reject probability falls)."""
+def test_a_first_try_success_judged_by_a_retry_condition_counts_for_an_adaptive_budget() -> None:
+    """A first-try success judged by a retry condition (no fast path) is an accept for an adaptive budget."""
     budget = RetryBudget.adaptive("edges", store=MemoryOverloadStore())
-    ok = retrykit.retry(Policy(strategies=NETWORK_TWICE, budget=budget))(_fails(0))
+    condition = tenacity.retry_if_exception_type(ConnectionResetError)
+    ok = retrykit.retry(Policy(strategies=NETWORK_TWICE, budget=budget), retry=condition)(_fails(0))
     assert "ok" == ok()
     assert (1, 1) == (budget.state()["requests"], budget.state()["accepts"])
 

@@ -47,7 +47,15 @@ def _store(client: Any = None) -> RedisOverloadStore:
 def test_a_closed_breaker_is_allowed_without_a_round_trip() -> None:
     """A breaker last seen closed is allowed at once: the unreachable Redis is not asked."""
     store = _store()
-    assert (0.0, False, 0) == (store.allow(CircuitBreaker("svc", store=store)), store.down, store.fallbacks)
+    breaker = CircuitBreaker("svc", store=store)
+    store._cache[breaker.key] = (CLOSED, time.monotonic())
+    assert (0.0, False, 0) == (store.allow(breaker), store.down, store.fallbacks)
+
+
+def test_a_breaker_new_to_the_process_is_asked_of_redis() -> None:
+    """A breaker new to this process is asked of Redis (another process may have opened it)."""
+    store = _store()
+    assert (0.0, True, 1) == (store.allow(CircuitBreaker("svc", store=store)), store.down, store.fallbacks)
 
 
 @pytest.mark.parametrize(

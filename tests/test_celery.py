@@ -20,6 +20,7 @@ import itertools  # noqa: E402
 from celery import signals  # noqa: E402
 from celery.contrib.testing.worker import start_worker  # noqa: E402
 from celery.exceptions import Ignore, Retry  # noqa: E402
+from kombu.asynchronous import set_event_loop  # noqa: E402
 
 import retrykit  # noqa: E402
 from retrykit import ConfigError, ErrorCategory, Policy, Strategy  # noqa: E402
@@ -76,17 +77,24 @@ def broker(request: pytest.FixtureRequest) -> str:
 
 @contextlib.contextmanager
 def worker(app: Any, pool: str = "solo", concurrency: int = 1, **kwargs: Any) -> Iterator[Any]:
-    """A real worker in a thread, cleaned up with its queue afterwards."""
-    with start_worker(
-        app,
-        pool=pool,
-        concurrency=concurrency,
-        perform_ping_check=False,
-        loglevel="error",
-        shutdown_timeout=30,
-        **kwargs,
-    ) as w:
-        yield w
+    """A real worker in a thread, cleaned up with its queue and its event loop afterwards."""
+    try:
+        with start_worker(
+            app,
+            pool=pool,
+            concurrency=concurrency,
+            perform_ping_check=False,
+            loglevel="error",
+            shutdown_timeout=30,
+            **kwargs,
+        ) as w:
+            yield w
+    finally:
+        # kombu < 5.5 (Celery 5.4.0's) leaves the stopped worker's hub as the process-wide event
+        # loop: the next worker on Redis or RabbitMQ reuses it, whose timer is the dead worker's,
+        # so its countdown/ETA messages (every retry) never run (celery/celery#9983, fixed by
+        # kombu#2404, which clears it when the hub closes). One worker per process is unaffected.
+        set_event_loop(None)
     with contextlib.suppress(Exception), app.connection_for_write() as conn:
         conn.default_channel.queue_delete(app.conf.task_default_queue)
 

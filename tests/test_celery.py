@@ -763,6 +763,31 @@ def test_attempt_lost_round_trips_through_result_backends() -> None:
         assert (back.task_id, back.attempt) == ("abc", 3)
 
 
+@pytest.mark.parametrize("stored", ["SUCCESS", "FAILURE", "PENDING"])
+@pytest.mark.parametrize("celery_check", [True, False], ids=["celery-check", "celery-5.4"])
+def test_a_lost_attempt_that_stored_success_is_not_counted(
+    stored: str, celery_check: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker asks the backend whether a lost attempt stored SUCCESS, also where Celery (5.4.0) cannot."""
+    from celery.contrib.testing.mocks import TaskMessage
+    from celery.worker.request import Request
+
+    from retrykit.adapters._celery_request import RetrykitRequest
+
+    app = make_app("memory")
+
+    @task(fast(), app=app, bind=True)
+    def job(self: Any) -> None: ...
+
+    if not celery_check:  # as on Celery 5.4.0, whose Request has no _success_was_stored
+        monkeypatch.delattr(Request, "_success_was_stored", raising=False)
+    task_id = uuid.uuid4().hex
+    if stored != "PENDING":
+        job.backend.store_result(task_id, None, stored)
+    request = RetrykitRequest(TaskMessage(job.name, id=task_id), app=app, task=job)
+    assert (stored == "SUCCESS") is request._stored_success()
+
+
 # --------------------------------------------------------------------------- eager mode, the body's countdown
 
 

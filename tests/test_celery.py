@@ -20,6 +20,7 @@ import itertools  # noqa: E402
 from celery import signals  # noqa: E402
 from celery.contrib.testing.worker import start_worker  # noqa: E402
 from celery.exceptions import Ignore, Retry  # noqa: E402
+from kombu.asynchronous import set_event_loop  # noqa: E402
 
 import retrykit  # noqa: E402
 from retrykit import ConfigError, ErrorCategory, Policy, Strategy  # noqa: E402
@@ -76,17 +77,24 @@ def broker(request: pytest.FixtureRequest) -> str:
 
 @contextlib.contextmanager
 def worker(app: Any, pool: str = "solo", concurrency: int = 1, **kwargs: Any) -> Iterator[Any]:
-    """A real worker in a thread, cleaned up with its queue afterwards."""
-    with start_worker(
-        app,
-        pool=pool,
-        concurrency=concurrency,
-        perform_ping_check=False,
-        loglevel="error",
-        shutdown_timeout=30,
-        **kwargs,
-    ) as w:
-        yield w
+    """A real worker in a thread, cleaned up with its queue and its event loop afterwards."""
+    try:
+        with start_worker(
+            app,
+            pool=pool,
+            concurrency=concurrency,
+            perform_ping_check=False,
+            loglevel="error",
+            shutdown_timeout=30,
+            **kwargs,
+        ) as w:
+            yield w
+    finally:
+        # kombu < 5.5 (Celery 5.4.0's) leaves the stopped worker's hub as the process-wide event
+        # loop: the next worker on Redis or RabbitMQ reuses it, whose timer is the dead worker's,
+        # so its countdown/ETA messages (every retry) never run (celery/celery#9983, fixed by
+        # kombu#2404, which clears it when the hub closes). One worker per process is unaffected.
+        set_event_loop(None)
     with contextlib.suppress(Exception), app.connection_for_write() as conn:
         conn.default_channel.queue_delete(app.conf.task_default_queue)
 
@@ -753,6 +761,31 @@ def test_attempt_lost_round_trips_through_result_backends() -> None:
         back = backend.exception_to_python(stored)
         assert type(back) is AttemptLost
         assert (back.task_id, back.attempt) == ("abc", 3)
+
+
+@pytest.mark.parametrize("stored", ["SUCCESS", "FAILURE", "PENDING"])
+@pytest.mark.parametrize("celery_check", [True, False], ids=["celery-check", "celery-5.4"])
+def test_a_lost_attempt_that_stored_success_is_not_counted(
+    stored: str, celery_check: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker asks the backend whether a lost attempt stored SUCCESS, also where Celery (5.4.0) cannot."""
+    from celery.contrib.testing.mocks import TaskMessage
+    from celery.worker.request import Request
+
+    from retrykit.adapters._celery_request import RetrykitRequest
+
+    app = make_app("memory")
+
+    @task(fast(), app=app, bind=True)
+    def job(self: Any) -> None: ...
+
+    if not celery_check:  # as on Celery 5.4.0, whose Request has no _success_was_stored
+        monkeypatch.delattr(Request, "_success_was_stored", raising=False)
+    task_id = uuid.uuid4().hex
+    if stored != "PENDING":
+        job.backend.store_result(task_id, None, stored)
+    request = RetrykitRequest(TaskMessage(job.name, id=task_id), app=app, task=job)
+    assert (stored == "SUCCESS") is request._stored_success()
 
 
 # --------------------------------------------------------------------------- eager mode, the body's countdown

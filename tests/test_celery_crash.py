@@ -36,6 +36,7 @@ def _late_successes(start: float) -> int:
     fixed point (a minute before *start*): a window that slid with time would lose old counts.
     """
     import retrykit
+    import retrykit.stats  # a submodule: not loaded by `import retrykit` (alone, this test failed)
 
     retrykit.configure(stats_redis_url=STATS)
     return retrykit.stats.analyze("rk_crash.async_job", since=time.time() - start + 60).late_successes

@@ -27,12 +27,33 @@ class RetrykitRequest(Request):  # type: ignore[misc]
             handler is not None
             and not getattr(task, "_retrykit_off", True)
             and self._lost(exc)
-            and not self._success_was_stored()
+            and not self._stored_success()
             and handler(self, exc_info)
         ):
             task_ready(self)
             return None
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def _stored_success(self) -> bool:
+        """
+        Whether the attempt stored SUCCESS before its process died (then it is not lost).
+        Celery >= 5.5 asks the backend with ``Request._success_was_stored`` (bounded retries);
+        Celery 5.4 has no such method (every lost attempt raised AttributeError here, so the
+        task stayed PENDING), so the backend is asked directly, as Celery does.
+        """
+        check = getattr(super(), "_success_was_stored", None)
+        if check is not None:
+            return bool(check())
+        if self.ignore_result:
+            return False
+        backend = self.task.backend
+        as_uri = getattr(backend, "as_uri", None)
+        if callable(as_uri) and as_uri() == "rpc://":  # results on the caller's queue: not readable here
+            return False
+        try:
+            return bool(backend.get_state(self.id) == "SUCCESS")
+        except Exception:
+            return False
 
     def _lost(self, exc: BaseException) -> bool:
         if isinstance(exc, WorkerLostError):

@@ -436,6 +436,10 @@ class RedisOverloadStore:
                     return bool(self.local.withdraw(budget, cost, roll))
                 self._saw_fleet(budget, reply)
                 allowed = int(reply[0]) > 0
+                if self._thread is not None:
+                    if not allowed:  # a refill of this process's may just have taken the tokens
+                        allowed = bool(self._spend(budget, cost, roll))
+                    self._wake.set()  # the first refill, after this retry was charged in Redis
             if allowed:  # the fallback knows what the fleet let this process spend
                 self.local.budget(budget).charge(budget.clock(), cost)
             return allowed
@@ -450,9 +454,8 @@ class RedisOverloadStore:
             lease = self._leases.get(name)
             if lease is None:
                 lease = self._leases[name] = _Lease()
-            if lease.slot < 0:  # a budget new to this process: the next refill is due now
+            if lease.slot < 0:  # a budget new to this process: refilled after the caller's round trip
                 lease.demand += cost
-                self._wake.set()
                 return None
             if budget.shape == "adaptive":  # decided on the fleet's counts at the last refill
                 requests = lease.a + entry.pending[0]

@@ -133,7 +133,7 @@ def test_the_background_loop_checks_a_down_redis_and_survives(
 @pytest.fixture
 def store(redis_url: str) -> Any:
     """A store on the tests' Redis under a prefix of its own; its keys are removed afterwards."""
-    made = RedisOverloadStore(redis_url, prefix=f"rktest-{uuid.uuid4().hex}", background=False)
+    made = RedisOverloadStore(redis_url, prefix=f"rktest-{uuid.uuid4().hex}", background=False, timeout=1.0)
     yield made
     for key in made.flush_client.scan_iter(match=made.prefix + ":*"):
         made.flush_client.delete(key)

@@ -73,7 +73,7 @@ def test_a_forked_child_starts_with_its_own_writer_id() -> None:
 @pytest.fixture
 def store(redis_url: str) -> RedisOverloadStore:
     """A store on the tests' Redis under a prefix of its own (its keys expire on their own)."""
-    return RedisOverloadStore(redis_url, prefix=f"rktest-{uuid.uuid4().hex}", background=False)
+    return RedisOverloadStore(redis_url, prefix=f"rktest-{uuid.uuid4().hex}", background=False, timeout=1.0)
 
 
 def test_redis_back_is_said_once_and_used_again(

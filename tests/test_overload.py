@@ -376,6 +376,7 @@ async def test_coroutines_respect_budget_and_breaker(anyio_backend: str) -> None
 
 
 def _redis_store(redis_url: str, name: str, **kw: Any) -> RedisOverloadStore:
+    kw.setdefault("timeout", 1.0)  # what Redis decides is under test, not the 10 ms fallback
     store = RedisOverloadStore(REDIS_DB, prefix=f"rk-overload:{name}:{os.getpid()}", **kw)
     for key in store.client.scan_iter(f"{store.prefix}*"):
         store.client.delete(key)
@@ -430,7 +431,7 @@ def test_redis_deposits_are_batched_and_counted_once(redis_url: str) -> None:
 def test_redis_breaker_state_is_shared(redis_url: str) -> None:
     """A breaker opened by one process's failures refuses another process's calls."""
     one = _redis_store(redis_url, "breaker", background=False)
-    two = RedisOverloadStore(REDIS_DB, prefix=one.prefix, background=False)
+    two = RedisOverloadStore(REDIS_DB, prefix=one.prefix, background=False, timeout=1.0)
     kw = {"min_throughput": 4, "open_for": 5.0}
     CircuitBreaker("dep", store=one, **kw).record(0, 4)
     assert one.flush()

@@ -71,6 +71,9 @@ def test_ratio_bound_holds_in_every_window_not_only_aligned_ones() -> None:
 
 
 def _fresh(prefix: str, **kw: Any) -> RedisOverloadStore:
+    # These tests are about what Redis decides: a loaded machine answering after the default
+    # 10 ms would send the caller to its local fallback (seen in CI), so the caller waits up to 1 s.
+    kw.setdefault("timeout", 1.0)
     store = RedisOverloadStore(REDIS_DB, prefix=prefix, **kw)
     for key in store.client.scan_iter(f"{prefix}*"):
         store.client.delete(key)
@@ -86,7 +89,7 @@ def test_redis_retry_charge_makes_no_round_trip_and_keeps_the_fleet_bound(redis_
     """
     prefix = f"rk-overload:lease:{os.getpid()}"
     one = _fresh(prefix, flush_interval=0.02)
-    two = RedisOverloadStore(REDIS_DB, prefix=prefix, flush_interval=0.02)
+    two = RedisOverloadStore(REDIS_DB, prefix=prefix, flush_interval=0.02, timeout=1.0)
     callers: list[str] = []
     for store in (one, two):
         script = store._budget_script

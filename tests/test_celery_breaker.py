@@ -196,7 +196,7 @@ def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
             break
         time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}/0", proc
+    yield f"redis://127.0.0.1:{port}/10", proc
     proc.send_signal(signal.SIGCONT)
     proc.kill()
     proc.wait(5)

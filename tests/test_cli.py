@@ -71,7 +71,7 @@ CUSTOM = Policy(max_attempts=2, deadline=30, name="custom")
         (["explain"], 2, "the following arguments are required: policy"),
         (["stats", "--since"], 2, "argument --since: expected one argument"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
-        (["analyze", "--redis", "redis://127.0.0.1:1/0"], 1, "cannot read statistics from Redis"),
+        (["analyze", "--redis", "redis://127.0.0.1:1/10"], 1, "cannot read statistics from Redis"),
         (["stats", "--redis", "localhost"], 2, "must be a Redis URL"),
         (["analyze", "--since", "soon"], 2, "is not a duration"),
         (["stats"], 1, "no figures: without --redis, stats reports the retrykit events of the process"),

@@ -1,4 +1,4 @@
-"""Overload protection at its edges: gRPC pushback, breaker settings and texts, odd parts in reports."""
+"""Overload protection at its edges: no pushback without gRPC, breaker settings, texts, odd reports."""
 
 from __future__ import annotations
 
@@ -12,34 +12,9 @@ from retrykit._budget import MemoryOverloadStore
 from retrykit._overload import overload_states, pushback_of
 
 
-class _RpcError(Exception):
-    """A gRPC-style error carrying trailing metadata (or one that cannot be read)."""
-
-    def __init__(self, metadata: Any) -> None:
-        super().__init__("rpc")
-        self.metadata = metadata
-
-    def trailing_metadata(self) -> Any:
-        if isinstance(self.metadata, Exception):
-            raise self.metadata
-        return self.metadata
-
-
-@pytest.mark.parametrize(
-    ("metadata", "pushback"),
-    [
-        ((("Grpc-Retry-Pushback-Ms", "1500"),), 1.5),
-        ((("other", "1"), ("grpc-retry-pushback-ms", " 20 ")), 0.02),
-        ((("grpc-retry-pushback-ms", "soon"),), -1.0),
-        ((("other", "1"),), None),
-        (None, None),
-        (RuntimeError("broken channel"), None),
-    ],
-    ids=["given", "among-others", "unparseable", "absent", "no-metadata", "metadata-raises"],
-)
-def test_pushback_is_read_from_grpc_trailing_metadata(metadata: Any, pushback: float | None) -> None:
-    """Pushback from trailing metadata: a number of ms; unparseable means stop; unreadable means none."""
-    assert pushback == pushback_of(_RpcError(metadata))
+def test_an_error_without_trailing_metadata_has_no_pushback() -> None:
+    """An error of no gRPC library carries no pushback (the real ones: tests/real_errors/test_grpc.py)."""
+    assert pushback_of(ValueError("plain")) is None
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from retrykit import CircuitBreaker, RetryBudget
 from retrykit._breaker import CLOSED, OPEN
 from retrykit._overload_redis import RedisOverloadStore
 
-NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens: refused at once
+NOWHERE = "redis://127.0.0.1:1/10"  # nothing listens: refused at once
 
 
 class _Client:

@@ -12,7 +12,7 @@ from retrykit import CircuitBreaker, ErrorCategory, RetryBudget
 from retrykit._breaker import OPEN
 from retrykit._overload_redis import RedisOverloadStore, _after_fork_in_child
 
-NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens: refused at once
+NOWHERE = "redis://127.0.0.1:1/10"  # nothing listens: refused at once
 
 
 def _nowhere() -> RedisOverloadStore:

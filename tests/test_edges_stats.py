@@ -15,7 +15,7 @@ from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, StatsUnavaila
 
 FIELD = "failed:network_error"
 T0 = 1_800_000_000.0
-NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens: refused at once
+NOWHERE = "redis://127.0.0.1:1/10"  # nothing listens: refused at once
 
 
 def _clock() -> float:
@@ -76,7 +76,7 @@ def test_the_recorder_falls_back_to_its_own_counts(caplog: pytest.LogCaptureFixt
     local.clock = _clock
     with caplog.at_level(logging.WARNING, logger="retrykit"):
         assert 1 == rec.cleanup(1)
-    assert "cannot read statistics from Redis at redis://127.0.0.1:1/0" in caplog.text
+    assert "cannot read statistics from Redis at redis://127.0.0.1:1/10" in caplog.text
 
 
 def test_a_flush_that_cannot_take_the_lock_keeps_the_counts() -> None:

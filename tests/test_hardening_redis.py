@@ -484,7 +484,7 @@ def test_absurd_retention_is_refused_and_clamped(own_redis: OwnRedis) -> None:
 
 def test_offline_buffer_caps_operation_names_and_counts_the_overflow() -> None:
     """While Redis is down, 100,000 names buffer as 1,000 plus <other>, and the overflow is counted."""
-    store = RedisStore("redis://127.0.0.1:1/0", prefix="rk-harden", background=False, clock=Clock())
+    store = RedisStore("redis://127.0.0.1:1/10", prefix="rk-harden", background=False, clock=Clock())
     local = MemoryStore(clock=Clock())
     rec = StatsRecorder(local, store)
     for i in range(100_000):

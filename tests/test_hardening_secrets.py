@@ -18,7 +18,7 @@ from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, StatsUnavaila
 from retrykit.testing import no_wait, record
 
 SECRET = "hunter2"
-DEAD = f"redis://:{SECRET}@127.0.0.1:1/0"
+DEAD = f"redis://:{SECRET}@127.0.0.1:1/10"
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +56,7 @@ def test_unreachable_redis_logs_and_raises_without_the_password(caplog: pytest.L
         with pytest.raises(StatsUnavailable) as info:
             store.read(None, 0, 60)
         analyze(recorder=rec)
-    assert "redis://:***@127.0.0.1:1/0" in caplog.text
+    assert "redis://:***@127.0.0.1:1/10" in caplog.text
     assert SECRET not in caplog.text
     assert SECRET not in str(info.value)
     assert SECRET not in repr(pickle.loads(pickle.dumps(info.value)))
@@ -84,7 +84,7 @@ def test_the_command_line_redacts_the_redis_url(capsys: pytest.CaptureFixture[st
     """``retrykit stats --redis URL`` with Redis down: one line on stderr, no password."""
     assert 1 == _cli.main(["stats", "--redis", DEAD], out=io.StringIO())
     err = capsys.readouterr().err
-    assert "redis://:***@127.0.0.1:1/0" in err
+    assert "redis://:***@127.0.0.1:1/10" in err
     assert SECRET not in err
 
 

@@ -459,7 +459,7 @@ def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             break
         except OSError:
             time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}/0", proc
+    yield f"redis://127.0.0.1:{port}/10", proc
     proc.send_signal(signal.SIGCONT)
     proc.kill()
     proc.wait(5)

@@ -289,7 +289,7 @@ def test_many_processes_writing_at_once(redis_url: str, prefix: str) -> None:
 
 def test_unreachable_redis_never_breaks_calls(caplog: pytest.LogCaptureFixture) -> None:
     """With Redis down, retried calls work, one warning is logged, analysis falls back to memory."""
-    retrykit.configure(stats_redis_url="redis://127.0.0.1:1/0")
+    retrykit.configure(stats_redis_url="redis://127.0.0.1:1/10")
     rec = retrykit.stats.recorder()
     assert rec.shared is not None
     calls = 0

@@ -79,6 +79,10 @@ class _Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
             if name == "pushback":
                 context.set_trailing_metadata((("grpc-retry-pushback-ms", "1500"),))
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota exceeded")
+            if name.startswith("pushback_"):  # pushback_<value>, beside another header
+                value = name.removeprefix("pushback_")
+                context.set_trailing_metadata((("other", "1"), ("grpc-retry-pushback-ms", value)))
+                context.abort(grpc.StatusCode.UNAVAILABLE, "pushed back")
             context.abort(getattr(grpc.StatusCode, name), f"provoked {name}")
             return b""  # pragma: no cover - abort raises
 
@@ -111,8 +115,8 @@ def _request(case: str, target: str) -> tuple[str, str, bytes, float, list[tuple
         method, timeout = "/rk.Test/sleep", 0.1
     elif case == "unreachable":
         target = f"127.0.0.1:{free_port()}"
-    elif case == "pushback":
-        method = "/rk.Test/pushback"
+    elif case.startswith("pushback"):
+        method = f"/rk.Test/{case}"
     elif case == "response_too_large":
         method, options = "/rk.Test/big", [("grpc.max_receive_message_length", LIMIT)]
     elif case == "request_too_large":
@@ -173,6 +177,24 @@ def test_pushback_is_the_wait(target: str, flavour: str, layer: str) -> None:
     """grpc-retry-pushback-ms from the trailing metadata becomes retry_after (milliseconds)."""
     err = (_sync if flavour == "sync" else _aio)("pushback", target, layer == "google-api-core")
     assert retrykit.classify(err).retry_after == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    ("case", "pushback"),
+    # "soon": gRPC itself reads an unparseable value as INT64_MIN ms; any negative means stop
+    [("pushback", 1.5), ("pushback_20", 0.02), ("pushback_soon", "negative"), ("UNAVAILABLE", None)],
+    ids=["given", "among-others", "unparseable", "absent"],
+)
+def test_overload_reads_grpc_pushback(target: str, case: str, pushback: float | str | None) -> None:
+    """Pushback from a real server's trailing metadata: ms; unparseable means stop; absent means none."""
+    from retrykit.overload import pushback_of
+
+    found = pushback_of(_sync(case, target, api_core=False))
+    if pushback == "negative":
+        assert found is not None
+        assert found < 0, found
+    else:
+        assert pushback == found
 
 
 def test_message_size_is_not_a_quota(target: str) -> None:

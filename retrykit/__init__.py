@@ -20,6 +20,7 @@ from ._budget import RetryBudget
 from ._classify import Classification, Classifier, ErrorCategory, Rule
 from ._config import classify, configure, configure_from_env, configure_from_settings, explain
 from ._errors import ConfigError
+from ._layers import InnerRetries, inner_retrier
 from ._policy import Policy, get_preset, register_preset
 from ._scope import remaining
 from ._strategy import Decision, Jitter, Strategy
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "ErrorCategory",
+    "InnerRetries",
     "Jitter",
     "Policy",
     "RetryBudget",
@@ -45,6 +47,7 @@ __all__ = [
     "configure_from_settings",
     "explain",
     "get_preset",
+    "inner_retrier",
     "register_preset",
     "remaining",
     "retry",

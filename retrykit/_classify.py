@@ -19,7 +19,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
-from . import _events, _rules_amqp, _rules_aws, _rules_db, _rules_grpc, _rules_http, _rules_redis, _rules_std
+from . import (
+    _events,
+    _layers,
+    _rules_amqp,
+    _rules_aws,
+    _rules_db,
+    _rules_grpc,
+    _rules_http,
+    _rules_redis,
+    _rules_sdk,
+    _rules_std,
+)
 from ._errors import ConfigError, callable_name
 from ._rules_http import http_status, retry_after_of
 from ._verdict import (
@@ -236,6 +247,7 @@ class _Family:
 
 
 _FAMILIES: tuple[_Family, ...] = (
+    _Family("sdk", _rules_sdk.PREFIXES, _rules_sdk.static, _rules_sdk.DYNAMIC),  # before http: x-should-retry
     _Family("http", _rules_http.PREFIXES, _rules_http.static, _rules_http.DYNAMIC),
     _Family("db", _rules_db.PREFIXES, _rules_db.static, _rules_db.DYNAMIC),
     _Family("redis", _rules_redis.PREFIXES, _rules_redis.static, _rules_redis.DYNAMIC),
@@ -389,9 +401,13 @@ class Classifier:
         except Exception as err:  # pragma: no cover - defensive: _decide guards every rule
             found = None
             _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, type(err).__name__))
-        if found is not None:
-            return found[1]
-        return Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
+        verdict = (
+            found[1]
+            if found is not None
+            else Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
+        )
+        inner = _layers.inner_retries(exc)  # the client inside the call may have retried already
+        return verdict if inner is None else replace(verdict, inner=inner)
 
     def _decide(
         self,
@@ -604,6 +620,8 @@ class Explanation:
             + (f"; retry after {c.retry_after:g}s" if c.retry_after is not None else "")
             + ("; replay unsafe" if c.replay_unsafe else "")
         )
+        if c.inner is not None:
+            lines.append(f"inner layer: {c.inner.describe()}")
         lines.append(
             "precedence: user rules, then protocol code > specific class > generic type > "
             "wrapper class name; the outer link wins a tie"
@@ -634,7 +652,7 @@ def _next_link(current: BaseException, duck: bool) -> BaseException | None:
     if nxt is None and not current.__suppress_context__:
         nxt = current.__context__
     if nxt is None and duck:
-        for name in ("reason", "orig"):  # urllib/urllib3's .reason, SQLAlchemy's .orig
+        for name in ("reason", "orig", "cause"):  # urllib3's .reason, SQLAlchemy's .orig, google's .cause
             try:
                 candidate = getattr(current, name, None)
             except Exception:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import tenacity
 
-from . import _config, _scope
+from . import _config, _layers, _scope
 from ._classify import Classification, ErrorCategory
 from ._events import StopReason
 from ._results import judge_result
@@ -72,7 +73,17 @@ def register_passthrough(predicate: Callable[[BaseException], bool]) -> None:
 class Verdict:
     """The decision on one attempt's outcome."""
 
-    __slots__ = ("action", "capped", "category", "classification", "count", "delay", "reason", "strategy")
+    __slots__ = (
+        "action",
+        "capped",
+        "category",
+        "classification",
+        "count",
+        "delay",
+        "reason",
+        "requests",
+        "strategy",
+    )
 
     def __init__(
         self,
@@ -90,6 +101,8 @@ class Verdict:
         self.delay: float = 0.0
         self.reason: StopReason | None = None
         self.capped: bool = False
+        self.requests: int = 1
+        """Requests this attempt sent (more than 1: the client inside the call retried)."""
 
     @property
     def retryable(self) -> bool:
@@ -135,7 +148,9 @@ class CallState:
         "overload",
         "policy",
         "previous",
+        "round",
         "scope",
+        "sent",
         "start",
         "tenacity_state",
     )
@@ -149,6 +164,10 @@ class CallState:
         self.counts: dict[ErrorCategory, int] = {}
         self.previous: dict[ErrorCategory, float] = {}
         self.idle: float = 0.0
+        self.sent: int = 0
+        """Requests the attempts before this one sent (the clients' own retries included)."""
+        self.round: int = 1
+        """The most requests one attempt sent (a client that retries inside: its round)."""
         self.cap: float | None = None
         """A cap on any one delay (a task queue's broker limit); None: no cap."""
         self.scope: _scope.Scope | None = scope
@@ -166,6 +185,9 @@ class CallState:
         self.counts[category] = verdict.count
         self.previous[category] = verdict.delay
         self.idle += verdict.delay
+        requests = verdict.requests
+        self.sent += requests
+        self.round = max(self.round, requests)
 
 
 # --------------------------------------------------------------------------- the one-layer mark
@@ -279,7 +301,12 @@ def classify(call: CallState, outcome: Any, failed: bool) -> tuple[Classificatio
     judge = policy.classify_result
     if judge is None:
         return None, False
-    return judge_result(judge, outcome), False
+    found = judge_result(judge, outcome)
+    if found is not None:
+        inner = _layers.inner_retries(outcome, failed=False)
+        if inner is not None:
+            found = replace(found, inner=inner)
+    return found, False
 
 
 def decide(
@@ -314,6 +341,8 @@ def decide(
         strategy = policy.strategies[category]
     count = call.counts.get(category, 0) + 1
     verdict = Verdict(RETRY, classification, category, strategy, count)
+    if classification.inner is not None:
+        verdict.requests = classification.inner.attempts
     verdict.reason = _stop_reason(call, verdict, outcome, failed, now)
     if verdict.reason is None:
         _schedule(call, verdict, outcome, failed, now)
@@ -349,6 +378,8 @@ def _stop_reason(
         return StopReason.STRATEGY_STOP
     if policy.max_attempts is not None and call.attempt >= policy.max_attempts:
         return StopReason.MAX_ATTEMPTS
+    if verdict.requests > 1 and _inner_round_too_many(call, verdict, strategy):
+        return StopReason.INNER_RETRIES
     extras = call.extras
     if extras is not None and extras.stop is not None:
         state = whole_state(call, outcome, failed, now)
@@ -358,6 +389,20 @@ def _stop_reason(
         finally:
             state.outcome = None
     return None
+
+
+def _inner_round_too_many(call: CallState, verdict: Verdict, strategy: Strategy) -> bool:
+    """
+    Whether another attempt could send more requests than one layer allows, the client inside
+    the call retrying again: ``sent + round > max(round, the policy's attempts)``.
+    """
+    limit = call.policy.max_attempts
+    if limit is None and strategy.max_retries is not None:
+        limit = strategy.max_retries + 1
+    if limit is None:
+        return False  # no limit on attempts (a deadline ends the call)
+    round_ = max(call.round, verdict.requests)
+    return call.sent + verdict.requests + round_ > max(round_, limit)
 
 
 def _truthy(condition: Callable[[Any], Any], state: tenacity.RetryCallState) -> bool:

@@ -55,6 +55,8 @@ class StopReason(str, Enum):
     """The policy's circuit breaker is open: the call fails fast (``retrykit.CircuitOpen``)."""
     PUSHBACK = "pushback"
     """The server said do not retry (a negative ``grpc-retry-pushback-ms``)."""
+    INNER_RETRIES = "inner_retries"
+    """The client inside the call already retried: another round would exceed one layer's requests."""
 
 
 @dataclass(frozen=True, slots=True)

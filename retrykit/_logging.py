@@ -89,6 +89,14 @@ def sink_failures() -> dict[str, int]:
 _Outcome = _events.RetryScheduled | _events.GaveUp | _events.Succeeded | _events.RuleFailed
 
 
+def _inner(c: Any) -> dict[str, Any]:
+    """The client that retried inside the call, and the requests it sent (nothing if none did)."""
+    inner = c.inner
+    if inner is None:
+        return {}
+    return {"inner_client": inner.client, "inner_requests": inner.attempts}
+
+
 def _fields(event: _Outcome) -> tuple[str, int, dict[str, Any]]:
     if isinstance(event, _events.RetryScheduled):
         c = event.classification
@@ -103,6 +111,7 @@ def _fields(event: _Outcome) -> tuple[str, int, dict[str, Any]]:
                 "decision": event.decision.value,
                 "delay": round(event.delay, 3),
                 "reason": c.reason,
+                **_inner(c),
             },
         )
     if isinstance(event, _events.GaveUp):
@@ -119,6 +128,7 @@ def _fields(event: _Outcome) -> tuple[str, int, dict[str, Any]]:
                 "stop_reason": event.reason.value,
                 "reason": c.reason,
                 "elapsed": round(event.elapsed, 3),
+                **_inner(c),
             },
         )
     if isinstance(event, _events.Succeeded):

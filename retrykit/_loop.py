@@ -61,6 +61,7 @@ _REASON_TEXT = {
     StopReason.BUDGET_EXHAUSTED: "the retry budget is exhausted (overload protection)",
     StopReason.CIRCUIT_OPEN: "the circuit breaker is open (overload protection)",
     StopReason.PUSHBACK: "the server said not to retry (pushback)",
+    StopReason.INNER_RETRIES: "the client inside the call already retried (one layer retries)",
 }
 
 
@@ -193,6 +194,8 @@ class Call(CallState):
     # ------------------------------------------------------------------ acting
 
     def _failed(self, verdict: Verdict, outcome: Any, failed: bool, now: float) -> None:
+        if verdict.requests > 1:
+            warn_inner(self.operation, verdict)
         if _events.listening(_events.AttemptFailed):
             assert verdict.classification is not None
             _events.emit(
@@ -247,6 +250,12 @@ class Call(CallState):
                 f"attempt{'s' if attempts != 1 else ''}: {classification.category.value} "
                 f"({classification.reason}); stopped because {why} [{reason.value}]"
             )
+            sent = self.sent if rescheduled else self.sent + verdict.requests
+            inner = classification.inner
+            if sent > max(attempts, 0 if inner is None else inner.attempts):
+                note += f"; {sent} requests in all"
+            if inner is not None:
+                note += f"; {inner.describe()}"
             annotate(outcome, note, None if self.scope is None else self.scope[0])
         event = _events.GaveUp(
             self.operation,
@@ -296,6 +305,30 @@ class Call(CallState):
         pending, self.pending = self.pending, None
         if pending:
             await drain(pending)
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def warn_inner(operation: str, verdict: Verdict) -> None:
+    """Once per operation and client: the client retried inside the call; how to hand it over."""
+    classification = verdict.classification
+    inner = None if classification is None else classification.inner
+    if inner is None:
+        return
+    key = (operation, inner.client)
+    if key in _warned or len(_warned) >= 1000:
+        return
+    _warned.add(key)
+    _log.warning(
+        "retrykit: %s retried inside %s (%d requests in one attempt); retrykit counts them and "
+        "will not multiply them. To let retrykit's policy retry alone, switch the client's "
+        "retries off: %s (said once per operation and client)",
+        inner.client,
+        operation,
+        inner.attempts,
+        inner.switch_off,
+    )
 
 
 async def drain(pending: list[Awaitable[Any]]) -> None:

@@ -92,9 +92,13 @@ class Guard:
             breaker = self.breaker
             if breaker is not None:
                 if breaker.counts(verdict.category):
-                    breaker.record(0, 1)
+                    breaker.record(0, verdict.requests)  # each request the client inside sent
                 else:
                     breaker.record(1, 0)  # the dependency answered (a data error, a refusal)
+            budget = self.budget
+            if budget is not None and verdict.requests > 1 and verdict.category is not None:
+                for _ in range(min(verdict.requests, 100) - 1):  # the client's own retries went out
+                    budget.withdraw(verdict.category)
         if verdict.reason is not None:
             return verdict.reason
         if memo[1]:

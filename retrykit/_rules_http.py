@@ -30,7 +30,9 @@ from ._verdict import (
     wait_from_headers,
 )
 
-PREFIXES = ("httpx", "httpcore", "requests", "urllib3", "aiohttp", "urllib.error")
+PREFIXES = ("httpx", "httpcore", "httpx2", "httpcore2", "requests", "urllib3", "aiohttp", "urllib.error")
+# httpx2/httpcore2 (the fork openai's SDK sends with) raise the same classes as httpx/httpcore
+_SAME_AS = {"httpx2": "httpx", "httpcore2": "httpcore", "urllib": "urllib.error"}
 
 # RFC 9110 section 15: only 408 (request timeout), 425 (too early), 429 (too many requests) and
 # 5xx other than 501 (not implemented) and 505 (version not supported) can succeed unchanged; this
@@ -172,7 +174,7 @@ def static(cls: type) -> Hit | None:
     """HTTP client failures that depend on the class alone."""
     for klass in cls.__mro__:
         top = module_of(klass).split(".", 1)[0]
-        key = (top if top != "urllib" else "urllib.error", klass.__name__)
+        key = (_SAME_AS.get(top, top), klass.__name__)
         found = _CLASSES.get(key)
         if found is not None:
             tier, category, why = found

@@ -13,9 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Literal, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
 from ._errors import parse_enum
+
+if TYPE_CHECKING:
+    from ._layers import InnerRetries
 
 
 class ErrorCategory(str, Enum):
@@ -73,6 +76,8 @@ class Classification:
     """The name of the rule that matched, or ``"default"`` when none did."""
     replay_unsafe: bool = False
     """the request may have reached the server and is not idempotent: a retry could apply it twice"""
+    inner: InnerRetries | None = None
+    """The client inside the call already retried: which, and how many requests it sent."""
 
 
 NET = ErrorCategory.NETWORK_ERROR
@@ -176,6 +181,7 @@ def _reset(value: Any, now: float | None = None) -> float | None:
 
 # Header name -> parser, in order of authority.
 WAIT_HEADERS: tuple[tuple[str, Any], ...] = (
+    ("retry-after-ms", _milliseconds),  # openai, anthropic (more precise than Retry-After)
     ("Retry-After", parse_retry_after),
     ("x-amz-retry-after", _milliseconds),
     ("grpc-retry-pushback-ms", _milliseconds),

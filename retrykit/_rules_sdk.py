@@ -102,10 +102,14 @@ def stripe_status(exc: BaseException) -> Hit | None:
     if not module_of(type(exc)).startswith("stripe"):
         return None
     code = attr(exc, "code")
+    if code is None:
+        code = attr(attr(exc, "error"), "code")  # the error object of the response body
     if isinstance(code, str) and code in _STRIPE_TRANSIENT:
         category = RATE if code == "rate_limit" else TEMP
         return hit(CODE, category, f"stripe error code {code}", "stripe")
     status = attr(exc, "http_status")
+    if status == 409:  # stripe retries its conflicts itself: a concurrent request on one object
+        return hit(CODE, TEMP, "stripe HTTP 409 (a conflicting concurrent request)", "stripe")
     if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
         return hit(CODE, status_category(status), f"stripe HTTP {status}", "stripe")
     return None

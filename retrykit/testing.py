@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import cast
 
-from . import _config, _events, _scope
+from . import _config, _events, _layers, _scope
 from ._classify import Classification
 from ._events import AttemptFailed, Event, GaveUp, RetryScheduled, Succeeded
 
@@ -220,7 +220,9 @@ def set_testing(
 def reset() -> None:
     """
     Settings back to what ``import retrykit`` gives: the built-in ones, then the ``RETRYKIT_*``
-    environment variables (read again now). The test switches are not touched.
+    environment variables (read again now), and no client declared with ``inner_retrier``. The
+    test switches are not touched.
     """
+    _layers.forget_inner_retriers()
     _config.reset()
     _config.load_env_at_import()

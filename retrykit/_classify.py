@@ -392,7 +392,7 @@ class Classifier:
     def explain(self, exc: BaseException) -> Explanation:
         """How *exc* is classified: each link of its chain, the signals read, and the decision."""
         trace: list[_Step] = []
-        verdict = self._verdict(exc, trace)
+        verdict = _layers.attach(self._verdict(exc, trace), exc)  # and the client inside, if it retried
         return Explanation(_describe_exc(exc), tuple(trace), verdict)
 
     def _verdict(self, exc: BaseException, trace: list[_Step] | None) -> Classification:
@@ -401,13 +401,9 @@ class Classifier:
         except Exception as err:  # pragma: no cover - defensive: _decide guards every rule
             found = None
             _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, type(err).__name__))
-        verdict = (
-            found[1]
-            if found is not None
-            else Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
-        )
-        inner = _layers.inner_retries(exc)  # the client inside the call may have retried already
-        return verdict if inner is None else replace(verdict, inner=inner)
+        if found is not None:
+            return found[1]
+        return Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
 
     def _decide(
         self,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
+from . import _layers
 from ._classify import Classification, Classifier, ErrorCategory, Explanation
 from ._errors import HIDDEN, ConfigError, Shown, seconds, whole
 from ._strategy import Decision, DecisionName
@@ -339,8 +340,11 @@ def _check_default_preset(candidate: Settings) -> None:
 
 
 def classify(exc: BaseException) -> Classification:
-    """Classify *exc* with the default classifier (built-in rules, configured default category)."""
-    return settings.classifier.classify(exc)
+    """
+    Classify *exc* with the default classifier (built-in rules, configured default category),
+    saying which client inside the call retried, if one did (``Classification.inner``).
+    """
+    return _layers.attach(settings.classifier.classify(exc), exc)
 
 
 def explain(exc: BaseException, classifier: Classifier | None = None) -> Explanation:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import tenacity
@@ -297,16 +296,12 @@ def classify(call: CallState, outcome: Any, failed: bool) -> tuple[Classificatio
         if isinstance(outcome, tenacity.TryAgain):
             return _TRY_AGAIN, True
         classifier = policy.classifier or _config.settings.classifier
-        return classifier.classify(outcome), False
+        return _layers.attach(classifier.classify(outcome), outcome), False
     judge = policy.classify_result
     if judge is None:
         return None, False
     found = judge_result(judge, outcome)
-    if found is not None:
-        inner = _layers.inner_retries(outcome, failed=False)
-        if inner is not None:
-            found = replace(found, inner=inner)
-    return found, False
+    return (None if found is None else _layers.attach(found, outcome, failed=False)), False
 
 
 def decide(

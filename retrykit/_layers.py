@@ -22,13 +22,14 @@ can raise into the caller. The private names read are the clients' own (see the 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType, TracebackType
 from typing import Any, TypeAlias, cast
 
 from ._errors import ConfigError, callable_name
-from ._verdict import attr, header, module_of
+from ._verdict import Classification, attr, header, module_of
 
 _MAX_LINKS = 16
 _MAX_FRAMES = 200
@@ -292,12 +293,27 @@ def _status_response(exc: BaseException) -> InnerRetries | None:
     return InnerRetries(client, attempts, where, _SWITCH[client])
 
 
-_BY_ATTRIBUTE: tuple[Callable[[BaseException], InnerRetries | None], ...] = (
-    _stainless,
-    _botocore,
-    _elastic,
-    _status_response,
+Reader: TypeAlias = Callable[[BaseException], "InnerRetries | None"]
+_BY_MODULE: tuple[tuple[tuple[str, ...], Reader], ...] = (
+    (("openai", "anthropic"), _stainless),
+    (("botocore",), _botocore),
+    (("elastic_transport",), _elastic),
 )
+_NONE: tuple[Reader, ...] = ()
+_readers_by_class: weakref.WeakKeyDictionary[type, tuple[Reader, ...]] = weakref.WeakKeyDictionary()
+
+
+def _readers(cls: type) -> tuple[Reader, ...]:
+    """The attribute readers that apply to exceptions of *cls* (by the modules of its classes)."""
+    if cls.__module__ == "builtins":
+        return _NONE
+    found = _readers_by_class.get(cls)
+    if found is None:
+        tops = {module_of(klass).split(".", 1)[0] for klass in cls.__mro__}
+        found = tuple(reader for prefixes, reader in _BY_MODULE if tops.intersection(prefixes))
+        found = (*found, _status_response)  # any library's status error may hold its response
+        _readers_by_class[cls] = found
+    return found
 
 
 def _urllib3_frames(frame: FrameType, tb: TracebackType) -> int | None:
@@ -480,7 +496,7 @@ _rebuild_frames()
 def _links(exc: BaseException) -> list[BaseException]:
     links: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and len(links) < _MAX_LINKS and all(current is not x for x in links):
+    while current is not None and len(links) < _MAX_LINKS and current not in links:
         links.append(current)
         nxt = current.__cause__
         if nxt is None and not current.__suppress_context__:
@@ -552,7 +568,7 @@ def inner_retries(outcome: Any, failed: bool = True) -> InnerRetries | None:
             return InnerRetries(client, attempts, where, _SWITCH[client]) if attempts > 1 else None
         best: InnerRetries | None = None
         for link in _links(outcome):
-            for reader in _BY_ATTRIBUTE:
+            for reader in _readers(type(link)):
                 best = _better(best, reader(link))
             if _user:
                 best = _better(best, _from_user(link))
@@ -560,3 +576,9 @@ def inner_retries(outcome: Any, failed: bool = True) -> InnerRetries | None:
     except Exception:
         return None
     return best if best is not None and best.attempts > 1 else None
+
+
+def attach(classification: Classification, outcome: Any, failed: bool = True) -> Classification:
+    """*classification*, with the client that retried inside the call if one did."""
+    inner = inner_retries(outcome, failed)
+    return classification if inner is None else replace(classification, inner=inner)

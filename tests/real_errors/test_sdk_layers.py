@@ -337,12 +337,19 @@ def test_the_hand_over_warning_is_said_once_per_operation(
     assert "max_retries=0" in said[0]
 
 
-def test_breaker_and_budget_are_charged_with_every_request(server: _Server) -> None:
+def test_a_breaker_counts_every_request(server: _Server) -> None:
     """A breaker counts each request the client inside sent, not one per retrykit attempt."""
     breaker = retrykit.CircuitBreaker("sdk-layers-breaker", failure_ratio=0.5, min_throughput=3, open_for=60)
     policy = retrykit.Policy(max_attempts=3, breaker=breaker)
     _requests_sent(server, _openai(None)(_url(server)), policy)
     assert "open" == breaker.state()["state"]
+
+
+def test_a_budget_is_charged_with_the_clients_own_retries(server: _Server) -> None:
+    """A quota budget is charged for each retry the client made inside the call (2 of 3 requests)."""
+    budget = retrykit.RetryBudget.quota("sdk-layers-budget", capacity=100, costs={"temporary_error": 1})
+    _requests_sent(server, _openai(None)(_url(server)), retrykit.Policy(max_attempts=3, budget=budget))
+    assert 2 == budget.state()["spent"]
 
 
 # --------------------------------------------------------------------------- redis-py, server down
@@ -417,3 +424,94 @@ def test_a_refused_port_is_counted_for_openai() -> None:
 
 def _url(server: _Server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_openai_on_trio_is_counted(server: _Server) -> None:
+    """AsyncOpenAI on trio: the retry count header is read the same way."""
+    openai = pytest.importorskip("openai")
+    trio = pytest.importorskip("trio")
+    client = openai.AsyncOpenAI(base_url=_url(server), api_key="k")
+
+    @retrykit.retry(retrykit.Policy(max_attempts=3))
+    async def call() -> Any:
+        return await client.models.list()
+
+    async def main() -> None:
+        with no_wait(), pytest.raises(openai.APIStatusError):
+            await call()
+
+    server.count = 0
+    trio.run(main)
+    assert 3 == server.count
+
+
+def test_aiohttp_retry_is_counted_from_its_loop(server: _Server) -> None:
+    """aiohttp-retry (raise_for_status=True, so the failure leaves its loop): 3 requests, never 9."""
+    aiohttp = pytest.importorskip("aiohttp")
+    aiohttp_retry = pytest.importorskip("aiohttp_retry")
+
+    async def main() -> int:
+        options = aiohttp_retry.ExponentialRetry(start_timeout=0.001)  # its 3 attempts, shorter sleeps
+        async with aiohttp_retry.RetryClient(raise_for_status=True, retry_options=options) as client:
+
+            @retrykit.retry(retrykit.Policy(max_attempts=3))
+            async def call() -> None:
+                async with client.get(_url(server)):
+                    pass
+
+            server.count = 0
+            with no_wait(), pytest.raises(aiohttp.ClientResponseError):
+                await call()
+            return server.count
+
+    assert 3 == asyncio.run(main())
+
+
+def test_redis_asyncio_is_counted_when_the_server_is_down() -> None:
+    """redis.asyncio's 11 connects are not multiplied either."""
+    redis_asyncio = pytest.importorskip("redis.asyncio")
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    down = _Closing()
+
+    async def main() -> None:
+        client = redis_asyncio.Redis(port=down.port, db=11, socket_connect_timeout=1)
+        client.get_retry()._backoff = NoBackoff()
+
+        @retrykit.retry(retrykit.Policy(max_attempts=3))
+        async def call() -> Any:
+            return await client.get("k")
+
+        with no_wait(), pytest.raises(RedisConnectionError):
+            await call()
+        await client.aclose()
+
+    try:
+        asyncio.run(main())
+        assert 11 == down.count
+    finally:
+        down.close()
+
+
+def test_azure_core_transport_errors_are_counted() -> None:
+    """azure-core's RetryPolicy: its 4 tries on a connection the server drops, never 12."""
+    azure_core = pytest.importorskip("azure.core")
+    from azure.core.exceptions import AzureError
+    from azure.core.pipeline.policies import RetryPolicy
+    from azure.core.rest import HttpRequest
+
+    down = _Closing()
+    url = f"http://127.0.0.1:{down.port}"
+    client = azure_core.PipelineClient(url, policies=[RetryPolicy(retry_backoff_factor=0.001)])
+    try:
+        with no_wait(), record() as events, pytest.raises(AzureError):
+            retrykit.retry(retrykit.Policy(max_attempts=3))(
+                lambda: client.send_request(HttpRequest("GET", url))
+            )()
+        inner = events.gave_up[-1].classification.inner
+        assert inner is not None
+        assert ("azure-core", down.count) == (inner.client, inner.attempts)
+        assert down.count <= 4
+    finally:
+        down.close()

@@ -515,3 +515,56 @@ def test_azure_core_transport_errors_are_counted() -> None:
         assert down.count <= 4
     finally:
         down.close()
+
+
+def _async_calls(url: str) -> tuple[list[tuple[str, int, Callable[[], Any]]], Callable[[], Any]]:
+    """(name, requests alone, coroutine function) for the async clients that retry inside a call."""
+    httpx = pytest.importorskip("httpx")
+    httpx_retries = pytest.importorskip("httpx_retries")
+    elasticsearch = pytest.importorskip("elasticsearch")
+    requests = pytest.importorskip("requests")
+    gretry = pytest.importorskip("google.api_core.retry")
+    gexc = pytest.importorskip("google.api_core.exceptions")
+    client = httpx.AsyncClient(transport=httpx_retries.RetryTransport())
+    search = elasticsearch.AsyncElasticsearch(url)
+
+    async def httpx_call() -> None:
+        (await client.get(url)).raise_for_status()
+
+    async def search_call() -> None:
+        await search.info()
+
+    tries = {"n": 0}
+
+    def predicate(exc: BaseException) -> bool:
+        tries["n"] += 1
+        return tries["n"] < 5 and gretry.if_transient_error(exc)
+
+    @gretry.AsyncRetry(initial=0.001, maximum=0.001, multiplier=1.0, timeout=10, predicate=predicate)
+    async def google_call() -> None:
+        raise gexc.from_http_response(await asyncio.to_thread(requests.get, url))
+
+    return [
+        ("httpx-retries", 11, httpx_call),
+        ("elasticsearch", 4, search_call),
+        ("google-api-core", 5, google_call),
+    ]
+
+
+def test_async_retry_layers_are_counted(server: _Server) -> None:
+    """httpx-retries, AsyncElasticsearch and google-api-core's AsyncRetry: one layer's requests."""
+
+    async def main() -> list[tuple[str, int, int]]:
+        seen = []
+        calls, close = _async_calls(_url(server))
+        for name, alone, call in calls:
+            server.count = 0
+            with no_wait(), pytest.raises(Exception) as caught:
+                await retrykit.retry(retrykit.Policy(max_attempts=3))(call)()
+            assert "[inner_retries]" in str(caught.value.__notes__)
+            seen.append((name, alone, server.count))
+        await close()
+        return seen
+
+    for name, alone, sent in asyncio.run(main()):
+        assert (name, alone) == (name, sent)

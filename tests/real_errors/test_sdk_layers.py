@@ -544,11 +544,16 @@ def _async_calls(url: str) -> tuple[list[tuple[str, int, Callable[[], Any]]], Ca
     async def google_call() -> None:
         raise gexc.from_http_response(await asyncio.to_thread(requests.get, url))
 
-    return [
+    async def close() -> None:
+        await client.aclose()
+        await search.close()
+
+    calls = [
         ("httpx-retries", 11, httpx_call),
         ("elasticsearch", 4, search_call),
         ("google-api-core", 5, google_call),
     ]
+    return calls, close
 
 
 def test_async_retry_layers_are_counted(server: _Server) -> None:

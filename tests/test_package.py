@@ -83,6 +83,7 @@ MODULES = {
         "default_store",
         "pushback_of",
     ],
+    "retrykit.driver": ["Action", "Run", "Step", "start"],
     "retrykit.testing": [
         "Recorder",
         "Testing",

@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, Unpack
 
 from . import _config, _scope
-from ._decision import GIVE_UP, PASS, RETRY
+from ._decision import GIVE_UP, PASS, RETRY, classify
 from ._errors import ConfigError
 from ._events import StopReason
 from ._loop import Call
 from ._policy import Policy, PolicyOptions, get_preset
+from ._verdict import Classification
 
 __all__ = ["Action", "Run", "Step", "start"]
 
@@ -161,9 +163,24 @@ class Run:
             limit = left if limit is None else min(limit, left)
         return limit
 
-    def failed(self, exc: BaseException) -> Step:
-        """The attempt raised *exc*: what to do now."""
-        return self._step(exc, True)
+    def failed(self, exc: BaseException, *, replay_unsafe: bool = False) -> Step:
+        """
+        The attempt raised *exc*: what to do now.
+
+        *replay_unsafe*: the adapter knows the request may have reached the server and is not
+        idempotent (a POST whose connection broke after it was sent): the run gives up with
+        ``StopReason.NOT_IDEMPOTENT`` instead of retrying, unless the policy is ``idempotent``.
+        False leaves it to the classifier's own reading of the exception.
+        """
+        if not replay_unsafe:
+            return self._step(exc, True)
+        call = self._call
+        if call is None:
+            call = self._call = Call(self.policy, self.operation, self._start, self.scope)
+        found, _ = classify(call, exc, True)
+        if found is None:  # cancellation, a pass-through, a failure an inner layer gave up on
+            return self._step(exc, True)
+        return self._step(exc, True, replace(found, replay_unsafe=True))
 
     def returned(self, value: Any) -> Step:
         """The attempt returned *value* (retried when the policy's result rule says so)."""
@@ -174,12 +191,12 @@ class Run:
             return _PASS  # a first-try success: nothing is built
         return self._step(value, False)
 
-    def _step(self, outcome: Any, failed: bool) -> Step:
+    def _step(self, outcome: Any, failed: bool, found: Classification | None = None) -> Step:
         call = self._call
         if call is None:
             call = self._call = Call(self.policy, self.operation, self._start, self.scope)
         before = call.verdict
-        delay = call.step(outcome, failed)
+        delay = call.step(outcome, failed, found)
         if delay is not None:
             verdict = call.verdict
             return Step(Action.RETRY, delay, None if verdict is None else verdict.reason)

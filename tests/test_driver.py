@@ -168,3 +168,32 @@ async def test_acall_bounds_each_attempt_by_attempt_timeout(anyio_backend: str) 
     assert 2 == len(events.failures)
     assert isinstance(events.gave_up[-1], GaveUp)
     assert ErrorCategory.NETWORK_ERROR == events.gave_up[-1].classification.category
+
+
+@pytest.mark.parametrize(
+    ("idempotent", "action", "reason"),
+    [
+        pytest.param(False, Action.GIVE_UP, StopReason.NOT_IDEMPOTENT, id="unsafe-gives-up"),
+        pytest.param(True, Action.RETRY, None, id="idempotent-policy-retries"),
+    ],
+)
+def test_a_failure_the_adapter_says_is_unsafe_to_replay_is_not_retried(
+    idempotent: bool, action: Action, reason: StopReason | None
+) -> None:
+    """``failed(exc, replay_unsafe=True)`` gives up as not idempotent, unless the policy is idempotent."""
+    run = start(retrykit.Policy(max_attempts=3, idempotent=idempotent), operation="POST x")
+    with no_wait(), run:
+        step = run.failed(ConnectionResetError("reset after the request was sent"), replay_unsafe=True)
+    assert action is step.action
+    assert reason == step.reason
+
+
+def test_replay_unsafe_leaves_pass_throughs_alone() -> None:
+    """A failure an inner layer gave up on passes, whatever the adapter says about replaying it."""
+    inner_error = ConnectionResetError("inner")
+    outer = start(retrykit.Policy(max_attempts=3), operation="outer")
+    with outer:
+        inner = start(retrykit.Policy(max_attempts=1), operation="inner")
+        with inner:
+            assert Action.GIVE_UP is inner.failed(inner_error).action
+        assert Action.PASS is outer.failed(inner_error, replay_unsafe=True).action

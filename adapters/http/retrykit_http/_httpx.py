@@ -1,0 +1,234 @@
+"""httpx: a transport that retries under a policy, sync and async, around any inner transport."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+import retrykit
+from retrykit import Policy
+
+from . import _request
+from ._request import Attempt, KeyFunction, RequestInfo, ResponseRule, RouteFunction, Settings
+
+_SENT_NOTHING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+READ_BODY = "retrykit.read_body"
+"""Request extension: False returns this response unread (``client.stream(...)``), True reads it."""
+
+
+def _request_of(response: Any) -> tuple[str, Any]:
+    try:
+        request = response.request
+    except RuntimeError:
+        return "GET", None
+    return request.method, request.headers
+
+
+def _info(request: httpx.Request) -> RequestInfo:
+    url = request.url
+    return RequestInfo(request.method, str(url), _request.host_of(url.scheme, url.host, url.port), url.path)
+
+
+def _unreplayable(request: httpx.Request) -> str | None:
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream) or type(stream).__name__ == "MultipartStream":
+        return None  # bytes, or multipart whose files httpx seeks back to the start
+    return f"a one-shot stream, {type(stream).__name__}"
+
+
+def _bounded(request: httpx.Request, limit: float | None) -> None:
+    if limit is None:
+        return
+    given = request.extensions.get("timeout")
+    timeouts = dict(given) if isinstance(given, dict) else {}
+    for phase in ("connect", "read", "write", "pool"):
+        value = timeouts.get(phase)
+        timeouts[phase] = limit if value is None else min(value, limit)
+    request.extensions = {**request.extensions, "timeout": timeouts}
+
+
+def _mark(response: Any, count: int) -> None:
+    response.extensions = {**response.extensions, _request.RESEND_COUNT: count}
+
+
+def resend_count(response: httpx.Response) -> int:
+    """How many times the request of *response* was resent (0: it was sent once)."""
+    return int(response.extensions.get(_request.RESEND_COUNT, 0))
+
+
+def _count_of(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, httpx.Response):
+        return None
+    return resend_count(response) + 1
+
+
+retrykit.inner_retrier(  # raise_for_status() under a retrykit decorator: one layer, not two
+    "retrykit-http (httpx)",
+    switch_off="a plain httpx transport, or no retrykit decorator around the call",
+    types=(httpx.HTTPStatusError,),
+    attempts=_count_of,
+)
+
+
+class _Base:
+    def __init__(
+        self,
+        policy: Policy | str | None = "http",
+        *,
+        statuses: Iterable[int] | None = None,
+        classify_response: ResponseRule | None = None,
+        key: KeyFunction | None = None,
+        route: RouteFunction | None = None,
+        budget: Any = None,
+        breaker: Any = None,
+        idempotency_keys: bool = False,
+        retry_non_idempotent: bool = False,
+        read_body: bool = True,
+    ) -> None:
+        self.settings: Settings = Settings(
+            policy,
+            statuses=statuses,
+            classify_response=classify_response,
+            key=key,
+            route=route,
+            budget=budget,
+            breaker=breaker,
+            idempotency_keys=idempotency_keys,
+            retry_non_idempotent=retry_non_idempotent,
+            read_body=read_body,
+            request_of=_request_of,
+        )
+
+    def _prepare(self, request: httpx.Request) -> tuple[_request.Plan, bool, str | None]:
+        settings = self.settings
+        settings.add_idempotency_key(request.method, request.headers)
+        plan = settings.plan(_info(request), request.headers)
+        read = request.extensions.get(READ_BODY, settings.read_body)
+        return plan, bool(read), _unreplayable(request)
+
+
+class RetryTransport(_Base, httpx.BaseTransport):
+    """
+    An httpx transport that retries under a retrykit policy: ``httpx.Client(transport=
+    RetryTransport("http"))``. Each request is a call of its own (fresh state); see the docs'
+    "HTTP clients" page for every option.
+
+    Args:
+        policy: a ``Policy``, a preset name (default ``"http"``) or None.
+        transport: the transport that sends (default ``httpx.HTTPTransport()``).
+        statuses: the response statuses retried (400-599; default 408, 425, 429, 500, 502-504).
+        classify_response: a result rule for other responses (e.g. a GraphQL 200 with errors).
+        key: request -> the key its budget and breaker are kept under (default: the host).
+        route: request -> a route template for the operation's name (``"/users/{id}"``).
+        budget, breaker: overload protection (default: the policy's), kept per key.
+        idempotency_keys: send one generated ``Idempotency-Key`` with every attempt of a
+            non-idempotent request, which may then be resent.
+        retry_non_idempotent: resend POST and PATCH even after they may have reached the server.
+        read_body: read the body inside the attempt (a failure reading it is retried); False, or
+            the request extension ``"retrykit.read_body": False``, returns responses unread.
+
+    Raises:
+        ConfigError: bad input, naming the argument, the value and the fix.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | str | None = "http",
+        *,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(policy, **options)
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise retrykit.ConfigError(
+                "transport", transport, "must be an httpx.BaseTransport", "pass e.g. httpx.HTTPTransport()"
+            )
+        self.transport: httpx.BaseTransport = transport or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send *request*, retrying as the policy says; the response carries its resend count."""
+        plan, read, unreplayable = self._prepare(request)
+
+        def send(limit: float | None) -> httpx.Response:
+            _bounded(request, limit)
+            response = self.transport.handle_request(request)
+            response.request = request  # the result rule reads its method and headers
+            if read:
+                try:
+                    response.read()
+                except BaseException:
+                    response.close()
+                    raise
+            return response
+
+        attempt = Attempt(send, _close, _sent_nothing, _mark)
+        result: httpx.Response = _request.send(plan, attempt, unreplayable)
+        return result
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
+    """
+    ``RetryTransport`` for ``httpx.AsyncClient``, on asyncio and trio; each attempt is bounded
+    by the policy's ``attempt_timeout`` and deadline. *transport* defaults to
+    ``httpx.AsyncHTTPTransport()``.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | str | None = "http",
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(policy, **options)
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise retrykit.ConfigError(
+                "transport",
+                transport,
+                "must be an httpx.AsyncBaseTransport",
+                "pass e.g. httpx.AsyncHTTPTransport()",
+            )
+        self.transport: httpx.AsyncBaseTransport = transport or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send *request*, retrying as the policy says; the response carries its resend count."""
+        plan, read, unreplayable = self._prepare(request)
+
+        async def attempt_once() -> httpx.Response:
+            response = await self.transport.handle_async_request(request)
+            response.request = request
+            if read:
+                try:
+                    await response.aread()
+                except BaseException:
+                    await response.aclose()
+                    raise
+            return response
+
+        async def send(limit: float | None) -> httpx.Response:
+            _bounded(request, limit)
+            return await _request.bounded(limit, attempt_once())
+
+        async def close(response: httpx.Response) -> None:
+            await response.aclose()
+
+        attempt = Attempt(send, close, _sent_nothing, _mark)
+        result: httpx.Response = await _request.asend(plan, attempt, unreplayable)
+        return result
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+def _close(response: httpx.Response) -> None:
+    response.close()
+
+
+def _sent_nothing(exc: BaseException) -> bool:
+    return isinstance(exc, _SENT_NOTHING)

@@ -1,0 +1,174 @@
+"""requests: an ``HTTPAdapter`` that retries under a policy, to mount on a ``Session``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+import retrykit
+from retrykit import Policy
+
+from . import _request
+from ._request import Attempt, KeyFunction, RequestInfo, ResponseRule, RouteFunction, Settings
+
+_CONNECT = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+
+
+def _request_of(response: Any) -> tuple[str, Any]:
+    request = getattr(response, "request", None)
+    return str(getattr(request, "method", "GET") or "GET"), getattr(request, "headers", None)
+
+
+def _sent_nothing(exc: BaseException) -> bool:
+    """Connect failures, TLS handshakes that failed: nothing of the request left."""
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError) and exc.args:
+        reason = getattr(exc.args[0], "reason", exc.args[0])
+        return isinstance(reason, _CONNECT)
+    return False
+
+
+def _info(request: requests.PreparedRequest) -> RequestInfo:
+    url = request.url or ""
+    parts = urlsplit(url)
+    host = _request.host_of(parts.scheme, parts.hostname or "", parts.port)
+    return RequestInfo((request.method or "GET").upper(), url, host, parts.path)
+
+
+def _body(request: requests.PreparedRequest) -> tuple[str | None, int | None]:
+    """What the body is when it cannot be replayed, and where a seekable file body starts."""
+    body = request.body
+    if body is None or isinstance(body, (bytes, str)):
+        return None, None
+    seek, tell = getattr(body, "seek", None), getattr(body, "tell", None)
+    if callable(seek) and callable(tell):
+        try:
+            return None, int(tell())
+        except OSError:
+            pass
+    return f"a one-shot iterable, {type(body).__name__}", None
+
+
+def _bounded(timeout: Any, limit: float | None) -> Any:
+    if limit is None:
+        return timeout
+    if timeout is None:
+        return limit
+    if isinstance(timeout, tuple):
+        return tuple(limit if part is None else min(part, limit) for part in timeout)
+    if isinstance(timeout, (int, float)):
+        return min(timeout, limit)
+    return timeout  # a urllib3 Timeout: left as given
+
+
+def _mark(response: Any, count: int) -> None:
+    response.resend_count = count
+
+
+def resend_count(response: requests.Response) -> int:
+    """How many times the request of *response* was resent (0: it was sent once)."""
+    return int(getattr(response, "resend_count", 0))
+
+
+def _count_of(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    count = getattr(response, "resend_count", None)
+    return None if not isinstance(count, int) else count + 1
+
+
+retrykit.inner_retrier(  # raise_for_status() under a retrykit decorator: one layer, not two
+    "retrykit-http (requests)",
+    switch_off="a plain HTTPAdapter, or no retrykit decorator around the call",
+    types=(requests.HTTPError,),
+    attempts=_count_of,
+)
+
+
+def _close(response: requests.Response) -> None:
+    response.close()
+
+
+class RetryAdapter(HTTPAdapter):
+    """
+    A requests transport adapter that retries under a retrykit policy:
+    ``session.mount("https://", RetryAdapter("http"))``. Each request is a call of its own. The
+    options are ``RetryTransport``'s (httpx); *adapter_options* go to ``HTTPAdapter``
+    (``pool_connections``, ``pool_maxsize``, ``pool_block``). urllib3's own retries stay off.
+
+    Raises:
+        ConfigError: bad input, naming the argument, the value and the fix.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | str | None = "http",
+        *,
+        statuses: Iterable[int] | None = None,
+        classify_response: ResponseRule | None = None,
+        key: KeyFunction | None = None,
+        route: RouteFunction | None = None,
+        budget: Any = None,
+        breaker: Any = None,
+        idempotency_keys: bool = False,
+        retry_non_idempotent: bool = False,
+        **adapter_options: Any,
+    ) -> None:
+        if "max_retries" in adapter_options:
+            raise retrykit.ConfigError(
+                "max_retries",
+                adapter_options["max_retries"],
+                "would make urllib3 retry inside each attempt (two layers)",
+                "leave it out: the policy's max_attempts counts every request",
+            )
+        self.settings: Settings = Settings(
+            policy,
+            statuses=statuses,
+            classify_response=classify_response,
+            key=key,
+            route=route,
+            budget=budget,
+            breaker=breaker,
+            idempotency_keys=idempotency_keys,
+            retry_non_idempotent=retry_non_idempotent,
+            read_body=True,
+            request_of=_request_of,
+        )
+        super().__init__(**adapter_options)
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,  # requests' own types: a number, a (connect, read) pair or None
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        """Send *request*, retrying as the policy says; ``response.resend_count`` says how often."""
+        settings = self.settings
+        settings.add_idempotency_key(request.method or "GET", request.headers)
+        plan = settings.plan(_info(request), request.headers)
+        unreplayable, position = _body(request)
+        send_once = super().send
+
+        def send(limit: float | None) -> requests.Response:
+            if position is not None:
+                request.body.seek(position)  # type: ignore[union-attr]
+            response = send_once(request, stream, _bounded(timeout, limit), verify, cert, proxies)
+            if not stream:
+                try:
+                    response.content  # noqa: B018 - read inside the attempt: a cut body is retried
+                except BaseException:
+                    response.close()
+                    raise
+            return response
+
+        attempt = Attempt(send, _close, _sent_nothing, _mark)
+        result: requests.Response = _request.send(plan, attempt, unreplayable)
+        return result

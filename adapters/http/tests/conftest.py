@@ -35,7 +35,8 @@ def _no_sleeping() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests here that start a server are slow; the rest (configuration, parsing) are fast."""
+    """Tests here that start a server or a client are slow; the rest (configuration, parsing) are fast."""
     for item in items:
-        if _HERE in Path(item.path).resolve().parents and "http_server" in getattr(item, "fixturenames", ()):
+        used = getattr(item, "fixturenames", ())
+        if _HERE in Path(item.path).resolve().parents and ("http_server" in used or "client" in used):
             item.add_marker(pytest.mark.slow)

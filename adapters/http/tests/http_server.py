@@ -150,13 +150,17 @@ class HandshakeBreaker:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
+        self.sock.settimeout(0.05)
+        self.stopped = threading.Event()
         self.url = f"https://127.0.0.1:{self.sock.getsockname()[1]}/"
         self.connections = 0
 
     def serve(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             try:
                 conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             self.connections += 1
@@ -174,5 +178,6 @@ def breaking_handshakes() -> Iterator[HandshakeBreaker]:
     try:
         yield server
     finally:
-        server.sock.close()
+        server.stopped.set()
         thread.join(5)
+        server.sock.close()

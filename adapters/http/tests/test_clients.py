@@ -163,9 +163,10 @@ def test_a_pool_of_one_is_never_exhausted(client: Runner, http_server: Server) -
 
 
 def test_an_attempt_timeout_bounds_each_attempt(client: Runner, http_server: Server) -> None:
-    """``attempt_timeout`` ends an attempt the client would have waited 5 s for, and it is retried."""
+    """``attempt_timeout`` ends an attempt the client would wait 5 s for (past the 3 s deadline): it is retried."""
     http_server.script(Hang(), Reply(200))
-    [outcome] = client({"policy": policy(attempt_timeout=0.3)}, [Req("GET", http_server.url)], None)
+    options = {"policy": policy(attempt_timeout=0.3, deadline=3.0)}
+    [outcome] = client(options, [Req("GET", http_server.url)], None)
     assert (200, 1) == (outcome.status, outcome.resend)
 
 

@@ -39,8 +39,10 @@ from . import _config, _scope
 from ._decision import GIVE_UP, PASS, RETRY, classify
 from ._errors import ConfigError
 from ._events import StopReason
+from ._layers import attach
 from ._loop import Call
 from ._policy import Policy, PolicyOptions, get_preset
+from ._results import judge_result
 from ._verdict import Classification
 
 __all__ = ["Action", "Run", "Step", "start"]
@@ -184,12 +186,16 @@ class Run:
 
     def returned(self, value: Any) -> Step:
         """The attempt returned *value* (retried when the policy's result rule says so)."""
-        if self._call is None and self.policy.classify_result is None:
+        if self._call is not None:
+            return self._step(value, False)
+        judge = self.policy.classify_result
+        found = None if judge is None else judge_result(judge, value)
+        if found is None:
             guard = self.policy.guard
             if guard is not None:
                 guard.succeeded(None)
             return _PASS  # a first-try success: nothing is built
-        return self._step(value, False)
+        return self._step(value, False, attach(found, value, failed=False))
 
     def _step(self, outcome: Any, failed: bool, found: Classification | None = None) -> Step:
         call = self._call

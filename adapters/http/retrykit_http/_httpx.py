@@ -28,7 +28,8 @@ def _request_of(response: Any) -> tuple[str, Any]:
 
 def _info(request: httpx.Request) -> RequestInfo:
     url = request.url
-    return RequestInfo(request.method, str(url), _request.host_of(url.scheme, url.host, url.port), url.path)
+    host = url.netloc.decode("ascii")  # host[:port], as the URL gives it (cheaper than .host/.port)
+    return RequestInfo(request.method, str(url), host, url.path)
 
 
 def _unreplayable(request: httpx.Request) -> str | None:

@@ -238,9 +238,9 @@ def _httpx_run(transport: httpx.BaseTransport, method: str, url: str, timeout: f
             return _outcome(None, exc)
 
 
-async def _aiohttp_run(layer: str, method: str, url: str, timeout: float) -> str:
+async def _aiohttp_run(layer: str, method: str, url: str, read_timeout: float) -> str:
     middlewares = (retrykit_http.RetryMiddleware("http"),) if layer == "retrykit-http" else ()
-    client_timeout = aiohttp.ClientTimeout(sock_read=timeout)
+    client_timeout = aiohttp.ClientTimeout(sock_read=read_timeout)
     async with aiohttp.ClientSession(middlewares=middlewares, timeout=client_timeout) as session:
         client: Any = session
         if layer == "aiohttp-retry":

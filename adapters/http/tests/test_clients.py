@@ -163,7 +163,7 @@ def test_a_pool_of_one_is_never_exhausted(client: Runner, http_server: Server) -
 
 
 def test_an_attempt_timeout_bounds_each_attempt(client: Runner, http_server: Server) -> None:
-    """``attempt_timeout`` ends an attempt the client would wait 5 s for (past the 3 s deadline): it is retried."""
+    """``attempt_timeout`` ends an attempt the client would wait 5 s for, past the deadline: retried."""
     http_server.script(Hang(), Reply(200))
     options = {"policy": policy(attempt_timeout=0.3, deadline=3.0)}
     [outcome] = client(options, [Req("GET", http_server.url)], None)

@@ -9,6 +9,7 @@ Everything here is checked when an adapter is built: bad input is a ``ConfigErro
 from __future__ import annotations
 
 import copy
+import dataclasses
 import email.utils
 import logging
 import math
@@ -206,8 +207,18 @@ class Settings:
                 if rule is not None:
                     found = rule(response)
                     if found is not None:
-                        return found
+                        return _with_safety(found, rule, response)
             return None
+
+        def _with_safety(found: Any, rule: Any, response: Any) -> Classification:
+            """A rule's verdict, named after the rule and not resent when the request is not safe to."""
+            method, headers = request_of(response)
+            unsafe = not self.resend_safe(method, headers)
+            if isinstance(found, Classification):
+                return dataclasses.replace(found, replay_unsafe=found.replay_unsafe or unsafe)
+            name = getattr(rule, "__name__", type(rule).__name__)
+            category = found if isinstance(found, ErrorCategory) else ErrorCategory(found)
+            return Classification(category, f"response matched {name}", None, name, unsafe)
 
         self.policy: Policy = base.replace(
             classify_result=judge,

@@ -255,3 +255,21 @@ def test_a_connect_failure_the_transport_gave_up_on_is_not_retried_above(http_se
         fetch()
     client.close()
     assert [] == tries  # the decorator's own retries
+
+
+@pytest.mark.parametrize(("method", "sent"), [("GET", 2), ("POST", 1)])
+def test_a_response_rule_retries_what_the_status_lets_through(
+    client: Runner, http_server: Server, method: str, sent: int
+) -> None:
+    """``classify_response`` retries a 200 carrying errors; a POST the server acted on is not resent."""
+    http_server.script(Reply(200, body=b'{"errors": ["timeout"]}'), Reply(200, body=b'{"data": 1}'))
+    seen: list[RetryScheduled] = []
+
+    def graphql_errors(response: Any) -> str | None:
+        status = getattr(response, "status_code", None) or getattr(response, "status", None)
+        return "temporary_error" if status == 200 and len(http_server.seen) == 1 else None
+
+    options = {"policy": policy(on_retry=seen.append), "classify_response": graphql_errors}
+    client(options, [Req(method, http_server.url, body=b"{}")], None)
+    assert len(http_server.seen) == sent
+    assert [event.classification.rule for event in seen] == ["graphql_errors"] * (sent - 1)

@@ -91,10 +91,10 @@ class RetryMiddleware:
         method = request.method.upper()
         settings.add_idempotency_key(method, request.headers)
         url = request.url
-        info = RequestInfo(
-            method, str(url), _request.host_of(url.scheme, url.host or "", url.explicit_port), url.path
+        host = _request.host_of(url.scheme, url.host or "", url.explicit_port)
+        plan = settings.plan(
+            method, host, lambda: RequestInfo(method, str(url), host, url.path), request.headers
         )
-        plan = settings.plan(info, request.headers)
         body = request.body
         unreplayable = (
             f"a one-shot stream, {type(body).__name__}" if isinstance(body, AsyncIterablePayload) else None

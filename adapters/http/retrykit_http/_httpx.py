@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -26,10 +26,8 @@ def _request_of(response: Any) -> tuple[str, Any]:
     return request.method, request.headers
 
 
-def _info(request: httpx.Request) -> RequestInfo:
-    url = request.url
-    host = url.netloc.decode("ascii")  # host[:port], as the URL gives it (cheaper than .host/.port)
-    return RequestInfo(request.method, str(url), host, url.path)
+def _info(request: httpx.Request, host: str) -> Callable[[], RequestInfo]:
+    return lambda: RequestInfo(request.method, str(request.url), host, request.url.path)
 
 
 def _unreplayable(request: httpx.Request) -> str | None:
@@ -106,7 +104,8 @@ class _Base:
     def _prepare(self, request: httpx.Request) -> tuple[_request.Plan, bool, str | None]:
         settings = self.settings
         settings.add_idempotency_key(request.method, request.headers)
-        plan = settings.plan(_info(request), request.headers)
+        host = request.url.netloc.decode("ascii")  # host[:port] as the URL gives it (cheaper than .host)
+        plan = settings.plan(request.method, host, _info(request, host), request.headers)
         read = request.extensions.get(READ_BODY, settings.read_body)
         return plan, bool(read), _unreplayable(request)
 

@@ -252,13 +252,16 @@ class Settings:
         ):
             headers[IDEMPOTENCY_HEADER] = str(uuid.uuid4())
 
-    def plan(self, info: RequestInfo, headers: Any) -> Plan:
-        """The operation, the policy (its budget and breaker keyed for this request) and replay safety."""
-        route = self.route(info) if self.route is not None else None
-        operation = f"{info.method} {info.host}{route or ''}"
+    def plan(self, method: str, host: str, info: Callable[[], RequestInfo], headers: Any) -> Plan:
+        """
+        The operation, the policy (its budget and breaker keyed for this request) and replay
+        safety; *info* builds the ``RequestInfo`` a key or route function is given (only then).
+        """
+        route = self.route(info()) if self.route is not None else None
+        operation = f"{method} {host}{route}" if route else f"{method} {host}"
         policy = self.policy
         if self.budget is not None or self.breaker is not None:
-            key = self.key(info) if self.key is not None else info.host
+            key = self.key(info()) if self.key is not None else host
             found = self._policies.get(key)
             if found is None:
                 with self._lock:
@@ -269,7 +272,7 @@ class Settings:
                         )
                         self._policies[key] = found
             policy = found
-        return Plan(operation, policy, self.resend_safe(info.method, headers))
+        return Plan(operation, policy, self.resend_safe(method, headers))
 
 
 def host_of(scheme: str, host: str, port: int | None) -> str:

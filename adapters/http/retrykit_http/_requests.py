@@ -34,11 +34,9 @@ def _sent_nothing(exc: BaseException) -> bool:
     return False
 
 
-def _info(request: requests.PreparedRequest) -> RequestInfo:
-    url = request.url or ""
+def _host(url: str) -> str:
     parts = urlsplit(url)
-    host = _request.host_of(parts.scheme, parts.hostname or "", parts.port)
-    return RequestInfo((request.method or "GET").upper(), url, host, parts.path)
+    return _request.host_of(parts.scheme, parts.hostname or "", parts.port)
 
 
 def _body(request: requests.PreparedRequest) -> tuple[str | None, int | None]:
@@ -153,7 +151,10 @@ class RetryAdapter(HTTPAdapter):
         """Send *request*, retrying as the policy says; ``response.resend_count`` says how often."""
         settings = self.settings
         settings.add_idempotency_key(request.method or "GET", request.headers)
-        plan = settings.plan(_info(request), request.headers)
+        url, method = request.url or "", (request.method or "GET").upper()
+        host = _host(url)
+        info = lambda: RequestInfo(method, url, host, urlsplit(url).path)  # noqa: E731 - built if asked
+        plan = settings.plan(method, host, info, request.headers)
         unreplayable, position = _body(request)
         send_once = super().send
 

@@ -187,18 +187,24 @@ def test_a_breaker_is_kept_per_host(client: Runner, http_server: Server) -> None
     assert 2 == len(http_server.seen)
 
 
-def test_a_budget_is_kept_per_host(client: Runner, http_server: Server) -> None:
-    """A host's spent budget stops its retries; another host has its own."""
+@pytest.mark.parametrize(
+    ("key", "other_sent"),
+    [
+        pytest.param(None, 2, id="per-host"),
+        pytest.param(lambda request: "one budget for all", 1, id="key-function-shares-it"),
+    ],
+)
+def test_a_budget_is_kept_per_host(client: Runner, http_server: Server, key: Any, other_sent: int) -> None:
+    """A host's spent budget stops its retries; another host has its own, unless a key function shares it."""
     budget = {"key": f"svc-{uuid.uuid4().hex}", "shape": "quota", "capacity": 5}
-    options = {"policy": policy(max_attempts=3), "budget": budget}
+    options = {"policy": policy(max_attempts=3), "budget": budget, "key": key}
     http_server.script(Reply(503))
     with serving() as other:
         other.script(Reply(503))
-        client(
-            options, [Req("GET", http_server.url), Req("GET", http_server.url), Req("GET", other.url)], None
-        )
-        assert 2 == len(other.seen)
-    assert 3 == len(http_server.seen)
+        reqs = [Req("GET", http_server.url), Req("GET", http_server.url), Req("GET", other.url)]
+        client(options, reqs, None)
+        assert len(other.seen) == other_sent
+    assert len(http_server.seen) == 3
 
 
 def test_events_name_method_host_and_route(client: Runner, http_server: Server) -> None:

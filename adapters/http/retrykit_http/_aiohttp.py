@@ -112,7 +112,7 @@ class RetryMiddleware:
             return response
 
         async def send(limit: float | None) -> ClientResponse:
-            return await _request.bounded(limit, attempt_once())
+            return await _request.bounded(limit, attempt_once)
 
         attempt = Attempt(send, _close, _sent_nothing, _mark)
         result: ClientResponse = await _request.asend(plan, attempt, unreplayable)

@@ -213,7 +213,7 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
         async def send(limit: float | None) -> httpx.Response:
             _bounded(request, limit)
-            return await _request.bounded(limit, attempt_once())
+            return await _request.bounded(limit, attempt_once)
 
         async def close(response: httpx.Response) -> None:
             await response.aclose()

@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
+import anyio
+
 import retrykit
 from retrykit import Classification, ConfigError, ErrorCategory, Policy
 from retrykit.driver import Action, Run, start
@@ -381,15 +383,9 @@ async def asend(plan: Plan, attempt: Attempt, unreplayable: str | None = None) -
                 return last
 
 
-def bounded(limit: float | None, awaitable: Awaitable[R]) -> Awaitable[R]:
-    """*awaitable*, cancelled with ``TimeoutError`` after *limit* seconds (None: no bound)."""
-
-    async def run() -> R:
-        if limit is None:
-            return await awaitable
-        import anyio
-
-        with anyio.fail_after(limit):
-            return await awaitable
-
-    return run()
+async def bounded(limit: float | None, attempt: Callable[[], Awaitable[R]]) -> R:
+    """Await ``attempt()``, cancelled with ``TimeoutError`` after *limit* seconds (None: no bound)."""
+    if limit is None:
+        return await attempt()
+    with anyio.fail_after(limit):
+        return await attempt()

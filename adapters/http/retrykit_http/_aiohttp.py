@@ -14,13 +14,29 @@ from aiohttp.payload import AsyncIterablePayload
 
 from retrykit import Policy
 
-from . import _request
-from ._request import Attempt, KeyFunction, RequestInfo, ResponseRule, RouteFunction, Settings
+from ._request import (
+    Attempt,
+    KeyFunction,
+    RequestInfo,
+    ResponseRule,
+    RouteFunction,
+    Settings,
+    asend_request,
+    bounded,
+    host_of,
+)
 
-_SENT_NOTHING: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError, aiohttp.ClientSSLError)
-_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)  # aiohttp 3.10+
-if isinstance(_timeout, type):
-    _SENT_NOTHING = (*_SENT_NOTHING, _timeout)
+
+def _before_sending() -> tuple[type[BaseException], ...]:
+    """The errors raised before anything of a request was sent (connect, TLS, connect timeout)."""
+    found: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError, aiohttp.ClientSSLError)
+    timeout: object = getattr(aiohttp, "ConnectionTimeoutError", None)  # aiohttp 3.10+
+    if isinstance(timeout, type) and issubclass(timeout, BaseException):
+        found = (*found, timeout)
+    return found
+
+
+_SENT_NOTHING = _before_sending()
 
 
 def _request_of(response: Any) -> tuple[str, Any]:
@@ -91,7 +107,7 @@ class RetryMiddleware:
         method = request.method.upper()
         settings.add_idempotency_key(method, request.headers)
         url = request.url
-        host = _request.host_of(url.scheme, url.host or "", url.explicit_port)
+        host = host_of(url.scheme, url.host or "", url.explicit_port)
         plan = settings.plan(
             method, host, lambda: RequestInfo(method, str(url), host, url.path), request.headers
         )
@@ -112,8 +128,8 @@ class RetryMiddleware:
             return response
 
         async def send(limit: float | None) -> ClientResponse:
-            return await _request.bounded(limit, attempt_once)
+            return await bounded(limit, attempt_once)
 
         attempt = Attempt(send, _close, _sent_nothing, _mark)
-        result: ClientResponse = await _request.asend(plan, attempt, unreplayable)
+        result: ClientResponse = await asend_request(plan, attempt, unreplayable)
         return result

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 import retrykit
 from retrykit import Policy
 
-from . import _request
-from ._request import Attempt, KeyFunction, RequestInfo, ResponseRule, RouteFunction, Settings
+from ._request import (
+    RESEND_COUNT,
+    Attempt,
+    KeyFunction,
+    Plan,
+    RequestInfo,
+    ResponseRule,
+    RouteFunction,
+    Settings,
+    asend_request,
+    bounded,
+    send_request,
+)
 
 _SENT_NOTHING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 READ_BODY = "retrykit.read_body"
@@ -40,8 +51,10 @@ def _unreplayable(request: httpx.Request) -> str | None:
 def _bounded(request: httpx.Request, limit: float | None) -> None:
     if limit is None:
         return
-    given = request.extensions.get("timeout")
-    timeouts = dict(given) if isinstance(given, dict) else {}
+    given: object = request.extensions.get("timeout")
+    timeouts: dict[str, float | None] = (
+        dict(cast("dict[str, float | None]", given)) if isinstance(given, dict) else {}
+    )
     for phase in ("connect", "read", "write", "pool"):
         value = timeouts.get(phase)
         timeouts[phase] = limit if value is None else min(value, limit)
@@ -49,12 +62,12 @@ def _bounded(request: httpx.Request, limit: float | None) -> None:
 
 
 def _mark(response: Any, count: int) -> None:
-    response.extensions = {**response.extensions, _request.RESEND_COUNT: count}
+    response.extensions = {**response.extensions, RESEND_COUNT: count}
 
 
 def resend_count(response: httpx.Response) -> int:
     """How many times the request of *response* was resent (0: it was sent once)."""
-    return int(response.extensions.get(_request.RESEND_COUNT, 0))
+    return int(response.extensions.get(RESEND_COUNT, 0))
 
 
 def _count_of(exc: BaseException) -> int | None:
@@ -101,7 +114,7 @@ class _Base:
             request_of=_request_of,
         )
 
-    def _prepare(self, request: httpx.Request) -> tuple[_request.Plan, bool, str | None]:
+    def _prepare(self, request: httpx.Request) -> tuple[Plan, bool, str | None]:
         settings = self.settings
         settings.add_idempotency_key(request.method, request.headers)
         host = request.url.netloc.decode("ascii")  # host[:port] as the URL gives it (cheaper than .host)
@@ -142,7 +155,8 @@ class RetryTransport(_Base, httpx.BaseTransport):
         **options: Any,
     ) -> None:
         super().__init__(policy, **options)
-        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+        given = cast(object, transport)  # checked at run time: callers are not all type-checked
+        if given is not None and not isinstance(given, httpx.BaseTransport):
             raise retrykit.ConfigError(
                 "transport", transport, "must be an httpx.BaseTransport", "pass e.g. httpx.HTTPTransport()"
             )
@@ -165,7 +179,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
             return response
 
         attempt = Attempt(send, _close, _sent_nothing, _mark)
-        result: httpx.Response = _request.send(plan, attempt, unreplayable)
+        result: httpx.Response = send_request(plan, attempt, unreplayable)
         return result
 
     def close(self) -> None:
@@ -187,7 +201,8 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         **options: Any,
     ) -> None:
         super().__init__(policy, **options)
-        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+        given = cast(object, transport)
+        if given is not None and not isinstance(given, httpx.AsyncBaseTransport):
             raise retrykit.ConfigError(
                 "transport",
                 transport,
@@ -213,13 +228,13 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
         async def send(limit: float | None) -> httpx.Response:
             _bounded(request, limit)
-            return await _request.bounded(limit, attempt_once)
+            return await bounded(limit, attempt_once)
 
         async def close(response: httpx.Response) -> None:
             await response.aclose()
 
         attempt = Attempt(send, close, _sent_nothing, _mark)
-        result: httpx.Response = await _request.asend(plan, attempt, unreplayable)
+        result: httpx.Response = await asend_request(plan, attempt, unreplayable)
         return result
 
     async def aclose(self) -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, NamedTuple, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
 
 import anyio
 
@@ -95,12 +95,13 @@ def status_category(status: int) -> ErrorCategory:
 
 
 def _check_statuses(statuses: Iterable[int] | None) -> frozenset[int]:
-    if statuses is None:
+    given = cast(object, statuses)  # checked at run time: callers are not all type-checked
+    if given is None:
         return DEFAULT_STATUSES
     fix = "pass error statuses only, e.g. statuses={429, 502, 503, 504}"
-    if isinstance(statuses, (str, bytes, int)) or not isinstance(statuses, Iterable):
-        raise ConfigError("statuses", statuses, "must be a collection of HTTP statuses", fix)
-    found = frozenset(statuses)
+    if isinstance(given, (str, bytes, int)) or not isinstance(given, Iterable):
+        raise ConfigError("statuses", given, "must be a collection of HTTP statuses", fix)
+    found: frozenset[object] = frozenset(cast("Iterable[object]", given))
     for status in sorted(found, key=repr):
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise ConfigError(
@@ -109,7 +110,7 @@ def _check_statuses(statuses: Iterable[int] | None) -> frozenset[int]:
                 f"holds {status!r}: only error statuses (400-599) can be retried",
                 fix,
             )
-    return found
+    return cast("frozenset[int]", found)
 
 
 def _check_callable(argument: str, value: Any, example: str) -> None:
@@ -166,10 +167,11 @@ class Settings:
         read_body: bool,
         request_of: Callable[[Any], tuple[str, Any]],
     ) -> None:
-        if policy is None or isinstance(policy, str):
-            base = retrykit.get_preset(policy or "http")
-        elif isinstance(policy, Policy):
-            base = policy
+        given = cast(object, policy)  # checked at run time: callers are not all type-checked
+        if given is None or isinstance(given, str):
+            base = retrykit.get_preset(given or "http")
+        elif isinstance(given, Policy):
+            base = given
         else:
             raise ConfigError(
                 "policy", policy, "must be a Policy, a preset name or None", "pass e.g. policy='http'"
@@ -178,11 +180,12 @@ class Settings:
         _check_callable("classify_response", classify_response, "lambda response: None")
         _check_callable("key", key, "lambda request: request.host")
         _check_callable("route", route, "lambda request: '/users/{id}'")
-        for flag, value in (
-            ("idempotency_keys", idempotency_keys),
-            ("retry_non_idempotent", retry_non_idempotent),
-            ("read_body", read_body),
-        ):
+        flags = (
+            ("idempotency_keys", cast(object, idempotency_keys)),
+            ("retry_non_idempotent", cast(object, retry_non_idempotent)),
+            ("read_body", cast(object, read_body)),
+        )
+        for flag, value in flags:
             if not isinstance(value, bool):
                 raise ConfigError(flag, value, "must be True or False", f"pass {flag}=True")
         user_rule = classify_response
@@ -324,7 +327,7 @@ def _said(run: Run, unreplayable: str | None, step_reason: StopReason | None, ex
         sent_once(exc if isinstance(exc, BaseException) else None, run.operation, unreplayable)
 
 
-def send(plan: Plan, attempt: Attempt, unreplayable: str | None = None) -> Any:
+def send_request(plan: Plan, attempt: Attempt, unreplayable: str | None = None) -> Any:
     """
     Send one request under *plan*: attempt, decide, close what failed, sleep, until it ends.
     *unreplayable*: what the body is when it cannot be sent twice (then it is sent once).
@@ -354,8 +357,8 @@ def send(plan: Plan, attempt: Attempt, unreplayable: str | None = None) -> Any:
                 return last
 
 
-async def asend(plan: Plan, attempt: Attempt, unreplayable: str | None = None) -> Any:
-    """``send`` for coroutines (asyncio and trio): *attempt*'s send and close return awaitables."""
+async def asend_request(plan: Plan, attempt: Attempt, unreplayable: str | None = None) -> Any:
+    """``send_request`` for coroutines (asyncio and trio): *attempt*'s send and close return awaitables."""
     run = _start(plan, unreplayable)
     with run:
         while True:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -13,8 +13,16 @@ from requests.adapters import HTTPAdapter
 import retrykit
 from retrykit import Policy
 
-from . import _request
-from ._request import Attempt, KeyFunction, RequestInfo, ResponseRule, RouteFunction, Settings
+from ._request import (
+    Attempt,
+    KeyFunction,
+    RequestInfo,
+    ResponseRule,
+    RouteFunction,
+    Settings,
+    host_of,
+    send_request,
+)
 
 _CONNECT = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
 
@@ -36,20 +44,23 @@ def _sent_nothing(exc: BaseException) -> bool:
 
 def _host(url: str) -> str:
     parts = urlsplit(url)
-    return _request.host_of(parts.scheme, parts.hostname or "", parts.port)
+    return host_of(parts.scheme, parts.hostname or "", parts.port)
 
 
-def _body(request: requests.PreparedRequest) -> tuple[str | None, int | None]:
-    """What the body is when it cannot be replayed, and where a seekable file body starts."""
-    body = request.body
+def _body(request: requests.PreparedRequest) -> tuple[str | None, Callable[[], object] | None]:
+    """What the body is when it cannot be replayed, and how to rewind a seekable file body."""
+    body = cast(object, request.body)
     if body is None or isinstance(body, (bytes, str)):
         return None, None
-    seek, tell = getattr(body, "seek", None), getattr(body, "tell", None)
+    seek: object = getattr(body, "seek", None)
+    tell: object = getattr(body, "tell", None)
     if callable(seek) and callable(tell):
         try:
-            return None, int(tell())
+            position: object = tell()
         except OSError:
-            pass
+            position = None
+        if isinstance(position, int):
+            return None, lambda: seek(position)
     return f"a one-shot iterable, {type(body).__name__}", None
 
 
@@ -59,7 +70,8 @@ def _bounded(timeout: Any, limit: float | None) -> Any:
     if timeout is None:
         return limit
     if isinstance(timeout, tuple):
-        return tuple(limit if part is None else min(part, limit) for part in timeout)
+        parts = cast("tuple[float | None, ...]", timeout)
+        return tuple(limit if part is None else min(part, limit) for part in parts)
     if isinstance(timeout, (int, float)):
         return min(timeout, limit)
     return timeout  # a urllib3 Timeout: left as given
@@ -155,12 +167,12 @@ class RetryAdapter(HTTPAdapter):
         host = _host(url)
         info = lambda: RequestInfo(method, url, host, urlsplit(url).path)  # noqa: E731 - built if asked
         plan = settings.plan(method, host, info, request.headers)
-        unreplayable, position = _body(request)
+        unreplayable, rewind = _body(request)
         send_once = super().send
 
         def send(limit: float | None) -> requests.Response:
-            if position is not None:
-                request.body.seek(position)  # type: ignore[union-attr]
+            if rewind is not None:
+                rewind()
             response = send_once(request, stream, _bounded(timeout, limit), verify, cert, proxies)
             if not stream:
                 try:
@@ -171,5 +183,5 @@ class RetryAdapter(HTTPAdapter):
             return response
 
         attempt = Attempt(send, _close, _sent_nothing, _mark)
-        result: requests.Response = _request.send(plan, attempt, unreplayable)
+        result: requests.Response = send_request(plan, attempt, unreplayable)
         return result

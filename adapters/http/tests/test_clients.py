@@ -279,3 +279,19 @@ def test_a_response_rule_retries_what_the_status_lets_through(
     client(options, [Req(method, http_server.url, body=b"{}")], None)
     assert len(http_server.seen) == sent
     assert [event.classification.rule for event in seen] == ["graphql_errors"] * (sent - 1)
+
+
+def test_a_file_body_is_rewound_for_each_attempt(http_server: Server) -> None:
+    """requests: a seekable file body is sent whole on every attempt."""
+    import io
+
+    import requests
+
+    import retrykit_http
+
+    http_server.script(Reply(503), Reply(200))
+    with requests.Session() as session:
+        session.mount("http://", retrykit_http.RetryAdapter(policy()))
+        response = session.put(http_server.url, data=io.BytesIO(b"the whole file"))
+    assert response.status_code == 200
+    assert [seen.body for seen in http_server.seen] == [b"the whole file"] * 2

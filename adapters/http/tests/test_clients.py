@@ -295,3 +295,25 @@ def test_a_file_body_is_rewound_for_each_attempt(http_server: Server) -> None:
         response = session.put(http_server.url, data=io.BytesIO(b"the whole file"))
     assert response.status_code == 200
     assert [seen.body for seen in http_server.seen] == [b"the whole file"] * 2
+
+
+@pytest.mark.parametrize("kind", ["httpx", "requests"])
+def test_concurrent_requests_share_no_state(http_server: Server, kind: str) -> None:
+    """16 requests on 8 threads through one client: each makes its own 3 attempts, no more, no fewer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import requests
+
+    import retrykit_http
+
+    http_server.script(Reply(503))
+    if kind == "httpx":
+        client: Any = httpx.Client(transport=retrykit_http.RetryTransport(policy(max_attempts=3)))
+    else:
+        client = requests.Session()
+        client.mount("http://", retrykit_http.RetryAdapter(policy(max_attempts=3), pool_maxsize=8))
+    with client, ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: client.get(http_server.url), range(16)))
+    assert [retrykit_http.resend_count(response) for response in responses] == [2] * 16
+    assert len(http_server.seen) == 48

@@ -62,8 +62,9 @@ def test_tls_failures_are_retried(client: Runner, request: pytest.FixtureRequest
         request.applymarker(
             pytest.mark.xfail(
                 strict=True,
-                reason="the core's urllib3 frame counter reads 2 urlopen frames for this one request "
-                "(retrykit/_layers.py _urllib3_frames) and stops with inner_retries",
+                reason="retrykit/_layers.py _urllib3_frames counts traceback entries, and urllib3 "
+                "re-raises this error from the same urlopen frame (two entries, one request): "
+                "the core reads 2 requests per attempt and stops with inner_retries",
             )
         )
     with breaking_handshakes() as server:

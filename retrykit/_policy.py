@@ -322,14 +322,16 @@ class Policy:
         **overrides: Any,
     ) -> dict[str, Any]:
         """
-        Keyword arguments that make ``tenacity.Retrying(**...)`` (``asynchronous=True``:
-        ``AsyncRetrying``) run this policy as the decorator does: the same calls, sleeps
+        Keyword arguments that make ``tenacity.Retrying(**...)`` and ``AsyncRetrying(**...)``
+        (on asyncio or trio) run this policy as the decorator does: the same calls, sleeps
         (``no_wait()`` and ``scaled_time()`` included), deadline and ``remaining()``, events,
         callbacks and give-up note. *retry*, *wait*, *stop* replace the policy's own views (pass
         compositions such as ``stop=policy.stop | stop_after_attempt(2)``); *overrides* are any
         other ``Retrying`` arguments (``sleep=``, ``before=``...), which then replace retrykit's.
+        *asynchronous* is no longer needed (the same arguments serve both loops) and is ignored.
         """
-        return _loop.tenacity_hooks(self, retry, wait, stop, bool(asynchronous), overrides)
+        del asynchronous  # accepted as before; an AsyncRetrying picks the async hooks itself
+        return _loop.tenacity_hooks(self, retry, wait, stop, overrides)
 
     @property
     def async_callbacks(self) -> tuple[str, ...]:

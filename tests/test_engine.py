@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 import tenacity
 
@@ -155,14 +156,83 @@ async def test_async_tenacity_kwargs_behave_like_the_decorator() -> None:
     assert "[max_attempts]" in info.value.__notes__[0]
 
 
-def test_sync_hooks_in_an_async_loop_are_refused() -> None:
-    """Sync tenacity kwargs given to AsyncRetrying fail with a ConfigError saying the fix."""
+@pytest.mark.anyio
+async def test_one_tenacity_kwargs_call_serves_retrying_and_async_retrying() -> None:
+    """The same policy.tenacity_kwargs() dict runs Retrying and AsyncRetrying (asyncio and trio) alike."""
+    awaited: list[str] = []
 
-    async def fn() -> None:
-        raise ConnectionResetError
+    async def on_retry(event: Any) -> None:
+        awaited.append(type(event).__name__)
 
-    with pytest.raises(retrykit.ConfigError, match="asynchronous=True"):
-        anyio.run(tenacity.AsyncRetrying(**FIXED.tenacity_kwargs()), fn)
+    kwargs = FIXED.replace(max_attempts=3, on_retry=on_retry).tenacity_kwargs()
+    sync_fn = Flaky(ConnectionResetError(), ConnectionResetError(), result="sync")
+    async_fn = Flaky(ConnectionResetError(), ConnectionResetError(), result="async")
+
+    async def afn() -> Any:
+        await anyio.lowlevel.checkpoint()  # a real coroutine on the running loop
+        return async_fn()
+
+    with no_wait(), record() as rec:
+        assert "async" == await tenacity.AsyncRetrying(**kwargs)(afn)
+        assert "sync" == tenacity.Retrying(**kwargs)(sync_fn)  # the same dict, after the async loop
+        assert "async" == await tenacity.AsyncRetrying(**kwargs)(afn)  # and again
+    assert (4, 3) == (async_fn.calls, sync_fn.calls)  # 3, then 1 (its failures were used up)
+    assert [1.0, 2.0, 1.0, 2.0] == rec.sleeps
+    assert ["RetryScheduled", "RetryScheduled"] == awaited  # awaited in AsyncRetrying; closed in Retrying
+    async_fn = Flaky(*[ConnectionResetError()] * 5)
+    with no_wait(), record() as rec, pytest.raises(ConnectionResetError) as info:
+        await tenacity.AsyncRetrying(**kwargs)(afn)
+    assert "[max_attempts]" in info.value.__notes__[0]
+    assert [1.0, 2.0] == rec.sleeps
+
+
+@pytest.mark.anyio
+async def test_tenacity_async_retry_decorator_takes_the_plain_kwargs() -> None:
+    """@tenacity.retry(**policy.tenacity_kwargs()) on an async def: AsyncRetrying, sleeping on the loop."""
+    calls = 0
+
+    @tenacity.retry(**FIXED.replace(max_attempts=3).tenacity_kwargs())
+    async def fn() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionResetError
+        return "ok"
+
+    with no_wait(), record() as rec:
+        assert "ok" == await fn()
+        assert "ok" == await fn()  # each call copies the AsyncRetrying: its hooks are swapped again
+    assert [1.0, 2.0] == rec.sleeps
+
+
+@pytest.mark.anyio
+async def test_async_retrying_sleeps_on_the_running_loop() -> None:
+    """AsyncRetrying(**policy.tenacity_kwargs()) waits without blocking: another task runs meanwhile."""
+    policy = Policy(strategies={NET: Strategy.delay(0.05, max_retries=1, jitter="none")})
+    flaky = Flaky(ConnectionResetError(), result="ok")
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        for _ in range(3):
+            ticks.append(anyio.current_time())
+            await anyio.sleep(0.005)
+
+    async def afn() -> Any:
+        return flaky()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        assert "ok" == await tenacity.AsyncRetrying(**policy.tenacity_kwargs())(afn)
+    assert 2 == flaky.calls
+    assert 3 == len(ticks)  # all ran during the 50 ms wait: it did not block the loop
+
+
+def test_asynchronous_argument_is_still_accepted() -> None:
+    """tenacity_kwargs(asynchronous=True), needed before, is accepted and still serves Retrying."""
+    flaky = Flaky(ConnectionResetError(), result="ok")
+    with no_wait():
+        assert "ok" == tenacity.Retrying(**FIXED.tenacity_kwargs(asynchronous=True))(flaky)
+    assert 2 == flaky.calls
 
 
 # --------------------------------------------------------------------------- the decorator's tenacity objects

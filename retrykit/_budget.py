@@ -3,7 +3,7 @@ Retry budgets: how many retries a downstream (a service, an endpoint, a tenant) 
 
 A budget is keyed by a name, so one budget covers every operation that calls that downstream,
 and it is charged when a retry is *decided* (a retry waiting in its backoff already counts: the
-Envoy #30205 pitfall). Three shapes, after the anchors in peers-resilience.md:
+Envoy #30205 pitfall). Three shapes, after the systems that use them:
 
 - ``ratio`` (Finagle/Linkerd): retries within ``window`` seconds may be at most ``ratio`` of the
   calls made in it, plus ``min_per_second`` x ``window`` retries that are always allowed.

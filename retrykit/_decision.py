@@ -72,7 +72,7 @@ def register_passthrough(predicate: Callable[[BaseException], bool]) -> None:
 class Verdict:
     """The decision on one attempt's outcome."""
 
-    __slots__ = ("action", "capped", "category", "classification", "count", "delay", "reason", "strategy")
+    __slots__ = ("action", "category", "classification", "count", "delay", "reason", "strategy")
 
     def __init__(
         self,
@@ -89,7 +89,6 @@ class Verdict:
         self.count: int = count
         self.delay: float = 0.0
         self.reason: StopReason | None = None
-        self.capped: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -126,7 +125,6 @@ class CallState:
     __slots__ = (
         "attempt",
         "attempt_start",
-        "cap",
         "counts",
         "deadline",
         "extras",
@@ -149,8 +147,6 @@ class CallState:
         self.counts: dict[ErrorCategory, int] = {}
         self.previous: dict[ErrorCategory, float] = {}
         self.idle: float = 0.0
-        self.cap: float | None = None
-        """A cap on any one delay (a task queue's broker limit); None: no cap."""
         self.scope: _scope.Scope | None = scope
         self.deadline: float | None = None if scope is None else scope[1]
         self.extras: Extras | None = None
@@ -399,10 +395,6 @@ def _schedule(call: CallState, verdict: Verdict, outcome: Any, failed: bool, now
         hinted = min(hinted, strategy.max_delay)
         spread = 0.0 if strategy.jitter is Jitter.NONE else hinted * _RETRY_AFTER_SPREAD * _random()
         delay = max(min(hinted + spread, strategy.max_delay), hinted, strategy.min_delay)
-    cap = call.cap
-    if cap is not None and delay > cap:
-        delay = cap
-        verdict.capped = True
     verdict.reason = _deadline_reason(call, delay, now, hinted is not None and strategy.honor_retry_after)
     verdict.delay = delay
 

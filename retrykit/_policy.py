@@ -372,7 +372,7 @@ _RESOURCE_CONSTRAINT = Strategy.delay(
 )
 
 BUILTIN_PRESETS: dict[str, Policy] = {
-    # tracking: seed 001's TRACKING_QUERY. Network 5s -> 10s -> 20s -> 40s; rate limit
+    # tracking (order-tracking queries). Network 5s -> 10s -> 20s -> 40s; rate limit
     # 5 min -> 10 min -> 20 min; data errors never; temporary errors exponential backoff.
     "tracking": _policy(
         "tracking",
@@ -385,7 +385,7 @@ BUILTIN_PRESETS: dict[str, Policy] = {
             _TEMP: Strategy.backoff(10.0, 300.0, max_retries=5),
         },
     ),
-    # screenshot: seed 001's SCREENSHOT_CAPTURE. Network at once; resource-constraint retry for
+    # screenshot (screenshot capture). Network at once; resource-constraint retry for
     # system errors; quick file-operation retry for temporary errors.
     "screenshot": _policy(
         "screenshot",
@@ -395,7 +395,7 @@ BUILTIN_PRESETS: dict[str, Policy] = {
             _TEMP: Strategy.backoff(1.0, 10.0, max_retries=3, jitter=Jitter.EQUAL),
         },
     ),
-    # document: seed 001's DOCUMENT_GENERATION. Data errors never; resource-constraint retry;
+    # document (document generation). Data errors never; resource-constraint retry;
     # critical-file retry (more, longer) for temporary errors.
     "document": _policy(
         "document",

@@ -301,7 +301,7 @@ def test_rule_criteria(rule: Rule, exc: BaseException, matches: bool) -> None:
 
 
 def test_callable_rule_may_return_a_category_name() -> None:
-    """A plain function rule (the seeds' custom_classify_error) may return a category or its name."""
+    """A plain function rule (a custom_classify_error function) may return a category or its name."""
     classifier = Classifier([lambda e: "data_error" if "custom_error" in str(e) else None])
     assert DATA == classifier.classify(RuntimeError("custom_error here")).category
 

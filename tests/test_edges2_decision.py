@@ -8,8 +8,7 @@ import pytest
 
 import retrykit
 from retrykit import Classification, Classifier, ErrorCategory, Policy, Strategy, _scope
-from retrykit._decision import MARK, PASS, RETRY, Verdict, decide, gave_up_inside
-from retrykit._loop import Call
+from retrykit._decision import MARK, PASS, RETRY, Verdict, gave_up_inside
 from retrykit.testing import no_wait
 
 NETWORK = {ErrorCategory.NETWORK_ERROR: Strategy.delay(5.0, max_retries=3, jitter=False)}
@@ -103,15 +102,3 @@ def test_a_stop_condition_that_raises_stops() -> None:
     with no_wait(), pytest.raises(ConnectionResetError):
         wrapped()
     assert (1, "stop_condition") == (seen[0], wrapped.statistics["stop_reason"])  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize(
-    ("cap", "delay", "capped"), [(0.5, 0.5, True), (10.0, 5.0, False), (None, 5.0, False)]
-)
-def test_a_call_cap_bounds_each_delay(cap: float | None, delay: float, capped: bool) -> None:
-    """A call's cap (a task queue's limit) shortens a longer delay and says so on the verdict."""
-    call = Call(Policy(strategies=NETWORK), "op", _scope.now(), None)
-    call.attempt = 1
-    call.cap = cap
-    verdict = decide(call, ConnectionResetError(), True, _scope.now())
-    assert (RETRY, delay, capped) == (verdict.action, verdict.delay, verdict.capped)

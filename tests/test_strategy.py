@@ -85,7 +85,7 @@ def test_delays_accept_timedeltas() -> None:
 
 
 def test_jitter_true_means_full() -> None:
-    """``jitter=True`` (the seeds' and Celery's spelling) is full jitter."""
+    """``jitter=True`` (Celery's spelling) is full jitter."""
     assert Jitter.FULL == Strategy.backoff(jitter=True).jitter
 
 

@@ -72,17 +72,7 @@ def register_passthrough(predicate: Callable[[BaseException], bool]) -> None:
 class Verdict:
     """The decision on one attempt's outcome."""
 
-    __slots__ = (
-        "action",
-        "capped",
-        "category",
-        "classification",
-        "count",
-        "delay",
-        "reason",
-        "requests",
-        "strategy",
-    )
+    __slots__ = ("action", "category", "classification", "count", "delay", "reason", "requests", "strategy")
 
     def __init__(
         self,
@@ -99,7 +89,6 @@ class Verdict:
         self.count: int = count
         self.delay: float = 0.0
         self.reason: StopReason | None = None
-        self.capped: bool = False
         self.requests: int = 1
         """Requests this attempt sent (more than 1: the client inside the call retried)."""
 
@@ -138,7 +127,6 @@ class CallState:
     __slots__ = (
         "attempt",
         "attempt_start",
-        "cap",
         "counts",
         "deadline",
         "extras",
@@ -167,8 +155,6 @@ class CallState:
         """Requests the attempts before this one sent (the clients' own retries included)."""
         self.round: int = 1
         """The most requests one attempt sent (a client that retries inside: its round)."""
-        self.cap: float | None = None
-        """A cap on any one delay (a task queue's broker limit); None: no cap."""
         self.scope: _scope.Scope | None = scope
         self.deadline: float | None = None if scope is None else scope[1]
         self.extras: Extras | None = None
@@ -439,10 +425,6 @@ def _schedule(call: CallState, verdict: Verdict, outcome: Any, failed: bool, now
         hinted = min(hinted, strategy.max_delay)
         spread = 0.0 if strategy.jitter is Jitter.NONE else hinted * _RETRY_AFTER_SPREAD * _random()
         delay = max(min(hinted + spread, strategy.max_delay), hinted, strategy.min_delay)
-    cap = call.cap
-    if cap is not None and delay > cap:
-        delay = cap
-        verdict.capped = True
     verdict.reason = _deadline_reason(call, delay, now, hinted is not None and strategy.honor_retry_after)
     verdict.delay = delay
 

@@ -452,29 +452,22 @@ def view(policy: Policy, state: tenacity.RetryCallState, forced: bool) -> Verdic
 
 
 class _Hooks:
-    """tenacity hooks that make tenacity's own loop act like retrykit's (events, notes, sleep)."""
+    """
+    tenacity hooks that make tenacity's own loop act like retrykit's (events, notes, sleep). One
+    set serves ``Retrying`` and ``AsyncRetrying``: an ``AsyncRetrying`` swaps in the async ones.
+    """
 
-    def __init__(self, policy: Policy, condition: Any, asynchronous: bool) -> None:
+    def __init__(self, policy: Policy, condition: Any) -> None:
         self.policy = policy
         self.condition = condition
-        self.asynchronous = asynchronous
 
     def call(self, state: tenacity.RetryCallState) -> Call:
         return _call_of(self.policy, state)
 
     def before(self, state: tenacity.RetryCallState) -> None:
-        """An attempt starts: check the loop kind, open the call's scope (deadline, one layer)."""
-        is_async = isinstance(state.retry_object, tenacity.AsyncRetrying)
-        if is_async != self.asynchronous:
-            from ._errors import ConfigError
-
-            raise ConfigError(
-                "asynchronous",
-                self.asynchronous,
-                f"these hooks are for {'AsyncRetrying' if self.asynchronous else 'Retrying'}",
-                f"pass policy.tenacity_kwargs(asynchronous={is_async}) to "
-                f"{type(state.retry_object).__name__}",
-            )
+        """An attempt starts: an ``AsyncRetrying`` gets the async hooks; open the call's scope."""
+        if isinstance(state.retry_object, tenacity.AsyncRetrying):
+            self.to_async(state.retry_object)
         call: Call | None = getattr(state, "retrykit", None)
         guard = self.policy.guard
         if call is None or call.policy is not self.policy:
@@ -516,6 +509,18 @@ class _Hooks:
         breaker = self.policy.breaker
         assert breaker is not None
         raise CircuitOpen(breaker.key, max(breaker._store().peek(breaker), 1e-3))
+
+    def to_async(self, retrying: tenacity.AsyncRetrying) -> None:
+        """Give *retrying* the async variants of the sync hooks it holds (not those replaced)."""
+        if type(retrying.retry) is _Retry and retrying.retry.hooks is self:
+            retrying.retry = _AsyncRetry(self)
+        # (tenacity types these attributes as Retrying's; AsyncRetrying awaits what they return)
+        if retrying.sleep == self.sleep:
+            retrying.sleep = _scope.sleep_async  # type: ignore[assignment]
+        if retrying.before_sleep == self.before_sleep:
+            retrying.before_sleep = self.before_sleep_async  # type: ignore[assignment]
+        if retrying.retry_error_callback == self.retry_error_callback:
+            retrying.retry_error_callback = self.retry_error_callback_async
 
     @staticmethod
     def leave(call: Call) -> None:
@@ -578,8 +583,8 @@ class _Hooks:
             call._scheduled(verdict, value, failed, float(state.upcoming_sleep), now)
         if self.policy.guard is not None:  # -- overload protection: kept in case the breaker opens
             call.last, call.last_failed = value, failed
-        if not self.asynchronous:
-            call.drop_pending()
+        if not isinstance(state.retry_object, tenacity.AsyncRetrying):
+            call.drop_pending()  # (AsyncRetrying's before_sleep_async awaits them)
 
     async def before_sleep_async(self, state: tenacity.RetryCallState) -> None:
         """``before_sleep`` for ``AsyncRetrying``: async callbacks are awaited."""
@@ -621,8 +626,6 @@ class _Hooks:
         if verdict.classification is not None:
             call._failed(verdict, value, failed, now)
             call._gave_up(reason, value, failed, now)
-        if not self.asynchronous:
-            call.drop_pending()
 
     def sleep(self, delay: float) -> None:
         _scope.sleep_sync(delay)
@@ -646,20 +649,18 @@ class _AsyncRetry(_Retry):
 
 
 def tenacity_hooks(
-    policy: Policy, retry: Any, wait: Any, stop: Any, asynchronous: bool, overrides: dict[str, Any]
+    policy: Policy, retry: Any, wait: Any, stop: Any, overrides: dict[str, Any]
 ) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying``/``AsyncRetrying`` that run *policy*."""
-    hooks = _Hooks(policy, retry if retry is not None else policy.retry, asynchronous)
+    """Keyword arguments for ``tenacity.Retrying`` and ``AsyncRetrying`` alike that run *policy*."""
+    hooks = _Hooks(policy, retry if retry is not None else policy.retry)
     kwargs: dict[str, Any] = {
-        "retry": _AsyncRetry(hooks) if asynchronous else _Retry(hooks),
+        "retry": _Retry(hooks),
         "wait": wait if wait is not None else policy.wait,
         "stop": stop if stop is not None else policy.stop,
-        "sleep": _scope.sleep_async if asynchronous else hooks.sleep,
+        "sleep": hooks.sleep,
         "before": hooks.before,
-        "before_sleep": hooks.before_sleep_async if asynchronous else hooks.before_sleep,
-        "retry_error_callback": (
-            hooks.retry_error_callback_async if asynchronous else hooks.retry_error_callback
-        ),
+        "before_sleep": hooks.before_sleep,
+        "retry_error_callback": hooks.retry_error_callback,
         "reraise": True,
     }
     kwargs.update(overrides)

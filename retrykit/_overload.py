@@ -161,7 +161,7 @@ def refused(key: str, remaining: float, operation: str, into: Any) -> CircuitOpe
 
 def _where(part: Any) -> tuple[str, Any]:
     """The store a budget or breaker keeps its state in: its kind, and what tells two apart."""
-    from ._budget import default_store
+    from ._overload_memory import default_store
     from ._overload_redis import RedisOverloadStore
 
     store = part.store if part.store is not None else default_store()
@@ -175,7 +175,7 @@ def known_parts(extra: Iterable[Any] = ()) -> list[Any]:
     Every budget and breaker this process has used (in its memory store, and in each of its
     Redis stores), then *extra* ones (a fleet's, read from Redis): one per key and store.
     """
-    from ._budget import default_store
+    from ._overload_memory import default_store
     from ._overload_redis import _live_stores
 
     parts: list[Any] = []

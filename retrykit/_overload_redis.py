@@ -39,9 +39,9 @@ import weakref
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ._breaker import CLOSED, HALF_OPEN, OPEN, STATE_NAMES
-from ._budget import SHAPES, SLOTS, MemoryOverloadStore
+from ._budget import SHAPES
 from ._errors import redact_url
+from ._overload_memory import CLOSED, HALF_OPEN, OPEN, SLOTS, STATE_NAMES, MemoryOverloadStore
 from ._redis import connector, errors
 
 _log = logging.getLogger("retrykit")

@@ -322,14 +322,16 @@ class Policy:
         **overrides: Any,
     ) -> dict[str, Any]:
         """
-        Keyword arguments that make ``tenacity.Retrying(**...)`` (``asynchronous=True``:
-        ``AsyncRetrying``) run this policy as the decorator does: the same calls, sleeps
+        Keyword arguments that make ``tenacity.Retrying(**...)`` and ``AsyncRetrying(**...)``
+        (on asyncio or trio) run this policy as the decorator does: the same calls, sleeps
         (``no_wait()`` and ``scaled_time()`` included), deadline and ``remaining()``, events,
         callbacks and give-up note. *retry*, *wait*, *stop* replace the policy's own views (pass
         compositions such as ``stop=policy.stop | stop_after_attempt(2)``); *overrides* are any
         other ``Retrying`` arguments (``sleep=``, ``before=``...), which then replace retrykit's.
+        *asynchronous* is no longer needed (the same arguments serve both loops) and is ignored.
         """
-        return _loop.tenacity_hooks(self, retry, wait, stop, bool(asynchronous), overrides)
+        del asynchronous  # accepted as before; an AsyncRetrying picks the async hooks itself
+        return _loop.tenacity_hooks(self, retry, wait, stop, overrides)
 
     @property
     def async_callbacks(self) -> tuple[str, ...]:
@@ -370,7 +372,7 @@ _RESOURCE_CONSTRAINT = Strategy.delay(
 )
 
 BUILTIN_PRESETS: dict[str, Policy] = {
-    # tracking: seed 001's TRACKING_QUERY. Network 5s -> 10s -> 20s -> 40s; rate limit
+    # tracking (order-tracking queries). Network 5s -> 10s -> 20s -> 40s; rate limit
     # 5 min -> 10 min -> 20 min; data errors never; temporary errors exponential backoff.
     "tracking": _policy(
         "tracking",
@@ -383,7 +385,7 @@ BUILTIN_PRESETS: dict[str, Policy] = {
             _TEMP: Strategy.backoff(10.0, 300.0, max_retries=5),
         },
     ),
-    # screenshot: seed 001's SCREENSHOT_CAPTURE. Network at once; resource-constraint retry for
+    # screenshot (screenshot capture). Network at once; resource-constraint retry for
     # system errors; quick file-operation retry for temporary errors.
     "screenshot": _policy(
         "screenshot",
@@ -393,7 +395,7 @@ BUILTIN_PRESETS: dict[str, Policy] = {
             _TEMP: Strategy.backoff(1.0, 10.0, max_retries=3, jitter=Jitter.EQUAL),
         },
     ),
-    # document: seed 001's DOCUMENT_GENERATION. Data errors never; resource-constraint retry;
+    # document (document generation). Data errors never; resource-constraint retry;
     # critical-file retry (more, longer) for temporary errors.
     "document": _policy(
         "document",

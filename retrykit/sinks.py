@@ -192,9 +192,9 @@ def _overload_values() -> list[tuple[dict[str, str], dict[str, float]]]:
     For each budget and breaker this process uses: its labels (key, budget shape, store) and
     the figures its gauges show now, read from its store (the fleet's for one kept in Redis).
     """
-    from ._breaker import OPEN, STATE_NAMES
     from ._budget import RetryBudget
     from ._overload import known_parts, readings
+    from ._overload_memory import OPEN, STATE_NAMES
 
     codes = {name: code for code, name in STATE_NAMES.items()}
     out = []

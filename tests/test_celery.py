@@ -738,7 +738,7 @@ def test_double_authorities_are_refused_at_registration() -> None:
     with pytest.raises(ConfigError, match="tenacity"):
         task("http", app=app)(wrapped).name  # noqa: B018
 
-    def seed(self: Any, order_id: int) -> None: ...  # seed 001: a self parameter, no bind=True
+    def seed(self: Any, order_id: int) -> None: ...  # a self parameter, no bind=True
 
     with pytest.raises(ConfigError, match="bind=True"):
         task("tracking", app=app)(seed)

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 import retrykit
 import retrykit.events
-from retrykit import ErrorCategory, Policy, Strategy
+from retrykit import ErrorCategory, Policy, Strategy, _events
 from retrykit.events import GaveUp, RetryScheduled, Succeeded
 from retrykit.testing import Recorder, no_wait, record
 
@@ -131,3 +131,42 @@ def test_no_retry_fixture() -> None:
     fn = _flaky(1)
     with pytest.raises(ConnectionResetError):
         retrykit.retry(THREE)(fn)()
+
+
+# --------------------------------------------------------------------------- sinks at their edges
+
+
+class _Nameless:
+    """A callable object with no name of its own and a module that is not a string."""
+
+    def __init__(self) -> None:
+        self.__module__ = None  # type: ignore[assignment]
+
+    def __call__(self, event: Any) -> None:
+        pass
+
+
+def test_a_sink_without_string_names_is_named_by_its_class() -> None:
+    """sink_name() falls back to the type's names when the sink's own are not strings."""
+    assert f"{__name__}._Nameless" == sink_name_of(_Nameless())
+
+
+def sink_name_of(sink: Any) -> str:
+    return _events.sink_name(sink)
+
+
+def test_a_sink_failure_hook_is_registered_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registering the same sink-failure hook twice keeps one."""
+    monkeypatch.setattr(_events, "_failure_hooks", ())
+
+    def hook(sink: Any, err: BaseException, event: Any) -> None:
+        pass
+
+    _events.on_sink_failure(hook)
+    _events.on_sink_failure(hook)
+    assert (hook,) == _events._failure_hooks
+
+
+def test_listening_without_a_kind_asks_for_any_sink() -> None:
+    """listening() with no kind is true while any sink is subscribed (the log and statistics ones are)."""
+    assert _events.listening() is True

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
 import tenacity
 
 import retrykit
-from retrykit import ConfigError, ErrorCategory, Jitter, Policy, Strategy
+from retrykit import (
+    ConfigError,
+    ErrorCategory,
+    Jitter,
+    Policy,
+    Strategy,
+)
 from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 
@@ -264,3 +271,35 @@ def test_retry_after_is_honoured() -> None:
     with no_wait(), record() as rec:
         retrykit.retry(policy)(fn)()
     assert [2.0] == rec.sleeps
+
+
+# --------------------------------------------------------------------------- names and async callbacks
+
+
+def test_policy_parts_name_their_policy() -> None:
+    """policy.retry, .wait and .stop show which policy they belong to."""
+    named, unnamed = retrykit.get_preset("http"), Policy()
+    assert ["<PolicyRetry of http>", "<PolicyWait of http>", "<PolicyStop of http>"] == [
+        repr(named.retry),
+        repr(named.wait),
+        repr(named.stop),
+    ]
+    assert "<PolicyRetry of policy>" == repr(unnamed.retry)
+
+
+async def _async_callback(event: Any, extra: int) -> None:
+    pass
+
+
+class _AsyncCallable:
+    """A callable object whose __call__ is a coroutine function."""
+
+    async def __call__(self, event: Any, extra: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("target", [_async_callback, _AsyncCallable()], ids=["function", "callable-object"])
+def test_an_async_callback_behind_a_partial_is_seen_as_async(target: Any) -> None:
+    """A functools.partial of a coroutine function or of an object with an async __call__ is async."""
+    policy = Policy(on_retry=functools.partial(target, extra=1))
+    assert ("on_retry",) == policy.async_callbacks

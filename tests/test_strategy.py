@@ -85,7 +85,7 @@ def test_delays_accept_timedeltas() -> None:
 
 
 def test_jitter_true_means_full() -> None:
-    """``jitter=True`` (the seeds' and Celery's spelling) is full jitter."""
+    """``jitter=True`` (Celery's spelling) is full jitter."""
     assert Jitter.FULL == Strategy.backoff(jitter=True).jitter
 
 
@@ -132,3 +132,20 @@ def test_config_error_pickles_and_is_both_type_and_value_error() -> None:
     assert (str(err), clone.argument) == (str(clone), "base_delay")
     assert isinstance(err, ValueError)
     assert isinstance(err, TypeError)
+
+
+# --------------------------------------------------------------------------- at the edges
+
+
+@pytest.mark.parametrize(
+    ("value", "jitter"), [(False, Jitter.NONE), (None, Jitter.NONE), (True, Jitter.FULL)]
+)
+def test_jitter_takes_booleans_and_none(value: Any, jitter: Jitter) -> None:
+    """Jitter.parse: True is full jitter (as in Celery), False and None are none."""
+    assert jitter is Jitter.parse(value)
+
+
+@pytest.mark.parametrize("strategy", [Strategy.immediately(max_retries=2), Strategy.no_retry()])
+def test_strategies_without_waits_have_zero_delays(strategy: Strategy) -> None:
+    """Immediate retries and no retries: a zero nominal delay and a zero range."""
+    assert (0.0, (0.0, 0.0)) == (strategy.nominal(1), strategy.delay_range(1))

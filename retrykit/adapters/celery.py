@@ -675,7 +675,6 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         eager mode an open breaker holds the retry in the broker instead of ending the task.
         """
         call = self._retrykit_call(policy if request.is_eager else _held_by_broker(policy), request)
-        call.cap = None  # a long delay is waited in hops, never shortened
         call.requested = requested
         delay = call.step(exc, True, found)
         _drain(call)
@@ -974,7 +973,7 @@ def task(
 
 
 def _check_bind(fn: Callable[..., Any], options: dict[str, Any]) -> None:
-    """The seeds' ``def task(self, ...)`` without ``bind=True`` fails at ``.delay()``: say so now."""
+    """A ``def task(self, ...)`` without ``bind=True`` fails at ``.delay()``: say so now."""
     try:
         params = list(inspect.signature(fn).parameters)
     except (TypeError, ValueError):

@@ -1,4 +1,4 @@
-"""Statistics stores at their edges: bad settings, unreachable Redis, broken batches, exit and fork."""
+"""The Redis statistics store at its edges: unreachable Redis, broken batches, exit and fork."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-import retrykit
-import retrykit.events
 from retrykit import _stats
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, StatsUnavailable
+
+from ..test_stats import _gave_up
 
 FIELD = "failed:network_error"
 T0 = 1_800_000_000.0
@@ -20,41 +20,6 @@ NOWHERE = "redis://127.0.0.1:1/10"  # nothing listens: refused at once
 
 def _clock() -> float:
     return T0
-
-
-def _gave_up(operation: str = "op") -> retrykit.events.GaveUp:
-    return retrykit.events.GaveUp(
-        operation,
-        1,
-        "E",
-        retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"),
-        retrykit.events.StopReason.NON_RETRYABLE,
-        0,
-    )
-
-
-@pytest.mark.parametrize(
-    ("settings", "argument"),
-    [
-        ({"bucket_seconds": 0}, "bucket_seconds"),
-        ({"bucket_seconds": 1.5}, "bucket_seconds"),
-        ({"retention_hours": 0}, "retention_hours"),
-        ({"retention_hours": "1d"}, "retention_hours"),
-        ({"max_operations": 0}, "max_operations"),
-    ],
-)
-def test_memory_store_refuses_bad_settings(settings: dict[str, Any], argument: str) -> None:
-    """A MemoryStore with a bad setting fails at construction, naming it."""
-    with pytest.raises(retrykit.ConfigError, match=argument):
-        MemoryStore(**settings)
-
-
-def test_an_attempt_failed_event_is_not_counted() -> None:
-    """AttemptFailed adds nothing: the retry or give-up that follows is what is counted."""
-    failed = retrykit.events.AttemptFailed(
-        "op", 1, "E", retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"), 0
-    )
-    assert ("op", {}) == _stats.fields_of(failed)
 
 
 @pytest.mark.parametrize("what", ["read", "cleanup"])
@@ -128,17 +93,6 @@ def test_a_forked_child_starts_with_empty_buffers_and_its_own_writer_id() -> Non
     assert (0, True) == (store.buffered(), store._writer != writer)
 
 
-@pytest.mark.parametrize("what", ["event", "sink failure"])
-def test_nothing_is_counted_when_statistics_are_off(what: str) -> None:
-    """With stats_enabled off, neither events nor sink failures reach the recorder."""
-    retrykit.configure(stats_enabled=False)
-    if what == "event":
-        _stats.record_event(_gave_up())
-    else:
-        _stats.record_sink_failure("sink", "ValueError")
-    assert 0 == _stats.recorder().local.size()
-
-
 def test_a_sink_failure_is_shared_through_redis_too() -> None:
     """A sink's failure is counted under <sinks> in this process and buffered for Redis."""
     shared = RedisStore(NOWHERE, background=False, clock=_clock)
@@ -147,12 +101,6 @@ def test_a_sink_failure_is_shared_through_redis_too() -> None:
     assert [(_stats.SINKS, {"sink_failed:mysink:ValueError": 1})] == [
         (op, dict(c)) for (_, op), c in shared._pending.items()
     ]
-
-
-def test_the_statistics_sink_failing_is_not_counted_by_itself() -> None:
-    """When the statistics sink itself fails, it does not try to count its own failure."""
-    _stats._count_sink_failure(_stats.record_event, ValueError(), _gave_up())
-    assert 0 == _stats.recorder().local.size()
 
 
 # ---------------------------------------------------------------------------- with a real Redis

@@ -1,4 +1,7 @@
-"""Exceptions retrykit raises pickle whole (notes included); ConfigError shows values quoted and whole."""
+"""
+Errors and the values they show: exceptions retrykit raises pickle whole (notes included),
+ConfigError shows values quoted and whole (a long one cut), URLs redacted, callables named.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 import pytest
 
 import retrykit
-from retrykit import _cli
+from retrykit import _cli, _errors
 from retrykit._errors import ConfigError
 from retrykit.stats import StatsUnavailable
 
@@ -70,3 +73,43 @@ def test_a_hostile_repr_does_not_hide_the_error() -> None:
             raise RuntimeError("no")
 
     assert str(ConfigError("x", Hostile(), "r", "f")).startswith("x=<Hostile object> is invalid")
+
+
+# --------------------------------------------------------------------------- values shown in errors
+
+
+@pytest.mark.parametrize(("value", "shown"), [(12345, "***"), ("redis://:pw@h/0", "redis://:***@h/0")])
+def test_redact_url_takes_any_value(value: Any, shown: str) -> None:
+    """redact_url() turns a non-string into its text first; credentials in URLs are hidden."""
+    assert (shown if isinstance(value, str) else str(value)) == _errors.redact_url(value)
+
+
+def test_a_long_value_in_a_config_error_is_shortened() -> None:
+    """A value whose repr passes 500 characters is cut, saying how long it was."""
+    value = list(range(250))
+    shown = _errors.show_value(value)
+    assert shown.endswith(f"... ({len(repr(value))} characters)")
+    assert len(shown) < 520
+
+
+class _Wrapper:
+    """A partial-like wrapper: a callable holding the one it wraps as .func."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+
+    def __call__(self) -> None:
+        pass
+
+
+def _inner() -> None:
+    pass
+
+
+@pytest.mark.parametrize(("layers", "name"), [(3, "_inner"), (10, "_Wrapper")])
+def test_a_callable_name_unwraps_at_most_eight_layers(layers: int, name: str) -> None:
+    """callable_name() unwraps .func up to eight times, then names what it reached."""
+    fn: Any = _inner
+    for _ in range(layers):
+        fn = _Wrapper(fn)
+    assert name == _errors.callable_name(fn)

@@ -124,6 +124,10 @@ class CircuitBreaker:
         """0.0 if a call may go ahead now (taking a probe when half-open), else the seconds left open."""
         return float(self._store().allow(self))
 
+    def remaining(self) -> float:
+        """Seconds the breaker stays open (0.0: closed or half-open); takes no probe."""
+        return float(self._store().peek(self))
+
     def record(self, successes: int, failures: int) -> None:
         """Count outcomes: *failures* of counted categories, *successes* (anything else answered)."""
         self._store().record(self, successes, failures)

@@ -107,10 +107,10 @@ class Call(CallState):
                 self.policy.guard.succeeded(self)
             return None
         self.judged(verdict)
-        self._failed(verdict, outcome, failed, now)
+        self.report_failure(verdict, outcome, failed, now)
         if verdict.action == RETRY:
             self.commit(verdict)
-            self._scheduled(verdict, outcome, failed, verdict.delay, now)
+            self.report_retry(verdict, outcome, failed, verdict.delay, now)
             deadline = self.deadline
             if deadline is None and self.policy.guard is None:
                 return verdict.delay  # nothing can end the call before the next attempt
@@ -121,7 +121,7 @@ class Call(CallState):
                 self.last = None
                 return None
             return verdict.delay
-        self._gave_up(verdict.reason or StopReason.NON_RETRYABLE, outcome, failed, now)
+        self.report_give_up(verdict.reason or StopReason.NON_RETRYABLE, outcome, failed, now)
         return None
 
     def _decide(
@@ -168,7 +168,7 @@ class Call(CallState):
 
     def give_up(self, reason: StopReason) -> None:
         """Give up on the last outcome (kept in ``last``, its retry scheduled) for *reason*."""
-        self._gave_up(reason, self.last, self.last_failed, _scope.now(), rescheduled=True)
+        self.report_give_up(reason, self.last, self.last_failed, _scope.now(), rescheduled=True)
 
     def judged(self, verdict: Verdict) -> None:
         """Take *verdict* as the one on the current attempt."""
@@ -193,7 +193,8 @@ class Call(CallState):
 
     # ------------------------------------------------------------------ acting
 
-    def _failed(self, verdict: Verdict, outcome: Any, failed: bool, now: float) -> None:
+    def report_failure(self, verdict: Verdict, outcome: Any, failed: bool, now: float) -> None:
+        """An attempt failed: the hand-over warning (a client that retried inside), ``AttemptFailed``."""
         if verdict.requests > 1:
             warn_inner(self.operation, verdict)
         if _events.listening(_events.AttemptFailed):
@@ -210,7 +211,8 @@ class Call(CallState):
                 )
             )
 
-    def _scheduled(self, verdict: Verdict, outcome: Any, failed: bool, delay: float, now: float) -> None:
+    def report_retry(self, verdict: Verdict, outcome: Any, failed: bool, delay: float, now: float) -> None:
+        """A retry after *delay* was decided: ``RetryScheduled``, ``on_retry``."""
         policy = self.policy
         if policy.on_retry is None and not _events.listening(_events.RetryScheduled):
             return
@@ -229,9 +231,10 @@ class Call(CallState):
         )
         self._dispatch(event, policy.on_retry)
 
-    def _gave_up(
+    def report_give_up(
         self, reason: StopReason, outcome: Any, failed: bool, now: float, rescheduled: bool = False
     ) -> None:
+        """The call gave up for *reason*: the note on the exception, ``GaveUp``, ``on_giveup``."""
         verdict = self.verdict
         assert verdict is not None
         assert verdict.classification is not None
@@ -508,7 +511,7 @@ class _Hooks:
 
         breaker = self.policy.breaker
         assert breaker is not None
-        raise CircuitOpen(breaker.key, max(breaker._store().peek(breaker), 1e-3))
+        raise CircuitOpen(breaker.key, max(breaker.remaining(), 1e-3))
 
     def to_async(self, retrying: tenacity.AsyncRetrying) -> None:
         """Give *retrying* the async variants of the sync hooks it holds (not those replaced)."""
@@ -579,8 +582,8 @@ class _Hooks:
         now = _scope.now()
         call.judged(verdict)
         if verdict.classification is not None:
-            call._failed(verdict, value, failed, now)
-            call._scheduled(verdict, value, failed, float(state.upcoming_sleep), now)
+            call.report_failure(verdict, value, failed, now)
+            call.report_retry(verdict, value, failed, float(state.upcoming_sleep), now)
         if self.policy.guard is not None:  # -- overload protection: kept in case the breaker opens
             call.last, call.last_failed = value, failed
         if not isinstance(state.retry_object, tenacity.AsyncRetrying):
@@ -624,8 +627,8 @@ class _Hooks:
         call.judged(verdict)
         now = _scope.now()
         if verdict.classification is not None:
-            call._failed(verdict, value, failed, now)
-            call._gave_up(reason, value, failed, now)
+            call.report_failure(verdict, value, failed, now)
+            call.report_give_up(reason, value, failed, now)
 
     def sleep(self, delay: float) -> None:
         _scope.sleep_sync(delay)

@@ -116,7 +116,7 @@ class Guard:
             verdict.delay = min(pushback, strategy.max_delay) if strategy is not None else pushback
         breaker = self.breaker
         if breaker is not None:
-            left = breaker._store().peek(breaker)
+            left = breaker.remaining()
             if left > verdict.delay:
                 return StopReason.CIRCUIT_OPEN
         budget = self.budget

@@ -142,7 +142,7 @@ class _HeldByBroker(Guard):
         breaker = self.breaker
         if reason is not StopReason.CIRCUIT_OPEN or breaker is None:
             return reason
-        verdict.delay = max(verdict.delay, breaker._store().peek(breaker))
+        verdict.delay = max(verdict.delay, breaker.remaining())
         budget = self.budget
         if budget is not None and verdict.category is not None:
             cost = budget.withdraw(verdict.category)
@@ -726,7 +726,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
     def _retrykit_held(self, policy: Policy, request: Any, delay: float) -> None:
         """Say so when the retry just decided waits for the policy's open breaker."""
         breaker = policy.breaker
-        if breaker is not None and not request.is_eager and breaker._store().peek(breaker) > 0:
+        if breaker is not None and not request.is_eager and breaker.remaining() > 0:
             self._retrykit_circuit_open(request, breaker, delay, ran=True)
 
     def retry(

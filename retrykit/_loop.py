@@ -101,10 +101,8 @@ class Call(CallState):
         now = _scope.now()
         verdict = self._decide(outcome, failed, now, None if found is None else (found, False))
         if verdict.action == PASS:
-            if not failed and self.attempt > 1:
+            if not failed:
                 self.succeeded(now)
-            elif not failed and self.policy.guard is not None:
-                self.policy.guard.succeeded(self)
             return None
         self.judged(verdict)
         self.report_failure(verdict, outcome, failed, now)
@@ -275,11 +273,16 @@ class Call(CallState):
         self._dispatch(event, self.policy.on_giveup)
 
     def succeeded(self, now: float) -> None:
-        """The call succeeded on attempt ``self.attempt`` (> 1): ``Succeeded``, ``on_success``."""
+        """
+        The call succeeded on attempt ``self.attempt``: the guard is told (the breaker's success,
+        the budget's refund); after a failure, ``Succeeded`` and ``on_success`` too.
+        """
         guard = self.policy.guard
         if guard is not None:
             guard.succeeded(self)
         last = self.verdict
+        if self.attempt == 1 or last is None:
+            return  # a first attempt judged good: no failure to report a recovery from
         event = _events.Succeeded(
             self.operation, self.attempt, now - self.start, None if last is None else last.category
         )
@@ -556,10 +559,7 @@ class _Hooks:
         if answer or outcome is None:
             return answer
         if not outcome.failed:
-            if call.attempt > 1 and call.verdict is not None:
-                call.succeeded(_scope.now())
-            elif self.policy.guard is not None:  # -- overload protection: a first-try success
-                self.policy.guard.succeeded(call)
+            call.succeeded(_scope.now())
             return False
         verdict = view(self.policy, state, False)
         if verdict.action != PASS:

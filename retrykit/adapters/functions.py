@@ -303,11 +303,11 @@ class BlockRun:
         _scope._SCOPE.reset(attempt._token)
         attempt._token = None
         if exc is None:
-            if self.call is not None and self.number > 1:
-                self.call.step(None, False)
+            if self.call is not None:
+                self.call.step(None, False)  # the guard is told, and a recovery reported
                 self.stats.end(self.call, "returned")
             elif self.policy.guard is not None:
-                self.policy.guard.succeeded(self.call)
+                self.policy.guard.succeeded(None)
             return False
         if not isinstance(exc, Exception):
             return False

@@ -298,16 +298,21 @@ def decide(
     *,
     forced: bool = False,
     found: tuple[Classification | None, bool] | None = None,
+    conditioned: bool = False,
 ) -> Verdict:
     """
     Decide about one attempt's *outcome* (an exception if *failed*, else a returned value).
 
     *forced*: a retry was asked for by something outside the policy (a composed tenacity
     ``retry``); outcomes the policy would not retry are then retried under the temporary
-    category's strategy. *found* is a classification already made for this outcome.
+    category's strategy. *found* is a classification already made for this outcome. A tenacity
+    ``retry`` given to the decorator (``call.extras``) is asked here too; *conditioned*: it was.
     """
     if not _config.settings.enabled or (call.scope is not None and call.scope[2] is not None):
         return PASS_VERDICT  # switched off, or an enclosing layer (a task) owns the retries
+    extras = call.extras
+    if not (forced or conditioned) and extras is not None and extras.retry is not None:
+        return _by_condition(call, extras.retry, outcome, failed, now, found)
     classification, asked = classify(call, outcome, failed) if found is None else found
     forced = forced or asked
     if classification is None:
@@ -332,6 +337,42 @@ def decide(
         verdict.reason = guard.settle(call, verdict, outcome, failed)
     if verdict.reason is not None:
         verdict.action = GIVE_UP
+        verdict.delay = 0.0
+    return verdict
+
+
+def _by_condition(
+    call: CallState,
+    condition: RetryCondition,
+    outcome: Any,
+    failed: bool,
+    now: float,
+    found: tuple[Classification | None, bool] | None,
+) -> Verdict:
+    """
+    The decision under a tenacity ``retry`` given to the decorator: it may ask for a retry the
+    policy would not make (forced), or decline one (``RETRY_CONDITION``; a result is then good).
+    """
+    if found is None:
+        found = classify(call, outcome, failed)
+    state = whole_state(call, outcome, failed, now)
+    try:
+        wants = bool(condition(state))
+    except Exception:
+        wants = False
+    finally:
+        state.outcome = None
+    verdict = decide(call, outcome, failed, now, forced=True, found=found) if wants else None
+    if verdict is not None:
+        return verdict
+    verdict = decide(call, outcome, failed, now, forced=False, found=found, conditioned=True)
+    if verdict.action == PASS:
+        return verdict
+    if not failed:
+        return Verdict(PASS)  # the condition takes the result as good
+    if verdict.action == RETRY:
+        verdict.action = GIVE_UP
+        verdict.reason = StopReason.RETRY_CONDITION
         verdict.delay = 0.0
     return verdict
 

@@ -34,7 +34,6 @@ from ._decision import (
     Verdict,
     classify,
     decide,
-    whole_state,
 )
 from ._errors import callable_name
 from ._events import StopReason
@@ -125,28 +124,7 @@ class Call(CallState):
     def _decide(
         self, outcome: Any, failed: bool, now: float, found: tuple[Classification | None, bool] | None
     ) -> Verdict:
-        extras = self.extras
-        if extras is None or extras.retry is None:
-            return decide(self, outcome, failed, now, found=found)
-        if found is None:
-            found = classify(self, outcome, failed)
-        state = whole_state(self, outcome, failed, now)
-        try:
-            wants = bool(extras.retry(state))
-        except Exception:
-            wants = False
-        finally:
-            state.outcome = None
-        verdict = decide(self, outcome, failed, now, forced=wants, found=found)
-        if wants or verdict.action == PASS:
-            return verdict
-        if not failed:
-            return Verdict(PASS)  # the condition takes the result as good
-        if verdict.action == RETRY:
-            verdict.action = GIVE_UP
-            verdict.reason = StopReason.RETRY_CONDITION
-            verdict.delay = 0.0
-        return verdict
+        return decide(self, outcome, failed, now, found=found)
 
     def begin(self) -> bool:
         """Start the next attempt; ``False`` if the deadline passed meanwhile (the call gave up)."""

@@ -156,7 +156,7 @@ class CallState:
         self.round: int = 1
         """The most requests one attempt sent (a client that retries inside: its round)."""
         self.scope: _scope.Scope | None = scope
-        self.deadline: float | None = None if scope is None else scope[1]
+        self.deadline: float | None = None if scope is None else scope.deadline
         self.extras: Extras | None = None
         self.tenacity_state: tenacity.RetryCallState | None = None
         """The whole call as tenacity sees it, for composed tenacity objects (built when needed)."""
@@ -308,7 +308,7 @@ def decide(
     category's strategy. *found* is a classification already made for this outcome. A tenacity
     ``retry`` given to the decorator (``call.extras``) is asked here too; *conditioned*: it was.
     """
-    if not _config.settings.enabled or (call.scope is not None and call.scope[2] is not None):
+    if not _config.settings.enabled or (call.scope is not None and call.scope.owner is not None):
         return PASS_VERDICT  # switched off, or an enclosing layer (a task) owns the retries
     extras = call.extras
     if not (forced or conditioned) and extras is not None and extras.retry is not None:

@@ -235,7 +235,7 @@ class Call(CallState):
                 note += f"; {sent} requests in all"
             if inner is not None:
                 note += f"; {inner.describe()}"
-            annotate(outcome, note, None if self.scope is None else self.scope[0])
+            annotate(outcome, note, None if self.scope is None else self.scope.outer)
         event = _events.GaveUp(
             self.operation,
             self.attempt,
@@ -463,7 +463,7 @@ class _Hooks:
             # --
             call = Call(self.policy, operation, start, None)
             call.scope = _scope.scope(self.policy.deadline, start)
-            call.deadline = call.scope[1]
+            call.deadline = call.scope.deadline
             state.retrykit = call  # type: ignore[attr-defined]
         elif call.attempt != state.attempt_number:
             _advance(call, state.attempt_number)

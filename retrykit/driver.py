@@ -126,7 +126,7 @@ class Run:
         self.scope: _scope.Scope = (
             _scope.scope(policy.deadline, self._start)
             if policy.deadline is not None or outer is None
-            else (outer, outer[1], outer[2])
+            else _scope.Scope(outer, outer.deadline, outer.owner)
         )
         self._call: Call | None = None
         self._token: Any = None
@@ -155,7 +155,7 @@ class Run:
     def timeout(self) -> float | None:
         """How long the current attempt may run: ``attempt_timeout``, and never past the deadline."""
         limit = self.policy.attempt_timeout
-        deadline = self.scope[1]
+        deadline = self.scope.deadline
         if deadline is not None:
             left = max(0.0, deadline - _scope.now())
             limit = left if limit is None else min(limit, left)

@@ -786,10 +786,10 @@ def _chain(depth: int, marked: Any) -> BaseException:
     return exc
 
 
-OUTER: _scope.Scope = (None, None, "outer")
+OUTER = _scope.Scope(None, None, "outer")
 
 
-INNER: _scope.Scope = (OUTER, None, None)
+INNER = _scope.Scope(OUTER, None, None)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,10 @@ from retrykit import _scope
 
 @pytest.mark.parametrize(
     ("outer", "own", "expected"),
-    [((None, 10.0, "celery"), 60.0, (10.0, "celery")), ((None, 100.0, None), 5.0, (5.0, None))],
+    [
+        (_scope.Scope(None, 10.0, "celery"), 60.0, (10.0, "celery")),
+        (_scope.Scope(None, 100.0, None), 5.0, (5.0, None)),
+    ],
     ids=["outer-sooner", "own-sooner"],
 )
 def test_a_nested_scope_keeps_the_sooner_deadline_and_the_outer_owner(

@@ -652,7 +652,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         now = _scope.now()
         expires = _expires_at(request)
         # the task's call is the outermost layer, whatever scope the caller (a helper in the body) is in
-        scope: _scope.Scope = (None, None if expires is None else now + max(0.0, expires - time.time()), None)
+        scope = _scope.Scope(None, None if expires is None else now + max(0.0, expires - time.time()), None)
         call = _TaskCall(policy, self.name, now - (time.time() - first_started), scope)
         call.attempt = request.retries + 1
         call.counts = {ErrorCategory(k): int(v) for k, v in dict(meta.get("counts", {})).items()}

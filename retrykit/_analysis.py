@@ -435,7 +435,8 @@ def render_analysis(a: Any, out: TextIO) -> None:
             for n, v in a.retry_success_by_attempt.items()
             if v is not None
         )
-        print(f"  retry success     {a.retry_success_rate:.0%} overall; {by_cat}", file=out)
+        print(f"  retry success     {a.retry_success_rate:.0%} overall", file=out)
+        print(f"  by category       {by_cat or '-'}", file=out)
         print(f"  by attempt        {by_n}", file=out)
     if len(a.operations) > 1:
         print("  operations", file=out)

@@ -71,14 +71,34 @@ def test_every_public_module_has_an_api_page(module: str) -> None:
     assert module in rendering
 
 
+SITE = "https://retrykit.readthedocs.io/"
+
+
+def _site_page(url: str) -> str:
+    """The docs/ file a link to the site shows: ``SITE + "model/"`` is ``docs/model.md``."""
+    path = url.removeprefix(SITE).split("#", 1)[0].strip("/")
+    return f"docs/{path or 'index'}.md"
+
+
 def test_readme_links_to_the_pages() -> None:
-    """The README's relative links name pages that exist, and it links to every top-level page."""
+    """The README's links work off the repository (on the package index): absolute links to the
+    site, each to a page that exists, and one to every top-level page."""
     readme = (ROOT / "README.md").read_text()
-    targets = {link.split("#", 1)[0] for link in re.findall(r"\]\((docs/[^)\s]+)\)", readme)}
+    assert re.findall(r"\]\((?!https?://)[^)]*\)", readme) == []  # no relative link
+    targets = {_site_page(url) for url in re.findall(r"\]\((https://retrykit\.readthedocs\.io/[^)\s]*)\)", readme)}
     assert targets, "the README links to no docs page"
     assert all((ROOT / target).is_file() for target in targets), targets
     top = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
     assert top <= targets, top - targets
+
+
+def test_the_site_url_is_the_one_the_readme_links_to() -> None:
+    """mkdocs.yml's site_url and pyproject.toml's Documentation URL are the README's site."""
+    assert _site()["site_url"] == SITE
+    import tomllib
+
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Documentation"] == SITE
 
 
 # The project's history ("the seeds'"), private constants, private modules, Sphinx roles the site

@@ -216,17 +216,41 @@ def retry(
     """
     Retry a function or coroutine function by a policy.
 
-    ``@retry``, ``@retry()``, ``@retry("tracking")``, ``@retry(policy)``, with keyword
-    overrides of the policy's options (``@retry("http", max_attempts=3, on_giveup=alert)``).
-    The first attempt is a plain call; retrying machinery is built only after a failure.
-    *operation* names the call in events (default: the function's qualified name).
+    Use it bare (``@retry``), with a preset name (``@retry("http")``), with a ``Policy``, and
+    with keyword overrides of the policy's options
+    (``@retry("http", max_attempts=3, on_giveup=alert)``). One decorator serves ``def`` and
+    ``async def`` (asyncio and trio), methods, ``staticmethod`` and ``classmethod``. The first
+    attempt is a plain call; retrying machinery is built only after a failure.
 
-    tenacity objects combine with the policy: *stop* adds a stop condition (checked on the
-    whole call, as in tenacity); *wait* replaces the computed delay (still capped by the
-    category's ``max_delay`` and the deadline); *retry* decides *whether* an outcome is retried,
-    as in tenacity (``retry_if_result(...)`` retries results, ``policy.retry | ...`` widens,
-    ``policy.retry & ...`` narrows), while the policy still decides *how*: an outcome it would not
-    retry itself is retried under the temporary category's strategy.
+    tenacity objects combine with the policy: *stop* adds a stop condition, *wait* replaces the
+    computed delay, *retry* decides *whether* an outcome is retried, while the policy still
+    decides *how*.
+
+    Args:
+        policy: A preset name (``"http"``, ``"database"``, ...), a ``Policy``, or nothing for
+            the ``default`` preset. Used bare, ``@retry`` receives the function itself here.
+        operation: The name of the call in events, log lines and statistics. Default: the
+            function's qualified name.
+        retry: A tenacity ``retry`` condition that decides whether an outcome is retried, as in
+            tenacity (``retry_if_result(...)`` retries results, ``policy.retry | ...`` widens,
+            ``policy.retry & ...`` narrows). An outcome the policy would not retry itself is
+            retried under the temporary category's strategy.
+        wait: A tenacity ``wait`` that replaces the computed delay; still capped by the
+            category's ``max_delay``, the deadline and a server's Retry-After rules.
+        stop: A tenacity ``stop`` checked on the whole call (tenacity's attempt number), in
+            addition to the policy's own limits.
+        **overrides: Any option of ``Policy`` by keyword (``max_attempts``, ``deadline``,
+            ``strategies``, ``on_retry``, ``on_giveup``, ...), applied over *policy*: see
+            ``Policy`` for each.
+
+    Returns:
+        A decorator; used bare, the decorated function. The decorated function has the
+            same signature, a ``retry_with(**overrides)`` method for a per-call variant and a
+            ``statistics`` attribute describing its last finished call (``Retried``).
+
+    Raises:
+        ConfigError: When the decorator is applied: an unknown preset, a bad option, a
+            generator function, or a function another retry decorator already wraps.
     """
     if (
         policy is not None

@@ -68,10 +68,13 @@ def check_headings(site: Path, page: Path, problems: list[str]) -> None:
 
 
 def check_code(site: Path, page: Path, problems: list[str]) -> None:
+    where = page.relative_to(site)
     for block in re.findall(r"<pre[^>]*>(.*?)</pre>", content(page), re.DOTALL):
-        for line in text_of(block).splitlines():
-            if len(line) > WIDTH:
-                problems.append(f"{page.relative_to(site)}: code line of {len(line)} columns: {line[:60]}...")
+        problems.extend(
+            f"{where}: code line of {len(line)} columns: {line[:60]}..."
+            for line in text_of(block).splitlines()
+            if len(line) > WIDTH
+        )
 
 
 def check_images(site: Path, page: Path, shown: set[Path], problems: list[str]) -> None:
@@ -87,11 +90,15 @@ def check_images(site: Path, page: Path, shown: set[Path], problems: list[str]) 
 
 def check_links(site: Path, page: Path, problems: list[str]) -> None:
     body = content(page)
-    for attribute in re.findall(r'(?:href|id)="([^"]*)"', body):
-        if PRIVATE.search(attribute):
-            problems.append(f"{page.relative_to(site)}: points into a private module: {attribute}")
-    for name in sorted(set(PRIVATE.findall(text_of(body)))):
-        problems.append(f"{page.relative_to(site)}: names a private module: {name}...")
+    where = page.relative_to(site)
+    problems.extend(
+        f"{where}: points into a private module: {attribute}"
+        for attribute in re.findall(r'(?:href|id)="([^"]*)"', body)
+        if PRIVATE.search(attribute)
+    )
+    problems.extend(
+        f"{where}: names a private module: {name}..." for name in sorted(set(PRIVATE.findall(text_of(body))))
+    )
 
 
 def sections(body: str) -> dict[str, str]:
@@ -113,9 +120,7 @@ def expected_names(value: object) -> list[str]:
         return []
     target = value
     if isinstance(value, type):
-        init = value.__dict__.get("__init__") or next(
-            (k.__dict__["__init__"] for k in value.__mro__ if "__init__" in k.__dict__ and k is not object), None
-        )
+        init = next((k.__dict__["__init__"] for k in value.__mro__ if "__init__" in k.__dict__), None)
         if init is None or getattr(init, "__module__", "").split(".")[0] != "retrykit":
             return []  # a constructor that is not retrykit's (Exception's, Celery's)
         target = init

@@ -85,7 +85,8 @@ def test_readme_links_to_the_pages() -> None:
     site, each to a page that exists, and one to every top-level page."""
     readme = (ROOT / "README.md").read_text()
     assert re.findall(r"\]\((?!https?://)[^)]*\)", readme) == []  # no relative link
-    targets = {_site_page(url) for url in re.findall(r"\]\((https://retrykit\.readthedocs\.io/[^)\s]*)\)", readme)}
+    links = re.findall(r"\]\((https://retrykit\.readthedocs\.io/[^)\s]*)\)", readme)
+    targets = {_site_page(url) for url in links}
     assert targets, "the README links to no docs page"
     assert all((ROOT / target).is_file() for target in targets), targets
     top = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +123,28 @@ def test_public_docstrings_are_written_for_users(module: str) -> None:
     assert {
         name: INTERNAL.findall(doc or "") for name, doc in documented.items() if INTERNAL.search(doc or "")
     } == {}
+
+
+def test_the_overload_figure_shows_what_the_simulation_gives_now(tmp_path: Path) -> None:
+    """docs/data/overload.json, which the overload figure is drawn from, is what
+    ``benchmarks/overload.py --series`` writes with today's code (seeded: byte for byte)."""
+    written = tmp_path / "overload.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "overload.py"), "--series", str(written)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert (ROOT / "docs" / "data" / "overload.json").read_text() == written.read_text()
+
+
+def test_every_figure_is_shown_and_every_figure_shown_exists() -> None:
+    """Each SVG under docs/img is shown by a page, and each image a page shows is there."""
+    shown = {
+        (page.parent / target).resolve()
+        for page in (ROOT / "docs").rglob("*.md")
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text())
+    }
+    figures = {path.resolve() for path in (ROOT / "docs" / "img").glob("*.svg")}
+    assert figures, "no figures under docs/img"
+    assert shown == figures

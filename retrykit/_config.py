@@ -388,7 +388,7 @@ def classify(exc: BaseException) -> Classification:
         exc: The exception to classify.
 
     Returns:
-        Its ``Classification``. It never raises: a rule that fails is skipped.
+        Its ``Classification``. It never raises, and a rule that fails is skipped.
     """
     return settings.classifier.classify(exc)
 
@@ -403,7 +403,7 @@ def explain(exc: BaseException, classifier: Classifier | None = None) -> Explana
 
     Returns:
         An explanation that prints every link of the cause chain, the signal each rule read from
-        it, the rule that decided and the category.
+            it, the rule that decided and the category.
     """
     return (classifier or settings.classifier).explain(exc)
 

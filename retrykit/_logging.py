@@ -85,7 +85,7 @@ def sink_failures() -> dict[str, int]:
     How often each event sink failed in this process.
 
     Returns:
-        Counts keyed ``"<sink>:<error type>"``.
+        Counts, keyed by sink and error type (``"<sink>:<error type>"``).
     """
     with _sink_lock:
         return dict(_sink_failures)

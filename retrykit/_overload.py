@@ -44,7 +44,7 @@ def pushback_of(outcome: Any) -> float | None:
 
     Returns:
         Seconds to wait; a negative number means do not retry (an unparseable value too);
-        ``None`` when the server gave none.
+            ``None`` when the server gave none.
     """
     value = header(headers_of(outcome), PUSHBACK_HEADER)
     if value is None:

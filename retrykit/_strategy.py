@@ -292,8 +292,8 @@ class Strategy:
                 ``honor_retry_after``, ``queue`` (see ``Strategy``).
 
         Returns:
-            The strategy: ``Strategy.delay(300, backoff_factor=2, max_delay=1800)`` waits 5, 10,
-            then 20 minutes.
+            The strategy. ``Strategy.delay(300, backoff_factor=2, max_delay=1800)`` waits 5,
+                10, then 20 minutes.
         """
         base = seconds("base_delay", base_delay, allow_none=False)
         options: dict[str, Any] = {"max_delay": base, **kwargs}  # a max_delay below base: an error

@@ -52,7 +52,7 @@ def no_wait() -> contextlib.AbstractContextManager[None]:
 
     Returns:
         A context manager. It holds for the ``with`` block and what it starts in that context
-        (asyncio tasks, trio nurseries, ``asyncio.to_thread``).
+            (asyncio tasks, trio nurseries, ``asyncio.to_thread``).
     """
     return _mode(no_wait=True, scale=None)
 

@@ -265,10 +265,10 @@ def retry(
             *policy*: see ``Policy`` for each.
 
     Returns:
-        Retried | Callable[[Callable], Retried]: A decorator; used bare, the decorated
-            function. The decorated function has the same signature, a
-            ``retry_with(**overrides)`` method for a per-call variant and a ``statistics``
-            attribute describing its last finished call (``Retried``).
+        A decorator, or used bare the decorated function (a ``Retried``). The decorated
+            function has the same signature, a ``retry_with(**overrides)`` method for a
+            per-call variant and a ``statistics`` attribute describing its last finished
+            call.
 
     Raises:
         ConfigError: When the decorator is applied: an unknown preset, a bad option, a

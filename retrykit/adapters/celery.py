@@ -223,7 +223,7 @@ def max_countdown(app: celery.Celery) -> float | None:
         app: The Celery app.
 
     Returns:
-        Seconds, or ``None`` for a broker with no such limit (``memory://``).
+        Seconds, or ``None`` for a broker with no such limit (the memory transport).
     """
     options = app.conf.broker_transport_options or {}
     url = str(app.conf.broker_url or "")
@@ -963,7 +963,7 @@ def app_options() -> dict[str, Any]:
 
     Returns:
         ``task_acks_late``, ``task_reject_on_worker_lost`` and ``worker_prefetch_multiplier``,
-        for ``app.conf.update(app_options())``.
+            for ``app.conf.update(app_options())``.
     """
     return {
         "task_acks_late": True,
@@ -1083,7 +1083,7 @@ def register_monitoring(
         cleanup_every: Seconds between two cleanups.
 
     Returns:
-        The two tasks: the monitor and the cleanup.
+        The two tasks, the monitor and the cleanup.
 
     Raises:
         ConfigError: *thresholds* is not a ``Thresholds``, or a period is not a positive number.

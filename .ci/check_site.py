@@ -62,9 +62,24 @@ def text_of(fragment: str) -> str:
 
 
 def check_headings(site: Path, page: Path, problems: list[str]) -> None:
-    count = len(re.findall(r"<h1[\s>]", page.read_text()))
-    if count != 1:
-        problems.append(f"{page.relative_to(site)}: {count} h1 elements, not 1")
+    """One h1, the page's own (with an id: the theme adds one without when a page has none),
+    and no h2 that repeats it (the title shown twice)."""
+    where = page.relative_to(site)
+    titles = re.findall(r"<h1([^>]*)>(.*?)</h1>", page.read_text(), re.DOTALL)
+    if len(titles) != 1:
+        problems.append(f"{where}: {len(titles)} h1 elements, not 1")
+        return
+    attributes, title = titles[0]
+    if 'id="' not in attributes:
+        problems.append(f"{where}: the h1 is the theme's: the page has no title of its own")
+    title_text = text_of(title).replace("\u00b6", "").strip()
+    repeated = [
+        h2
+        for h2 in re.findall(r"<h2[^>]*>(.*?)</h2>", content(page), re.DOTALL)
+        if text_of(h2).replace("\u00b6", "").strip() == title_text
+    ]
+    if repeated:
+        problems.append(f"{where}: the title {title_text!r} is shown twice (h1 and h2)")
 
 
 def check_code(site: Path, page: Path, problems: list[str]) -> None:

@@ -148,3 +148,11 @@ def test_every_figure_is_shown_and_every_figure_shown_exists() -> None:
     figures = {path.resolve() for path in (ROOT / "docs" / "img").glob("*.svg")}
     assert figures, "no figures under docs/img"
     assert shown == figures
+
+
+def test_every_stop_reason_is_in_the_giving_up_table() -> None:
+    """docs/giving-up.md has a row for each ``StopReason``, so a new reason cannot go unexplained."""
+    from retrykit.events import StopReason
+
+    rows = set(re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs" / "giving-up.md").read_text(), re.MULTILINE))
+    assert {reason.value for reason in StopReason} <= rows, {reason.value for reason in StopReason} - rows

@@ -30,7 +30,15 @@ def _rate(ok: int, failed: int) -> float | None:
 
 @dataclass(frozen=True)
 class OperationFigures:
-    """One operation's totals in the analysed window."""
+    """
+    One operation's totals in the analysed window.
+
+    Attributes:
+        errors: Failed attempts.
+        retries: Retries scheduled.
+        gave_up: Calls that gave up.
+        late_successes: Calls that succeeded after failing at least once.
+    """
 
     errors: int
     retries: int
@@ -40,7 +48,42 @@ class OperationFigures:
 
 @dataclass(frozen=True)
 class Analysis:
-    """What the statistics say about a window of time (``analyze()``'s result)."""
+    """
+    What the statistics say about a window of time: ``analyze()``'s result.
+
+    ``retrykit analyze`` prints one; ``to_dict()`` gives the JSON document of ``--json``.
+
+    Attributes:
+        operation: The operation analysed, or ``None`` for every operation.
+        since: The window's start (a Unix timestamp).
+        until: The window's end (a Unix timestamp).
+        source: Where the counts came from: ``"memory"`` (this process) or ``"redis"`` (every
+            worker).
+        total_errors: Failed attempts.
+        calls_with_errors: Calls whose first attempt failed.
+        retries: Retries scheduled.
+        late_successes: Calls that succeeded after failing at least once.
+        gave_up: Calls that gave up.
+        waited_seconds: Time spent waiting between attempts, by the policies' delays.
+        category_distribution: Failed attempts by category.
+        give_up_reasons: Give-ups by ``StopReason`` value.
+        retry_success_rate: How often a retry succeeded (the attempt right after a retry), or
+            ``None`` without retries.
+        retry_success_by_category: The same, keyed by the category of the failure retried.
+        retry_success_by_attempt: The same, keyed by the attempt number of the retry (10 stands
+            for 10 and later).
+        retry_samples_by_attempt: The retries behind each rate of ``retry_success_by_attempt``.
+        operations: Each operation's totals.
+        rule_failures: Classifier rules that raised, by rule name.
+        sink_failures: Failures of event sinks, keyed ``"<sink>:<error type>"``.
+        overflowed: Counts of operation names beyond ``stats_max_operations``, counted as
+            ``<other>``.
+        suggestions: Sentences about patterns in the figures (from 20 failures on): data errors
+            retried, retries that rarely help, rate limits dominating, ...
+        budgets: Retry budgets this process uses, by key: shape, spent, refused, balance, store.
+        breakers: Circuit breakers this process uses, by key: state, seconds left open, rejected
+            calls, store.
+    """
 
     operation: str | None
     since: float
@@ -78,7 +121,12 @@ class Analysis:
     """Circuit breakers this process uses, by key: state, seconds left open, rejected calls, store."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """
+        A JSON-ready dict of every field.
+
+        Returns:
+            The dict (attempt-number keys as strings).
+        """
         data = asdict(self)
         data["retry_success_by_attempt"] = {str(k): v for k, v in self.retry_success_by_attempt.items()}
         data["retry_samples_by_attempt"] = {str(k): v for k, v in self.retry_samples_by_attempt.items()}
@@ -274,9 +322,22 @@ def analyze(
     recorder: _stats.StatsRecorder | None = None,
 ) -> Analysis:
     """
-    Analyse the error statistics of operation *name* (every operation if None) over the window
-    ending at *until* (now) and starting *since* seconds before it (24 h by default; a timestamp
-    or timedelta also works). With ``stats_redis_url`` configured, the figures are every worker's.
+    Analyse the error statistics of an operation, or of every one, over a window of time.
+
+    With ``stats_redis_url`` configured, the figures are every worker's.
+
+    Args:
+        name: The operation (a function's qualified name, a task's name). Default: every one.
+        since: Seconds back from *until* (24 h by default), a Unix timestamp, or a
+            ``timedelta``.
+        until: The window's end, a Unix timestamp. Default: now.
+        recorder: The statistics to read. Default: the process's.
+
+    Returns:
+        The analysis.
+
+    Raises:
+        ConfigError: A *since* that is neither seconds, a timestamp nor a timedelta.
     """
     rec = recorder or _stats.recorder()
     start, end = _window(since, until, rec.local.clock)
@@ -285,14 +346,31 @@ def analyze(
 
 
 def error_statistics(name: str | None = None, since: float | timedelta | None = None) -> dict[str, Any]:
-    """The analysis of ``analyze(name, since)`` as a plain, JSON-ready dict."""
+    """
+    The analysis of ``analyze(name, since)`` as a plain, JSON-ready dict.
+
+    Args:
+        name: The operation. Default: every one.
+        since: Seconds back from now (24 h by default), a Unix timestamp, or a ``timedelta``.
+
+    Returns:
+        ``Analysis.to_dict()`` of that analysis.
+    """
     return analyze(name, since).to_dict()
 
 
 def cleanup_old_errors(hours: float = 24) -> int:
     """
     Drop statistics older than *hours*: in this process and, with ``stats_redis_url``, in Redis.
-    Returns how many buckets were dropped.
+
+    Args:
+        hours: The age beyond which buckets are dropped.
+
+    Returns:
+        How many buckets were dropped.
+
+    Raises:
+        ConfigError: A negative number of hours.
     """
     if not isinstance(hours, (int, float)) or isinstance(hours, bool) or hours < 0:
         raise ConfigError("hours", hours, "must be a number of hours >= 0", "pass e.g. hours=24")
@@ -301,7 +379,16 @@ def cleanup_old_errors(hours: float = 24) -> int:
 
 @dataclass(frozen=True)
 class Alert:
-    """A threshold crossed: what, by how much, and a sentence for a pager."""
+    """
+    A threshold crossed: what, by how much, and a sentence for a pager.
+
+    Attributes:
+        kind: What crossed its threshold: ``"total_errors"``, ``"category:<name>"`` or
+            ``"retry_success_rate"``.
+        value: The figure measured.
+        threshold: The threshold it crossed.
+        message: A sentence saying so.
+    """
 
     kind: str
     value: float
@@ -312,9 +399,17 @@ class Alert:
 @dataclass(frozen=True)
 class Thresholds:
     """
-    When to alert: more than *total_errors* failed attempts, more than ``categories[c]`` failures of
-    category *c*, or a retry success rate under *min_retry_success_rate* (over at least
-    *min_samples* retries).
+    When ``monitor()`` alerts.
+
+    Args:
+        total_errors: Alert above this many failed attempts.
+        categories: Alert above ``categories[c]`` failures of category *c* (keys are
+            ``ErrorCategory`` members or their values).
+        min_retry_success_rate: Alert when the retry success rate falls under this (0 to 1).
+        min_samples: The retries needed before the success rate is judged.
+
+    Raises:
+        ConfigError: A negative count, an unknown category or a rate outside 0 to 1.
     """
 
     total_errors: int | None = None
@@ -386,7 +481,18 @@ def monitor(
     name: str | None = None,
     since: float | timedelta = 3600,
 ) -> list[Alert]:
-    """Analyse the last *since* seconds and pass each alert to *on_alert* (logged by default)."""
+    """
+    Analyse the last *since* seconds and pass each alert to *on_alert*.
+
+    Args:
+        thresholds: When to alert.
+        on_alert: Called with each ``Alert``. Default: log it as a warning.
+        name: The operation. Default: every one.
+        since: Seconds back from now, or a ``timedelta``.
+
+    Returns:
+        The alerts raised.
+    """
     alerts = thresholds.check(analyze(name, since))
     for alert in alerts:
         if on_alert is None:
@@ -435,7 +541,8 @@ def render_analysis(a: Any, out: TextIO) -> None:
             for n, v in a.retry_success_by_attempt.items()
             if v is not None
         )
-        print(f"  retry success     {a.retry_success_rate:.0%} overall; {by_cat}", file=out)
+        print(f"  retry success     {a.retry_success_rate:.0%} overall", file=out)
+        print(f"  by category       {by_cat or '-'}", file=out)
         print(f"  by attempt        {by_n}", file=out)
     if len(a.operations) > 1:
         print("  operations", file=out)

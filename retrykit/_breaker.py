@@ -27,7 +27,16 @@ NEVER_COUNTED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERR
 
 
 class CircuitOpen(Exception):
-    """A call refused without being attempted: the circuit breaker *key* is open for *remaining* s."""
+    """
+    A call refused without being attempted: the circuit breaker *key* is open.
+
+    Raised by a retrying call whose policy's breaker is open (and given as the stop reason
+    ``circuit_open`` when a retry finds it open). It pickles, so it crosses process boundaries.
+
+    Args:
+        key: The breaker's key (the downstream it protects).
+        remaining: Seconds until the breaker lets a probe through; also ``retry_after``.
+    """
 
     def __init__(self, key: str, remaining: float) -> None:
         super().__init__(key, remaining)
@@ -45,7 +54,28 @@ class CircuitOpen(Exception):
 class CircuitBreaker:
     """
     A circuit breaker for the downstream named *key*; pass it as ``Policy(breaker=...)``.
-    Breakers with the same key and store share one state.
+
+    Closed, it counts the calls' outcomes; when at least *min_throughput* calls in *window*
+    seconds failed at *failure_ratio* or more, it opens: calls fail fast with ``CircuitOpen`` and
+    retries stop (``StopReason.CIRCUIT_OPEN``) for *open_for* seconds. Half-open, *probes* calls
+    go through; their outcome closes or reopens it. Breakers with the same key and store share
+    one state.
+
+    Args:
+        key: The downstream it protects (a service, an endpoint, a tenant).
+        failure_ratio: The share of failed calls, from 0 to 1, that opens the breaker.
+        min_throughput: The calls in *window* needed before the ratio counts.
+        window: Seconds of outcomes the ratio is computed over.
+        open_for: Seconds the breaker stays open before letting probes through.
+        probes: Calls let through while half-open.
+        counted: The categories that count as failures. Default: network, system and temporary
+            errors (data and permanent errors prove the dependency answered; they never count).
+        store: Where the state lives: the process (default) or a
+            ``retrykit.overload.RedisOverloadStore`` shared by a fleet.
+        clock: A monotonic clock in seconds, for simulations and tests. Default: the real one.
+
+    Raises:
+        ConfigError: A value out of range, naming the argument and the fix.
     """
 
     __slots__ = (

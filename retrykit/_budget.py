@@ -67,9 +67,34 @@ def _number(argument: str, value: Any, *, minimum: float = 0.0, positive: bool =
 
 class RetryBudget:
     """
-    A retry budget for the downstream named *key*: ``RetryBudget(key, ratio=0.1)`` (the ratio
-    shape), ``RetryBudget.quota(key)`` or ``RetryBudget.adaptive(key)``; pass it as
-    ``Policy(budget=...)``. Budgets with the same key and store share one state.
+    A retry budget for the downstream named *key*; pass it as ``Policy(budget=...)``.
+
+    Three shapes: ``RetryBudget(key, ratio=0.1)`` lets retries be at most *ratio* of the calls
+    in *window* plus *min_per_second* (Finagle, Linkerd); ``RetryBudget.quota(key)`` spends tokens
+    per retry and refunds them on success (AWS SDKs); ``RetryBudget.adaptive(key)`` refuses
+    retries with the probability of client-side throttling (Google SRE). A retry is charged when
+    it is decided; a refused one gives up with ``StopReason.BUDGET_EXHAUSTED``. Budgets with the
+    same key and store share one state.
+
+    Args:
+        key: The downstream it protects (a service, an endpoint, a tenant).
+        shape: ``"ratio"``, ``"quota"`` or ``"adaptive"``; the class methods set it for you.
+        ratio: Ratio shape: retries allowed per call made in *window*.
+        min_per_second: Ratio shape: a floor of retries per second, so that a quiet service can
+            still retry.
+        window: Seconds remembered: 10 for the ratio shape, 120 for the adaptive shape.
+        capacity: Quota shape: the tokens in the bucket.
+        costs: Quota shape: tokens each category's retry costs (network 10; rate limit, system
+            and temporary 5 by default); data and permanent failures never count.
+        k: Adaptive shape: the multiplier K of client-side throttling: a retry is refused with
+            probability ``max(0, (requests - k * accepted) / (requests + 1))``.
+        store: Where the state lives: the process (default) or a
+            ``retrykit.overload.RedisOverloadStore`` shared by a fleet.
+        clock: A monotonic clock in seconds, for simulations and tests. Default: the real one.
+        rng: Adaptive shape: a function returning floats in [0, 1), for simulations and tests.
+
+    Raises:
+        ConfigError: An unknown shape or a value out of range, naming the argument and the fix.
     """
 
     __slots__ = (

@@ -72,6 +72,19 @@ class Rule:
     ``Rule("api_rate_limit", status=429)``,
     ``Rule("temporary_error", message=r"try again later")``,
     ``Rule("permanent_error", when=lambda e: e.code == "ACCOUNT_CLOSED")``.
+
+    Args:
+        category: The category a matching failure gets: an ``ErrorCategory`` or its value.
+        types: Exception classes the failure must be an instance of (one or several).
+        status: HTTP status codes the failure must carry (read as the built-in HTTP rules do).
+        message: A regular expression searched in ``str(exc)``, case-insensitive.
+        when: A predicate on the exception; an exception it raises makes the rule not match.
+        reason: The ``Classification.reason`` to give. Default: the criteria that matched.
+        name: The ``Classification.rule`` to give. Default: a description of the rule.
+
+    Raises:
+        ConfigError: A criterion of the wrong type, a status outside 100-599 or a bad regular
+            expression, naming the argument and the fix.
     """
 
     category: ErrorCategory
@@ -354,8 +367,19 @@ class Classifier:
     """
     Ordered rules mapping exceptions to a ``Classification``.
 
-    User *rules* run before the built-in ones (unless ``builtin=False``); the first match wins, and
-    an exception no rule matches gets the *default* category.
+    Your *rules* run before the built-in ones; the first match wins, and an exception no rule
+    matches gets the *default* category. Pass it as ``Policy(classifier=...)``.
+
+    Args:
+        rules: ``Rule`` objects, or functions taking the exception and returning a category, a
+            ``Classification`` or ``None`` (no opinion). A function that raises is skipped and
+            reported as a ``RuleFailed`` event.
+        default: The category of failures no rule recognises.
+        builtin: Whether the built-in rules (HTTP, databases, Redis, gRPC, AWS, AMQP, the
+            standard library) run after yours.
+
+    Raises:
+        ConfigError: Something that is not a rule, naming it and the fix.
     """
 
     rules: tuple[ClassifierRule, ...] = ()

@@ -37,8 +37,14 @@ _OPEN = Classification(ErrorCategory.SYSTEM_ERROR, "circuit breaker open", None,
 
 def pushback_of(outcome: Any) -> float | None:
     """
-    The server's pushback in seconds (``grpc-retry-pushback-ms`` in the response headers or the
-    gRPC trailing metadata); negative: do not retry (an unparseable value too); None: none given.
+    The server's pushback: ``grpc-retry-pushback-ms`` in the headers or gRPC trailing metadata.
+
+    Args:
+        outcome: An exception or a response.
+
+    Returns:
+        Seconds to wait; a negative number means do not retry (an unparseable value too);
+            ``None`` when the server gave none.
     """
     value = header(headers_of(outcome), PUSHBACK_HEADER)
     if value is None:

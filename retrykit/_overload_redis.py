@@ -254,14 +254,33 @@ class _Lease:
 
 class RedisOverloadStore:
     """
-    Budget and breaker state shared through Redis at *url* (keys ``<prefix>:{<key>}:...``);
-    pass it as ``store=`` to ``RetryBudget`` and ``CircuitBreaker``. *timeout*: the longest a
-    caller waits for Redis, once per outage; *flush_interval*: how often counts are sent and
-    allowances refilled; *wait*: the longest a retry waits for a refill when this process's
-    allowance ran out but the fleet's budget had some left (then it is refused); *fleet_ttl*:
-    how long after its last batch a process still counts in a budget's fleet (default 2 s, or
-    20 x *flush_interval*), whose size sets the local fallback's share. Without a *background*
-    thread (readers, tests) each retry's charge is one round trip.
+    Budget and breaker state shared by a fleet through Redis; pass it as ``store=``.
+
+    Give the same store to ``RetryBudget`` and ``CircuitBreaker`` in every process: each key is
+    one hash in Redis (``<prefix>:{<key>}:...``, Redis Cluster safe), changed only by scripts that
+    use the server's time. Counts are sent in batches by a background thread; retries are charged
+    from an allowance leased with each batch, so a caller does not wait for Redis. When Redis is
+    slow or down, a caller waits at most *timeout* once, one warning is logged, and the budgets
+    and breakers fall back to this process's own state, each process taking its share of the
+    fleet's floor.
+
+    Args:
+        url: The Redis URL (``redis://host:6379/0``; credentials are never shown).
+        prefix: The prefix of every key.
+        timeout: The longest a caller waits for Redis, once per outage, in seconds.
+        flush_interval: How often counts are sent and allowances refilled, in seconds.
+        flush_timeout: The background thread's socket timeout, in seconds.
+        client: A ``redis.Redis`` client to use instead of connecting to *url*
+            (``decode_responses=True``).
+        background: Whether a background thread sends the batches; without one (readers, tests)
+            each retry's charge is one round trip.
+        wait: The longest a retry waits for a refill when this process's allowance ran out but
+            the fleet's budget had some left (then it is refused), in seconds.
+        fleet_ttl: How long after its last batch a process still counts in a budget's fleet.
+            Default: 2 s, or 20 x *flush_interval*.
+
+    Raises:
+        ConfigError: A bad URL, or the redis package missing (the message says what to install).
     """
 
     def __init__(

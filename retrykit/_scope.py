@@ -118,9 +118,12 @@ def virtual(raw: float) -> float:
 
 def remaining() -> float | None:
     """
-    Seconds left before the innermost enclosing retrykit deadline, or ``None`` if there is none.
+    Seconds left before the innermost enclosing retrykit deadline.
 
     Pass it on as a timeout to the calls you make, so they stop when the retrying call must.
+
+    Returns:
+        The seconds left (never negative), or ``None`` outside a retrying call with a deadline.
     """
     scope = _SCOPE.get()
     if scope is None or scope.deadline is None:

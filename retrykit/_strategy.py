@@ -131,9 +131,29 @@ class Strategy:
     The *n*-th retry of a category waits ``min(max_delay, base_delay * backoff_factor ** (n-1))``,
     then *jitter* is applied, then the *min_delay* floor. A ``Retry-After`` the server sent takes
     the place of the computed delay (as a floor: with jitter, up to 10 % more is added so that
-    clients told the same time do not return together). *wait* and *stop* take tenacity objects
-    (``wait_exponential(1, max=30) + wait_random(0, 1)``, ``stop_after_attempt(5) |
-    stop_after_delay(60)``) instead of the numbers.
+    clients told the same time do not return together). The constructors ``immediately``,
+    ``delay``, ``backoff``, ``no_retry`` and ``custom`` are the usual way to build one.
+
+    Args:
+        decision: Retry at once, after a delay, with backoff, or not at all (a ``Decision`` or
+            its value).
+        max_retries: Retries of this category within one call. Default: 3 (0 for ``NO_RETRY``).
+        base_delay: Seconds (or a ``timedelta``) before the first retry.
+        max_delay: The longest wait, applied before jitter; also caps a custom *wait*.
+        backoff_factor: Growth of the delay per retry. Default: 2 with backoff, 1 otherwise.
+        jitter: How the delay is randomised (a ``Jitter`` or its value). Default: full jitter
+            with backoff, none otherwise.
+        min_delay: A floor under every wait, applied after jitter.
+        wait: A tenacity ``wait`` object that computes the delay instead (it sees the category's
+            retry number as its attempt number).
+        stop: A tenacity ``stop`` object that limits this category's retries instead of, or as
+            well as, *max_retries*.
+        honor_retry_after: Whether a server's ``Retry-After`` replaces the computed delay.
+        queue: Celery only: the queue this category's retries are published to.
+
+    Raises:
+        ConfigError: Contradictory or out-of-range values (a ``max_delay`` below ``base_delay``,
+            ``NO_RETRY`` with retries, a retrying strategy with no bound), naming the fix.
     """
 
     decision: Decision = Decision.RETRY_WITH_BACKOFF
@@ -245,7 +265,16 @@ class Strategy:
 
     @classmethod
     def immediately(cls, max_retries: int = 3, **kwargs: Unpack[DelayOptions]) -> Strategy:
-        """Retry at once, up to *max_retries* times."""
+        """
+        Retry at once, with no wait.
+
+        Args:
+            max_retries: Retries of the category within one call.
+            **kwargs: ``min_delay``, ``honor_retry_after``, ``queue`` (see ``Strategy``).
+
+        Returns:
+            The strategy.
+        """
         options: dict[str, Any] = dict(kwargs)  # validated by the constructor (text, timedelta)
         return cls(Decision.RETRY_IMMEDIATELY, max_retries, base_delay=0.0, **options)
 
@@ -253,7 +282,19 @@ class Strategy:
     def delay(
         cls, base_delay: float | timedelta, max_retries: int = 3, **kwargs: Unpack[DelayOptions]
     ) -> Strategy:
-        """Wait *base_delay* before each retry (growing by *backoff_factor*, if given)."""
+        """
+        Wait *base_delay* before each retry, growing by *backoff_factor* if given.
+
+        Args:
+            base_delay: Seconds (or a ``timedelta``) before each retry.
+            max_retries: Retries of the category within one call.
+            **kwargs: ``backoff_factor``, ``max_delay``, ``jitter``, ``min_delay``,
+                ``honor_retry_after``, ``queue`` (see ``Strategy``).
+
+        Returns:
+            The strategy. ``Strategy.delay(300, backoff_factor=2, max_delay=1800)`` waits 5,
+                10, then 20 minutes.
+        """
         base = seconds("base_delay", base_delay, allow_none=False)
         options: dict[str, Any] = {"max_delay": base, **kwargs}  # a max_delay below base: an error
         return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base, **options)
@@ -266,7 +307,19 @@ class Strategy:
         max_retries: int = 3,
         **kwargs: Unpack[BackoffOptions],
     ) -> Strategy:
-        """Exponential backoff with jitter (full jitter, factor 2, unless told otherwise)."""
+        """
+        Exponential backoff with jitter: full jitter and factor 2 unless told otherwise.
+
+        Args:
+            base_delay: Seconds (or a ``timedelta``) before the first retry, before jitter.
+            max_delay: The longest wait, before jitter.
+            max_retries: Retries of the category within one call.
+            **kwargs: ``backoff_factor``, ``jitter``, ``min_delay``, ``honor_retry_after``,
+                ``queue`` (see ``Strategy``).
+
+        Returns:
+            The strategy.
+        """
         options: dict[str, Any] = dict(kwargs)
         return cls(
             Decision.RETRY_WITH_BACKOFF,
@@ -278,7 +331,12 @@ class Strategy:
 
     @classmethod
     def no_retry(cls) -> Strategy:
-        """Never retry this category."""
+        """
+        Never retry this category.
+
+        Returns:
+            The strategy.
+        """
         return cls(Decision.NO_RETRY, 0, base_delay=0.0, max_delay=0.0)
 
     @classmethod
@@ -290,7 +348,26 @@ class Strategy:
         max_retries: int | None = None,
         **kwargs: Unpack[CustomOptions],
     ) -> Strategy:
-        """Delays from a tenacity *wait*, limits from a tenacity *stop* (and/or *max_retries*)."""
+        """
+        Delays from a tenacity *wait*, limits from a tenacity *stop* (and/or *max_retries*).
+
+        The objects see the category's retry number as their attempt number, and a wait is capped by
+        *max_delay* (one hour unless told), the deadline and the Retry-After rules. A wait that raises
+        or returns something that is not a number falls back to the strategy's own delay.
+
+        Args:
+            wait: A tenacity ``wait`` (``wait_exponential(1, max=30) + wait_random(0, 1)``).
+            stop: A tenacity ``stop`` (``stop_after_attempt(5) | stop_after_delay(60)``).
+            max_retries: Retries of the category within one call, as well as or instead of *stop*.
+            **kwargs: ``max_delay``, ``min_delay``, ``honor_retry_after``, ``queue``, ...
+                (see ``Strategy``).
+
+        Returns:
+            The strategy.
+
+        Raises:
+            ConfigError: Neither *wait* nor *stop* given.
+        """
         if wait is None and stop is None:
             raise ConfigError(
                 "wait",
@@ -302,7 +379,18 @@ class Strategy:
         return cls(Decision.RETRY_WITH_BACKOFF, max_retries, wait=wait, stop=stop, **options)
 
     def replace(self, **changes: Unpack[StrategyOptions]) -> Strategy:
-        """A copy with *changes* applied (and validated)."""
+        """
+        A copy with *changes* applied and validated.
+
+        Args:
+            **changes: Any field of ``Strategy`` by keyword.
+
+        Returns:
+            The new strategy; this one is unchanged.
+
+        Raises:
+            ConfigError: An unknown field (with the closest known one) or a bad value.
+        """
         allowed = [f.name for f in fields(self)]
         given: dict[str, Any] = dict(changes)  # checked here too: a typo is a ConfigError at run time
         for key, value in given.items():
@@ -330,7 +418,14 @@ class Strategy:
         """
         The delay before retry number *retry* (1-based) of this category.
 
-        *previous* is the last delay (for decorrelated jitter); *rng* returns floats in [0, 1).
+        Args:
+            retry: The category's retry number, from 1.
+            retry_after: Seconds a server asked to wait, if it did.
+            previous: The last delay, for decorrelated jitter.
+            rng: A function returning floats in [0, 1), for the jitter.
+
+        Returns:
+            Seconds to wait.
         """
         if retry_after is not None and self.honor_retry_after:
             spread = 0.0 if self.jitter is Jitter.NONE else retry_after * _RETRY_AFTER_SPREAD

@@ -66,7 +66,22 @@ CategoryCosts: TypeAlias = "Mapping[CategoryKey, int] | CategoryItems[int]"
 
 @dataclass(frozen=True, slots=True)
 class Classification:
-    """The verdict on one failure: its *category*, why, and how long the server asked to wait."""
+    """
+    The verdict on one failure: its category, why, and how long the server asked to wait.
+
+    ``retrykit.classify(exc)`` and ``Classifier.classify`` return one; events carry it. A rule of
+    yours may return one instead of a bare category, to add a reason or a wait.
+
+    Args:
+        category: The kind of failure, which picks the policy's strategy.
+        reason: A short text for people: ``"HTTP 503"``, ``"errno ECONNRESET"``, ...
+        retry_after: Seconds the server asked to wait (``Retry-After``), if it said so.
+        rule: The name of the rule that matched, or ``"default"`` when none did.
+        replay_unsafe: The request may have reached the server and is not idempotent: a retry
+            could apply it twice (the policy gives up unless ``idempotent=True``).
+        inner: The client inside the call already retried (an ``InnerRetries``: which client,
+            how many requests it sent, how to switch its retries off); None when it did not say.
+    """
 
     category: ErrorCategory
     reason: str

@@ -88,10 +88,15 @@ LEDGER_PAUSE = 10.0
 
 class AttemptLost(RuntimeError):
     """
-    An attempt of a task started but never finished: the process running it died (a SIGKILL, the
-    OOM killer, ``os._exit``, a crash in C code, a lost worker). It counts as one failed attempt,
-    classified as a system failure; once the policy gives up, the task fails with it. Picklable
-    and JSON-serialisable (``exc_message`` is ``[task_id, attempt]``).
+    An attempt of a task started but never finished: the process running it died.
+
+    A SIGKILL, the OOM killer, ``os._exit``, a crash in C code, a lost worker. It counts as one
+    failed attempt, classified as a system failure; once the policy gives up, the task fails with
+    it. Picklable and JSON-serialisable (``exc_message`` is ``[task_id, attempt]``).
+
+    Args:
+        task_id: The task's id.
+        attempt: The number of the attempt that was lost, from 1.
     """
 
     def __init__(self, task_id: str, attempt: int) -> None:
@@ -188,15 +193,37 @@ class _TaskCall(Call):
 
 
 AttemptGuard = AttemptLedger
-"""The attempt ledger (the former duplicate guard): see ``retrykit.adapters._celery_guard``."""
+"""
+The attempt ledger's class: each attempt of a bound task runs its body at most once.
+
+``AttemptGuard(url, prefix="retrykit:attempt", ttl=604800, lease=30.0)``. ``RetrykitTask``
+builds one from ``retrykit_guard`` (by default the broker's or the result backend's Redis);
+you need one yourself only to inspect or clear the ledger. A delivery claims its attempt
+``(task id, request.retries)`` with ``begin()``: ``"run"`` (run the body), ``"done"``
+(already finished: skip it), ``"busy"`` (running elsewhere, its lease still renewed: come back
+later) or ``"lost"`` (started, and its process died: count a failed attempt).
+
+Args:
+    url: The Redis URL.
+    prefix: The prefix of the keys ``<prefix>:{<task id>}:<retries>``.
+    ttl: Seconds the keys are kept (7 days).
+    lease: Seconds a running attempt's lease lasts without renewal.
+"""
 
 
 def max_countdown(app: celery.Celery) -> float | None:
     """
-    The longest single countdown that is safe on *app*'s broker: half the Redis/SQS
-    ``visibility_timeout`` (an ETA message held longer is delivered again) or of RabbitMQ's
-    ``consumer_timeout``. A longer delay is not shortened: it is waited in hops of at most this
-    length, re-published without running the body until due.
+    The longest single countdown that is safe on *app*'s broker.
+
+    Half the Redis/SQS ``visibility_timeout`` (an ETA message held longer is delivered again) or
+    of RabbitMQ's ``consumer_timeout``. A longer delay is not shortened: it is waited in hops of
+    at most this length, re-published without running the body until due.
+
+    Args:
+        app: The Celery app.
+
+    Returns:
+        Seconds, or ``None`` for a broker with no such limit (the memory transport).
     """
     options = app.conf.broker_transport_options or {}
     url = str(app.conf.broker_url or "")
@@ -242,12 +269,19 @@ def _timestamp(moment: datetime) -> float:
 
 def run_coroutine(coroutine: Any) -> Any:
     """
-    Run *coroutine* to completion from sync code with a fresh event loop (never
-    ``asyncio.get_event_loop()``); from a thread whose loop is running, in a helper thread. Under
-    gevent or eventlet (``-P gevent``/``-P eventlet``: greenlets share one OS thread, so one
-    greenlet's loop would be "running" for all) the loop runs in a real OS thread of the hub's
-    thread pool while the calling greenlet waits cooperatively. In another thread the body still
-    sees its task's ``self.request`` and ``current_task``.
+    Run *coroutine* to completion from sync code, on a fresh event loop.
+
+    Never ``asyncio.get_event_loop()``; from a thread whose loop is running, in a helper thread.
+    Under gevent or eventlet (greenlets share one OS thread) the loop runs in a real OS thread of
+    the hub's thread pool while the calling greenlet waits cooperatively. In another thread the
+    body still sees its task's ``self.request`` and ``current_task``. ``task()`` uses it for
+    ``async def`` tasks.
+
+    Args:
+        coroutine: The coroutine object to run.
+
+    Returns:
+        What the coroutine returned; what it raised is raised.
     """
     offload = _green_offload()
     if offload is not None:
@@ -388,18 +422,19 @@ def _builtin(cls: type) -> bool:
 class RetrykitTask(celery.Task):  # type: ignore[misc]
     """
     A Celery task base class whose failures are retried by a retrykit policy, through the broker.
+
     Usable app-wide: ``Celery(task_cls=RetrykitTask)`` (Celery's own ``celery.*`` tasks keep
-    Celery's behaviour).
+    Celery's behaviour), as ``base=`` of a task, or through ``task()`` and ``task_options()``.
+    Its class attributes are also accepted as ``@app.task(...)`` options.
 
-    Class attributes (also accepted as ``@app.task(...)`` options):
-
-    * ``retrykit_policy``: a ``Policy`` or a preset name (``"default"``);
-    * ``retrykit_max_countdown``: the longest single countdown (default: half the broker's
-      visibility timeout or consumer timeout); a longer delay is waited in hops of this length;
-    * ``retrykit_guard``: where the attempt ledger lives: a Redis URL; ``None`` (default): the
-      broker's Redis, else the result backend's, else no ledger; ``False``: no ledger;
-    * ``retrykit_lease``: seconds a running attempt's lease lasts without renewal (default 30): how
-      soon an attempt whose whole worker died is found lost.
+    Attributes:
+        retrykit_policy: A ``Policy`` or a preset name (``"default"``).
+        retrykit_max_countdown: The longest single countdown (default: half the broker's
+            visibility timeout or consumer timeout); a longer delay is waited in hops.
+        retrykit_guard: Where the attempt ledger lives: a Redis URL; ``None`` (default): the
+            broker's Redis, else the result backend's, else no ledger; ``False``: no ledger.
+        retrykit_lease: Seconds a running attempt's lease lasts without renewal (default 30): how
+            soon an attempt whose whole worker died is found lost.
     """
 
     retrykit_policy: Policy | str | None = "default"
@@ -882,12 +917,23 @@ def _drain(call: Call) -> None:
 
 def task_options(policy: Policy | str | None = "default", **options: Unpack[TaskOptions]) -> dict[str, Any]:
     """
-    The Celery task options that go with a policy, for ``@app.task(**task_options("tracking"))``.
+    The Celery task options that go with a policy: ``@app.task(**task_options("tracking"))``.
 
     It binds the policy (``base=RetrykitTask``, ``retrykit_policy``) and applies the reliable
     defaults: ``acks_late=True`` (a message is acknowledged after the attempt, so a crash does not
     lose it), ``reject_on_worker_lost=True`` (a killed child's message is delivered again), and
-    ``max_retries`` consistent with the policy. *options* are added (and win).
+    ``max_retries`` consistent with the policy.
+
+    Args:
+        policy: A preset name or a ``Policy``.
+        **options: Celery task options (``TaskOptions``), added on top; they win.
+
+    Returns:
+        The options, for ``@app.task(**...)``.
+
+    Raises:
+        ConfigError: An unknown preset, or one of Celery's own retry options (``autoretry_for``,
+            ``retry_backoff``, ...): two retry authorities.
     """
     source = resolve(policy, {})
     given: dict[str, Any] = dict(options)  # checked here too: untyped callers can pass anything
@@ -911,7 +957,13 @@ def task_options(policy: Policy | str | None = "default", **options: Unpack[Task
 
 
 def app_options() -> dict[str, Any]:
-    """App settings for reliable retries: late acks, redelivery on worker loss, prefetch 1."""
+    """
+    App settings for reliable retries: late acks, redelivery on worker loss, prefetch 1.
+
+    Returns:
+        ``task_acks_late``, ``task_reject_on_worker_lost`` and ``worker_prefetch_multiplier``,
+            for ``app.conf.update(app_options())``.
+    """
     return {
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -926,11 +978,25 @@ def task(
     **options: Unpack[TaskOptions],
 ) -> Callable[[Callable[..., Any]], Any]:
     """
-    Register a Celery task retried by *policy*, in one step: ``@task("tracking", app=app)``
-    (or without *app*, as a ``shared_task``; with *app*, on that app only unless ``shared=True``).
-    *options* are Celery task options
-    (``bind=True``, ``name=``, ``queue=``...), on top of ``task_options(policy)``.
-    ``async def`` functions work: each call runs on a fresh event loop.
+    Register a Celery task retried by *policy*, in one step: ``@task("tracking", app=app)``.
+
+    Use it in place of ``@app.task`` (or ``@shared_task``). ``async def`` functions work: each
+    call runs on a fresh event loop (``run_coroutine``).
+
+    Args:
+        policy: A preset name or a ``Policy``.
+        app: The Celery app; the task is registered on it only unless ``shared=True``. Without
+            one, the task is a ``shared_task``.
+        **options: Celery task options (``TaskOptions``: ``bind=True``, ``name=``, ``queue=``,
+            ...), on top of ``task_options(policy)``.
+
+    Returns:
+        A decorator that makes the function a task.
+
+    Raises:
+        ConfigError: Used without parentheses, on a function already decorated by
+            ``@retrykit.retry`` or already a task, a function taking ``self`` without
+            ``bind=True``, or Celery's own retry options.
     """
     given: object = policy
     if callable(given) and not isinstance(given, (str, Policy)):
@@ -999,12 +1065,27 @@ def register_monitoring(
     cleanup_every: float = 3600.0,
 ) -> tuple[Any, Any]:
     """
-    Register ``retrykit.monitor_errors`` (every *every* seconds: analyse the last *window*
-    seconds and pass each alert to *on_alert*, or log it) and ``retrykit.cleanup_errors`` (every
-    *cleanup_every* seconds: drop statistics older than *cleanup_hours*) on *app*, and add both
-    to ``app.conf.beat_schedule``. Returns the two tasks.
+    Register the Beat tasks for alerts and cleanup on *app*, and add them to its schedule.
 
-    With ``stats_redis_url`` configured, the monitor sees every worker's figures.
+    ``retrykit.monitor_errors`` analyses the last *window* seconds every *every* seconds and passes
+    each alert to *on_alert* (or logs it); ``retrykit.cleanup_errors`` drops statistics older than
+    *cleanup_hours* every *cleanup_every* seconds. With ``stats_redis_url`` configured, the monitor
+    sees every worker's figures.
+
+    Args:
+        app: The Celery app.
+        thresholds: When to alert.
+        on_alert: Called with each ``Alert``. Default: log it as a warning.
+        every: Seconds between two runs of the monitor.
+        window: Seconds of statistics the monitor analyses.
+        cleanup_hours: The age beyond which statistics are dropped.
+        cleanup_every: Seconds between two cleanups.
+
+    Returns:
+        The two tasks, the monitor and the cleanup.
+
+    Raises:
+        ConfigError: *thresholds* is not a ``Thresholds``, or a period is not a positive number.
     """
     if not isinstance(thresholds, Thresholds):
         raise ConfigError("thresholds", thresholds, "must be retrykit.stats.Thresholds", "build one")

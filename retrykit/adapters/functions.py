@@ -180,8 +180,14 @@ def _last(call: Call, stats: Statistics) -> Any:
 
 class Attempt:
     """
-    One attempt of a block: ``with attempt: ...``. Swallows a failure that will be retried,
-    lets through the one retrykit gave up on.
+    One attempt of a retried block: ``with attempt: ...``.
+
+    It swallows a failure that will be retried (the loop then waits and gives the next attempt)
+    and lets through the one retrykit gave up on. Not created directly: ``retrykit.attempts()``
+    yields them.
+
+    Attributes:
+        number: The attempt's number in the call, from 1.
     """
 
     __slots__ = ("_run", "_timeout", "_token", "number")

@@ -36,13 +36,17 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from ._budget import SHAPES
 from ._errors import redact_url
 from ._overload_memory import CLOSED, HALF_OPEN, OPEN, SLOTS, STATE_NAMES, MemoryOverloadStore
 from ._redis import connector, errors
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
+    from ._budget import RetryBudget
 
 _log = logging.getLogger("retrykit")
 
@@ -337,15 +341,15 @@ class RedisOverloadStore:
 
     # ------------------------------------------------------------------ keys
 
-    def budget_key(self, budget: Any) -> str:
+    def budget_key(self, budget: RetryBudget) -> str:
         """The Redis key of *budget*'s state."""
         return f"{self.prefix}:{{{quote(budget.key, safe='')}}}:budget:{budget.shape}"
 
-    def members_key(self, budget: Any) -> str:
+    def members_key(self, budget: RetryBudget) -> str:
         """The Redis key of the processes that use *budget* (a sorted set: writer -> last seen)."""
         return self.budget_key(budget) + ":members"
 
-    def breaker_key(self, breaker: Any) -> str:
+    def breaker_key(self, breaker: CircuitBreaker) -> str:
         """The Redis key of *breaker*'s state."""
         return f"{self.prefix}:{{{quote(breaker.key, safe='')}}}:breaker"
 
@@ -372,7 +376,7 @@ class RedisOverloadStore:
 
     def _budget_args(
         self,
-        budget: Any,
+        budget: RetryBudget,
         batch: list[int],
         seq: int,
         cost: int,
@@ -406,23 +410,23 @@ class RedisOverloadStore:
             *back,
         ]
 
-    def _budget_batch(self, name: str, budget: Any) -> _Batch:
+    def _budget_batch(self, name: str, budget: RetryBudget) -> _Batch:
         entry = self._budgets.get(name)
         if entry is None:
             entry = self._budgets[name] = _Batch(budget, 5)  # requests, accepts, refund, spent, refused
         return entry
 
-    def _budget_keys(self, budget: Any) -> list[str]:
+    def _budget_keys(self, budget: RetryBudget) -> list[str]:
         return [self.budget_key(budget), self.members_key(budget)]
 
-    def _saw_fleet(self, budget: Any, reply: Any) -> None:
+    def _saw_fleet(self, budget: RetryBudget, reply: Any) -> None:
         """Redis counted *reply*'s fleet of processes for *budget*: the fallback takes 1/N of it."""
         fleet = max(1, int(reply[6])) if len(reply) > 6 else 1
         state = self.local.budget(budget)
         if state.share != 1.0 / fleet:
             state.set_share(1.0 / fleet)
 
-    def deposit(self, budget: Any, requests: int, accepts: int, refund: int) -> None:
+    def deposit(self, budget: RetryBudget, requests: int, accepts: int, refund: int) -> None:
         """Count locally (fallback) and queue for the next batch: no round trip."""
         self.local.deposit(budget, requests, accepts, refund)
         name = self.budget_key(budget)
@@ -435,7 +439,7 @@ class RedisOverloadStore:
             pending[1] += accepts
             pending[2] += refund
 
-    def withdraw(self, budget: Any, cost: int, roll: float) -> bool:
+    def withdraw(self, budget: RetryBudget, cost: int, roll: float) -> bool:
         """
         Charge a retry: from this process's allowance (no round trip; the background thread
         refills it from Redis), or in Redis directly without a background thread; locally while
@@ -465,7 +469,7 @@ class RedisOverloadStore:
         self.fallbacks += 1
         return bool(self.local.withdraw(budget, cost, roll))
 
-    def _spend(self, budget: Any, cost: int, roll: float) -> bool | None:
+    def _spend(self, budget: RetryBudget, cost: int, roll: float) -> bool | None:
         """The decision from this process's allowance; None before its first refill."""
         name = self.budget_key(budget)
         with self._lock:
@@ -498,7 +502,7 @@ class RedisOverloadStore:
             entry.pending[3 if allowed else 4] += 1
             return bool(allowed)
 
-    def budget_state(self, budget: Any) -> dict[str, Any]:
+    def budget_state(self, budget: RetryBudget) -> dict[str, Any]:
         """What Redis holds for *budget* (the local fallback's view while it is unreachable)."""
         try:
             found = self.flush_client.hgetall(self.budget_key(budget))
@@ -527,7 +531,7 @@ class RedisOverloadStore:
 
     # ------------------------------------------------------------------ breakers
 
-    def _breaker_args(self, breaker: Any, op: str, succ: int, fail: int, seq: int) -> list[Any]:
+    def _breaker_args(self, breaker: CircuitBreaker, op: str, succ: int, fail: int, seq: int) -> list[Any]:
         ttl = int(max(breaker.window, breaker.open_for) * 3000) + 60_000
         return [
             op,
@@ -543,12 +547,12 @@ class RedisOverloadStore:
             ttl,
         ]
 
-    def _remember(self, breaker: Any, reply: Any) -> float:
+    def _remember(self, breaker: CircuitBreaker, reply: Any) -> float:
         state, remaining = int(reply[1]), float(reply[2])
         self._cache[breaker.key] = (state, time.monotonic() + remaining)
         return remaining
 
-    def allow(self, breaker: Any) -> float:
+    def allow(self, breaker: CircuitBreaker) -> float:
         """
         0.0: go ahead; else seconds left open. A round trip only when open is over or half-open,
         and the first time this process asks about *breaker* (a process that never recorded an
@@ -580,7 +584,7 @@ class RedisOverloadStore:
         remaining = self._remember(breaker, reply)
         return max(remaining, 1e-3) if int(reply[0]) else 0.0
 
-    def record(self, breaker: Any, successes: int, failures: int) -> None:
+    def record(self, breaker: CircuitBreaker, successes: int, failures: int) -> None:
         """Count locally (fallback) and queue for the next batch: no round trip."""
         self.local.record(breaker, successes, failures)
         with self._lock:
@@ -590,14 +594,14 @@ class RedisOverloadStore:
             entry.pending[0] += successes
             entry.pending[1] += failures
 
-    def peek(self, breaker: Any) -> float:
+    def peek(self, breaker: CircuitBreaker) -> float:
         """Seconds the breaker stays open, as last seen (no round trip)."""
         if self.down:
             return self.local.peek(breaker)
         state, until = self._cache.get(breaker.key, (CLOSED, 0.0))
         return max(0.0, until - time.monotonic()) if state == OPEN else 0.0
 
-    def breaker_state(self, breaker: Any) -> dict[str, Any]:
+    def breaker_state(self, breaker: CircuitBreaker) -> dict[str, Any]:
         """What Redis holds for *breaker* (the local fallback's view while it is unreachable)."""
         try:
             found = self.flush_client.hgetall(self.breaker_key(breaker))

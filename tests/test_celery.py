@@ -680,6 +680,36 @@ def test_the_policy_governs_the_bodys_own_retry(broker: str) -> None:
     assert isinstance(outcome, ConnectionResetError)
 
 
+@pytest.mark.parametrize(
+    ("asked", "delay"),
+    [
+        ({"exc": ValueError("bad row")}, 0.2),  # the policy alone would not retry it: the temporary wait
+        ({"exc": ValueError("bad row"), "countdown": 0.1}, 0.1),
+        ({"exc": ConnectionResetError("reset")}, 0.05),  # its own category's wait
+        ({"exc": ConnectionResetError("reset"), "countdown": 0.1}, 0.1),
+    ],
+)
+def test_an_explicit_retry_is_honoured_within_the_policy(
+    asked: dict[str, Any], delay: float, events: Recorder
+) -> None:
+    """self.retry(exc=...) retries even what the policy would not, counted against max_attempts."""
+    app = make_app("memory")
+    runs: list[int] = []
+    strategies = {NET: Strategy.delay(0.05), ErrorCategory.TEMPORARY_ERROR: Strategy.delay(0.2)}
+    policy = Policy(strategies=strategies, max_attempts=3)
+
+    @task(policy, app=app, bind=True)
+    def asks(self: Any) -> None:
+        runs.append(self.request.retries)
+        raise self.retry(**asked)
+
+    with worker(app):
+        outcome = wait(asks.delay(), timeout=20)
+    assert [0, 1, 2] == runs
+    assert type(asked["exc"]) is type(outcome)
+    assert [pytest.approx(delay, abs=0.01)] * 2 == events.sleeps
+
+
 def test_app_wide_task_cls_and_dont_autoretry_for() -> None:
     """Celery(task_cls=RetrykitTask) finalizes (celery.* builtins keep Celery's behaviour) and retries."""
     app = make_app("memory")

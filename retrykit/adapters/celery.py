@@ -42,6 +42,7 @@ from retrykit._logging import context_fields
 from retrykit._loop import Call
 from retrykit._overload import Guard, refused
 from retrykit._policy import Policy
+from retrykit._strategy import LONGEST_DELAY
 from retrykit._verdict import Classification
 
 from ._celery_guard import AttemptLedger, ledger_for, redis_url_of
@@ -171,15 +172,22 @@ def _held_by_broker(policy: Policy) -> Policy:
 
 
 class _TaskCall(Call):
-    """A task's call: a retry the body asked for with ``countdown``/``eta`` waits that long."""
+    """
+    A task's call. A retry the body asked for (``self.retry()``) is *forced*: an outcome the
+    policy would not retry is retried under the temporary category's strategy, within the
+    policy's limits; with ``countdown``/``eta`` it waits that long.
+    """
 
-    __slots__ = ("requested",)
+    __slots__ = ("forced", "requested")
 
     def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
         super().__init__(policy, operation, start, scope)
         self.requested: float | None = None
+        self.forced = False
 
     def _decide(self, outcome: Any, failed: bool, now: float, found: Any) -> _decision.Verdict:
+        if self.forced:
+            found = (_decision.classify(self, outcome, failed) if found is None else found)[0], True
         verdict = super()._decide(outcome, failed, now, found)
         requested = self.requested
         if requested is not None and verdict.action == _decision.RETRY:
@@ -669,14 +677,17 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         exc: Exception,
         found: Classification | None,
         requested: float | None = None,
+        forced: bool = False,
     ) -> tuple[Call, float | None]:
         """
-        The decision on a failed attempt; *requested*: the delay the body asked for. Outside
-        eager mode an open breaker holds the retry in the broker instead of ending the task.
+        The decision on a failed attempt; *requested*: the delay the body asked for; *forced*:
+        the body asked for the retry. Outside eager mode an open breaker holds the retry in the
+        broker instead of ending the task.
         """
         call = self._retrykit_call(policy if request.is_eager else _held_by_broker(policy), request)
         call.cap = None  # a long delay is waited in hops, never shortened
         call.requested = requested
+        call.forced = forced
         delay = call.step(exc, True, found)
         _drain(call)
         verdict = call.verdict
@@ -742,10 +753,12 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         **options: Any,
     ) -> Any:
         """
-        The body's own ``self.retry()``, governed by the policy: it counts as a failed attempt
-        (classified from *exc*, or as a temporary failure without one), ends the task once the
-        policy's attempts are spent, and waits the policy's delay unless *countdown*/*eta* is given.
-        *max_retries* is ignored (the policy decides), with a warning.
+        The body's own ``self.retry()``: a request from code that knows best, honoured within the
+        policy's limits (attempts, deadline, budget, breaker) and counted as a failed attempt. *exc*
+        is retried even if the policy would not retry it on its own (then under the temporary
+        category's strategy); its classification chooses the wait unless *countdown*/*eta* is
+        given. Once a limit is reached the task ends with *exc* (``MaxRetriesExceededError``
+        without one). *max_retries* is ignored (the policy decides), with a warning.
         """
         request = self.request
         if request.called_directly or self._retrykit_off:
@@ -763,7 +776,9 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         policy = self._policy()
         if not isinstance(outcome, Exception) or isinstance(outcome, TaskPredicate):
             outcome, found = RetryRequested("self.retry()"), _requested(policy)
-        call, delay = self._retrykit_decide(policy, request, outcome, found, _requested_delay(countdown, eta))
+        call, delay = self._retrykit_decide(
+            policy, request, outcome, found, _requested_delay(countdown, eta), forced=True
+        )
         if delay is None:
             if exc is not None:
                 request._retrykit_decided = exc  # decided here: __call__ re-raises it as it is
@@ -866,9 +881,9 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
 def _requested_delay(countdown: float | None, eta: Any) -> float | None:
     """The delay a body's ``self.retry(countdown=..., eta=...)`` asks for (None: the policy's)."""
     if countdown is not None:
-        return max(0.0, float(countdown))
+        return min(max(0.0, float(countdown)), LONGEST_DELAY)
     if isinstance(eta, datetime):
-        return max(0.0, _timestamp(eta) - time.time())
+        return min(max(0.0, _timestamp(eta) - time.time()), LONGEST_DELAY)
     return None
 
 

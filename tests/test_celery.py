@@ -710,6 +710,31 @@ def test_an_explicit_retry_is_honoured_within_the_policy(
     assert [pytest.approx(delay, abs=0.01)] * 2 == events.sleeps
 
 
+@pytest.mark.parametrize("how", ["strategy", "countdown"])
+def test_the_longest_wait_is_published_not_an_overflow(how: str) -> None:
+    """A year-long retry (the strategy's cap, or countdown=1e308 asked): RETRY stored, no OverflowError."""
+    from retrykit._strategy import LONGEST_DELAY
+
+    app = make_app("memory")
+    runs: list[int] = []
+    policy = Policy(strategies={NET: Strategy.delay(LONGEST_DELAY, max_retries=2)}, max_attempts=3)
+
+    @task(policy, app=app, bind=True)
+    def waits(self: Any) -> None:
+        runs.append(self.request.retries)
+        if how == "countdown":
+            raise self.retry(exc=ConnectionResetError(), countdown=1e308)
+        raise ConnectionResetError
+
+    with worker(app):
+        result = waits.delay()
+        deadline = time.monotonic() + 10
+        while result.state != "RETRY" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ("RETRY", [0]) == (result.state, runs)
+        assert isinstance(result.result, ConnectionResetError)
+
+
 # --------------------------------------------------------------------------- switching an existing app
 
 

@@ -826,14 +826,18 @@ def test_an_app_wide_policy_and_a_task_that_keeps_celerys() -> None:
     assert app2.tasks["celery.chord_unlock"]._retrykit_off
 
 
-def test_a_refused_task_never_leaves_the_app_half_finalized() -> None:
+@pytest.mark.parametrize("named_by", ["task", "app"])
+def test_a_refused_task_never_leaves_the_app_half_finalized(named_by: str) -> None:
     """Celery options next to a policy: refused before the task is recorded, and again at every access."""
     app = celery.Celery(f"rk{uuid.uuid4().hex[:8]}", broker="memory://", task_cls=RetrykitTask)
+    own: dict[str, Any] = {"retrykit_policy": "http"} if named_by == "task" else {}
+    if named_by == "app":
+        app.conf.retrykit_policy = "http"
 
     @app.task(shared=False)
     def before() -> None: ...
 
-    @app.task(shared=False, retrykit_policy="http", autoretry_for=(ConnectionError,))
+    @app.task(shared=False, autoretry_for=(ConnectionError,), **own)
     def both() -> None: ...
 
     @app.task(shared=False)

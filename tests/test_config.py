@@ -134,14 +134,18 @@ def test_a_bad_variable_s_fix_is_spelt_as_the_variable(variable: str, value: str
         ("127.0.0.1:6379", "Redis URL"),
     ],
 )
-@pytest.mark.parametrize("where", ["configure", "overload store"])
+@pytest.mark.parametrize("where", ["configure", "overload store", "celery attempt ledger"])
 def test_redis_urls_are_checked_whole(url: str, says: str, where: str) -> None:
     """A Redis URL setting with a bad scheme, host, port or db is a ConfigError, password hidden."""
+    from retrykit.adapters._celery_guard import AttemptLedger
+
     with pytest.raises(ConfigError, match=says) as info:
         if where == "configure":
             retrykit.configure(stats_redis_url=url)
-        else:
+        elif where == "overload store":
             RedisOverloadStore(url)
+        else:
+            AttemptLedger(url)
     assert "pw" not in str(info.value)
 
 

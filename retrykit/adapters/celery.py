@@ -572,9 +572,8 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             # fresh request context with these arguments, one attempt, the original exception.
             result = celery.Task.__call__(self, *args, **kwargs)
             return result if self._retrykit_off else _resolve_coroutine(result)
-        request._retrykit_entered = id(
-            request
-        )  # the delivery the tracer runs: a call from its body is direct
+        # the delivery the tracer runs; a context a direct call from its body pushes copies the mark
+        request._retrykit_entered = id(request)
         request._protected = 1  # Celery's stack protection: the same mark, so it pushes that context
         if self._retrykit_off:
             return self.run(*args, **kwargs)  # what Celery's tracer runs for its own Task

@@ -710,14 +710,21 @@ def test_an_explicit_retry_is_honoured_within_the_policy(
     assert [pytest.approx(delay, abs=0.01)] * 2 == events.sleeps
 
 
-@pytest.mark.parametrize("how", ["strategy", "countdown"])
+@pytest.mark.parametrize("how", ["strategy", "countdown", "breaker"])
 def test_the_longest_wait_is_published_not_an_overflow(how: str) -> None:
-    """A year-long retry (the strategy's cap, or countdown=1e308 asked): RETRY stored, no OverflowError."""
+    """A year-long retry (the cap, countdown=1e308, a breaker open 1e12 s): RETRY stored, no OverflowError."""
     from retrykit._strategy import LONGEST_DELAY
 
     app = make_app("memory")
     runs: list[int] = []
-    policy = Policy(strategies={NET: Strategy.delay(LONGEST_DELAY, max_retries=2)}, max_attempts=3)
+    breaker = retrykit.CircuitBreaker(
+        f"rk-{uuid.uuid4().hex[:8]}", min_throughput=1, open_for=1e12
+    )  # opened by the first failure
+    policy = Policy(
+        strategies={NET: Strategy.delay(0.01 if how == "breaker" else LONGEST_DELAY, max_retries=2)},
+        max_attempts=3,
+        breaker=breaker if how == "breaker" else None,
+    )
 
     @task(policy, app=app, bind=True)
     def waits(self: Any) -> None:

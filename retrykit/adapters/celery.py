@@ -726,6 +726,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
     def _retrykit_republish(self, request: Any, wait: float) -> None:
         """Publish this same attempt again in *wait* seconds (in hops), and end this delivery (acked)."""
         hop = self._retrykit_hop()
+        wait = min(wait, LONGEST_DELAY)  # an open breaker's time left: a date the eta can hold
         countdown = wait if hop is None else min(wait, hop)
         self.signature_from_request(
             request, countdown=countdown, retries=request.retries, headers=dict(request.headers or {})
@@ -789,6 +790,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
 
     def _retrykit_options(self, request: Any, call: Call, delay: float) -> tuple[float, dict[str, Any]]:
         """The countdown and message options of the retry *delay* seconds from now."""
+        delay = min(delay, LONGEST_DELAY)  # e.g. a breaker's open time: never an eta that overflows
         verdict = call.verdict
         assert verdict is not None
         assert verdict.strategy is not None

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import os
+import re
 import sys
 import threading
 import types
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 from . import _layers
 from ._classify import Classification, Classifier, ErrorCategory, Explanation
 from ._errors import HIDDEN, ConfigError, Shown, seconds, whole
+from ._redis import check_url
 from ._strategy import Decision, DecisionName
 from ._verdict import CategoryKey
 
@@ -90,9 +93,7 @@ def _parse_seconds(key: str, value: Any) -> float:
 def _parse_redis_url(key: str, value: Any) -> str:
     if value is None or value == "":
         return ""
-    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(key, value, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")
-    return value
+    return check_url(key, value)
 
 
 def _parse_positive(key: str, value: Any) -> float:
@@ -103,12 +104,15 @@ def _parse_positive(key: str, value: Any) -> float:
 
 
 def _parse_retention(key: str, value: Any) -> float:
-    number = _parse_seconds(key, value)
-    if not 0 < number <= MAX_RETENTION_HOURS:
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0 < number <= MAX_RETENTION_HOURS:
         raise ConfigError(
             key,
             value,
-            f"must be greater than 0 and at most {MAX_RETENTION_HOURS:g} (ten years)",
+            f"must be a number of hours greater than 0 and at most {MAX_RETENTION_HOURS:g} (ten years)",
             f"use e.g. {key}=24",
         )
     return number
@@ -506,7 +510,7 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> dict[str, st
     try:
         _apply(found)
     except ConfigError as err:
-        raise ConfigError(ENV_PREFIX + err.argument.upper(), err.value, err.rule, err.fix) from None
+        raise _renamed(err, ENV_PREFIX + err.argument.upper()) from None
     deferred_error = None
     return {ENV_PREFIX + k: v for k, v in found.items()}
 
@@ -576,8 +580,16 @@ def _apply_settings(source: Any, prefix: str) -> dict[str, Any]:
     try:
         _apply(chosen)
     except ConfigError as err:
-        raise ConfigError(shown_prefix + err.argument, err.value, err.rule, err.fix) from None
+        raise _renamed(err, shown_prefix + err.argument) from None
     return chosen
+
+
+def _renamed(err: ConfigError, name: str) -> ConfigError:
+    """*err* about the setting as the user spells it (``RETRYKIT_MAX_ATTEMPTS``), in its fix too."""
+    fix = re.sub(
+        rf"(?<![A-Za-z0-9_]){re.escape(err.argument)}(?=\s*[=<>])", name, err.fix, flags=re.IGNORECASE
+    )
+    return ConfigError(name, err.value, err.rule, fix)
 
 
 def _looks_like_settings(source: Any) -> bool:

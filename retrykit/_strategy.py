@@ -10,6 +10,7 @@ collapsing onto the cap.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -121,6 +122,34 @@ _RETRY_AFTER_SPREAD = 0.1
 _UNSET: Any = object()
 CUSTOM_MAX_DELAY = 3600.0
 """``Strategy.custom``'s cap on one wait unless told otherwise: a process never sleeps unbounded."""
+LONGEST_DELAY = 366 * 86400.0
+"""The longest delay a strategy may name (a year): every wait, turned into a Celery ``eta`` or a
+timestamp, stays a date the platform can represent."""
+
+
+class NoOptions(TypedDict, total=False):
+    """``Strategy.no_retry`` takes no keyword."""
+
+
+def _options(
+    constructor: str, given: dict[str, Any], allowed: Any, fixed: dict[str, str], named: tuple[str, ...] = ()
+) -> None:
+    """
+    Refuse a keyword *constructor* does not take (its keywords: *allowed*, besides its *named*
+    parameters): a ``ConfigError`` naming it, never a TypeError.
+    """
+    for key, value in given.items():
+        if key in allowed:
+            continue
+        if key in fixed:
+            raise ConfigError(key, value, f"{constructor} sets {key} itself", fixed[key])
+        names = sorted({*allowed, *named})
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(names) or 'no keyword'}"
+        raise ConfigError(key, value, f"is not an option of {constructor}", hint)
+
+
+_FIXED = {"decision": "drop decision; use the constructor of the decision you want"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +219,14 @@ class Strategy:
         set_(self, "base_delay", seconds("base_delay", self.base_delay, allow_none=False))
         set_(self, "max_delay", seconds("max_delay", self.max_delay, allow_none=False))
         set_(self, "min_delay", seconds("min_delay", self.min_delay, allow_none=False))
+        for name in ("base_delay", "max_delay", "min_delay"):
+            if getattr(self, name) > LONGEST_DELAY:
+                raise ConfigError(
+                    name,
+                    getattr(self, name),
+                    f"is longer than a year ({LONGEST_DELAY:g} s), the longest delay a retry may wait",
+                    f"pass at most {name}={LONGEST_DELAY:g} (or a timedelta of at most 366 days)",
+                )
         factor = self.backoff_factor
         if (
             isinstance(factor, bool)
@@ -276,6 +313,16 @@ class Strategy:
             The strategy.
         """
         options: dict[str, Any] = dict(kwargs)  # validated by the constructor (text, timedelta)
+        _options(
+            "Strategy.immediately",
+            options,
+            DelayOptions.__optional_keys__,
+            {
+                "base_delay": "drop base_delay (it never waits), or use Strategy.delay(base_delay) to wait",
+                "decision": "drop decision; use the constructor of the decision you want",
+            },
+            ("max_retries",),
+        )
         return cls(Decision.RETRY_IMMEDIATELY, max_retries, base_delay=0.0, **options)
 
     @classmethod
@@ -296,7 +343,11 @@ class Strategy:
                 10, then 20 minutes.
         """
         base = seconds("base_delay", base_delay, allow_none=False)
-        options: dict[str, Any] = {"max_delay": base, **kwargs}  # a max_delay below base: an error
+        given: dict[str, Any] = dict(kwargs)
+        _options(
+            "Strategy.delay", given, DelayOptions.__optional_keys__, _FIXED, ("base_delay", "max_retries")
+        )
+        options: dict[str, Any] = {"max_delay": base, **given}  # a max_delay below base: an error
         return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base, **options)
 
     @classmethod
@@ -321,6 +372,13 @@ class Strategy:
             The strategy.
         """
         options: dict[str, Any] = dict(kwargs)
+        _options(
+            "Strategy.backoff",
+            options,
+            BackoffOptions.__optional_keys__,
+            _FIXED,
+            ("base_delay", "max_delay", "max_retries"),
+        )
         return cls(
             Decision.RETRY_WITH_BACKOFF,
             max_retries,
@@ -330,13 +388,17 @@ class Strategy:
         )
 
     @classmethod
-    def no_retry(cls) -> Strategy:
+    def no_retry(cls, **kwargs: Unpack[NoOptions]) -> Strategy:
         """
         Never retry this category.
+
+        Args:
+            **kwargs: None are accepted; any keyword is a ``ConfigError`` that says why.
 
         Returns:
             The strategy.
         """
+        _options("Strategy.no_retry", dict(kwargs), (), {"max_retries": "drop it: NO_RETRY never retries"})
         return cls(Decision.NO_RETRY, 0, base_delay=0.0, max_delay=0.0)
 
     @classmethod
@@ -375,7 +437,11 @@ class Strategy:
                 "a custom strategy needs a wait or a stop",
                 "pass wait=tenacity.wait_... and/or stop=tenacity.stop_...",
             )
-        options: dict[str, Any] = {"max_delay": CUSTOM_MAX_DELAY, **kwargs}
+        given: dict[str, Any] = dict(kwargs)
+        _options(
+            "Strategy.custom", given, CustomOptions.__optional_keys__, _FIXED, ("wait", "stop", "max_retries")
+        )
+        options: dict[str, Any] = {"max_delay": CUSTOM_MAX_DELAY, **given}
         return cls(Decision.RETRY_WITH_BACKOFF, max_retries, wait=wait, stop=stop, **options)
 
     def replace(self, **changes: Unpack[StrategyOptions]) -> Strategy:
@@ -472,3 +538,30 @@ class Strategy:
         else:
             low = high = nominal
         return max(low, self.min_delay), max(high, self.min_delay)
+
+
+def _checked(init: Callable[..., None]) -> Callable[..., None]:
+    """``Strategy(...)`` with a keyword it does not take, or an option given twice: a ConfigError."""
+    names = [f.name for f in fields(Strategy)]
+
+    @functools.wraps(init)
+    def __init__(self: Strategy, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise ConfigError(
+                "args",
+                args,
+                f"Strategy takes at most {len(names)} options by position",
+                "pass them by keyword",
+            )
+        for key, value in kwargs.items():
+            if key in names[: len(args)]:
+                raise ConfigError(
+                    key, value, "is given twice (by position and by keyword)", f"pass {key} once"
+                )
+        _options("Strategy", kwargs, names, {})
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+setattr(Strategy, "__init__", _checked(Strategy.__init__))  # noqa: B010 - a dataclass's own __init__

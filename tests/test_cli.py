@@ -54,6 +54,29 @@ def test_explain_a_policy_by_import_path() -> None:
     assert "policy 'custom': max_attempts 2, deadline 30s" in out
 
 
+def test_explain_a_celery_task_shows_the_policy_of_its_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """explain module:task shows the policy a Celery task's own retry options make (the bridge)."""
+    pytest.importorskip("celery")
+    (tmp_path / "rk_celery_tasks.py").write_text(
+        "import celery\n"
+        "from retrykit.adapters.celery import RetrykitTask\n"
+        "app = celery.Celery('shop', broker='memory://', task_cls=RetrykitTask)\n"
+        "@app.task(autoretry_for=(ConnectionError,), retry_backoff=2, retry_backoff_max=60,\n"
+        "          retry_jitter=False, max_retries=4)\n"
+        "def sync_stock(sku): ...\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out = _main("explain", "rk_celery_tasks:sync_stock")
+    assert 0 == code
+    assert "policy 'celery:rk_celery_tasks.sync_stock': max_attempts 5" in out
+    assert "temporary_error  retry_with_backoff        4  2s, 4s, 8s, 16s" in out
+    assert "permanent_error  no_retry                  0  -" in out
+    assert "classified: ConnectionError -> temporary_error (in autoretry_for)" in out
+    assert "classified: no built-in rules; anything else -> permanent_error" in out
+
+
 from retrykit import Policy  # noqa: E402
 
 CUSTOM = Policy(max_attempts=2, deadline=30, name="custom")

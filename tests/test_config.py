@@ -10,6 +10,7 @@ import pytest
 
 import retrykit
 from retrykit import ConfigError, Decision, ErrorCategory, _config
+from retrykit.overload import RedisOverloadStore
 from retrykit.testing import no_wait
 
 
@@ -97,6 +98,55 @@ def test_environment_variables() -> None:
     assert 30 == retrykit.get_preset("default").strategy_for(ErrorCategory.API_RATE_LIMIT).base_delay
     with pytest.raises(ConfigError, match="RETRYKIT_DEFAULT_MAX_RETRIES"):
         retrykit.configure_from_env({"RETRYKIT_DEFAULT_MAX_RETRIES": "many"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fix"),
+    [
+        ("RETRYKIT_MAX_ATTEMPTS", "abc", "RETRYKIT_MAX_ATTEMPTS=3"),
+        ("RETRYKIT_MAX_ATTEMPTS", "0", "RETRYKIT_MAX_ATTEMPTS>=1"),
+        ("RETRYKIT_DEADLINE", "soon", "RETRYKIT_DEADLINE=1.5"),
+        ("RETRYKIT_DEFAULT_BASE_DELAY", "x", "RETRYKIT_DEFAULT_BASE_DELAY=1.5"),
+        ("RETRYKIT_STATS_RETENTION_HOURS", "-1", "RETRYKIT_STATS_RETENTION_HOURS=24"),
+        ("RETRYKIT_STATS_RETENTION_HOURS", "a day", "RETRYKIT_STATS_RETENTION_HOURS=24"),
+    ],
+)
+def test_a_bad_variable_s_fix_is_spelt_as_the_variable(variable: str, value: str, fix: str) -> None:
+    """The fix for a bad environment variable names it with its prefix, as the user sets it."""
+    with pytest.raises(ConfigError) as info:
+        retrykit.configure_from_env({variable: value})
+    assert (variable, fix) == (
+        info.value.argument,
+        info.value.fix.removeprefix("use e.g. ").removeprefix("pass "),
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis://:pw@127.0.0.1:notaport/0", "port"),
+        ("redis://127.0.0.1:70000/0", "port"),
+        ("redis://127.0.0.1:6379/zero", "db"),
+        ("redis://127.0.0.1:6379/0?db=one", "db"),
+        ("redis://:6379/0", "no host"),
+        ("http://127.0.0.1:6379/0", "scheme"),
+        ("unix://", "socket path"),
+        ("127.0.0.1:6379", "Redis URL"),
+    ],
+)
+@pytest.mark.parametrize("where", ["configure", "overload store", "celery attempt ledger"])
+def test_redis_urls_are_checked_whole(url: str, says: str, where: str) -> None:
+    """A Redis URL setting with a bad scheme, host, port or db is a ConfigError, password hidden."""
+    from retrykit.adapters._celery_guard import AttemptLedger
+
+    with pytest.raises(ConfigError, match=says) as info:
+        if where == "configure":
+            retrykit.configure(stats_redis_url=url)
+        elif where == "overload store":
+            RedisOverloadStore(url)
+        else:
+            AttemptLedger(url)
+    assert "pw" not in str(info.value)
 
 
 def test_bad_environment_fails_at_first_use_naming_the_variable() -> None:

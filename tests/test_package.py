@@ -103,6 +103,8 @@ MODULES = {
         "TaskOptions",
         "app_options",
         "max_countdown",
+        "policy_from_celery",
+        "policy_of",
         "register_monitoring",
         "run_coroutine",
         "task",

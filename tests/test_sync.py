@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import pickle
 import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -324,18 +326,32 @@ def test_bad_targets_are_refused(target: Any, error: type[Exception]) -> None:
         retrykit.retry(THREE)(target)
 
 
-def test_generators_are_refused() -> None:
-    """Generator functions are refused: a failure after a yield cannot be retried."""
+def _gen() -> Iterator[int]:
+    yield 1
 
-    def gen() -> Any:
+
+async def _agen() -> AsyncIterator[int]:
+    yield 1
+
+
+class _GenCall:
+    def __call__(self) -> Iterator[int]:
         yield 1
 
-    async def agen() -> Any:
+
+class _AsyncGenCall:
+    async def __call__(self) -> AsyncIterator[int]:
         yield 1
 
-    for fn in (gen, agen):
-        with pytest.raises(TypeError, match="generator"):
-            retrykit.retry(fn)
+
+@pytest.mark.parametrize(
+    "fn",
+    [_gen, _agen, _GenCall(), _AsyncGenCall(), functools.partial(_gen), functools.partial(_AsyncGenCall())],
+)
+def test_generators_are_refused(fn: Any) -> None:
+    """Generators (sync or async; functions, partials, __call__) are refused: a yield cannot be undone."""
+    with pytest.raises(ConfigError, match="generator"):
+        retrykit.retry(fn)
 
 
 def test_two_retry_decorators_are_refused() -> None:

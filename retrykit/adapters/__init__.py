@@ -100,6 +100,16 @@ def _is_async(fn: Any) -> bool:
     )
 
 
+def _is_generator(fn: Any) -> bool:
+    """Whether calling *fn* makes a generator (sync or async): a function, a partial, or ``__call__``."""
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        target = getattr(type(target), "__call__", None)  # noqa: B004 - a callable object
+    return inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target)
+
+
 def _is_celery_task(obj: Any) -> bool:
     celery_app = sys.modules.get("celery.app.task")
     task_type = getattr(celery_app, "Task", None)
@@ -156,7 +166,7 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
         raise ConfigError(
             "fn", fn, "retrykit.retry decorates callables", "put @retrykit.retry on a def or async def"
         )
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+    if _is_generator(fn):
         raise ConfigError(
             "fn",
             operation_name(fn),

@@ -36,6 +36,7 @@ import time
 from typing import Any
 
 from retrykit._errors import ConfigError
+from retrykit._redis import check_url
 
 _log = logging.getLogger("retrykit")
 
@@ -103,10 +104,7 @@ class AttemptLedger:
     ) -> None:
         import redis
 
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                "retrykit_guard", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0"
-            )
+        check_url("retrykit_guard", url)
         if not isinstance(lease, (int, float)) or isinstance(lease, bool) or lease < 0.3:
             raise ConfigError("retrykit_lease", lease, "must be a number of seconds >= 0.3", "pass e.g. 30")
         self.url = url

@@ -155,15 +155,16 @@ class BreakerState:
     __slots__ = ("breaker", "lock", "probes_left", "rejected", "slots", "state", "until")
 
     def __init__(self, breaker: CircuitBreaker) -> None:
-        self.breaker = breaker
-        self.slots = Slots(breaker.window)  # (successes, failures)
-        self.state = CLOSED
-        self.until = 0.0
-        self.probes_left = 0
-        self.rejected = 0
-        self.lock = threading.Lock()
+        self.breaker: CircuitBreaker = breaker
+        self.slots: Slots = Slots(breaker.window)  # (successes, failures)
+        self.state: int = CLOSED
+        self.until: float = 0.0
+        self.probes_left: int = 0
+        self.rejected: int = 0
+        self.lock: threading.Lock = threading.Lock()
 
     def allow(self, now: float) -> float:
+        """0.0 if a call may go ahead at *now* (taking a probe when half-open), else the seconds left open."""
         breaker = self.breaker
         with self.lock:
             if self.state == CLOSED:
@@ -183,6 +184,7 @@ class BreakerState:
         return max(0.0, self.until - now) if self.state == OPEN else 0.0
 
     def record(self, now: float, successes: int, failures: int) -> None:
+        """Count *successes* and *failures* at *now*: open past the ratio, close or reopen when half-open."""
         breaker = self.breaker
         with self.lock:
             if self.state == OPEN:
@@ -205,6 +207,7 @@ class BreakerState:
                     self.slots.clear()
 
     def snapshot(self, now: float) -> dict[str, Any]:
+        """The state now: its name, the seconds left open, the window's counts, calls refused."""
         with self.lock:
             ok, failed = self.slots.sums(now)
             state = self.state

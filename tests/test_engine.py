@@ -29,9 +29,9 @@ from retrykit import (
     Strategy,
     _scope,
 )
-from retrykit._budget import MemoryOverloadStore
 from retrykit._decision import MARK, PASS, RETRY, Verdict, gave_up_inside
 from retrykit._loop import annotate
+from retrykit._overload_memory import MemoryOverloadStore
 from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 

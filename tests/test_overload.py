@@ -30,12 +30,13 @@ from retrykit import (
     Strategy,
     _budget,
 )
-from retrykit._breaker import HALF_OPEN, OPEN
-from retrykit._budget import BudgetState, MemoryOverloadStore
 from retrykit._overload import overload_states, pushback_of
+from retrykit._overload_memory import HALF_OPEN, OPEN, BudgetState, MemoryOverloadStore
 from retrykit.events import StopReason
 from retrykit.overload import RedisOverloadStore
 from retrykit.testing import no_wait, record
+
+from .flaky import Flaky
 
 NET = ErrorCategory.NETWORK_ERROR
 FAST = {c: Strategy.backoff(0.01, 0.1, max_retries=3) for c in ("network_error", "temporary_error")}
@@ -69,15 +70,10 @@ def _fresh_store() -> Iterator[None]:
     _budget.reset_default_store()
 
 
-def _failing(policy: Policy, error: BaseException | None = None) -> tuple[Any, list[int]]:
-    calls = [0]
-
-    @retrykit.retry(policy)
-    def fn() -> str:
-        calls[0] += 1
-        raise error if error is not None else ConnectionResetError()
-
-    return fn, calls
+def _failing(policy: Policy, error: BaseException | None = None) -> tuple[Any, Flaky]:
+    """*policy* around a call that always fails (with *error*, else a new ConnectionResetError each time)."""
+    flaky = Flaky(result=error if error is not None else ConnectionResetError)
+    return retrykit.retry(policy)(flaky), flaky
 
 
 def _run(fn: Any, times: int) -> list[BaseException]:
@@ -102,10 +98,10 @@ def _run(fn: Any, times: int) -> list[BaseException]:
 def test_budget_exhaustion_is_a_distinct_outcome(budget: RetryBudget, retries: int) -> None:
     """Each shape refuses retries once spent: the give-up says budget_exhausted, the note too."""
     budget.clock = Clock()
-    fn, calls = _failing(Policy(strategies=FAST, budget=budget))
+    fn, flaky = _failing(Policy(strategies=FAST, budget=budget))
     with record() as rec:
         errors = _run(fn, 20)
-    assert 20 + retries == calls[0]
+    assert 20 + retries == flaky.calls
     reasons = [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     assert StopReason.BUDGET_EXHAUSTED in reasons
     assert "[budget_exhausted]" in errors[-1].__notes__[0]
@@ -127,9 +123,9 @@ def test_data_and_permanent_failures_never_charge(error: Exception) -> None:
     """Even a policy that retries data and permanent failures charges nothing for them."""
     retried = {c: Strategy.immediately(max_retries=2) for c in ("data_error", "permanent_error")}
     budget = RetryBudget.quota("svc", capacity=10)
-    fn, calls = _failing(Policy(strategies=retried, budget=budget), error)
+    fn, flaky = _failing(Policy(strategies=retried, budget=budget), error)
     _run(fn, 5)
-    assert 15 == calls[0]
+    assert 15 == flaky.calls
     assert 10.0 == budget.state()["balance"]
 
 
@@ -315,12 +311,12 @@ def test_breaker_stops_retries_while_open() -> None:
     """A retry whose wait ends before the breaker closes is not scheduled (circuit_open)."""
     clock = Clock()
     breaker = _breaker(clock)
-    fn, calls = _failing(Policy(strategies=FAST, breaker=breaker))
+    fn, flaky = _failing(Policy(strategies=FAST, breaker=breaker))
     with record() as rec:
         _run(fn, 2)
     reasons = [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     assert StopReason.CIRCUIT_OPEN in reasons
-    assert calls[0] == 4  # the 4th failure opened it: no more retries
+    assert flaky.calls == 4  # the 4th failure opened it: no more retries
 
 
 def test_block_form_with_breaker_and_budget() -> None:
@@ -343,12 +339,12 @@ def test_block_form_with_breaker_and_budget() -> None:
 
 def test_negative_pushback_overrides_the_policy() -> None:
     """``grpc-retry-pushback-ms: -1`` stops at once; a positive one sets the wait."""
-    fn, calls = _failing(
+    fn, flaky = _failing(
         Policy(strategies=FAST, budget="x"), StatusError(503, {"grpc-retry-pushback-ms": "-1"})
     )
     with record() as rec:
         _run(fn, 1)
-    assert 1 == calls[0]
+    assert 1 == flaky.calls
     assert [StopReason.PUSHBACK] == [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     fn, _ = _failing(Policy(strategies=FAST, budget="y"), StatusError(503, {"grpc-retry-pushback-ms": "70"}))
     with record() as rec:
@@ -522,11 +518,11 @@ def test_a_breaker_opening_during_the_wait_ends_the_call_with_its_own_error() ->
     def trip(event: Any) -> None:
         breaker.record(0, 10)  # other calls fail meanwhile: the breaker opens
 
-    fn, calls = _failing(Policy(strategies=FAST, breaker=breaker, on_retry=trip), original)
+    fn, flaky = _failing(Policy(strategies=FAST, breaker=breaker, on_retry=trip), original)
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError) as info:
         fn()
     assert info.value is original
-    assert 1 == calls[0]
+    assert 1 == flaky.calls
     assert [StopReason.CIRCUIT_OPEN] == [
         e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)
     ]

@@ -24,6 +24,8 @@ from retrykit.events import AttemptFailed, GaveUp, RetryScheduled, StopReason, S
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, Thresholds, analyze, use_recorder
 from retrykit.testing import no_wait
 
+from .flaky import Flaky
+
 NET = ErrorCategory.NETWORK_ERROR
 DATA = ErrorCategory.DATA_ERROR
 RATE = ErrorCategory.API_RATE_LIMIT
@@ -325,24 +327,12 @@ def test_configured_redis_is_used_by_analyze(redis_url: str, prefix: str) -> Non
     rec.shared.prefix = prefix
     try:
         with no_wait():
-            retrykit.retry(operation="shared")(_fail_once())()
+            retrykit.retry(operation="shared")(Flaky.failing(1))()
         a = retrykit.stats.analyze("shared")
         assert ("redis", 1) == (a.source, a.total_errors)
     finally:
         rec.close()
         rec.shared.client.delete(*rec.shared.client.keys(f"{prefix}:*"))
-
-
-def _fail_once() -> Any:
-    state = {"n": 0}
-
-    def fn() -> str:
-        state["n"] += 1
-        if state["n"] == 1:
-            raise ConnectionResetError
-        return "ok"
-
-    return fn
 
 
 def test_bad_stats_settings() -> None:

@@ -18,23 +18,10 @@ from retrykit import ConfigError, ErrorCategory, Policy, Strategy
 from retrykit.events import StopReason
 from retrykit.testing import no_retry, no_wait, record
 
+from .flaky import Flaky
+
 NET = ErrorCategory.NETWORK_ERROR
 THREE = Policy(strategies={NET: Strategy.immediately(max_retries=2)})
-
-
-class Flaky:
-    """Fails with *errors* in order, then returns *result*."""
-
-    def __init__(self, *errors: BaseException, result: Any = "ok") -> None:
-        self.errors = list(errors)
-        self.result = result
-        self.calls = 0
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls <= len(self.errors):
-            raise self.errors[self.calls - 1]
-        return self.result
 
 
 @pytest.mark.parametrize(

@@ -14,23 +14,11 @@ import retrykit
 from retrykit import ConfigError, ErrorCategory, Policy, Strategy, _config, _scope
 from retrykit.testing import Recorder, no_retry, no_wait, record, reset, set_testing
 
+from .flaky import Flaky
+
 pytest_plugins = ["pytester"]
 
 FIVE = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.delay(5, max_retries=2)})
-
-
-class Flaky:
-    """Fails *failures* times with a connection reset, then returns "ok"."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.calls = 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise ConnectionResetError
-        return "ok"
 
 
 def _in_thread(fn: Callable[[], str]) -> str:
@@ -62,7 +50,7 @@ RUNNERS = [pytest.param(_in_thread, id="thread"), pytest.param(_in_pool, id="thr
 @pytest.mark.parametrize("run", RUNNERS)
 def test_set_testing_reaches_threads(run: Callable[[Callable[[], str]], str]) -> None:
     """Under set_testing, a retry in a thread or a pool worker skips its sleeps and is recorded."""
-    flaky = Flaky(2)
+    flaky = Flaky.failing(2)
     started = time.monotonic()
     with set_testing(no_wait=True, record=True) as rec:
         assert "ok" == run(retrykit.retry(FIVE)(flaky))
@@ -75,7 +63,7 @@ def test_set_testing_reaches_threads(run: Callable[[Callable[[], str]], str]) ->
 @pytest.mark.parametrize("run", RUNNERS)
 def test_set_testing_no_retry_reaches_threads(run: Callable[[Callable[[], str]], str]) -> None:
     """set_testing(no_retry=True) makes one attempt per call in other threads too."""
-    flaky = Flaky(1)
+    flaky = Flaky.failing(1)
     with set_testing(no_retry=True), pytest.raises(ConnectionResetError):
         run(retrykit.retry(FIVE)(flaky))
     assert 1 == flaky.calls
@@ -84,7 +72,7 @@ def test_set_testing_no_retry_reaches_threads(run: Callable[[Callable[[], str]],
 @pytest.mark.parametrize("run", RUNNERS)
 def test_skipped_sleeps_count_for_deadlines_per_thread(run: Callable[[Callable[[], str]], str]) -> None:
     """A 7 s deadline stops a 5 s + 5 s schedule in a thread, though no time really passes."""
-    flaky = Flaky(5)
+    flaky = Flaky.failing(5)
     with set_testing(no_wait=True, record=True) as rec, pytest.raises(ConnectionResetError):
         run(retrykit.retry(FIVE.replace(deadline=7))(flaky))
     assert rec is not None
@@ -126,19 +114,19 @@ def test_set_testing_restores_what_it_changed(form: str) -> None:
         assert mode is not None
         assert (True, False) == (mode.no_retry, mode.no_wait)
         with pytest.raises(ConnectionResetError):
-            _in_thread(retrykit.retry(FIVE)(Flaky(1)))
+            _in_thread(retrykit.retry(FIVE)(Flaky.failing(1)))
     assert _scope._TESTING.get() is None
     assert 1 == len(outer.gave_up)
     seen = len(outer.events)
     with no_wait():
-        retrykit.retry(FIVE)(Flaky(1))()
+        retrykit.retry(FIVE)(Flaky.failing(1))()
     assert seen == len(outer.events)  # no longer subscribed
 
 
 def test_context_switches_take_precedence_and_stay_local() -> None:
     """A context-local no_wait()/record() inside set_testing keeps working as before."""
     with set_testing(no_retry=True), no_wait(), record() as rec, pytest.raises(ConnectionResetError):
-        retrykit.retry(FIVE)(Flaky(1))()
+        retrykit.retry(FIVE)(Flaky.failing(1))()
     assert ["testing_no_retry"] == [g.reason.value for g in rec.gave_up]
     with record() as rec:  # context-local: a plain thread is not reached (use set_testing)
         with no_wait():
@@ -269,13 +257,13 @@ def test_plugin_restores_settings_after_each_test(
 
 def test_process_recorder_fixture(retrykit_process_recorder: Recorder) -> None:
     """The retrykit_process_recorder fixture records a pool worker's retries without sleeping."""
-    assert "ok" == _in_pool(retrykit.retry(FIVE)(Flaky(1)))
+    assert "ok" == _in_pool(retrykit.retry(FIVE)(Flaky.failing(1)))
     assert [5.0] == retrykit_process_recorder.sleeps
 
 
 def test_no_retry_is_still_context_local() -> None:
     """no_retry() does not reach a plain thread (set_testing is the process-wide switch)."""
-    flaky = Flaky(1)
+    flaky = Flaky.failing(1)
     with no_retry(), set_testing(no_wait=True):
         assert "ok" == _in_thread(retrykit.retry(FIVE)(flaky))
     assert 2 == flaky.calls

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from retrykit import CircuitBreaker, ErrorCategory, RetryBudget
-from retrykit._breaker import CLOSED, OPEN
+from retrykit._overload_memory import CLOSED, OPEN
 from retrykit._overload_redis import RedisOverloadStore, _after_fork_in_child
 
 NOWHERE = "redis://127.0.0.1:1/10"  # nothing listens: refused at once

@@ -8,4 +8,7 @@ start, nats-py against a nats-server the tests start, websockets against its own
 against its own SSH server, pymemcache against a memcached-protocol server the tests start, and
 xmlrpc.client against the standard library's XML-RPC server. No rule may name these libraries'
 modules or classes: what they get right must come from generic signals.
+
+paramiko was chosen too but its cases were not written in the time the issue had (the set has
+eight libraries without it).
 """

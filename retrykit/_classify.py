@@ -270,6 +270,8 @@ def _compute_plan(cls: type) -> _Plan:
         dynamic.append(_rules_std.os_error)
     if "sqlite3" in modules:
         dynamic.append(_rules_std.sqlite)
+    if issubclass(cls, EOFError):
+        dynamic.append(_rules_std.truncated_stream)
     http = False
     for family in _FAMILIES:
         if any(_in(m, family.prefixes) for m in modules):

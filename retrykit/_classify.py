@@ -19,13 +19,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
-from . import _events, _rules_amqp, _rules_aws, _rules_db, _rules_grpc, _rules_http, _rules_redis, _rules_std
+from . import (
+    _events,
+    _rules_amqp,
+    _rules_aws,
+    _rules_db,
+    _rules_generic,
+    _rules_grpc,
+    _rules_http,
+    _rules_redis,
+    _rules_std,
+)
 from ._errors import ConfigError, callable_name
 from ._rules_http import http_status, retry_after_of
 from ._verdict import (
     CODE,
     GENERIC,
     TIER_NAMES,
+    WRAPPER,
     CategoryKey,
     Classification,
     ErrorCategory,
@@ -253,6 +264,7 @@ class _Plan:
     dynamic: tuple[Reader, ...]
     duck: bool  # not a builtin-only class: look for .reason/.orig links and wait hints
     http: bool  # an HTTP client's class: check replay safety
+    fallback: tuple[Reader, ...] = ()  # read only when nothing else in the chain spoke
 
 
 def _in(module: str, prefixes: tuple[str, ...]) -> bool:
@@ -272,12 +284,18 @@ def _compute_plan(cls: type) -> _Plan:
         dynamic.append(_rules_std.sqlite)
     if issubclass(cls, EOFError):
         dynamic.append(_rules_std.truncated_stream)
-    http = False
+    if issubclass(cls, ValueError):
+        dynamic.append(_rules_generic.queue_full)
+    http = known = False
     for family in _FAMILIES:
         if any(_in(m, family.prefixes) for m in modules):
+            known = True
             http = http or family.name == "http"
             statics.append(family.static(cls))
             dynamic.extend(r for r in family.dynamic if r not in dynamic)
+    if duck and not known:  # a library without rules: the generic signals (_rules_generic)
+        statics.append(_rules_generic.name_static(cls))
+        dynamic.extend(_rules_generic.readers(cls))
     if duck:
         statics.append(_rules_std.db_wrapper_static(cls))
         for reader in (_rules_http.status, _rules_db.sqlstate):
@@ -289,7 +307,8 @@ def _compute_plan(cls: type) -> _Plan:
             best = candidate
     if best is None or best[0] > GENERIC:
         dynamic.append(_rules_std.rate_limit_message)
-    return _Plan(best, tuple(dynamic), duck, http)
+    fallback = _rules_generic.FALLBACK if not known and (best is None or best[0] == WRAPPER) else ()
+    return _Plan(best, tuple(dynamic), duck, http, fallback)
 
 
 # Builtin classes live for ever: a plain dict. Others (including classes made at run time) are
@@ -455,6 +474,8 @@ class Classifier:
                 worst = self._group(link, seen, trace, depth, budget)
                 if worst is not None and (best is None or worst[0] <= best[0]):
                     best = worst
+        if self.builtin and (best is None or best[1].rule in _rules_generic.WEAK):
+            best = _fallback(links, best, trace)
         if best is None:
             return None
         return _finish(best, links, duck, http)
@@ -481,6 +502,25 @@ class Classifier:
             if hit is not None and (worst is None or _rank(hit) < _rank(worst)):
                 worst = hit
         return worst
+
+
+def _fallback(links: list[BaseException], best: Hit | None, trace: list[_Step] | None) -> Hit | None:
+    """The last-resort signals (messages, hidden causes), read only when nothing else spoke."""
+    for index, link in enumerate(links):
+        for reader in _plan(type(link)).fallback:
+            try:
+                found = reader(link)
+            except Exception as err:
+                _events.emit(
+                    _events.RuleFailed(_reader_name(reader), type(link).__name__, type(err).__name__)
+                )
+                continue
+            if found is not None:
+                if trace is not None:
+                    trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
+                if best is None or found[0] < best[0]:
+                    best = found
+    return best
 
 
 def _members(group: BaseException) -> Any:

@@ -16,7 +16,7 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from . import (
@@ -363,19 +363,24 @@ class Classifier:
     """
     Ordered rules mapping exceptions to a ``Classification``.
 
-    User *rules* run before the built-in ones (unless ``builtin=False``); the first match wins, and
-    an exception no rule matches gets the *default* category.
+    User *rules* run before the built-in ones (unless ``builtin=False``); the first match wins.
+    An exception no rule or signal recognises is *unrecognised*: ``temporary_error`` under the rule
+    name ``"unrecognised"``, which a policy retries at most ``UNRECOGNISED_RETRIES`` times (once),
+    and which the statistics count by type so that ``analyze()`` suggests a rule. Given a
+    *default* category, such exceptions get it under the rule name ``"default"`` and the
+    category's whole strategy: you said what they are.
     """
 
     rules: tuple[ClassifierRule, ...] = ()
     default: ErrorCategory = ErrorCategory.TEMPORARY_ERROR
     builtin: bool = True
+    default_given: bool = field(default=False, repr=False)
 
     def __init__(
         self,
         rules: Iterable[RuleLike] = (),
         *,
-        default: CategoryKey = ErrorCategory.TEMPORARY_ERROR,
+        default: CategoryKey | None = None,
         builtin: bool = True,
     ) -> None:
         given = cast(object, rules)
@@ -383,7 +388,12 @@ class Classifier:
             raise ConfigError("rules", rules, "must be an iterable of rules", "pass rules=[Rule(...)]")
         own = tuple(_as_rule(r) for r in rules)
         object.__setattr__(self, "rules", own)
-        object.__setattr__(self, "default", ErrorCategory.parse(default, "default"))
+        given_default = default is not None
+        category = (
+            ErrorCategory.TEMPORARY_ERROR if default is None else ErrorCategory.parse(default, "default")
+        )
+        object.__setattr__(self, "default", category)
+        object.__setattr__(self, "default_given", given_default)
         if not isinstance(builtin, bool):
             raise ConfigError(
                 "builtin", builtin, "must be True or False", "pass builtin=False to use only your rules"
@@ -392,7 +402,8 @@ class Classifier:
 
     def with_rules(self, *rules: RuleLike) -> Classifier:
         """A copy with *rules* placed before this classifier's own rules."""
-        return Classifier((*rules, *self.rules), default=self.default, builtin=self.builtin)
+        default = self.default if self.default_given else None
+        return Classifier((*rules, *self.rules), default=default, builtin=self.builtin)
 
     def classify(self, exc: BaseException) -> Classification:
         """Classify *exc*; never raises."""
@@ -412,7 +423,17 @@ class Classifier:
             _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, type(err).__name__))
         if found is not None:
             return found[1]
-        return Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
+        if self.default_given:
+            return Classification(
+                self.default, f"{type(exc).__name__} matched no rule; default category", None
+            )
+        return Classification(
+            self.default,
+            f"{type(exc).__name__} matched no rule or signal: unrecognised, retried at most "
+            f"{UNRECOGNISED_RETRIES} time(s); add a rule saying what it is",
+            None,
+            UNRECOGNISED,
+        )
 
     def _decide(
         self,
@@ -530,6 +551,11 @@ def _members(group: BaseException) -> Any:
     except Exception:  # a hostile group
         return iter(())
 
+
+UNRECOGNISED = "unrecognised"
+"""The rule name of a classification no rule or signal made (the classifier was given no default)."""
+UNRECOGNISED_RETRIES = 1
+"""How many times a call retries an unrecognised failure (counted with its temporary failures)."""
 
 SLOW_RULE = 0.1
 """A rule taking longer than this (seconds) to answer is reported, once: rules run on every failure."""

@@ -55,6 +55,8 @@ class StopReason(str, Enum):
     """The policy's circuit breaker is open: the call fails fast (``retrykit.CircuitOpen``)."""
     PUSHBACK = "pushback"
     """The server said do not retry (a negative ``grpc-retry-pushback-ms``)."""
+    UNRECOGNISED = "unrecognised"
+    """No rule or signal recognised the failure, and it was already retried once (add a rule)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ _REASON_TEXT = {
     StopReason.BUDGET_EXHAUSTED: "the retry budget is exhausted (overload protection)",
     StopReason.CIRCUIT_OPEN: "the circuit breaker is open (overload protection)",
     StopReason.PUSHBACK: "the server said not to retry (pushback)",
+    StopReason.UNRECOGNISED: "no rule recognises it and it was retried once (add a rule)",
 }
 
 

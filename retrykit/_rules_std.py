@@ -227,7 +227,11 @@ RATE_LIMIT_MESSAGE = re.compile(r"rate[ _-]?limit|too many requests|throttl", re
 
 def rate_limit_message(exc: BaseException) -> Hit | None:
     """A message that mentions a rate limit (for exceptions with no better signal)."""
-    if RATE_LIMIT_MESSAGE.search(str(exc)):
+    try:
+        message = str(exc)
+    except Exception:  # a hostile __str__: no message to read
+        return None
+    if isinstance(message, str) and RATE_LIMIT_MESSAGE.search(message[:2000]):
         return hit(GENERIC, RATE, "message mentions a rate limit", "rate_limit_message")
     return None
 

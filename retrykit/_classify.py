@@ -284,7 +284,7 @@ def _compute_plan(cls: type) -> _Plan:
         dynamic.append(_rules_std.sqlite)
     if issubclass(cls, EOFError):
         dynamic.append(_rules_std.truncated_stream)
-    if issubclass(cls, ValueError):
+    if cls is ValueError:  # plain ValueError only: its subclasses (decoding, JSON) say what failed
         dynamic.append(_rules_generic.queue_full)
     http = known = False
     for family in _FAMILIES:
@@ -495,7 +495,7 @@ class Classifier:
                 worst = self._group(link, seen, trace, depth, budget)
                 if worst is not None and (best is None or worst[0] <= best[0]):
                     best = worst
-        if self.builtin and (best is None or best[1].rule in _rules_generic.WEAK):
+        if (best is None or (best[0] == WRAPPER and best[1].rule in _rules_generic.WEAK)) and self.builtin:
             best = _fallback(links, best, trace)
         if best is None:
             return None

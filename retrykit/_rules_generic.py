@@ -429,9 +429,10 @@ _QUEUE_FULL = re.compile(r"queue (is )?full|ERR_QUEUE_SIZE|queue size", re.IGNOR
 
 def queue_full(exc: BaseException) -> Hit | None:
     """A ``ValueError`` saying a client's outgoing queue is full: it drains, so it is not bad data."""
-    message = text(exc)
-    if "ueue" in message or "QUEUE" in message:
-        found = _QUEUE_FULL.search(message)
+    args = exc.args  # not str(exc): every ValueError passes here, and most say nothing of queues
+    first = args[0] if args else None
+    if type(first) is str and ("ueue" in first or "QUEUE" in first):
+        found = _QUEUE_FULL.search(first[:MESSAGE_LIMIT])
         if found is not None:
             return hit(CLASS, TEMP, f"a client-side queue is full ({found.group(0)!r})", "queue_full")
     return None

@@ -92,7 +92,7 @@ _NAME_WORDS: tuple[tuple[re.Pattern[str], ErrorCategory, str], ...] = tuple(
         (r" (refused|reset|unreachable|broken pipe|eof) ", NET, "a lost connection"),
         (
             r" (auth|authentication|authorization|authorisation|unauthori[sz]ed|unauthenticated|"
-            r"credentials?|permission|permissions|forbidden|denied|access denied|not allowed) ",
+            r"credentials?|permission|permissions|forbidden|denied|access denied|not allowed|host key) ",
             PERM,
             "an authentication or permission refusal",
         ),
@@ -157,14 +157,16 @@ _MESSAGE_WORDS: tuple[tuple[re.Pattern[str], int, ErrorCategory, str], ...] = tu
             r"not authori[sz]ed|authori[sz]ation (violation|failed|required)|"
             r"authentication (failed|required)|"
             r"bad user ?name or password|invalid (credentials|password|username|token)|access denied|"
-            r"permission denied|unauthori[sz]ed|forbidden|login incorrect",
+            r"permission denied|unauthori[sz]ed|forbidden|login incorrect|prohibited|"
+            r"no authentication methods",
             WRAPPER,
             PERM,
             "an authentication or permission refusal",
         ),
         (
             r"connection (refused|reset|aborted|lost|closed)|unexpectedly closed|broken pipe|"
-            r"no servers? available|empty response|not (currently )?connected|disconnected",
+            r"no servers? available|empty response|not (currently )?connected|disconnected|"
+            r"(unable|could not|failed) to connect",
             WRAPPER,
             NET,
             "a lost connection",

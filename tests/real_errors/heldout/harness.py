@@ -5,9 +5,11 @@ A case is right when its category is the one a careful engineer would choose. A 
 when it retries a failure that repeats (expected data or permanent, classified as retryable) or
 gives up on a transient one.
 
-Measured on 2026-12-07 before any generic signal (retrykit at b2d5e9f): 53 of 122 right (43.4 %),
-61 retrying a failure that repeats (50.0 %), 1 giving up on a transient failure; 25 of the 53 right
-only because the default category happened to fit.
+Measured on 2026-12-07 before any generic signal (retrykit at b2d5e9f): 53 of the first 122 right
+(43.4 %), 61 retrying a failure that repeats (50.0 %), 1 giving up on a transient failure; 25 of
+the 53 right only because the default category happened to fit. With paramiko's 12 (2 right):
+55 of 134 (41.0 %), 70 repeating (52.2 %). With the generic signals: 131 of 134 (97.8 %), 3
+repeating (2.2 %, each retried once at most), none giving up on a transient one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import retrykit
 from retrykit import ErrorCategory
 
-MODULES = ("mail", "ftp", "xmlrpc", "memcache", "ws", "nats_", "mqtt")
+MODULES = ("mail", "ftp", "xmlrpc", "memcache", "ws", "nats_", "mqtt", "ssh")
 _RETRYABLE = {ErrorCategory.NETWORK_ERROR, ErrorCategory.TEMPORARY_ERROR, ErrorCategory.API_RATE_LIMIT}
 
 

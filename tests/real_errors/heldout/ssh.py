@@ -55,7 +55,9 @@ class Env:
     http: int
 
 
-def _serve(listener: socket.socket, host_key: paramiko.PKey, client_key: paramiko.PKey, stop: threading.Event) -> None:
+def _serve(
+    listener: socket.socket, host_key: paramiko.PKey, client_key: paramiko.PKey, stop: threading.Event
+) -> None:
     transports = []
     while not stop.is_set():
         try:
@@ -93,7 +95,9 @@ def env(tmp: Path | None = None) -> Iterator[Env]:
         name = f"[127.0.0.1]:{port}"
         known.write_text(f"{name} {host_key.get_name()} {host_key.get_base64()}\n")
         wrong.write_text(f"{name} {other_key.get_name()} {other_key.get_base64()}\n")
-        http = stack.enter_context(scripted(lines(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", then_read=False)))
+        http = stack.enter_context(
+            scripted(lines(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", then_read=False))
+        )
         yield Env(
             port,
             host_key,
@@ -107,11 +111,19 @@ def env(tmp: Path | None = None) -> Iterator[Env]:
         )
 
 
-def _connect(e: Env, port: int | None = None, known: Path | None = None, policy: Any = None, **kwargs: Any) -> paramiko.SSHClient:
+def _connect(
+    e: Env, port: int | None = None, known: Path | None = None, policy: Any = None, **kwargs: Any
+) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.load_host_keys(str(known or e.known_hosts))
     client.set_missing_host_key_policy(policy or paramiko.RejectPolicy())
-    options: dict[str, Any] = {"timeout": 5, "banner_timeout": 5, "auth_timeout": 5, "allow_agent": False, "look_for_keys": False}
+    options: dict[str, Any] = {
+        "timeout": 5,
+        "banner_timeout": 5,
+        "auth_timeout": 5,
+        "allow_agent": False,
+        "look_for_keys": False,
+    }
     options.update(kwargs)
     try:
         client.connect("127.0.0.1", port or e.port, **options)
@@ -141,7 +153,9 @@ CASES: dict[str, Case] = {
     "paramiko key not accepted": (lambda e: _connect(e, username="user", pkey=e.other_key).close(), PERM),
     "paramiko no credentials": (lambda e: _connect(e, username="user").close(), PERM),
     "paramiko unknown host key": (
-        lambda e: _connect(e, known=e.known_hosts.parent / "empty", username="user", password="secret").close(),
+        lambda e: _connect(
+            e, known=e.known_hosts.parent / "empty", username="user", password="secret"
+        ).close(),
         PERM,
     ),
     "paramiko host key mismatch": (
@@ -149,11 +163,20 @@ CASES: dict[str, Case] = {
         PERM,
     ),
     "paramiko channel refused": (_exec, PERM),
-    "paramiko refused": (lambda e: _connect(e, port=closed_port(), username="user", password="secret").close(), NET),
-    "paramiko server closes": (lambda e: _connect(e, port=e.closing, username="u", password="p").close(), NET),
+    "paramiko refused": (
+        lambda e: _connect(e, port=closed_port(), username="user", password="secret").close(),
+        NET,
+    ),
+    "paramiko server closes": (
+        lambda e: _connect(e, port=e.closing, username="u", password="p").close(),
+        NET,
+    ),
     "paramiko banner timeout": (
         lambda e: _connect(e, port=e.hanging, username="u", password="p", banner_timeout=0.3).close(),
         NET,
     ),
-    "paramiko not an SSH server": (lambda e: _connect(e, port=e.http, username="u", password="p").close(), PERM),
+    "paramiko not an SSH server": (
+        lambda e: _connect(e, port=e.http, username="u", password="p").close(),
+        PERM,
+    ),
 }

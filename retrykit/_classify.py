@@ -284,8 +284,6 @@ def _compute_plan(cls: type) -> _Plan:
         dynamic.append(_rules_std.sqlite)
     if issubclass(cls, EOFError):
         dynamic.append(_rules_std.truncated_stream)
-    if cls is ValueError:  # plain ValueError only: its subclasses (decoding, JSON) say what failed
-        dynamic.append(_rules_generic.queue_full)
     http = known = False
     for family in _FAMILIES:
         if any(_in(m, family.prefixes) for m in modules):
@@ -495,7 +493,7 @@ class Classifier:
                 worst = self._group(link, seen, trace, depth, budget)
                 if worst is not None and (best is None or worst[0] <= best[0]):
                     best = worst
-        if (best is None or (best[0] == WRAPPER and best[1].rule in _rules_generic.WEAK)) and self.builtin:
+        if (best is None or best[0] == WRAPPER) and self.builtin:
             best = _fallback(links, best, trace)
         if best is None:
             return None
@@ -527,6 +525,8 @@ class Classifier:
 
 def _fallback(links: list[BaseException], best: Hit | None, trace: list[_Step] | None) -> Hit | None:
     """The last-resort signals (messages, hidden causes), read only when nothing else spoke."""
+    if best is not None and best[1].rule not in _rules_generic.WEAK:
+        return best
     for index, link in enumerate(links):
         for reader in _plan(type(link)).fallback:
             try:

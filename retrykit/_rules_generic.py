@@ -33,7 +33,6 @@ from typing import Any
 from ._rules_http import status_category
 from ._rules_std import ERRNO
 from ._verdict import (
-    CLASS,
     CODE,
     DATA,
     GENERIC,
@@ -424,20 +423,6 @@ def readers(cls: type) -> tuple[Any, ...]:
         found.append(reply_code)
     found.extend((close_code, errcode_status))
     return tuple(found)
-
-
-_QUEUE_FULL = re.compile(r"queue (is )?full|ERR_QUEUE_SIZE|queue size", re.IGNORECASE)
-
-
-def queue_full(exc: BaseException) -> Hit | None:
-    """A ``ValueError`` saying a client's outgoing queue is full: it drains, so it is not bad data."""
-    args = exc.args  # not str(exc): every ValueError passes here, and most say nothing of queues
-    first = args[0] if args else None
-    if type(first) is str and ("ueue" in first or "QUEUE" in first):
-        found = _QUEUE_FULL.search(first[:MESSAGE_LIMIT])
-        if found is not None:
-            return hit(CLASS, TEMP, f"a client-side queue is full ({found.group(0)!r})", "queue_full")
-    return None
 
 
 FALLBACK: tuple[Any, ...] = (errno_in_message, hidden_cause, message_words)

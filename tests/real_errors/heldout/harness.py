@@ -8,8 +8,8 @@ gives up on a transient one.
 Measured on 2026-12-07 before any generic signal (retrykit at b2d5e9f): 53 of the first 122 right
 (43.4 %), 61 retrying a failure that repeats (50.0 %), 1 giving up on a transient failure; 25 of
 the 53 right only because the default category happened to fit. With paramiko's 12 (2 right):
-55 of 134 (41.0 %), 70 repeating (52.2 %). With the generic signals: 131 of 134 (97.8 %), 3
-repeating (2.2 %, each retried once at most), none giving up on a transient one.
+55 of 134 (41.0 %), 70 repeating (52.2 %). With the generic signals: 130 of 134 (97.0 %), 3
+repeating (2.2 %, each retried once at most), 1 giving up on a transient one.
 """
 
 from __future__ import annotations

@@ -298,17 +298,20 @@ def reply_category(code: int, mail: bool) -> tuple[ErrorCategory, str]:
 def _recipient_codes(exc: BaseException) -> list[int]:
     """Codes of refused recipients: smtplib's ``{addr: (code, msg)}``, aiosmtplib's list of errors."""
     recipients = attr(exc, "recipients")
-    if isinstance(recipients, dict):
-        values: Any = list(recipients.values())[:100]
-    elif isinstance(recipients, (list, tuple)):
-        values = recipients[:100]
-    else:
+    try:
+        if isinstance(recipients, dict):
+            values: Any = list(recipients.values())[:100]
+        elif isinstance(recipients, (list, tuple)):
+            values = recipients[:100]
+        else:
+            return []
+        codes = []
+        for value in values:
+            code = _int(value[0]) if isinstance(value, tuple) and value else _int(attr(value, "code"))
+            if code is not None:
+                codes.append(code)
+    except Exception:  # a container subclass that raises: no codes to read
         return []
-    codes = []
-    for value in values:
-        code = _int(value[0]) if isinstance(value, tuple) and value else _int(attr(value, "code"))
-        if code is not None:
-            codes.append(code)
     return codes
 
 

@@ -60,6 +60,15 @@ class FTPWrongTypesError(Exception):
         return 12  # type: ignore[return-value]  # noqa: PLE0307 - the hostile case under test
 
 
+class _RaisingDict(dict[str, Any]):
+    def values(self) -> Any:
+        raise RuntimeError("hostile container")
+
+
+class SMTPRaisingRecipientsError(Exception):
+    recipients = _RaisingDict(a=(550, b"x"))
+
+
 class WebSocketOddError(Exception):
     rcvd = None
     sent = None
@@ -92,6 +101,7 @@ HOSTILE = {
     "raising attributes and __str__": SMTPHostileClosedError(),
     "wrong types and a non-str __str__": FTPWrongTypesError(),
     "an unknown close code": WebSocketOddError(),
+    "a container that raises": SMTPRaisingRecipientsError(),
     "a 10 MB message": HugeMessageError("x" * 10_000_000 + " not authorized"),
     "a str subclass argument": HugeMessageError(_NotAStr("550 nope")),
     "a hidden OSError without errno": _suppressed_hostile(),

@@ -9,7 +9,8 @@ decided, and cost, exactly as before), in the classifier's usual precedence:
   RFC 5321 §4.2.1, RFC 959 §4.2: ``4yz`` transient, ``5yz`` permanent) from ``smtp_code``,
   ``code``, ``reply_code``, ``errcode``, ``rc``, the first argument or the message's first three
   digits, and the refused recipients' codes; a WebSocket close code (RFC 6455 §7.4, IANA) from
-  the close frames received or sent; an HTTP status kept as ``errcode`` next to a URL or headers;
+  the close frames received or sent; an MQTT CONNACK or MQTT 5 reason code; an HTTP status kept as
+  ``errcode`` next to a URL or headers;
 - **an errno written in the message** (tier ``GENERIC``), when a library reports a socket error
   as text (``[Errno 111]``, ``ECONNREFUSED``), and an ``OSError`` hidden behind ``raise ... from
   None`` (see ``hidden_cause``);
@@ -405,6 +406,62 @@ def _has(obj: Any, name: str) -> bool:
         return False
 
 
+# ------------------------------------------------------------------ MQTT connect and disconnect codes
+
+# MQTT 3.1.1 §3.2.2.3 (CONNACK return codes 1-5) and MQTT 5 §2.4 (reason codes 0x80 and up).
+MQTT_CODES: dict[int, tuple[ErrorCategory, str]] = {
+    1: (PERM, "unacceptable protocol version"),
+    2: (PERM, "client identifier rejected"),
+    3: (TEMP, "server unavailable"),
+    4: (PERM, "bad user name or password"),
+    5: (PERM, "not authorized"),
+    0x81: (DATA, "malformed packet"),
+    0x82: (PERM, "protocol error"),
+    0x84: (PERM, "unsupported protocol version"),
+    0x85: (PERM, "client identifier not valid"),
+    0x86: (PERM, "bad user name or password"),
+    0x87: (PERM, "not authorized"),
+    0x88: (TEMP, "server unavailable"),
+    0x89: (TEMP, "server busy"),
+    0x8A: (PERM, "banned"),
+    0x8C: (PERM, "bad authentication method"),
+    0x8D: (NET, "keep alive timeout"),
+    0x8E: (NET, "session taken over"),
+    0x90: (DATA, "topic name invalid"),
+    0x95: (DATA, "packet too large"),
+    0x97: (RATE, "quota exceeded"),
+    0x9C: (TEMP, "use another server"),
+    0x9D: (PERM, "server moved"),
+    0x9F: (RATE, "connection rate exceeded"),
+}
+_MQTT = re.compile(r"mqtt", re.IGNORECASE)
+
+
+def speaks_mqtt(cls: type) -> bool:
+    """The class or a base comes from, or is named after, MQTT."""
+    return any(
+        _MQTT.search(module_of(k)) or _MQTT.search(k.__name__)
+        for k in cls.__mro__
+        if module_of(k) != "builtins"
+    )
+
+
+def mqtt_code(exc: BaseException) -> Hit | None:
+    """An MQTT CONNACK return code or MQTT 5 reason code (``rc``, ``reason_code``; an int or ``.value``)."""
+    for name in ("rc", "reason_code", "return_code"):
+        raw = attr(exc, name)
+        code = _int(raw)
+        if code is None and raw is not None:
+            code = _int(attr(raw, "value"))
+        if code is not None:
+            known = MQTT_CODES.get(code)
+            if known is None:
+                return None
+            category, why = known
+            return hit(CODE, category, f"MQTT code {code} ({name}): {why}", "mqtt_code")
+    return None
+
+
 # ------------------------------------------------------------------ HTTP status as errcode
 
 
@@ -424,6 +481,8 @@ def readers(cls: type) -> tuple[Any, ...]:
     found: list[Any] = []
     if speaks_text_protocol(cls):
         found.append(reply_code)
+    if speaks_mqtt(cls):
+        found.append(mqtt_code)
     found.extend((close_code, errcode_status))
     return tuple(found)
 

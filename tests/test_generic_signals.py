@@ -46,6 +46,11 @@ class SMTPHostileClosedError(Exception):
         raise RuntimeError("hostile __str__")
 
 
+class MQTTHostileError(Exception):
+    rc = _Raising()
+    reason_code = _Raising()
+
+
 class FTPWrongTypesError(Exception):
     smtp_code = "550"
     code = 550.0
@@ -102,6 +107,7 @@ HOSTILE = {
     "wrong types and a non-str __str__": FTPWrongTypesError(),
     "an unknown close code": WebSocketOddError(),
     "a container that raises": SMTPRaisingRecipientsError(),
+    "mqtt codes that raise": MQTTHostileError(),
     "a 10 MB message": HugeMessageError("x" * 10_000_000 + " not authorized"),
     "a str subclass argument": HugeMessageError(_NotAStr("550 nope")),
     "a hidden OSError without errno": _suppressed_hostile(),
@@ -151,6 +157,17 @@ def _hidden_refused() -> BaseException:
         return err
 
 
+class MqttCodeError(Exception):
+    def __init__(self, rc: Any) -> None:
+        super().__init__(f"code {rc}")
+        self.rc = rc
+
+
+class _ReasonCode:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
 # (exception, category, a phrase explain() must show for the signal that decided)
 EXPLAINED = {
     "smtp 550 recipients": (
@@ -163,6 +180,8 @@ EXPLAINED = {
     "errno in message": (RuntimeError("[Errno 111] Connect call failed"), NET, "errno ECONNREFUSED written"),
     "errno name in message": (LibraryConnectError("ECONNRESET while reading"), NET, "errno ECONNRESET"),
     "hidden by from None": (_hidden_refused(), NET, "hidden by 'from None'"),
+    "mqtt connack 4": (MqttCodeError(4), PERM, "MQTT code 4 (rc): bad user name or password"),
+    "mqtt 5 server busy": (MqttCodeError(_ReasonCode(0x89)), TEMP, "MQTT code 137 (rc): server busy"),
     "class name words": (
         type("AuthFailedError", (Exception,), {})("x"),
         PERM,

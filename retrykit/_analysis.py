@@ -83,6 +83,8 @@ class Analysis:
         budgets: Retry budgets this process uses, by key: shape, spent, refused, balance, store.
         breakers: Circuit breakers this process uses, by key: state, seconds left open, rejected
             calls, store.
+        unrecognised: Failures no rule or signal recognised, by exception type
+            (``module.Class``): what a rule of yours should name.
     """
 
     operation: str | None
@@ -115,6 +117,8 @@ class Analysis:
     overflowed: int = 0
     """Counts of operation names beyond the cap (``stats_max_operations``), counted as ``<other>``."""
     suggestions: list[str] = field(default_factory=list)
+    unrecognised: dict[str, int] = field(default_factory=dict)
+    """Failures no rule or signal recognised, by exception type (retried at most once each)."""
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Retry budgets this process uses, by key: shape, spent, refused (exhaustion), balance, store."""
     breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -230,7 +234,17 @@ def from_counts(
         overflowed=total.get(_stats.OVERFLOWED, 0),
     )
     budgets, breakers = overload_states() if overload is None else overload
-    analysis = Analysis(**{**analysis.__dict__, "budgets": budgets, "breakers": breakers})
+    unrecognised = Counter(
+        {k.partition(":")[2]: v for k, v in total.items() if k.startswith("unrecognised:")}
+    )
+    analysis = Analysis(
+        **{
+            **analysis.__dict__,
+            "budgets": budgets,
+            "breakers": breakers,
+            "unrecognised": dict(unrecognised.most_common()),
+        }
+    )
     return _with_suggestions(analysis, total)
 
 
@@ -306,12 +320,35 @@ def _with_suggestions(a: Analysis, total: Counter[str]) -> Analysis:
             f"Only {a.retry_success_rate:.0%} of retries succeeded: the failures are not transient; "
             "retry less and alert sooner."
         )
+    for name, count in list(a.unrecognised.items())[:3]:
+        tips.append(
+            _rule_for(name, count, a.retry_success_by_category.get(ErrorCategory.TEMPORARY_ERROR.value))
+        )
     if a.rule_failures:
         tips.append(
             f"Classifier rules raised {sum(a.rule_failures.values())} times "
             f"({', '.join(a.rule_failures)}): fix them; failures they should have caught got the next rule."
         )
     return Analysis(**{**a.__dict__, "suggestions": tips})
+
+
+def _rule_for(name: str, count: int, temporary_success: float | None) -> str:
+    """A suggestion for an unrecognised exception type, with the rule to paste."""
+    if name == _stats.OTHER:
+        return (
+            f"{count} failures of more unrecognised types than are counted by name: run "
+            "retrykit.explain(exc) on them and add rules saying what they are."
+        )
+    module = name.rpartition(".")[0]
+    # A retry of temporary failures that mostly succeeds suggests these pass too; else they repeat.
+    passes = temporary_success is not None and temporary_success >= 0.5
+    category = "temporary_error" if passes else "permanent_error"
+    imports = f"import {module}; " if module else ""
+    return (
+        f"{count} failures of {name} matched no rule or signal and were retried at most once each: say "
+        f"what they are ({category} is a guess from how often retries succeeded), e.g. {imports}"
+        f'Policy(classifier=retrykit.Classifier([retrykit.Rule("{category}", types={name})]))'
+    )
 
 
 def analyze(

@@ -16,7 +16,7 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from . import (
@@ -25,6 +25,7 @@ from . import (
     _rules_amqp,
     _rules_aws,
     _rules_db,
+    _rules_generic,
     _rules_grpc,
     _rules_http,
     _rules_redis,
@@ -37,6 +38,7 @@ from ._verdict import (
     CODE,
     GENERIC,
     TIER_NAMES,
+    WRAPPER,
     CategoryKey,
     Classification,
     ErrorCategory,
@@ -278,6 +280,7 @@ class _Plan:
     dynamic: tuple[Reader, ...]
     duck: bool  # not a builtin-only class: look for .reason/.orig links and wait hints
     http: bool  # an HTTP client's class: check replay safety
+    fallback: tuple[Reader, ...] = ()  # read only when nothing else in the chain spoke
 
 
 def _in(module: str, prefixes: tuple[str, ...]) -> bool:
@@ -295,12 +298,18 @@ def _compute_plan(cls: type) -> _Plan:
         dynamic.append(_rules_std.os_error)
     if "sqlite3" in modules:
         dynamic.append(_rules_std.sqlite)
-    http = False
+    if issubclass(cls, EOFError):
+        dynamic.append(_rules_std.truncated_stream)
+    http = known = False
     for family in _FAMILIES:
         if any(_in(m, family.prefixes) for m in modules):
+            known = True
             http = http or family.name == "http"
             statics.append(family.static(cls))
             dynamic.extend(r for r in family.dynamic if r not in dynamic)
+    if duck and not known:  # a library without rules: the generic signals (_rules_generic)
+        statics.append(_rules_generic.name_static(cls))
+        dynamic.extend(_rules_generic.readers(cls))
     if duck:
         statics.append(_rules_std.db_wrapper_static(cls))
         for reader in (_rules_http.status, _rules_db.sqlstate):
@@ -312,7 +321,8 @@ def _compute_plan(cls: type) -> _Plan:
             best = candidate
     if best is None or best[0] > GENERIC:
         dynamic.append(_rules_std.rate_limit_message)
-    return _Plan(best, tuple(dynamic), duck, http)
+    fallback = _rules_generic.FALLBACK if not known and (best is None or best[0] == WRAPPER) else ()
+    return _Plan(best, tuple(dynamic), duck, http, fallback)
 
 
 # Builtin classes live for ever: a plain dict. Others (including classes made at run time) are
@@ -367,16 +377,20 @@ class Classifier:
     """
     Ordered rules mapping exceptions to a ``Classification``.
 
-    Your *rules* run before the built-in ones; the first match wins, and an exception no rule
-    matches gets the *default* category. Pass it as ``Policy(classifier=...)``.
+    User *rules* run before the built-in ones (unless ``builtin=False``); the first match wins.
+    An exception no rule or signal recognises is *unrecognised*: ``temporary_error`` under the rule
+    name ``"unrecognised"``, which a policy retries at most ``UNRECOGNISED_RETRIES`` times (once),
+    and which the statistics count by type so that ``analyze()`` suggests a rule. Given a
+    *default* category, such exceptions get it under the rule name ``"default"`` and the
+    category's whole strategy: you said what they are.
 
     Args:
         rules: ``Rule`` objects, or functions taking the exception and returning a category, a
             ``Classification`` or ``None`` (no opinion). A function that raises is skipped and
             reported as a ``RuleFailed`` event.
-        default: The category of failures no rule recognises.
-        builtin: Whether the built-in rules (HTTP, databases, Redis, gRPC, AWS, AMQP, the
-            standard library) run after yours.
+        default: The category of failures no rule recognises (None: *unrecognised*, as above).
+        builtin: Whether the built-in rules (HTTP, databases, Redis, gRPC, AWS, AMQP, API SDKs,
+            the standard library, generic signals) run after yours.
 
     Raises:
         ConfigError: Something that is not a rule, naming it and the fix.
@@ -385,12 +399,13 @@ class Classifier:
     rules: tuple[ClassifierRule, ...] = ()
     default: ErrorCategory = ErrorCategory.TEMPORARY_ERROR
     builtin: bool = True
+    default_given: bool = field(default=False, repr=False)
 
     def __init__(
         self,
         rules: Iterable[RuleLike] = (),
         *,
-        default: CategoryKey = ErrorCategory.TEMPORARY_ERROR,
+        default: CategoryKey | None = None,
         builtin: bool = True,
     ) -> None:
         given = cast(object, rules)
@@ -398,7 +413,12 @@ class Classifier:
             raise ConfigError("rules", rules, "must be an iterable of rules", "pass rules=[Rule(...)]")
         own = tuple(_as_rule(r) for r in rules)
         object.__setattr__(self, "rules", own)
-        object.__setattr__(self, "default", ErrorCategory.parse(default, "default"))
+        given_default = default is not None
+        category = (
+            ErrorCategory.TEMPORARY_ERROR if default is None else ErrorCategory.parse(default, "default")
+        )
+        object.__setattr__(self, "default", category)
+        object.__setattr__(self, "default_given", given_default)
         if not isinstance(builtin, bool):
             raise ConfigError(
                 "builtin", builtin, "must be True or False", "pass builtin=False to use only your rules"
@@ -407,7 +427,8 @@ class Classifier:
 
     def with_rules(self, *rules: RuleLike) -> Classifier:
         """A copy with *rules* placed before this classifier's own rules."""
-        return Classifier((*rules, *self.rules), default=self.default, builtin=self.builtin)
+        default = self.default if self.default_given else None
+        return Classifier((*rules, *self.rules), default=default, builtin=self.builtin)
 
     def classify(self, exc: BaseException) -> Classification:
         """Classify *exc*; never raises."""
@@ -427,7 +448,17 @@ class Classifier:
             _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, type(err).__name__))
         if found is not None:
             return found[1]
-        return Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
+        if self.default_given:
+            return Classification(
+                self.default, f"{type(exc).__name__} matched no rule; default category", None
+            )
+        return Classification(
+            self.default,
+            f"{type(exc).__name__} matched no rule or signal: unrecognised, retried at most "
+            f"{UNRECOGNISED_RETRIES} time(s); add a rule saying what it is",
+            None,
+            UNRECOGNISED,
+        )
 
     def _decide(
         self,
@@ -489,6 +520,8 @@ class Classifier:
                 worst = self._group(link, seen, trace, depth, budget)
                 if worst is not None and (best is None or worst[0] <= best[0]):
                     best = worst
+        if (best is None or best[0] == WRAPPER) and self.builtin:
+            best = _fallback(links, best, trace)
         if best is None:
             return None
         return _finish(best, links, duck, http)
@@ -517,6 +550,27 @@ class Classifier:
         return worst
 
 
+def _fallback(links: list[BaseException], best: Hit | None, trace: list[_Step] | None) -> Hit | None:
+    """The last-resort signals (messages, hidden causes), read only when nothing else spoke."""
+    if best is not None and best[1].rule not in _rules_generic.WEAK:
+        return best
+    for index, link in enumerate(links):
+        for reader in _plan(type(link)).fallback:
+            try:
+                found = reader(link)
+            except Exception as err:
+                _events.emit(
+                    _events.RuleFailed(_reader_name(reader), type(link).__name__, type(err).__name__)
+                )
+                continue
+            if found is not None:
+                if trace is not None:
+                    trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
+                if best is None or found[0] < best[0]:
+                    best = found
+    return best
+
+
 def _members(group: BaseException) -> Any:
     try:
         members = getattr(group, "exceptions", ())
@@ -524,6 +578,11 @@ def _members(group: BaseException) -> Any:
     except Exception:  # a hostile group
         return iter(())
 
+
+UNRECOGNISED = "unrecognised"
+"""The rule name of a classification no rule or signal made (the classifier was given no default)."""
+UNRECOGNISED_RETRIES = 1
+"""How many times a call retries an unrecognised failure (counted with its temporary failures)."""
 
 SLOW_RULE = 0.1
 """A rule taking longer than this (seconds) to answer is reported, once: rules run on every failure."""

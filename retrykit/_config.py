@@ -361,7 +361,9 @@ def _apply(options: Mapping[str, Any]) -> None:
             else:
                 category, field_name = _CATEGORY_SETTINGS[name]
                 new.category_overrides.setdefault(category, {})[field_name] = value
-        new.classifier = Classifier(default=new.default_category)
+        # temporary_error, the built-in default, leaves unrecognised failures bounded (Classifier)
+        given = new.default_category is not ErrorCategory.TEMPORARY_ERROR
+        new.classifier = Classifier(default=new.default_category if given else None)
         _check_default_preset(new)
         settings = new
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import tenacity
 
 from . import _config, _layers, _scope
-from ._classify import Classification, ErrorCategory
+from ._classify import UNRECOGNISED, UNRECOGNISED_RETRIES, Classification, ErrorCategory
 from ._events import StopReason
 from ._results import judge_result
 from ._strategy import Decision, Jitter, Strategy
@@ -394,6 +394,8 @@ def _stop_reason(
         return StopReason.TESTING_NO_RETRY
     if strategy.max_retries is not None and verdict.count > strategy.max_retries:
         return StopReason.CATEGORY_EXHAUSTED
+    if verdict.classification.rule == UNRECOGNISED and verdict.count > UNRECOGNISED_RETRIES:
+        return StopReason.UNRECOGNISED
     if strategy.stop is not None and _truthy(
         strategy.stop, _category_state(call, verdict.count, outcome, failed, now)
     ):

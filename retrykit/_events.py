@@ -57,6 +57,8 @@ class StopReason(str, Enum):
     """The server said do not retry (a negative ``grpc-retry-pushback-ms``)."""
     INNER_RETRIES = "inner_retries"
     """The client inside the call already retried: another round would exceed one layer's requests."""
+    UNRECOGNISED = "unrecognised"
+    """No rule or signal recognised the failure, and it was already retried once (add a rule)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ _REASON_TEXT = {
     StopReason.CIRCUIT_OPEN: "the circuit breaker is open (overload protection)",
     StopReason.PUSHBACK: "the server said not to retry (pushback)",
     StopReason.INNER_RETRIES: "the client inside the call already retried (one layer retries)",
+    StopReason.UNRECOGNISED: "no rule recognises it and it was retried once (add a rule)",
 }
 
 

@@ -115,6 +115,8 @@ def status(exc: BaseException) -> Hit | None:
         if message is None:
             return None
         code = int(message.group(1))
+    if 200 <= code <= 299:  # the server answered; what failed was the client's reading of it
+        return None
     return hit(CODE, status_category(code), f"HTTP {code}", "http_status", retry_after_of(exc))
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from . import _config, _events
-from ._classify import ErrorCategory
+from ._classify import UNRECOGNISED, ErrorCategory
 from ._errors import ConfigError, redact_url
 from ._redis import connector, errors
 
@@ -57,6 +57,33 @@ def _failure(fields: dict[str, int], attempt: int, after: ErrorCategory | None) 
         fields[_RETRY_FAILED[after, min(attempt, MAX_ATTEMPT_FIELD)]] = 1
 
 
+UNRECOGNISED_TYPES = 100
+"""At most this many exception types are counted by name as unrecognised; the rest as ``<other>``."""
+_unrecognised_names: set[str] = set()
+
+
+def _unrecognised(fields: dict[str, int], event: Any) -> None:
+    """Count a failure no rule recognised, by its type (``unrecognised:module.Class``)."""
+    if event.classification.rule != UNRECOGNISED:
+        return
+    error = event.error
+    name = event.error_type
+    if isinstance(error, BaseException):
+        cls = type(error)
+        module = getattr(cls, "__module__", "")
+        name = (
+            f"{module}.{cls.__qualname__}"
+            if isinstance(module, str) and module != "builtins"
+            else cls.__qualname__
+        )
+    if name not in _unrecognised_names:
+        if len(_unrecognised_names) >= UNRECOGNISED_TYPES:
+            name = OTHER
+        else:
+            _unrecognised_names.add(name)
+    fields[f"unrecognised:{name}"] = 1
+
+
 def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
     """
     The operation an event counts for, and the counter fields it adds to. A failed attempt is
@@ -67,6 +94,7 @@ def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
         cat = event.classification.category
         fields = {_FAILED[cat]: 1, _RETRIED[cat]: 1, _WAITED[cat]: round(event.delay * 1000)}
         _failure(fields, event.attempt, event.after)
+        _unrecognised(fields, event)
         return event.operation, fields
     if isinstance(event, _events.GaveUp):
         cat = event.classification.category
@@ -74,6 +102,7 @@ def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
         if not event.rescheduled:  # else the failure was counted with its RetryScheduled
             fields[_FAILED[cat]] = 1
             _failure(fields, event.attempts, event.after)
+            _unrecognised(fields, event)
         return event.operation, fields
     if isinstance(event, _events.AttemptFailed):
         return event.operation, {}

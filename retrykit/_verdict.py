@@ -88,7 +88,7 @@ class Classification:
     retry_after: float | None = None
     """Seconds the server asked to wait (``Retry-After``), if it said so."""
     rule: str = "default"
-    """The name of the rule that matched, or ``"default"`` when none did."""
+    """The rule that matched; ``"unrecognised"`` (or ``"default"``, given a default) when none did."""
     replay_unsafe: bool = False
     """the request may have reached the server and is not idempotent: a retry could apply it twice"""
     inner: InnerRetries | None = None

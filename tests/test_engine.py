@@ -311,7 +311,7 @@ def test_custom_objects_see_the_category_retry_number() -> None:
     """After three temporary blips, the network category's custom wait and stop start at 1."""
     custom = Strategy.custom(wait=tenacity.wait_exponential(1), stop=tenacity.stop_after_attempt(3))
     policy = Policy(strategies={NET: custom, TEMP: Strategy.immediately(5)}, max_attempts=20)
-    blips = [RuntimeError("blip")] * 3
+    blips = [BlockingIOError("blip")] * 3  # recognised: operation would block
     flaky = Flaky(*blips, *[ConnectionResetError()] * 5)
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError):
         retrykit.retry(policy)(flaky)()

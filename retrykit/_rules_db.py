@@ -22,6 +22,7 @@ from ._verdict import (
     ErrorCategory,
     Hit,
     attr,
+    by_class,
     hit,
     module_of,
 )
@@ -210,16 +211,7 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
 
 def static(cls: type) -> Hit | None:
     """SQLAlchemy's own errors and drivers' classes that mean something without a code."""
-    for klass in cls.__mro__:
-        module = module_of(klass)
-        top = module.split(".", 1)[0]
-        found = _CLASSES.get((top, klass.__name__))
-        if found is not None:
-            tier, category, why = found
-            return hit(
-                tier, category, f"{cls.__name__}: {why}", "sqlalchemy" if top == "sqlalchemy" else "db"
-            )
-    return None
+    return by_class(_CLASSES, cls, lambda top: "sqlalchemy" if top == "sqlalchemy" else "db")
 
 
 def invalidated(exc: BaseException) -> Hit | None:

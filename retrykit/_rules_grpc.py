@@ -26,10 +26,12 @@ from ._verdict import (
     ErrorCategory,
     Hit,
     attr,
+    by_class,
     header,
     hit,
     module_of,
     parse_retry_after,
+    top_module,
 )
 
 PREFIXES = ("grpc", "google.api_core")
@@ -180,14 +182,11 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
 
 def static(cls: type) -> Hit | None:
     """gRPC and google-api-core classes that carry no status to read."""
-    for klass in cls.__mro__:
-        module = module_of(klass)
-        top = "google.api_core" if module.startswith("google.api_core") else module.split(".", 1)[0]
-        found = _CLASSES.get((top, klass.__name__))
-        if found is not None:
-            tier, category, why = found
-            return hit(tier, category, f"{cls.__name__}: {why}", "grpc")
-    return None
+    return by_class(_CLASSES, cls, "grpc", _grpc_top)
+
+
+def _grpc_top(module: str) -> str:
+    return "google.api_core" if module.startswith("google.api_core") else top_module(module)
 
 
 DYNAMIC = (status,)

@@ -23,10 +23,12 @@ from ._verdict import (
     ErrorCategory,
     Hit,
     attr,
+    by_class,
     header,
     hit,
     module_of,
     parse_retry_after,
+    top_module,
     wait_from_headers,
 )
 
@@ -174,14 +176,12 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
 
 def static(cls: type) -> Hit | None:
     """HTTP client failures that depend on the class alone."""
-    for klass in cls.__mro__:
-        top = module_of(klass).split(".", 1)[0]
-        key = (_SAME_AS.get(top, top), klass.__name__)
-        found = _CLASSES.get(key)
-        if found is not None:
-            tier, category, why = found
-            return hit(tier, category, f"{cls.__name__}: {why}", "http_client")
-    return None
+    return by_class(_CLASSES, cls, "http_client", _http_top)
+
+
+def _http_top(module: str) -> str:
+    top = top_module(module)
+    return _SAME_AS.get(top, top)
 
 
 # ------------------------------------------------------------------ replay safety

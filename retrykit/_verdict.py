@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -225,3 +225,34 @@ def module_of(cls: type) -> str:
     except Exception:
         return ""
     return module if isinstance(module, str) else ""
+
+
+ClassTable: TypeAlias = "Mapping[tuple[str, str], tuple[int, ErrorCategory, str]]"
+"""A rule family's verdicts by (top-level module, class name): (tier, category, why)."""
+
+
+def top_module(module: str) -> str:
+    """The top-level package of a module name (``"httpx"`` of ``"httpx._exceptions"``)."""
+    return module.split(".", 1)[0]
+
+
+def by_class(
+    table: ClassTable,
+    cls: type,
+    rule: str | Callable[[str], str],
+    top: Callable[[str], str] = top_module,
+) -> Hit | None:
+    """
+    The verdict of *table* for *cls* or its nearest base listed there, keyed by the top of the
+    class's module (*top* of it) and its name; *rule* names the rule (or makes the name from the
+    top module).
+    """
+    for klass in cls.__mro__:
+        where = top(module_of(klass))
+        found = table.get((where, klass.__name__))
+        if found is not None:
+            tier, category, why = found
+            return hit(
+                tier, category, f"{cls.__name__}: {why}", rule if isinstance(rule, str) else rule(where)
+            )
+    return None

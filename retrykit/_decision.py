@@ -26,6 +26,7 @@ from ._results import judge_result
 from ._strategy import Decision, Jitter, Strategy
 
 if TYPE_CHECKING:
+    from ._overload import Settled
     from ._policy import Policy
 
 RETRY = 1
@@ -160,7 +161,7 @@ class CallState:
         self.extras: Extras | None = None
         self.tenacity_state: tenacity.RetryCallState | None = None
         """The whole call as tenacity sees it, for composed tenacity objects (built when needed)."""
-        self.overload: list[Any] | None = None
+        self.overload: Settled | None = None
         """What the policy's guard (budget, breaker) settled for the last failed attempt."""
 
     def commit(self, verdict: Verdict) -> None:

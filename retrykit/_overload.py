@@ -63,14 +63,40 @@ def pushback_of(outcome: Any) -> float | None:
         return -1.0
 
 
+class Settled:
+    """What the guard settled for one failed attempt (asked again by tenacity's views: answered once)."""
+
+    __slots__ = ("attempt", "cost", "done", "reason")
+
+    def __init__(self, attempt: int) -> None:
+        self.attempt: int = attempt
+        self.done: bool = False
+        """Whether the retry was settled (pushback, breaker, budget) for this attempt."""
+        self.reason: StopReason | None = None
+        """Why the retry was refused, if it was."""
+        self.cost: int = 0
+        """What the budget charged for the retry (its refund on a success)."""
+
+
 class Guard:
-    """A policy's budget and breaker, as the engine uses them."""
+    """
+    A policy's budget and breaker, as the engine uses them. *hold_while_open*: a retry an open
+    breaker would stop waits the breaker's remaining open time instead (a task queue holds it in
+    the broker), charged to the budget as any retry.
+    """
 
-    __slots__ = ("breaker", "budget")
+    __slots__ = ("breaker", "budget", "hold_while_open")
 
-    def __init__(self, budget: RetryBudget | None, breaker: CircuitBreaker | None) -> None:
+    def __init__(
+        self, budget: RetryBudget | None, breaker: CircuitBreaker | None, *, hold_while_open: bool = False
+    ) -> None:
         self.budget: RetryBudget | None = budget
         self.breaker: CircuitBreaker | None = breaker
+        self.hold_while_open: bool = hold_while_open
+
+    def holding(self) -> Guard:
+        """This guard, holding retries while its breaker is open."""
+        return Guard(self.budget, self.breaker, hold_while_open=True)
 
     def admit(self, operation: str, into: Any) -> None:
         """A call's first attempt may start; raises ``CircuitOpen`` if the breaker refuses it."""
@@ -92,9 +118,9 @@ class Guard:
         The verdict's stop reason after overload protection, for a failed attempt (a retried
         result too). Counts the failure once per attempt, charges the budget once per retry.
         """
-        memo: list[Any] | None = call.overload
-        if memo is None or memo[0] != call.attempt:
-            memo = call.overload = [call.attempt, False, None, 0]  # attempt, settled, reason, cost
+        memo = call.overload
+        if memo is None or memo.attempt != call.attempt:
+            memo = call.overload = Settled(call.attempt)
             breaker = self.breaker
             if breaker is not None:
                 if breaker.counts(verdict.category):
@@ -107,13 +133,13 @@ class Guard:
                     budget.withdraw(verdict.category)
         if verdict.reason is not None:
             return verdict.reason
-        if memo[1]:
-            return memo[2]  # type: ignore[no-any-return]
-        memo[1] = True
-        memo[2] = reason = self._retry(memo, verdict, outcome)
+        if memo.done:
+            return memo.reason
+        memo.done = True
+        memo.reason = reason = self._retry(memo, verdict, outcome)
         return reason
 
-    def _retry(self, memo: list[Any], verdict: Verdict, outcome: Any) -> StopReason | None:
+    def _retry(self, memo: Settled, verdict: Verdict, outcome: Any) -> StopReason | None:
         pushback = pushback_of(outcome)
         if pushback is not None:
             if pushback < 0:
@@ -124,13 +150,15 @@ class Guard:
         if breaker is not None:
             left = breaker.remaining()
             if left > verdict.delay:
-                return StopReason.CIRCUIT_OPEN
+                if not self.hold_while_open:
+                    return StopReason.CIRCUIT_OPEN
+                verdict.delay = left  # held until the breaker lets a probe through
         budget = self.budget
         if budget is not None and verdict.category is not None:
             cost = budget.withdraw(verdict.category)
             if cost is None:
                 return StopReason.BUDGET_EXHAUSTED
-            memo[3] = cost
+            memo.cost = cost
         return None
 
     def succeeded(self, call: CallState | None) -> None:
@@ -138,7 +166,7 @@ class Guard:
         budget = self.budget
         if budget is not None:
             memo = None if call is None else call.overload
-            budget.succeeded(memo[3] if memo is not None and memo[3] else None)
+            budget.succeeded(memo.cost if memo is not None and memo.cost else None)
         breaker = self.breaker
         if breaker is not None:
             breaker.record(1, 0)

@@ -40,7 +40,7 @@ from retrykit._errors import ConfigError, install_hint
 from retrykit._events import StopReason
 from retrykit._logging import context_fields
 from retrykit._loop import Call
-from retrykit._overload import Guard, refused
+from retrykit._overload import refused
 from retrykit._policy import Policy
 from retrykit._strategy import LONGEST_DELAY
 from retrykit._verdict import Classification
@@ -136,29 +136,6 @@ class RetryRequested(Exception):
     """The outcome a bare ``self.retry()`` hands the policy (classified as a temporary failure)."""
 
 
-class _HeldByBroker(Guard):
-    """
-    The guard of a task's policy: a retry that an open circuit breaker would stop is held by the
-    broker instead, for the breaker's remaining open time (and charged to the budget as any retry).
-    """
-
-    __slots__ = ()
-
-    def _retry(self, memo: list[Any], verdict: Any, outcome: Any) -> StopReason | None:
-        reason = super()._retry(memo, verdict, outcome)
-        breaker = self.breaker
-        if reason is not StopReason.CIRCUIT_OPEN or breaker is None:
-            return reason
-        verdict.delay = max(verdict.delay, breaker.remaining())
-        budget = self.budget
-        if budget is not None and verdict.category is not None:
-            cost = budget.withdraw(verdict.category)
-            if cost is None:
-                return StopReason.BUDGET_EXHAUSTED
-            memo[3] = cost
-        return None
-
-
 _held: dict[int, tuple[Policy, Policy]] = {}
 
 
@@ -170,7 +147,7 @@ def _held_by_broker(policy: Policy) -> Policy:
     found = _held.get(id(policy))
     if found is None or found[0] is not policy:
         held = copy.copy(policy)
-        object.__setattr__(held, "guard", _HeldByBroker(guard.budget, guard.breaker))
+        object.__setattr__(held, "guard", guard.holding())
         if len(_held) > 256:  # policies rebuilt by configuration changes: forget the old ones
             _held.clear()
         found = _held[id(policy)] = (policy, held)

@@ -12,6 +12,7 @@ often the views ask), so a retry waiting in its backoff already counts.
 
 from __future__ import annotations
 
+import enum
 import math
 import random
 from collections.abc import Callable
@@ -29,12 +30,21 @@ if TYPE_CHECKING:
     from ._overload import Settled
     from ._policy import Policy
 
-RETRY = 1
-"""Verdict action: retry after ``Verdict.delay`` seconds."""
-GIVE_UP = 2
-"""Verdict action: stop; the caller gets the exception (or the result) of this attempt."""
-PASS = 3
-"""Verdict action: not retrykit's to judge (a success, cancellation, an enclosing layer's)."""
+
+class Action(enum.IntEnum):
+    """What to do after an attempt (a verdict's action)."""
+
+    RETRY = 1
+    """Run another attempt after the verdict's delay."""
+    GIVE_UP = 2
+    """Stop: the caller gets this attempt's outcome (its exception, or the returned value)."""
+    PASS = 3
+    """Stop: the outcome is good, or not retrykit's to judge (cancellation, an outer layer's)."""
+
+
+RETRY = Action.RETRY
+GIVE_UP = Action.GIVE_UP
+PASS = Action.PASS
 
 RetryCondition: TypeAlias = Callable[[tenacity.RetryCallState], object]
 """A tenacity ``retry`` (``retry_if_result(...)``, ``retry_if_exception_type(...)``, ...)."""
@@ -77,13 +87,13 @@ class Verdict:
 
     def __init__(
         self,
-        action: int,
+        action: Action,
         classification: Classification | None = None,
         category: ErrorCategory | None = None,
         strategy: Strategy | None = None,
         count: int = 0,
     ) -> None:
-        self.action: int = action
+        self.action: Action = action
         self.classification: Classification | None = classification
         self.category: ErrorCategory | None = category
         self.strategy: Strategy | None = strategy

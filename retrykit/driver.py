@@ -29,13 +29,12 @@ driver of this kind), so an adapter is a loop of a few lines around it::
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, Unpack
 
 from . import _config, _scope
-from ._decision import GIVE_UP, PASS, RETRY
+from ._decision import PASS, Action
 from ._errors import ConfigError
 from ._events import StopReason
 from ._loop import Call
@@ -44,17 +43,6 @@ from ._policy import Policy, PolicyOptions, get_preset
 __all__ = ["Action", "Run", "Step", "start"]
 
 T = TypeVar("T")
-
-
-class Action(enum.IntEnum):
-    """What to do after an attempt."""
-
-    RETRY = RETRY
-    """Run another attempt after ``Step.delay`` seconds."""
-    GIVE_UP = GIVE_UP
-    """Stop: the caller gets this attempt's outcome (its exception, or the returned value)."""
-    PASS = PASS
-    """Stop: the outcome is good, or not retrykit's to judge (cancellation, an outer layer's)."""
 
 
 class Step(NamedTuple):

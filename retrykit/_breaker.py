@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._categories import CategoryKey
 from ._classify import ErrorCategory
 from ._errors import ConfigError, from_setting, seconds
 from ._overload_memory import CLOSED, HALF_OPEN, OPEN, STATE_NAMES, default_store
-from ._verdict import CategoryKey
 
 DEFAULT_COUNTED = frozenset(
     {ErrorCategory.NETWORK_ERROR, ErrorCategory.SYSTEM_ERROR, ErrorCategory.TEMPORARY_ERROR}

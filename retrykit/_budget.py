@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ._categories import CategoryCosts
 from ._classify import ErrorCategory
 from ._errors import ConfigError, from_setting, seconds
 from ._overload_memory import BudgetState, MemoryOverloadStore, default_store, reset_default_store
-from ._verdict import CategoryCosts
 
 SHAPES = ("ratio", "quota", "adaptive")
 NEVER_CHARGED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERROR})

@@ -32,9 +32,7 @@ from . import (
     _rules_sdk,
     _rules_std,
 )
-from ._errors import ConfigError, callable_name
-from ._rules_http import http_status, retry_after_of
-from ._verdict import (
+from ._categories import (
     CODE,
     GENERIC,
     TIER_NAMES,
@@ -46,6 +44,8 @@ from ._verdict import (
     module_of,
     parse_retry_after,
 )
+from ._errors import ConfigError, callable_name
+from ._rules_http import http_status, retry_after_of
 
 
 @runtime_checkable
@@ -245,7 +245,7 @@ def _checked(verdict: Any, rule: Any) -> Classification | None:
 # reads signals from one link of the cause chain: a *static* verdict that depends on the class
 # alone (computed once per class and cached weakly), and *dynamic* readers of what the instance
 # carries (a SQLSTATE, a driver error number, an HTTP/gRPC status, an AWS error code, an AMQP
-# reply code, a Redis reply, an errno). Every verdict has a tier (``_verdict.CODE`` < ``CLASS`` <
+# reply code, a Redis reply, an errno). Every verdict has a tier (``_categories.CODE`` < ``CLASS`` <
 # ``GENERIC`` < ``WRAPPER``): the most specific signal anywhere in the chain wins, the outermost
 # link on a tie. Third-party libraries are recognised by the modules their classes come from:
 # nothing is imported, so a library that is not imported costs nothing.
@@ -432,18 +432,20 @@ class Classifier:
 
     def classify(self, exc: BaseException) -> Classification:
         """Classify *exc*; never raises."""
-        return self._verdict(exc, None)
+        return self._classification(exc, None)
 
     def explain(self, exc: BaseException) -> Explanation:
         """How *exc* is classified: each link of its chain, the signals read, and the decision."""
         trace: list[_Step] = []
-        verdict = _layers.attach(self._verdict(exc, trace), exc)  # and the client inside, if it retried
+        verdict = _layers.attach(
+            self._classification(exc, trace), exc
+        )  # and the client inside, if it retried
         return Explanation(_describe_exc(exc), tuple(trace), verdict)
 
-    def _verdict(self, exc: BaseException, trace: list[_Step] | None) -> Classification:
+    def _classification(self, exc: BaseException, trace: list[_Step] | None) -> Classification:
         try:
-            found = self._decide(exc, set(), trace)
-        except Exception as err:  # pragma: no cover - defensive: _decide guards every rule
+            found = self._walk(exc, set(), trace)
+        except Exception as err:  # pragma: no cover - defensive: _walk guards every rule
             found = None
             _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, type(err).__name__))
         if found is not None:
@@ -460,7 +462,7 @@ class Classifier:
             UNRECOGNISED,
         )
 
-    def _decide(
+    def _walk(
         self,
         exc: BaseException,
         seen: set[int],
@@ -544,7 +546,7 @@ class Classifier:
             if _is_group(member):
                 stack.extend(reversed(tuple(itertools.islice(_members(member), budget[0]))))
                 continue
-            hit = self._decide(member, seen, trace, GROUP_DEPTH, budget)  # its chain, no groups
+            hit = self._walk(member, seen, trace, GROUP_DEPTH, budget)  # its chain, no groups
             if hit is not None and (worst is None or _rank(hit) < _rank(worst)):
                 worst = hit
         return worst

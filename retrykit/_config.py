@@ -24,11 +24,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 from . import _layers
+from ._categories import CategoryKey
 from ._classify import Classification, Classifier, ErrorCategory, Explanation
 from ._errors import HIDDEN, ConfigError, Shown, seconds, whole
 from ._redis import check_url
 from ._strategy import Decision, DecisionName
-from ._verdict import CategoryKey
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -281,7 +281,7 @@ def _number(value: Any) -> float | None:
 # --------------------------------------------------------------------------- the decision
 
 
-def classify(call: CallState, outcome: Any, failed: bool) -> tuple[Classification | None, bool]:
+def classify_outcome(call: CallState, outcome: Any, failed: bool) -> tuple[Classification | None, bool]:
     """
     The classification of an outcome and whether it asks for a retry by itself (``TryAgain``);
     ``(None, False)`` for what retrykit does not judge (a good result, a pass-through).
@@ -324,7 +324,7 @@ def decide(
     extras = call.extras
     if not (forced or conditioned) and extras is not None and extras.retry is not None:
         return _by_condition(call, extras.retry, outcome, failed, now, found)
-    classification, asked = classify(call, outcome, failed) if found is None else found
+    classification, asked = classify_outcome(call, outcome, failed) if found is None else found
     forced = forced or asked
     if classification is None:
         if failed or not forced:  # a pass-through exception, or a result nobody asks to retry
@@ -365,7 +365,7 @@ def _by_condition(
     policy would not make (forced), or decline one (``RETRY_CONDITION``; a result is then good).
     """
     if found is None:
-        found = classify(call, outcome, failed)
+        found = classify_outcome(call, outcome, failed)
     state = whole_state(call, outcome, failed, now)
     try:
         wants = bool(condition(state))

@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from types import FrameType, TracebackType
 from typing import Any, TypeAlias, cast
 
+from ._categories import Classification, attr, header, module_of
 from ._errors import ConfigError, callable_name
-from ._verdict import Classification, attr, header, module_of
 
 _MAX_LINKS = 16
 _MAX_FRAMES = 200

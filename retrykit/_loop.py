@@ -32,7 +32,7 @@ from ._decision import (
     RETRY,
     CallState,
     Verdict,
-    classify,
+    classify_outcome,
     decide,
 )
 from ._errors import callable_name
@@ -99,7 +99,7 @@ class Call(CallState):
         with this outcome. *found*: the result rule's classification, already made.
         """
         now = _scope.now()
-        verdict = self._decide(outcome, failed, now, None if found is None else (found, False))
+        verdict = self.decide_outcome(outcome, failed, now, None if found is None else (found, False))
         if verdict.action == PASS:
             if not failed:
                 self.succeeded(now)
@@ -122,9 +122,10 @@ class Call(CallState):
         self.report_give_up(verdict.reason or StopReason.NON_RETRYABLE, outcome, failed, now)
         return None
 
-    def _decide(
+    def decide_outcome(
         self, outcome: Any, failed: bool, now: float, found: tuple[Classification | None, bool] | None
     ) -> Verdict:
+        """The decision on *outcome* (a subclass may adjust it: a task's requested countdown)."""
         return decide(self, outcome, failed, now, found=found)
 
     def begin(self) -> bool:
@@ -430,7 +431,7 @@ def view(policy: Policy, state: tenacity.RetryCallState, forced: bool) -> Verdic
         failed = bool(outcome.failed)
         value = outcome.exception() if failed else outcome.result()
         if call.found is None:
-            call.found = classify(call, value, failed)
+            call.found = classify_outcome(call, value, failed)
         verdict = decide(call, value, failed, _scope.now(), forced=forced, found=call.found)
         cache[forced] = verdict
     return verdict

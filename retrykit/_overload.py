@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from . import _events
 from ._breaker import CircuitBreaker, CircuitOpen
 from ._budget import RetryBudget
+from ._categories import attr, header
 from ._classify import Classification, ErrorCategory
 from ._decision import MARK
 from ._events import StopReason
 from ._rules_http import headers_of
-from ._verdict import attr, header
 
 if TYPE_CHECKING:
     from ._decision import CallState, Verdict

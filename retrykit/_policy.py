@@ -21,13 +21,13 @@ import tenacity
 from . import _config, _loop
 from ._breaker import CircuitBreaker
 from ._budget import RetryBudget
+from ._categories import CategoryKey
 from ._classify import Classifier, ErrorCategory
 from ._errors import ConfigError, seconds, whole
 from ._events import GaveUp, RetryScheduled, Succeeded
 from ._overload import Guard, guard_of
 from ._results import BUILTIN_RESULT_RULES, ResultRule
 from ._strategy import Decision, Jitter, Strategy
-from ._verdict import CategoryKey
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

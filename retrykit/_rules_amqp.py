@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import re
 
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,

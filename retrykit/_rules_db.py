@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ._rules_std import sqlstate_of
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -26,6 +25,7 @@ from ._verdict import (
     hit,
     module_of,
 )
+from ._rules_std import sqlstate_of
 
 PREFIXES = ("psycopg2", "psycopg", "asyncpg", "sqlalchemy", "pymysql", "MySQLdb", "_mysql", "mysql.connector")
 

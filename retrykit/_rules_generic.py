@@ -31,9 +31,7 @@ import errno
 import re
 from typing import Any
 
-from ._rules_http import status_category
-from ._rules_std import ERRNO
-from ._verdict import (
+from ._categories import (
     CODE,
     DATA,
     GENERIC,
@@ -48,6 +46,8 @@ from ._verdict import (
     hit,
     module_of,
 )
+from ._rules_http import status_category
+from ._rules_std import ERRNO
 
 MESSAGE_LIMIT = 2000
 """Characters of a message the word signals read (a huge message costs no more than this)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -101,7 +101,7 @@ def pushback(call: Any) -> float | None:
     return None if seconds is None else seconds / 1000.0
 
 
-def _verdict(name: str, text: str, wait: float | None, source: str) -> Hit | None:
+def _status_hit(name: str, text: str, wait: float | None, source: str) -> Hit | None:
     category = STATUS.get(name)
     if category is None:
         return None
@@ -128,7 +128,7 @@ def status(exc: BaseException) -> Hit | None:
     name = _name(code())
     if name is None:
         return None
-    return _verdict(name, _details(exc), pushback(exc), "gRPC")
+    return _status_hit(name, _details(exc), pushback(exc), "gRPC")
 
 
 # google-api-core's classes (exceptions.py) for errors that carry no gRPC status (REST transport,
@@ -166,7 +166,7 @@ def _api_core(exc: BaseException) -> Hit | None:
         return None
     wait = pushback(attr(exc, "response"))
     message = attr(exc, "message")
-    return _verdict(name, message if isinstance(message, str) else str(exc), wait, "google-api-core")
+    return _status_hit(name, message if isinstance(message, str) else str(exc), wait, "google-api-core")
 
 
 _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ._verdict import CLASS, CODE, DATA, GENERIC, NET, PERM, TEMP, ErrorCategory, Hit, hit, module_of
+from ._categories import CLASS, CODE, DATA, GENERIC, NET, PERM, TEMP, ErrorCategory, Hit, hit, module_of
 
 PREFIXES = ("redis",)
 

@@ -8,8 +8,7 @@ classes of their transport failures.
 
 from __future__ import annotations
 
-from ._rules_http import status_category
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -26,6 +25,7 @@ from ._verdict import (
     hit,
     module_of,
 )
+from ._rules_http import status_category
 
 PREFIXES = ("openai", "anthropic", "stripe", "elastic_transport", "elasticsearch")
 

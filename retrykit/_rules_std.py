@@ -12,7 +12,7 @@ import socket
 import ssl
 from typing import Any
 
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,

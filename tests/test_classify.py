@@ -17,8 +17,8 @@ import pytest
 
 import retrykit
 from retrykit import Classification, Classifier, ErrorCategory, Rule, _events
+from retrykit._categories import header, module_of
 from retrykit._classify import _VISIT, _Step, parse_retry_after
-from retrykit._verdict import header, module_of
 from retrykit.testing import record
 
 NET = ErrorCategory.NETWORK_ERROR

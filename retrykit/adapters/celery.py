@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from retrykit import _config, _decision, _scope
 from retrykit._analysis import Alert, Thresholds, cleanup_old_errors, monitor
 from retrykit._breaker import CircuitBreaker
+from retrykit._categories import Classification
 from retrykit._classify import ErrorCategory
 from retrykit._errors import ConfigError, install_hint
 from retrykit._events import StopReason
@@ -43,7 +44,6 @@ from retrykit._loop import Call
 from retrykit._overload import refused
 from retrykit._policy import Policy
 from retrykit._strategy import LONGEST_DELAY
-from retrykit._verdict import Classification
 
 from ._celery_bridge import policy_from_celery
 from ._celery_guard import AttemptLedger, ledger_for, redis_url_of
@@ -168,10 +168,10 @@ class _TaskCall(Call):
         self.requested: float | None = None
         self.forced = False
 
-    def _decide(self, outcome: Any, failed: bool, now: float, found: Any) -> _decision.Verdict:
+    def decide_outcome(self, outcome: Any, failed: bool, now: float, found: Any) -> _decision.Verdict:
         if self.forced:
-            found = (_decision.classify(self, outcome, failed) if found is None else found)[0], True
-        verdict = super()._decide(outcome, failed, now, found)
+            found = (_decision.classify_outcome(self, outcome, failed) if found is None else found)[0], True
+        verdict = super().decide_outcome(outcome, failed, now, found)
         requested = self.requested
         if requested is not None and verdict.action == _decision.RETRY:
             verdict.delay = requested

@@ -1,8 +1,9 @@
 """
-The vocabulary the classifier and its rule families share: categories, the verdict, signal tiers.
+The vocabulary the classifier and its rule families share: the categories, a classification,
+the signal tiers, and the readers of headers and wait hints.
 
 Kept apart from ``_classify`` so that the per-library rule modules (``_rules_*``) can build
-verdicts without importing the classifier that imports them.
+classifications without importing the classifier that imports them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
 The thundering-herd simulation of "Exponential Backoff and Jitter" (AWS Architecture Blog, 2015),
-ported as specified in shared/reference/peers-resilience.md (c.2), with retrykit's own
-``Strategy`` objects computing every delay.
+ported from the post's description and published figures, with retrykit's own ``Strategy``
+objects computing every delay.
 
 N clients each update one row once with optimistic concurrency; every failed conditional write
 backs off and tries again. Network legs take |Normal(10, 2)| ms. We count writes (``calls``) and
@@ -105,7 +105,7 @@ def sweep(clients: list[int], runs: int, seeds: list[int]) -> dict[str, dict[int
 
 
 REFERENCE_N100 = {"FullJitter": (796, 4911.0), "Decorr": (1002, 4492.0), "EqualJitter": (812, 6597.0)}
-"""The reproduced results at N = 100 (peers-resilience.md c.3): calls, time in ms."""
+"""A reproduction's results at N = 100 (the simulation as the post describes it): calls, time in ms."""
 
 
 def check(results: dict[str, dict[int, Result]]) -> list[str]:

@@ -10,12 +10,16 @@ numbers on every run, in about a second per row.
 
 Reported per configuration: retries as a fraction of first attempts during the outage, and the
 time from recovery to the first 1 s window in which every call started succeeds.
+``--series PATH`` also writes each configuration's requests per second over time (first
+attempts, retries, successes) as JSON: ``docs/scripts/figures.py`` draws them for the docs.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +44,8 @@ class Row:
     retries_in_outage: int
     firsts_in_outage: int
     recovery: float | None
+    series: dict[str, list[int]] | None = None
+    """Per second of the run: first attempts, retries and successes reaching the dependency."""
 
     @property
     def amplification(self) -> float:
@@ -80,6 +86,7 @@ def simulate(
     succeeded: dict[int, int] = {}
     failed_bins: set[int] = set()
     first = retries_out = firsts_out = 0
+    sent: dict[str, list[int]] = {"first": [0] * int(END + 60), "retry": [0] * int(END + 60)}
 
     def push(at: float, kind: str, attempt: int) -> None:
         nonlocal seq
@@ -112,6 +119,8 @@ def simulate(
             push(t + LATENCY, "attempt", attempt)
             continue
         slot = int(t / SLOT)  # an attempt reaches the dependency
+        if int(t) < len(sent["first"]):
+            sent["first" if attempt == 1 else "retry"][int(t)] += 1
         served[slot] = served.get(slot, 0) + 1
         if not (DOWN <= t < UP) and served[slot] <= CAPACITY * SLOT:
             succeeded[int(t)] = succeeded.get(int(t), 0) + 1
@@ -138,7 +147,13 @@ def simulate(
         if second not in failed_bins and succeeded.get(second, 0) >= started.get(second, 0):
             recovery = second - UP
             break
-    return Row(name, first, retries_out, firsts_out, recovery)
+    seconds = int(END)
+    series = {
+        "first": sent["first"][:seconds],
+        "retry": sent["retry"][:seconds],
+        "succeeded": [succeeded.get(second, 0) for second in range(seconds)],
+    }
+    return Row(name, first, retries_out, firsts_out, recovery, series)
 
 
 def configurations() -> dict[str, Callable[[random.Random, Callable[[], float]], dict[str, Any]]]:
@@ -199,5 +214,26 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def write_series(rows: list[Row], path: str) -> None:
+    """The rows' time series as JSON (sorted keys, one run's figures: the same on every run)."""
+    document = {
+        "clients": CLIENTS,
+        "capacity": CAPACITY,
+        "down": DOWN,
+        "up": UP,
+        "rows": [
+            {"name": row.name, "amplification": round(row.amplification, 4), "recovery": row.recovery}
+            | (row.series or {})
+            for row in rows
+        ],
+    }
+    rows_text = ",\n".join(json.dumps(row, sort_keys=True) for row in document.pop("rows"))
+    with open(path, "w") as file:
+        file.write(json.dumps(document, sort_keys=True)[:-1] + ', "rows": [\n' + rows_text + "\n]}\n")
+
+
 if __name__ == "__main__":
-    print(table(run()))
+    results = run()
+    print(table(results))
+    if "--series" in sys.argv:
+        write_series(results, sys.argv[sys.argv.index("--series") + 1])

@@ -30,7 +30,15 @@ def _rate(ok: int, failed: int) -> float | None:
 
 @dataclass(frozen=True)
 class OperationFigures:
-    """One operation's totals in the analysed window."""
+    """
+    One operation's totals in the analysed window.
+
+    Attributes:
+        errors: Failed attempts.
+        retries: Retries scheduled.
+        gave_up: Calls that gave up.
+        late_successes: Calls that succeeded after failing at least once.
+    """
 
     errors: int
     retries: int
@@ -40,7 +48,44 @@ class OperationFigures:
 
 @dataclass(frozen=True)
 class Analysis:
-    """What the statistics say about a window of time (``analyze()``'s result)."""
+    """
+    What the statistics say about a window of time: ``analyze()``'s result.
+
+    ``retrykit analyze`` prints one; ``to_dict()`` gives the JSON document of ``--json``.
+
+    Attributes:
+        operation: The operation analysed, or ``None`` for every operation.
+        since: The window's start (a Unix timestamp).
+        until: The window's end (a Unix timestamp).
+        source: Where the counts came from: ``"memory"`` (this process) or ``"redis"`` (every
+            worker).
+        total_errors: Failed attempts.
+        calls_with_errors: Calls whose first attempt failed.
+        retries: Retries scheduled.
+        late_successes: Calls that succeeded after failing at least once.
+        gave_up: Calls that gave up.
+        waited_seconds: Time spent waiting between attempts, by the policies' delays.
+        category_distribution: Failed attempts by category.
+        give_up_reasons: Give-ups by ``StopReason`` value.
+        retry_success_rate: How often a retry succeeded (the attempt right after a retry), or
+            ``None`` without retries.
+        retry_success_by_category: The same, keyed by the category of the failure retried.
+        retry_success_by_attempt: The same, keyed by the attempt number of the retry (10 stands
+            for 10 and later).
+        retry_samples_by_attempt: The retries behind each rate of ``retry_success_by_attempt``.
+        operations: Each operation's totals.
+        rule_failures: Classifier rules that raised, by rule name.
+        sink_failures: Failures of event sinks, keyed ``"<sink>:<error type>"``.
+        overflowed: Counts of operation names beyond ``stats_max_operations``, counted as
+            ``<other>``.
+        suggestions: Sentences about patterns in the figures (from 20 failures on): data errors
+            retried, retries that rarely help, rate limits dominating, ...
+        budgets: Retry budgets this process uses, by key: shape, spent, refused, balance, store.
+        breakers: Circuit breakers this process uses, by key: state, seconds left open, rejected
+            calls, store.
+        unrecognised: Failures no rule or signal recognised, by exception type
+            (``module.Class``): what a rule of yours should name.
+    """
 
     operation: str | None
     since: float
@@ -72,13 +117,20 @@ class Analysis:
     overflowed: int = 0
     """Counts of operation names beyond the cap (``stats_max_operations``), counted as ``<other>``."""
     suggestions: list[str] = field(default_factory=list)
+    unrecognised: dict[str, int] = field(default_factory=dict)
+    """Failures no rule or signal recognised, by exception type (retried at most once each)."""
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Retry budgets this process uses, by key: shape, spent, refused (exhaustion), balance, store."""
     breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Circuit breakers this process uses, by key: state, seconds left open, rejected calls, store."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """
+        A JSON-ready dict of every field.
+
+        Returns:
+            The dict (attempt-number keys as strings).
+        """
         data = asdict(self)
         data["retry_success_by_attempt"] = {str(k): v for k, v in self.retry_success_by_attempt.items()}
         data["retry_samples_by_attempt"] = {str(k): v for k, v in self.retry_samples_by_attempt.items()}
@@ -182,7 +234,17 @@ def from_counts(
         overflowed=total.get(_stats.OVERFLOWED, 0),
     )
     budgets, breakers = overload_states() if overload is None else overload
-    analysis = Analysis(**{**analysis.__dict__, "budgets": budgets, "breakers": breakers})
+    unrecognised = Counter(
+        {k.partition(":")[2]: v for k, v in total.items() if k.startswith("unrecognised:")}
+    )
+    analysis = Analysis(
+        **{
+            **analysis.__dict__,
+            "budgets": budgets,
+            "breakers": breakers,
+            "unrecognised": dict(unrecognised.most_common()),
+        }
+    )
     return _with_suggestions(analysis, total)
 
 
@@ -258,12 +320,35 @@ def _with_suggestions(a: Analysis, total: Counter[str]) -> Analysis:
             f"Only {a.retry_success_rate:.0%} of retries succeeded: the failures are not transient; "
             "retry less and alert sooner."
         )
+    for name, count in list(a.unrecognised.items())[:3]:
+        tips.append(
+            _rule_for(name, count, a.retry_success_by_category.get(ErrorCategory.TEMPORARY_ERROR.value))
+        )
     if a.rule_failures:
         tips.append(
             f"Classifier rules raised {sum(a.rule_failures.values())} times "
             f"({', '.join(a.rule_failures)}): fix them; failures they should have caught got the next rule."
         )
     return Analysis(**{**a.__dict__, "suggestions": tips})
+
+
+def _rule_for(name: str, count: int, temporary_success: float | None) -> str:
+    """A suggestion for an unrecognised exception type, with the rule to paste."""
+    if name == _stats.OTHER:
+        return (
+            f"{count} failures of more unrecognised types than are counted by name: run "
+            "retrykit.explain(exc) on them and add rules saying what they are."
+        )
+    module = name.rpartition(".")[0]
+    # A retry of temporary failures that mostly succeeds suggests these pass too; else they repeat.
+    passes = temporary_success is not None and temporary_success >= 0.5
+    category = "temporary_error" if passes else "permanent_error"
+    imports = f"import {module}; " if module else ""
+    return (
+        f"{count} failures of {name} matched no rule or signal and were retried at most once each: say "
+        f"what they are ({category} is a guess from how often retries succeeded), e.g. {imports}"
+        f'Policy(classifier=retrykit.Classifier([retrykit.Rule("{category}", types={name})]))'
+    )
 
 
 def analyze(
@@ -274,9 +359,22 @@ def analyze(
     recorder: _stats.StatsRecorder | None = None,
 ) -> Analysis:
     """
-    Analyse the error statistics of operation *name* (every operation if None) over the window
-    ending at *until* (now) and starting *since* seconds before it (24 h by default; a timestamp
-    or timedelta also works). With ``stats_redis_url`` configured, the figures are every worker's.
+    Analyse the error statistics of an operation, or of every one, over a window of time.
+
+    With ``stats_redis_url`` configured, the figures are every worker's.
+
+    Args:
+        name: The operation (a function's qualified name, a task's name). Default: every one.
+        since: Seconds back from *until* (24 h by default), a Unix timestamp, or a
+            ``timedelta``.
+        until: The window's end, a Unix timestamp. Default: now.
+        recorder: The statistics to read. Default: the process's.
+
+    Returns:
+        The analysis.
+
+    Raises:
+        ConfigError: A *since* that is neither seconds, a timestamp nor a timedelta.
     """
     rec = recorder or _stats.recorder()
     start, end = _window(since, until, rec.local.clock)
@@ -285,14 +383,31 @@ def analyze(
 
 
 def error_statistics(name: str | None = None, since: float | timedelta | None = None) -> dict[str, Any]:
-    """The analysis of ``analyze(name, since)`` as a plain, JSON-ready dict."""
+    """
+    The analysis of ``analyze(name, since)`` as a plain, JSON-ready dict.
+
+    Args:
+        name: The operation. Default: every one.
+        since: Seconds back from now (24 h by default), a Unix timestamp, or a ``timedelta``.
+
+    Returns:
+        ``Analysis.to_dict()`` of that analysis.
+    """
     return analyze(name, since).to_dict()
 
 
 def cleanup_old_errors(hours: float = 24) -> int:
     """
     Drop statistics older than *hours*: in this process and, with ``stats_redis_url``, in Redis.
-    Returns how many buckets were dropped.
+
+    Args:
+        hours: The age beyond which buckets are dropped.
+
+    Returns:
+        How many buckets were dropped.
+
+    Raises:
+        ConfigError: A negative number of hours.
     """
     if not isinstance(hours, (int, float)) or isinstance(hours, bool) or hours < 0:
         raise ConfigError("hours", hours, "must be a number of hours >= 0", "pass e.g. hours=24")
@@ -301,7 +416,16 @@ def cleanup_old_errors(hours: float = 24) -> int:
 
 @dataclass(frozen=True)
 class Alert:
-    """A threshold crossed: what, by how much, and a sentence for a pager."""
+    """
+    A threshold crossed: what, by how much, and a sentence for a pager.
+
+    Attributes:
+        kind: What crossed its threshold: ``"total_errors"``, ``"category:<name>"`` or
+            ``"retry_success_rate"``.
+        value: The figure measured.
+        threshold: The threshold it crossed.
+        message: A sentence saying so.
+    """
 
     kind: str
     value: float
@@ -312,9 +436,17 @@ class Alert:
 @dataclass(frozen=True)
 class Thresholds:
     """
-    When to alert: more than *total_errors* failed attempts, more than ``categories[c]`` failures of
-    category *c*, or a retry success rate under *min_retry_success_rate* (over at least
-    *min_samples* retries).
+    When ``monitor()`` alerts.
+
+    Args:
+        total_errors: Alert above this many failed attempts.
+        categories: Alert above ``categories[c]`` failures of category *c* (keys are
+            ``ErrorCategory`` members or their values).
+        min_retry_success_rate: Alert when the retry success rate falls under this (0 to 1).
+        min_samples: The retries needed before the success rate is judged.
+
+    Raises:
+        ConfigError: A negative count, an unknown category or a rate outside 0 to 1.
     """
 
     total_errors: int | None = None
@@ -386,7 +518,18 @@ def monitor(
     name: str | None = None,
     since: float | timedelta = 3600,
 ) -> list[Alert]:
-    """Analyse the last *since* seconds and pass each alert to *on_alert* (logged by default)."""
+    """
+    Analyse the last *since* seconds and pass each alert to *on_alert*.
+
+    Args:
+        thresholds: When to alert.
+        on_alert: Called with each ``Alert``. Default: log it as a warning.
+        name: The operation. Default: every one.
+        since: Seconds back from now, or a ``timedelta``.
+
+    Returns:
+        The alerts raised.
+    """
     alerts = thresholds.check(analyze(name, since))
     for alert in alerts:
         if on_alert is None:
@@ -435,7 +578,8 @@ def render_analysis(a: Any, out: TextIO) -> None:
             for n, v in a.retry_success_by_attempt.items()
             if v is not None
         )
-        print(f"  retry success     {a.retry_success_rate:.0%} overall; {by_cat}", file=out)
+        print(f"  retry success     {a.retry_success_rate:.0%} overall", file=out)
+        print(f"  by category       {by_cat or '-'}", file=out)
         print(f"  by attempt        {by_n}", file=out)
     if len(a.operations) > 1:
         print("  operations", file=out)

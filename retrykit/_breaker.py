@@ -11,18 +11,15 @@ one that fails opens it again (a probe that never reports is replaced after ``op
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._budget import Slots
+from ._categories import CategoryKey
 from ._classify import ErrorCategory
 from ._errors import ConfigError, from_setting, seconds
-from ._verdict import CategoryKey
+from ._overload_memory import CLOSED, HALF_OPEN, OPEN, STATE_NAMES, default_store
 
-CLOSED, OPEN, HALF_OPEN = 0, 1, 2
-STATE_NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half_open"}
 DEFAULT_COUNTED = frozenset(
     {ErrorCategory.NETWORK_ERROR, ErrorCategory.SYSTEM_ERROR, ErrorCategory.TEMPORARY_ERROR}
 )
@@ -30,7 +27,16 @@ NEVER_COUNTED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERR
 
 
 class CircuitOpen(Exception):
-    """A call refused without being attempted: the circuit breaker *key* is open for *remaining* s."""
+    """
+    A call refused without being attempted: the circuit breaker *key* is open.
+
+    Raised by a retrying call whose policy's breaker is open (and given as the stop reason
+    ``circuit_open`` when a retry finds it open). It pickles, so it crosses process boundaries.
+
+    Args:
+        key: The breaker's key (the downstream it protects).
+        remaining: Seconds until the breaker lets a probe through; also ``retry_after``.
+    """
 
     def __init__(self, key: str, remaining: float) -> None:
         super().__init__(key, remaining)
@@ -48,7 +54,28 @@ class CircuitOpen(Exception):
 class CircuitBreaker:
     """
     A circuit breaker for the downstream named *key*; pass it as ``Policy(breaker=...)``.
-    Breakers with the same key and store share one state.
+
+    Closed, it counts the calls' outcomes; when at least *min_throughput* calls in *window*
+    seconds failed at *failure_ratio* or more, it opens: calls fail fast with ``CircuitOpen`` and
+    retries stop (``StopReason.CIRCUIT_OPEN``) for *open_for* seconds. Half-open, *probes* calls
+    go through; their outcome closes or reopens it. Breakers with the same key and store share
+    one state.
+
+    Args:
+        key: The downstream it protects (a service, an endpoint, a tenant).
+        failure_ratio: The share of failed calls, from 0 to 1, that opens the breaker.
+        min_throughput: The calls in *window* needed before the ratio counts.
+        window: Seconds of outcomes the ratio is computed over.
+        open_for: Seconds the breaker stays open before letting probes through.
+        probes: Calls let through while half-open.
+        counted: The categories that count as failures. Default: network, system and temporary
+            errors (data and permanent errors prove the dependency answered; they never count).
+        store: Where the state lives: the process (default) or a
+            ``retrykit.overload.RedisOverloadStore`` shared by a fleet.
+        clock: A monotonic clock in seconds, for simulations and tests. Default: the real one.
+
+    Raises:
+        ConfigError: A value out of range, naming the argument and the fix.
     """
 
     __slots__ = (
@@ -120,15 +147,16 @@ class CircuitBreaker:
         return from_setting(cls, value, argument, "CircuitBreaker('payments')")
 
     def _store(self) -> Any:
-        if self.store is not None:
-            return self.store
-        from ._budget import default_store
-
-        return default_store()
+        store = self.store
+        return store if store is not None else default_store()
 
     def allow(self) -> float:
         """0.0 if a call may go ahead now (taking a probe when half-open), else the seconds left open."""
         return float(self._store().allow(self))
+
+    def remaining(self) -> float:
+        """Seconds the breaker stays open (0.0: closed or half-open); takes no probe."""
+        return float(self._store().peek(self))
 
     def record(self, successes: int, failures: int) -> None:
         """Count outcomes: *failures* of counted categories, *successes* (anything else answered)."""
@@ -155,70 +183,13 @@ class CircuitBreaker:
         return f"<CircuitBreaker {self.key!r}>"
 
 
-class BreakerState:
-    """One breaker's state in this process (the in-memory store, and Redis's local fallback)."""
-
-    __slots__ = ("breaker", "lock", "probes_left", "rejected", "slots", "state", "until")
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self.breaker = breaker
-        self.slots = Slots(breaker.window)  # (successes, failures)
-        self.state = CLOSED
-        self.until = 0.0
-        self.probes_left = 0
-        self.rejected = 0
-        self.lock = threading.Lock()
-
-    def allow(self, now: float) -> float:
-        breaker = self.breaker
-        with self.lock:
-            if self.state == CLOSED:
-                return 0.0
-            if now >= self.until:  # open period over, or the probes never reported: new probes
-                self.state = HALF_OPEN
-                self.until = now + breaker.open_for
-                self.probes_left = breaker.probes
-            if self.state == HALF_OPEN and self.probes_left > 0:
-                self.probes_left -= 1
-                return 0.0
-            self.rejected += 1
-            return max(self.until - now, 1e-3)
-
-    def peek(self, now: float) -> float:
-        """Seconds the breaker stays open (0: closed, or probes may start); takes nothing."""
-        return max(0.0, self.until - now) if self.state == OPEN else 0.0
-
-    def record(self, now: float, successes: int, failures: int) -> None:
-        breaker = self.breaker
-        with self.lock:
-            if self.state == OPEN:
-                return  # late outcomes of calls started before it opened
-            if self.state == HALF_OPEN:
-                if failures:
-                    self.state, self.until = OPEN, now + breaker.open_for
-                elif successes:
-                    self.state = CLOSED
-                    self.slots.clear()
-                return
-            if successes:
-                self.slots.add(now, 0, successes)
-            if failures:
-                self.slots.add(now, 1, failures)
-                ok, failed = self.slots.sums(now)
-                total = ok + failed
-                if total >= breaker.min_throughput and failed / total >= breaker.failure_ratio:
-                    self.state, self.until = OPEN, now + breaker.open_for
-                    self.slots.clear()
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        with self.lock:
-            ok, failed = self.slots.sums(now)
-            state = self.state
-            remaining = max(0.0, self.until - now) if state != CLOSED else 0.0
-            return {
-                "state": STATE_NAMES[state],
-                "remaining": remaining,
-                "successes": ok,
-                "failures": failed,
-                "rejected": self.rejected,
-            }
+__all__ = [  # with the states, importable from here as before
+    "CLOSED",
+    "DEFAULT_COUNTED",
+    "HALF_OPEN",
+    "NEVER_COUNTED",
+    "OPEN",
+    "STATE_NAMES",
+    "CircuitBreaker",
+    "CircuitOpen",
+]

@@ -3,7 +3,7 @@ Retry budgets: how many retries a downstream (a service, an endpoint, a tenant) 
 
 A budget is keyed by a name, so one budget covers every operation that calls that downstream,
 and it is charged when a retry is *decided* (a retry waiting in its backoff already counts: the
-Envoy #30205 pitfall). Three shapes, after the anchors in peers-resilience.md:
+Envoy #30205 pitfall). Three shapes, after the systems that use them:
 
 - ``ratio`` (Finagle/Linkerd): retries within ``window`` seconds may be at most ``ratio`` of the
   calls made in it, plus ``min_per_second`` x ``window`` retries that are always allowed.
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ._categories import CategoryCosts
 from ._classify import ErrorCategory
 from ._errors import ConfigError, from_setting, seconds
-from ._verdict import CategoryCosts
+from ._overload_memory import BudgetState, MemoryOverloadStore, default_store, reset_default_store
 
 SHAPES = ("ratio", "quota", "adaptive")
 NEVER_CHARGED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERROR})
@@ -38,14 +38,6 @@ DEFAULT_COSTS: Mapping[ErrorCategory, int] = {
     ErrorCategory.SYSTEM_ERROR: 5,
     ErrorCategory.TEMPORARY_ERROR: 5,
 }
-SLOTS = 10
-"""Rolling windows are kept in this many buckets."""
-RETRY_SLOTS = SLOTS + 1
-"""A ratio budget remembers its retries one bucket longer than its calls: a retry is then
-counted for at least a whole window, and a call's credit for at most one, so retries within any
-``window`` seconds stay <= ratio x the calls within them + the floor (a window of buckets
-otherwise forgets a retry made early in its oldest bucket up to a bucket too soon, and an
-outage right after busy traffic got the credits of the calls before it twice)."""
 
 
 class BudgetStore(Protocol):
@@ -75,9 +67,34 @@ def _number(argument: str, value: Any, *, minimum: float = 0.0, positive: bool =
 
 class RetryBudget:
     """
-    A retry budget for the downstream named *key*: ``RetryBudget(key, ratio=0.1)`` (the ratio
-    shape), ``RetryBudget.quota(key)`` or ``RetryBudget.adaptive(key)``; pass it as
-    ``Policy(budget=...)``. Budgets with the same key and store share one state.
+    A retry budget for the downstream named *key*; pass it as ``Policy(budget=...)``.
+
+    Three shapes: ``RetryBudget(key, ratio=0.1)`` lets retries be at most *ratio* of the calls
+    in *window* plus *min_per_second* (Finagle, Linkerd); ``RetryBudget.quota(key)`` spends tokens
+    per retry and refunds them on success (AWS SDKs); ``RetryBudget.adaptive(key)`` refuses
+    retries with the probability of client-side throttling (Google SRE). A retry is charged when
+    it is decided; a refused one gives up with ``StopReason.BUDGET_EXHAUSTED``. Budgets with the
+    same key and store share one state.
+
+    Args:
+        key: The downstream it protects (a service, an endpoint, a tenant).
+        shape: ``"ratio"``, ``"quota"`` or ``"adaptive"``; the class methods set it for you.
+        ratio: Ratio shape: retries allowed per call made in *window*.
+        min_per_second: Ratio shape: a floor of retries per second, so that a quiet service can
+            still retry.
+        window: Seconds remembered: 10 for the ratio shape, 120 for the adaptive shape.
+        capacity: Quota shape: the tokens in the bucket.
+        costs: Quota shape: tokens each category's retry costs (network 10; rate limit, system
+            and temporary 5 by default); data and permanent failures never count.
+        k: Adaptive shape: the multiplier K of client-side throttling: a retry is refused with
+            probability ``max(0, (requests - k * accepted) / (requests + 1))``.
+        store: Where the state lives: the process (default) or a
+            ``retrykit.overload.RedisOverloadStore`` shared by a fleet.
+        clock: A monotonic clock in seconds, for simulations and tests. Default: the real one.
+        rng: Adaptive shape: a function returning floats in [0, 1), for simulations and tests.
+
+    Raises:
+        ConfigError: An unknown shape or a value out of range, naming the argument and the fix.
     """
 
     __slots__ = (
@@ -216,196 +233,14 @@ class RetryBudget:
         return f"<RetryBudget {self.shape} {self.key!r}>"
 
 
-# --------------------------------------------------------------------------- local state
-
-
-class Slots:
-    """Counts of a few kinds in rolling buckets (``SLOTS`` per window)."""
-
-    __slots__ = ("counts", "width")
-
-    def __init__(self, window: float) -> None:
-        self.width: float = window / SLOTS
-        self.counts: dict[int, list[float]] = {}
-
-    def add(self, now: float, index: int, amount: float) -> None:
-        """Add *amount* to count *index* in the bucket of *now*; buckets out of reach are dropped."""
-        slot = int(now // self.width)
-        row = self.counts.get(slot)
-        if row is None:
-            row = self.counts[slot] = [0.0, 0.0]
-            for old in [s for s in self.counts if s <= slot - RETRY_SLOTS]:
-                del self.counts[old]
-        row[index] += amount
-
-    def sums(self, now: float, longer: bool = False) -> tuple[float, float]:
-        """The counts of the last ``SLOTS`` buckets (*longer*: the second over ``RETRY_SLOTS``)."""
-        low = int(now // self.width) - SLOTS
-        a = b = 0.0
-        for slot, row in self.counts.items():
-            if slot > low:
-                a += row[0]
-                b += row[1]
-            elif longer and slot == low:
-                b += row[1]
-        return a, b
-
-    def clear(self) -> None:
-        """Forget every count."""
-        self.counts.clear()
-
-
-class BudgetState:
-    """One budget's state in this process (the in-memory store, and Redis's local fallback)."""
-
-    __slots__ = ("budget", "lock", "refused", "share", "slots", "spent", "tokens")
-
-    def __init__(self, budget: RetryBudget) -> None:
-        self.budget: RetryBudget = budget
-        self.slots: Slots = Slots(budget.window)  # ratio: (calls, retries); adaptive: (requests, accepts)
-        self.tokens: float = float(budget.capacity)
-        self.spent: int = 0
-        self.refused: int = 0
-        self.share: float = 1.0
-        """This process's part of the budget's floor (ratio) or capacity (quota): 1 for a budget
-        of its own; 1/N as Redis's local fallback in a fleet of N processes."""
-        self.lock: threading.Lock = threading.Lock()
-
-    def set_share(self, share: float) -> None:
-        """Take *share* of the floor and of the tokens (what is above the new capacity goes)."""
-        with self.lock:
-            self.share = share
-            self.tokens = min(self.tokens, self.budget.capacity * share)
-
-    def reserve(self) -> float:
-        """This process's part of the ratio shape's floor."""
-        return self.budget.reserve() * self.share
-
-    def deposit(self, now: float, requests: int, accepts: int, refund: int) -> None:
-        """Count *requests* and *accepts* at *now*, and give *refund* tokens back (quota)."""
-        with self.lock:
-            if requests:
-                self.slots.add(now, 0, requests)
-            if accepts:
-                self.slots.add(now, 1, accepts)
-            if refund:
-                self.tokens = min(self.budget.capacity * self.share, self.tokens + refund)
-
-    def withdraw(self, now: float, cost: int, roll: float) -> bool:
-        """Whether a retry costing *cost* may go now (*roll*: a random draw, adaptive shape)."""
-        budget = self.budget
-        with self.lock:
-            if budget.shape == "ratio":
-                calls, retries = self.slots.sums(now, longer=True)
-                allowed = retries + 1 <= self.reserve() + budget.ratio * calls
-                if allowed:
-                    self.slots.add(now, 1, 1)
-            elif budget.shape == "quota":
-                allowed = self.tokens >= cost
-                if allowed:
-                    self.tokens -= cost
-            else:
-                requests, accepts = self.slots.sums(now)
-                allowed = roll >= max(0.0, (requests - budget.k * accepts) / (requests + 1))
-                if allowed:
-                    self.slots.add(now, 0, 1)  # the retry is a request too
-            if allowed:
-                self.spent += 1
-            else:
-                self.refused += 1
-            return allowed
-
-    def charge(self, now: float, cost: int) -> None:
-        """Record a retry another store allowed (Redis), so a fallback starts from the truth."""
-        with self.lock:
-            if self.budget.shape == "ratio":
-                self.slots.add(now, 1, 1)
-            elif self.budget.shape == "quota":
-                self.tokens = max(0.0, self.tokens - cost)
-            else:
-                self.slots.add(now, 0, 1)
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """The state now: spent, refused and the shape's own figures (balance, counts)."""
-        budget = self.budget
-        with self.lock:
-            a, b = self.slots.sums(now, longer=budget.shape == "ratio")
-            out: dict[str, Any] = {"spent": self.spent, "refused": self.refused}
-            if self.share != 1.0:
-                out["share"] = self.share
-            if budget.shape == "ratio":
-                out.update(calls=a, retries=b, balance=self.reserve() + budget.ratio * a - b)
-            elif budget.shape == "quota":
-                out.update(balance=self.tokens)
-            else:
-                out.update(requests=a, accepts=b, reject_probability=max(0.0, (a - budget.k * b) / (a + 1)))
-            return out
-
-
-class MemoryOverloadStore:
-    """Budget and breaker state in this process, by key (the embedded default)."""
-
-    def __init__(self) -> None:
-        self.budgets: dict[tuple[str, str], BudgetState] = {}
-        self.breakers: dict[str, Any] = {}
-        self.lock: threading.Lock = threading.Lock()
-
-    def budget(self, budget: RetryBudget) -> BudgetState:
-        """The state of *budget*'s key (created with this budget's settings on first use)."""
-        found = self.budgets.get((budget.shape, budget.key))
-        if found is None:
-            with self.lock:
-                found = self.budgets.setdefault((budget.shape, budget.key), BudgetState(budget))
-        return found
-
-    def deposit(self, budget: RetryBudget, requests: int, accepts: int, refund: int) -> None:
-        """Count *requests* and *accepts* for *budget*, and give *refund* tokens back."""
-        self.budget(budget).deposit(budget.clock(), requests, accepts, refund)
-
-    def withdraw(self, budget: RetryBudget, cost: int, roll: float) -> bool:
-        """Whether *budget* allows a retry costing *cost* now (and charges it if so)."""
-        return self.budget(budget).withdraw(budget.clock(), cost, roll)
-
-    def budget_state(self, budget: RetryBudget) -> dict[str, Any]:
-        """*budget*'s state now, as ``RetryBudget.state()`` shows it."""
-        return {"store": "memory", **self.budget(budget).snapshot(budget.clock())}
-
-    def breaker(self, breaker: Any) -> Any:
-        """The state of *breaker*'s key (created on first use)."""
-        found = self.breakers.get(breaker.key)
-        if found is None:
-            from ._breaker import BreakerState
-
-            with self.lock:
-                found = self.breakers.setdefault(breaker.key, BreakerState(breaker))
-        return found
-
-    def allow(self, breaker: Any) -> float:
-        """0 when *breaker* lets a call through now, else the seconds until it may."""
-        return float(self.breaker(breaker).allow(breaker.clock()))
-
-    def record(self, breaker: Any, successes: int, failures: int) -> None:
-        """Count *successes* and *failures* of calls through *breaker*."""
-        self.breaker(breaker).record(breaker.clock(), successes, failures)
-
-    def peek(self, breaker: Any) -> float:
-        """As ``allow``, without taking a probe's place."""
-        return float(self.breaker(breaker).peek(breaker.clock()))
-
-    def breaker_state(self, breaker: Any) -> dict[str, Any]:
-        """*breaker*'s state now, as ``CircuitBreaker.state()`` shows it."""
-        return {"store": "memory", **self.breaker(breaker).snapshot(breaker.clock())}
-
-
-_default = MemoryOverloadStore()
-
-
-def default_store() -> MemoryOverloadStore:
-    """The process's in-memory store (budgets and breakers built without ``store=``)."""
-    return _default
-
-
-def reset_default_store() -> None:
-    """Forget every in-memory budget and breaker state (tests)."""
-    global _default
-    _default = MemoryOverloadStore()
+__all__ = [  # with the in-memory store's names, importable from here as before
+    "DEFAULT_COSTS",
+    "NEVER_CHARGED",
+    "SHAPES",
+    "BudgetState",
+    "BudgetStore",
+    "MemoryOverloadStore",
+    "RetryBudget",
+    "default_store",
+    "reset_default_store",
+]

@@ -16,7 +16,7 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from . import (
@@ -25,18 +25,18 @@ from . import (
     _rules_amqp,
     _rules_aws,
     _rules_db,
+    _rules_generic,
     _rules_grpc,
     _rules_http,
     _rules_redis,
     _rules_sdk,
     _rules_std,
 )
-from ._errors import ConfigError, callable_name
-from ._rules_http import http_status, retry_after_of
-from ._verdict import (
+from ._categories import (
     CODE,
     GENERIC,
     TIER_NAMES,
+    WRAPPER,
     CategoryKey,
     Classification,
     ErrorCategory,
@@ -44,6 +44,8 @@ from ._verdict import (
     module_of,
     parse_retry_after,
 )
+from ._errors import ConfigError, callable_name
+from ._rules_http import http_status, retry_after_of
 
 
 @runtime_checkable
@@ -72,6 +74,19 @@ class Rule:
     ``Rule("api_rate_limit", status=429)``,
     ``Rule("temporary_error", message=r"try again later")``,
     ``Rule("permanent_error", when=lambda e: e.code == "ACCOUNT_CLOSED")``.
+
+    Args:
+        category: The category a matching failure gets: an ``ErrorCategory`` or its value.
+        types: Exception classes the failure must be an instance of (one or several).
+        status: HTTP status codes the failure must carry (read as the built-in HTTP rules do).
+        message: A regular expression searched in ``str(exc)``, case-insensitive.
+        when: A predicate on the exception; an exception it raises makes the rule not match.
+        reason: The ``Classification.reason`` to give. Default: the criteria that matched.
+        name: The ``Classification.rule`` to give. Default: a description of the rule.
+
+    Raises:
+        ConfigError: A criterion of the wrong type, a status outside 100-599 or a bad regular
+            expression, naming the argument and the fix.
     """
 
     category: ErrorCategory
@@ -230,7 +245,7 @@ def _checked(verdict: Any, rule: Any) -> Classification | None:
 # reads signals from one link of the cause chain: a *static* verdict that depends on the class
 # alone (computed once per class and cached weakly), and *dynamic* readers of what the instance
 # carries (a SQLSTATE, a driver error number, an HTTP/gRPC status, an AWS error code, an AMQP
-# reply code, a Redis reply, an errno). Every verdict has a tier (``_verdict.CODE`` < ``CLASS`` <
+# reply code, a Redis reply, an errno). Every verdict has a tier (``_categories.CODE`` < ``CLASS`` <
 # ``GENERIC`` < ``WRAPPER``): the most specific signal anywhere in the chain wins, the outermost
 # link on a tie. Third-party libraries are recognised by the modules their classes come from:
 # nothing is imported, so a library that is not imported costs nothing.
@@ -265,6 +280,7 @@ class _Plan:
     dynamic: tuple[Reader, ...]
     duck: bool  # not a builtin-only class: look for .reason/.orig links and wait hints
     http: bool  # an HTTP client's class: check replay safety
+    fallback: tuple[Reader, ...] = ()  # read only when nothing else in the chain spoke
 
 
 def _in(module: str, prefixes: tuple[str, ...]) -> bool:
@@ -282,12 +298,18 @@ def _compute_plan(cls: type) -> _Plan:
         dynamic.append(_rules_std.os_error)
     if "sqlite3" in modules:
         dynamic.append(_rules_std.sqlite)
-    http = False
+    if issubclass(cls, EOFError):
+        dynamic.append(_rules_std.truncated_stream)
+    http = known = False
     for family in _FAMILIES:
         if any(_in(m, family.prefixes) for m in modules):
+            known = True
             http = http or family.name == "http"
             statics.append(family.static(cls))
             dynamic.extend(r for r in family.dynamic if r not in dynamic)
+    if duck and not known:  # a library without rules: the generic signals (_rules_generic)
+        statics.append(_rules_generic.name_static(cls))
+        dynamic.extend(_rules_generic.readers(cls))
     if duck:
         statics.append(_rules_std.db_wrapper_static(cls))
         for reader in (_rules_http.status, _rules_db.sqlstate):
@@ -299,7 +321,8 @@ def _compute_plan(cls: type) -> _Plan:
             best = candidate
     if best is None or best[0] > GENERIC:
         dynamic.append(_rules_std.rate_limit_message)
-    return _Plan(best, tuple(dynamic), duck, http)
+    fallback = _rules_generic.FALLBACK if not known and (best is None or best[0] == WRAPPER) else ()
+    return _Plan(best, tuple(dynamic), duck, http, fallback)
 
 
 # Builtin classes live for ever: a plain dict. Others (including classes made at run time) are
@@ -354,19 +377,35 @@ class Classifier:
     """
     Ordered rules mapping exceptions to a ``Classification``.
 
-    User *rules* run before the built-in ones (unless ``builtin=False``); the first match wins, and
-    an exception no rule matches gets the *default* category.
+    User *rules* run before the built-in ones (unless ``builtin=False``); the first match wins.
+    An exception no rule or signal recognises is *unrecognised*: ``temporary_error`` under the rule
+    name ``"unrecognised"``, which a policy retries at most ``UNRECOGNISED_RETRIES`` times (once),
+    and which the statistics count by type so that ``analyze()`` suggests a rule. Given a
+    *default* category, such exceptions get it under the rule name ``"default"`` and the
+    category's whole strategy: you said what they are.
+
+    Args:
+        rules: ``Rule`` objects, or functions taking the exception and returning a category, a
+            ``Classification`` or ``None`` (no opinion). A function that raises is skipped and
+            reported as a ``RuleFailed`` event.
+        default: The category of failures no rule recognises (None: *unrecognised*, as above).
+        builtin: Whether the built-in rules (HTTP, databases, Redis, gRPC, AWS, AMQP, API SDKs,
+            the standard library, generic signals) run after yours.
+
+    Raises:
+        ConfigError: Something that is not a rule, naming it and the fix.
     """
 
     rules: tuple[ClassifierRule, ...] = ()
     default: ErrorCategory = ErrorCategory.TEMPORARY_ERROR
     builtin: bool = True
+    default_given: bool = field(default=False, repr=False)
 
     def __init__(
         self,
         rules: Iterable[RuleLike] = (),
         *,
-        default: CategoryKey = ErrorCategory.TEMPORARY_ERROR,
+        default: CategoryKey | None = None,
         builtin: bool = True,
     ) -> None:
         given = cast(object, rules)
@@ -374,7 +413,12 @@ class Classifier:
             raise ConfigError("rules", rules, "must be an iterable of rules", "pass rules=[Rule(...)]")
         own = tuple(_as_rule(r) for r in rules)
         object.__setattr__(self, "rules", own)
-        object.__setattr__(self, "default", ErrorCategory.parse(default, "default"))
+        given_default = default is not None
+        category = (
+            ErrorCategory.TEMPORARY_ERROR if default is None else ErrorCategory.parse(default, "default")
+        )
+        object.__setattr__(self, "default", category)
+        object.__setattr__(self, "default_given", given_default)
         if not isinstance(builtin, bool):
             raise ConfigError(
                 "builtin", builtin, "must be True or False", "pass builtin=False to use only your rules"
@@ -383,29 +427,42 @@ class Classifier:
 
     def with_rules(self, *rules: RuleLike) -> Classifier:
         """A copy with *rules* placed before this classifier's own rules."""
-        return Classifier((*rules, *self.rules), default=self.default, builtin=self.builtin)
+        default = self.default if self.default_given else None
+        return Classifier((*rules, *self.rules), default=default, builtin=self.builtin)
 
     def classify(self, exc: BaseException) -> Classification:
         """Classify *exc*; never raises."""
-        return self._verdict(exc, None)
+        return self._classification(exc, None)
 
     def explain(self, exc: BaseException) -> Explanation:
         """How *exc* is classified: each link of its chain, the signals read, and the decision."""
         trace: list[_Step] = []
-        verdict = _layers.attach(self._verdict(exc, trace), exc)  # and the client inside, if it retried
+        verdict = _layers.attach(
+            self._classification(exc, trace), exc
+        )  # and the client inside, if it retried
         return Explanation(_describe_exc(exc), tuple(trace), verdict)
 
-    def _verdict(self, exc: BaseException, trace: list[_Step] | None) -> Classification:
+    def _classification(self, exc: BaseException, trace: list[_Step] | None) -> Classification:
         try:
-            found = self._decide(exc, set(), trace)
-        except Exception as err:  # pragma: no cover - defensive: _decide guards every rule
+            found = self._walk(exc, set(), trace)
+        except Exception as err:  # pragma: no cover - defensive: _walk guards every rule
             found = None
             _events.emit(_events.RuleFailed("<classifier>", type(exc).__name__, type(err).__name__))
         if found is not None:
             return found[1]
-        return Classification(self.default, f"{type(exc).__name__} matched no rule; default category", None)
+        if self.default_given:
+            return Classification(
+                self.default, f"{type(exc).__name__} matched no rule; default category", None
+            )
+        return Classification(
+            self.default,
+            f"{type(exc).__name__} matched no rule or signal: unrecognised, retried at most "
+            f"{UNRECOGNISED_RETRIES} time(s); add a rule saying what it is",
+            None,
+            UNRECOGNISED,
+        )
 
-    def _decide(
+    def _walk(
         self,
         exc: BaseException,
         seen: set[int],
@@ -465,6 +522,8 @@ class Classifier:
                 worst = self._group(link, seen, trace, depth, budget)
                 if worst is not None and (best is None or worst[0] <= best[0]):
                     best = worst
+        if (best is None or best[0] == WRAPPER) and self.builtin:
+            best = _fallback(links, best, trace)
         if best is None:
             return None
         return _finish(best, links, duck, http)
@@ -487,10 +546,31 @@ class Classifier:
             if _is_group(member):
                 stack.extend(reversed(tuple(itertools.islice(_members(member), budget[0]))))
                 continue
-            hit = self._decide(member, seen, trace, GROUP_DEPTH, budget)  # its chain, no groups
+            hit = self._walk(member, seen, trace, GROUP_DEPTH, budget)  # its chain, no groups
             if hit is not None and (worst is None or _rank(hit) < _rank(worst)):
                 worst = hit
         return worst
+
+
+def _fallback(links: list[BaseException], best: Hit | None, trace: list[_Step] | None) -> Hit | None:
+    """The last-resort signals (messages, hidden causes), read only when nothing else spoke."""
+    if best is not None and best[1].rule not in _rules_generic.WEAK:
+        return best
+    for index, link in enumerate(links):
+        for reader in _plan(type(link)).fallback:
+            try:
+                found = reader(link)
+            except Exception as err:
+                _events.emit(
+                    _events.RuleFailed(_reader_name(reader), type(link).__name__, type(err).__name__)
+                )
+                continue
+            if found is not None:
+                if trace is not None:
+                    trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
+                if best is None or found[0] < best[0]:
+                    best = found
+    return best
 
 
 def _members(group: BaseException) -> Any:
@@ -500,6 +580,11 @@ def _members(group: BaseException) -> Any:
     except Exception:  # a hostile group
         return iter(())
 
+
+UNRECOGNISED = "unrecognised"
+"""The rule name of a classification no rule or signal made (the classifier was given no default)."""
+UNRECOGNISED_RETRIES = 1
+"""How many times a call retries an unrecognised failure (counted with its temporary failures)."""
 
 SLOW_RULE = 0.1
 """A rule taking longer than this (seconds) to answer is reported, once: rules run on every failure."""

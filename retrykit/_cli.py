@@ -126,9 +126,38 @@ def _load_policy(spec: str) -> Any:
             f"cannot import {module_name!r} for {spec!r}: {type(err).__name__}: {err}"
         ) from None
     policy = getattr(module, attr, None)
+    if _is_celery_task(policy):
+        from .adapters.celery import policy_of
+
+        return policy_of(policy)  # its policy, or the one its Celery options make
     if not isinstance(policy, Policy):
-        raise CommandError(f"{spec!r} is not a retrykit Policy (found {type(policy).__name__})", EXIT_USAGE)
+        raise CommandError(
+            f"{spec!r} is not a retrykit Policy or a Celery task (found {type(policy).__name__})", EXIT_USAGE
+        )
     return policy
+
+
+def _is_celery_task(obj: Any) -> bool:
+    task = getattr(sys.modules.get("celery.app.task"), "Task", None)
+    return task is not None and (isinstance(obj, task) or (isinstance(obj, type) and issubclass(obj, task)))
+
+
+def _rules(policy: Any) -> list[str]:
+    """The policy's own classifier rules, in order: what decides the category before the built-in ones."""
+    classifier = policy.classifier
+    if classifier is None:
+        return []
+    lines = []
+    for rule in classifier.rules:
+        types = getattr(rule, "types", ())
+        what = ", ".join(t.__name__ for t in types) if types else getattr(rule, "name", "") or "a rule"
+        reason = getattr(rule, "reason", None)
+        category = getattr(rule, "category", None)
+        shown = category.value if category is not None else "its category"
+        lines.append(f"{what} -> {shown}" + (f" ({reason})" if reason else ""))
+    if not classifier.builtin:
+        lines.append(f"no built-in rules; anything else -> {classifier.default.value}")
+    return lines
 
 
 def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
@@ -158,7 +187,9 @@ def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
         "attempt_timeout": policy.attempt_timeout,
     }
     overload = policy.guard.describe() if policy.guard is not None else []
+    rules = _rules(policy)
     if as_json:
+        header["rules"] = rules
         header["overload"] = {
             "budget": None if policy.budget is None else policy.budget.describe(),
             "breaker": None if policy.breaker is None else policy.breaker.describe(),
@@ -188,6 +219,8 @@ def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
         retries_text = "-" if row["max_retries"] is None else str(row["max_retries"])
         print(f"  {name:<16} {row['decision']:<19} {retries_text:>7}  {delays}", file=out)
     print("  jitter ranges are shown as low-high; a server's Retry-After replaces the delay", file=out)
+    for line in rules:
+        print(f"  classified: {line}", file=out)
     for line in overload or ["no retry budget, no circuit breaker"]:
         print(f"  overload: {line}", file=out)
     return 0

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import os
+import re
 import sys
 import threading
 import types
@@ -22,10 +24,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 from . import _layers
+from ._categories import CategoryKey
 from ._classify import Classification, Classifier, ErrorCategory, Explanation
 from ._errors import HIDDEN, ConfigError, Shown, seconds, whole
+from ._redis import check_url
 from ._strategy import Decision, DecisionName
-from ._verdict import CategoryKey
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -90,9 +93,7 @@ def _parse_seconds(key: str, value: Any) -> float:
 def _parse_redis_url(key: str, value: Any) -> str:
     if value is None or value == "":
         return ""
-    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(key, value, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")
-    return value
+    return check_url(key, value)
 
 
 def _parse_positive(key: str, value: Any) -> float:
@@ -103,12 +104,15 @@ def _parse_positive(key: str, value: Any) -> float:
 
 
 def _parse_retention(key: str, value: Any) -> float:
-    number = _parse_seconds(key, value)
-    if not 0 < number <= MAX_RETENTION_HOURS:
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0 < number <= MAX_RETENTION_HOURS:
         raise ConfigError(
             key,
             value,
-            f"must be greater than 0 and at most {MAX_RETENTION_HOURS:g} (ten years)",
+            f"must be a number of hours greater than 0 and at most {MAX_RETENTION_HOURS:g} (ten years)",
             f"use e.g. {key}=24",
         )
     return number
@@ -273,17 +277,59 @@ def configure(**options: Unpack[ConfigureOptions]) -> None:
     """
     Change retrykit's settings for this process.
 
-    ``enabled`` (off: every decorator makes one attempt and re-raises untouched),
-    ``default_category`` (for failures no rule matches), and for the ``default`` preset:
-    ``max_attempts``, ``deadline``, ``default_max_retries``, ``default_base_delay``,
-    ``default_max_delay`` (every retrying category), and per category
-    ``<category>_max_retries`` / ``_base_delay`` / ``_max_delay`` / ``_decision``, where
-    ``<category>`` is ``network``, ``api_rate_limit``, ``data``, ``system``, ``temporary`` or
-    ``permanent``. Statistics: ``stats_enabled``, ``stats_redis_url`` (share counts through
-    Redis), ``stats_bucket_seconds``, ``stats_retention_hours``, ``stats_max_operations``.
-    Logs: ``log_level`` (``"INFO"``, ...: the level of each retry's log line; WARNING by default).
-    Values are validated before anything changes: a bad key or value raises
-    ``ConfigError`` naming it, and leaves the settings as they were.
+    Values are validated before anything changes: a bad key or value raises ``ConfigError``
+    naming it, and leaves the settings as they were. Functions decorated with a preset name follow
+    the new settings; explicit ``Policy`` objects are what they say.
+
+    Keyword Args:
+        enabled (bool): Off: every decorator makes one attempt and re-raises untouched.
+        default_category (ErrorCategory | str): The category of failures no rule recognises.
+        max_attempts (int): The ``default`` preset's attempts per call, all categories together.
+        deadline (float | timedelta): The ``default`` preset's time limit per call.
+        default_max_retries (int): Retries of every retrying category of the ``default`` preset.
+        default_base_delay (float | timedelta): Their first delay.
+        default_max_delay (float | timedelta): Their longest delay.
+        network_max_retries (int): Retries of network errors (and so for each category below).
+        network_base_delay (float | timedelta): The first delay of network errors.
+        network_max_delay (float | timedelta): The longest delay of network errors.
+        network_decision (Decision | str): The decision for network errors.
+        api_rate_limit_max_retries (int): Retries of rate limits.
+        api_rate_limit_base_delay (float | timedelta): Their first delay.
+        api_rate_limit_max_delay (float | timedelta): Their longest delay.
+        api_rate_limit_decision (Decision | str): Their decision.
+        rate_limit_max_retries (int): The same as ``api_rate_limit_max_retries``.
+        rate_limit_base_delay (float | timedelta): The same as ``api_rate_limit_base_delay``.
+        rate_limit_max_delay (float | timedelta): The same as ``api_rate_limit_max_delay``.
+        rate_limit_decision (Decision | str): The same as ``api_rate_limit_decision``.
+        data_max_retries (int): Retries of data errors.
+        data_base_delay (float | timedelta): Their first delay.
+        data_max_delay (float | timedelta): Their longest delay.
+        data_decision (Decision | str): Their decision (``no_retry`` by default).
+        system_max_retries (int): Retries of system errors.
+        system_base_delay (float | timedelta): Their first delay.
+        system_max_delay (float | timedelta): Their longest delay.
+        system_decision (Decision | str): Their decision.
+        temporary_max_retries (int): Retries of temporary errors.
+        temporary_base_delay (float | timedelta): Their first delay.
+        temporary_max_delay (float | timedelta): Their longest delay.
+        temporary_decision (Decision | str): Their decision.
+        permanent_max_retries (int): Retries of permanent errors.
+        permanent_base_delay (float | timedelta): Their first delay.
+        permanent_max_delay (float | timedelta): Their longest delay.
+        permanent_decision (Decision | str): Their decision (``no_retry`` by default).
+        stats_enabled (bool): Count every event in the error statistics.
+        stats_redis_url (str | None): Also send the counts to this Redis, for the fleet's figures.
+        stats_bucket_seconds (int): The width of a statistics bucket (60).
+        stats_retention_hours (float): How long counts are kept (24).
+        stats_max_operations (int): Operation names counted (1,000); others go under ``<other>``.
+        log_level (int | str): The level of each retry's log line (``"WARNING"`` by default).
+
+    Args:
+        **options: The settings above, by keyword; each is also an environment variable
+            (``RETRYKIT_`` and the name in capitals).
+
+    Raises:
+        ConfigError: An unknown setting (with the closest known one) or a bad value.
     """
     _apply(options)
 
@@ -315,7 +361,9 @@ def _apply(options: Mapping[str, Any]) -> None:
             else:
                 category, field_name = _CATEGORY_SETTINGS[name]
                 new.category_overrides.setdefault(category, {})[field_name] = value
-        new.classifier = Classifier(default=new.default_category)
+        # temporary_error, the built-in default, leaves unrecognised failures bounded (Classifier)
+        given = new.default_category is not ErrorCategory.TEMPORARY_ERROR
+        new.classifier = Classifier(default=new.default_category if given else None)
         _check_default_preset(new)
         settings = new
 
@@ -343,14 +391,27 @@ def classify(exc: BaseException) -> Classification:
     """
     Classify *exc* with the default classifier (built-in rules, configured default category),
     saying which client inside the call retried, if one did (``Classification.inner``).
+
+    Args:
+        exc: The exception to classify.
+
+    Returns:
+        Its ``Classification``. It never raises, and a rule that fails is skipped.
     """
     return _layers.attach(settings.classifier.classify(exc), exc)
 
 
 def explain(exc: BaseException, classifier: Classifier | None = None) -> Explanation:
     """
-    Explain how *exc* is classified: every link of its cause chain, the signal each rule read
-    from it, the rule that decided and the category. ``print(retrykit.explain(err))``.
+    Explain how *exc* is classified: ``print(retrykit.explain(err))``.
+
+    Args:
+        exc: The exception to explain.
+        classifier: The classifier to ask. Default: the configured one.
+
+    Returns:
+        An explanation that prints every link of the cause chain, the signal each rule read from
+            it, the rule that decided and the category.
     """
     return (classifier or settings.classifier).explain(exc)
 
@@ -429,11 +490,21 @@ def _django_setting_changed(*, setting: str, value: Any, **_: Any) -> None:
 
 def configure_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """
-    Apply every ``RETRYKIT_*`` environment variable (``RETRYKIT_ENABLED=false``,
-    ``RETRYKIT_DEFAULT_MAX_RETRIES=5``, ``RETRYKIT_NETWORK_BASE_DELAY=0.5``, ...).
+    Apply every ``RETRYKIT_*`` environment variable.
 
-    Returns what it applied. Done automatically at ``import retrykit``; an invalid variable
-    found then is raised at the first decoration or preset lookup, naming the variable.
+    ``RETRYKIT_ENABLED=false``, ``RETRYKIT_DEFAULT_MAX_RETRIES=5``,
+    ``RETRYKIT_NETWORK_BASE_DELAY=0.5``, ...: each setting of ``configure()``, in capitals. Done
+    automatically at ``import retrykit``; an invalid variable found then is raised at the first
+    decoration or preset lookup, naming the variable.
+
+    Args:
+        environ: The variables to read. Default: ``os.environ``.
+
+    Returns:
+        The variables it applied, by name.
+
+    Raises:
+        ConfigError: An unknown ``RETRYKIT_*`` variable or a bad value, naming the variable.
     """
     global deferred_error
     env = os.environ if environ is None else environ
@@ -441,7 +512,7 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> dict[str, st
     try:
         _apply(found)
     except ConfigError as err:
-        raise ConfigError(ENV_PREFIX + err.argument.upper(), err.value, err.rule, err.fix) from None
+        raise _renamed(err, ENV_PREFIX + err.argument.upper()) from None
     deferred_error = None
     return {ENV_PREFIX + k: v for k, v in found.items()}
 
@@ -453,14 +524,20 @@ def configure_from_settings(source: Any, *, prefix: str = ENV_PREFIX) -> dict[st
     Django: ``configure_from_settings(django.conf.settings)`` reads its ``RETRYKIT`` dict.
     Flask: ``configure_from_settings(app.config)`` reads the ``RETRYKIT_*`` keys.
     A plain mapping of retrykit settings is read as it is (``{"ENABLED": True, ...}``).
+    Only retrykit's own keys are read, and no error ever shows the value of a key that is not
+    retrykit's. Django's settings are followed from then on: ``override_settings(RETRYKIT={...})``
+    applies the new ``RETRYKIT`` over the settings retrykit had before it read Django's, and puts
+    the old ones back when the override ends.
 
-    Only retrykit's own keys are read: a configuration with none (a Flask config without
-    ``RETRYKIT_*`` keys, Django settings without ``RETRYKIT``) changes nothing and returns ``{}``,
-    and no error ever shows the value of a key that is not retrykit's.
+    Args:
+        source: Django's ``settings``, a Flask ``app.config``, or a mapping.
+        prefix: The prefix of Flask-style keys.
 
-    Django's settings are followed from then on: ``override_settings(RETRYKIT={...})`` (Django's
-    ``setting_changed`` signal) applies the new ``RETRYKIT`` over the settings retrykit had
-    before it read Django's, and puts the old ones back when the override ends.
+    Returns:
+        The settings it applied (``{}`` for a configuration with none of retrykit's keys).
+
+    Raises:
+        ConfigError: An unknown retrykit key or a bad value; nothing is changed then.
     """
     before = settings
     applied = _apply_settings(source, prefix)
@@ -505,8 +582,16 @@ def _apply_settings(source: Any, prefix: str) -> dict[str, Any]:
     try:
         _apply(chosen)
     except ConfigError as err:
-        raise ConfigError(shown_prefix + err.argument, err.value, err.rule, err.fix) from None
+        raise _renamed(err, shown_prefix + err.argument) from None
     return chosen
+
+
+def _renamed(err: ConfigError, name: str) -> ConfigError:
+    """*err* about the setting as the user spells it (``RETRYKIT_MAX_ATTEMPTS``), in its fix too."""
+    fix = re.sub(
+        rf"(?<![A-Za-z0-9_]){re.escape(err.argument)}(?=\s*[=<>])", name, err.fix, flags=re.IGNORECASE
+    )
+    return ConfigError(name, err.value, err.rule, fix)
 
 
 def _looks_like_settings(source: Any) -> bool:

@@ -12,6 +12,7 @@ often the views ask), so a retry waiting in its backoff already counts.
 
 from __future__ import annotations
 
+import enum
 import math
 import random
 from collections.abc import Callable
@@ -20,20 +21,30 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import tenacity
 
 from . import _config, _layers, _scope
-from ._classify import Classification, ErrorCategory
+from ._classify import UNRECOGNISED, UNRECOGNISED_RETRIES, Classification, ErrorCategory
 from ._events import StopReason
 from ._results import judge_result
 from ._strategy import Decision, Jitter, Strategy
 
 if TYPE_CHECKING:
+    from ._overload import Settled
     from ._policy import Policy
 
-RETRY = 1
-"""Verdict action: retry after ``Verdict.delay`` seconds."""
-GIVE_UP = 2
-"""Verdict action: stop; the caller gets the exception (or the result) of this attempt."""
-PASS = 3
-"""Verdict action: not retrykit's to judge (a success, cancellation, an enclosing layer's)."""
+
+class Action(enum.IntEnum):
+    """What to do after an attempt (a verdict's action)."""
+
+    RETRY = 1
+    """Run another attempt after the verdict's delay."""
+    GIVE_UP = 2
+    """Stop: the caller gets this attempt's outcome (its exception, or the returned value)."""
+    PASS = 3
+    """Stop: the outcome is good, or not retrykit's to judge (cancellation, an outer layer's)."""
+
+
+RETRY = Action.RETRY
+GIVE_UP = Action.GIVE_UP
+PASS = Action.PASS
 
 RetryCondition: TypeAlias = Callable[[tenacity.RetryCallState], object]
 """A tenacity ``retry`` (``retry_if_result(...)``, ``retry_if_exception_type(...)``, ...)."""
@@ -72,34 +83,23 @@ def register_passthrough(predicate: Callable[[BaseException], bool]) -> None:
 class Verdict:
     """The decision on one attempt's outcome."""
 
-    __slots__ = (
-        "action",
-        "capped",
-        "category",
-        "classification",
-        "count",
-        "delay",
-        "reason",
-        "requests",
-        "strategy",
-    )
+    __slots__ = ("action", "category", "classification", "count", "delay", "reason", "requests", "strategy")
 
     def __init__(
         self,
-        action: int,
+        action: Action,
         classification: Classification | None = None,
         category: ErrorCategory | None = None,
         strategy: Strategy | None = None,
         count: int = 0,
     ) -> None:
-        self.action: int = action
+        self.action: Action = action
         self.classification: Classification | None = classification
         self.category: ErrorCategory | None = category
         self.strategy: Strategy | None = strategy
         self.count: int = count
         self.delay: float = 0.0
         self.reason: StopReason | None = None
-        self.capped: bool = False
         self.requests: int = 1
         """Requests this attempt sent (more than 1: the client inside the call retried)."""
 
@@ -138,7 +138,6 @@ class CallState:
     __slots__ = (
         "attempt",
         "attempt_start",
-        "cap",
         "counts",
         "deadline",
         "extras",
@@ -167,14 +166,12 @@ class CallState:
         """Requests the attempts before this one sent (the clients' own retries included)."""
         self.round: int = 1
         """The most requests one attempt sent (a client that retries inside: its round)."""
-        self.cap: float | None = None
-        """A cap on any one delay (a task queue's broker limit); None: no cap."""
         self.scope: _scope.Scope | None = scope
-        self.deadline: float | None = None if scope is None else scope[1]
+        self.deadline: float | None = None if scope is None else scope.deadline
         self.extras: Extras | None = None
         self.tenacity_state: tenacity.RetryCallState | None = None
         """The whole call as tenacity sees it, for composed tenacity objects (built when needed)."""
-        self.overload: list[Any] | None = None
+        self.overload: Settled | None = None
         """What the policy's guard (budget, breaker) settled for the last failed attempt."""
 
     def commit(self, verdict: Verdict) -> None:
@@ -284,7 +281,7 @@ def _number(value: Any) -> float | None:
 # --------------------------------------------------------------------------- the decision
 
 
-def classify(call: CallState, outcome: Any, failed: bool) -> tuple[Classification | None, bool]:
+def classify_outcome(call: CallState, outcome: Any, failed: bool) -> tuple[Classification | None, bool]:
     """
     The classification of an outcome and whether it asks for a retry by itself (``TryAgain``);
     ``(None, False)`` for what retrykit does not judge (a good result, a pass-through).
@@ -312,17 +309,22 @@ def decide(
     *,
     forced: bool = False,
     found: tuple[Classification | None, bool] | None = None,
+    conditioned: bool = False,
 ) -> Verdict:
     """
     Decide about one attempt's *outcome* (an exception if *failed*, else a returned value).
 
     *forced*: a retry was asked for by something outside the policy (a composed tenacity
     ``retry``); outcomes the policy would not retry are then retried under the temporary
-    category's strategy. *found* is a classification already made for this outcome.
+    category's strategy. *found* is a classification already made for this outcome. A tenacity
+    ``retry`` given to the decorator (``call.extras``) is asked here too; *conditioned*: it was.
     """
-    if not _config.settings.enabled or (call.scope is not None and call.scope[2] is not None):
+    if not _config.settings.enabled or (call.scope is not None and call.scope.owner is not None):
         return PASS_VERDICT  # switched off, or an enclosing layer (a task) owns the retries
-    classification, asked = classify(call, outcome, failed) if found is None else found
+    extras = call.extras
+    if not (forced or conditioned) and extras is not None and extras.retry is not None:
+        return _by_condition(call, extras.retry, outcome, failed, now, found)
+    classification, asked = classify_outcome(call, outcome, failed) if found is None else found
     forced = forced or asked
     if classification is None:
         if failed or not forced:  # a pass-through exception, or a result nobody asks to retry
@@ -350,6 +352,42 @@ def decide(
     return verdict
 
 
+def _by_condition(
+    call: CallState,
+    condition: RetryCondition,
+    outcome: Any,
+    failed: bool,
+    now: float,
+    found: tuple[Classification | None, bool] | None,
+) -> Verdict:
+    """
+    The decision under a tenacity ``retry`` given to the decorator: it may ask for a retry the
+    policy would not make (forced), or decline one (``RETRY_CONDITION``; a result is then good).
+    """
+    if found is None:
+        found = classify_outcome(call, outcome, failed)
+    state = whole_state(call, outcome, failed, now)
+    try:
+        wants = bool(condition(state))
+    except Exception:
+        wants = False
+    finally:
+        state.outcome = None
+    verdict = decide(call, outcome, failed, now, forced=True, found=found) if wants else None
+    if verdict is not None:
+        return verdict
+    verdict = decide(call, outcome, failed, now, forced=False, found=found, conditioned=True)
+    if verdict.action == PASS:
+        return verdict
+    if not failed:
+        return Verdict(PASS)  # the condition takes the result as good
+    if verdict.action == RETRY:
+        verdict.action = GIVE_UP
+        verdict.reason = StopReason.RETRY_CONDITION
+        verdict.delay = 0.0
+    return verdict
+
+
 def _stop_reason(
     call: CallState, verdict: Verdict, outcome: Any, failed: bool, now: float
 ) -> StopReason | None:
@@ -367,6 +405,8 @@ def _stop_reason(
         return StopReason.TESTING_NO_RETRY
     if strategy.max_retries is not None and verdict.count > strategy.max_retries:
         return StopReason.CATEGORY_EXHAUSTED
+    if verdict.classification.rule == UNRECOGNISED and verdict.count > UNRECOGNISED_RETRIES:
+        return StopReason.UNRECOGNISED
     if strategy.stop is not None and _truthy(
         strategy.stop, _category_state(call, verdict.count, outcome, failed, now)
     ):
@@ -439,10 +479,6 @@ def _schedule(call: CallState, verdict: Verdict, outcome: Any, failed: bool, now
         hinted = min(hinted, strategy.max_delay)
         spread = 0.0 if strategy.jitter is Jitter.NONE else hinted * _RETRY_AFTER_SPREAD * _random()
         delay = max(min(hinted + spread, strategy.max_delay), hinted, strategy.min_delay)
-    cap = call.cap
-    if cap is not None and delay > cap:
-        delay = cap
-        verdict.capped = True
     verdict.reason = _deadline_reason(call, delay, now, hinted is not None and strategy.honor_retry_after)
     verdict.delay = delay
 

@@ -121,15 +121,15 @@ def run_with_analysis(  # noqa: PLR0915 - a script
             row.waited += event.delay
             after = f" (Retry-After {c.retry_after:g}s)" if c.retry_after is not None else ""
             print(
-                f"    attempt {event.attempt}: {event.error_type} -> {c.category.value} "
-                f"[{c.reason}] -> {event.decision.value}, wait {event.delay:.2f}s{after}",
+                f"  attempt {event.attempt}: {c.category.value} [{c.reason}] "
+                f"-> {event.decision.value} in {event.delay:.2f}s{after}",
                 file=out,
             )
         elif isinstance(event, GaveUp):
             c = event.classification
             print(
-                f"    attempt {event.attempts}: {event.error_type} -> {c.category.value} "
-                f"[{c.reason}] -> give up ({event.reason.value})",
+                f"  attempt {event.attempts}: {c.category.value} [{c.reason}] "
+                f"-> give up ({event.reason.value})",
                 file=out,
             )
 
@@ -145,7 +145,7 @@ def run_with_analysis(  # noqa: PLR0915 - a script
     own = StatsRecorder(MemoryStore())
     previous = use_recorder(own)
     started = time.monotonic()
-    print(f"retrykit demo: a flaky service on {base}, policy 'http', waits scaled x{time_scale:g}", file=out)
+    print(f"retrykit demo: a flaky service on {base}, policy 'http', waits x{time_scale:g}", file=out)
     try:
         with scaled_time(time_scale):
             for path in SCRIPT:
@@ -160,7 +160,7 @@ def run_with_analysis(  # noqa: PLR0915 - a script
                     row.outcome = f"failed: {type(exc).__name__} {getattr(exc, 'code', '')}".strip()
                 else:
                     row.outcome = "ok"
-                print(f"    => {row.outcome} after {row.attempts} attempt(s)", file=out)
+                print(f"  => {row.outcome} after {row.attempts} attempt(s)", file=out)
     finally:
         logger.setLevel(level)
         unsubscribe()

@@ -8,12 +8,14 @@ error fails at once, and a retrying helper inside a task makes one attempt per t
 from __future__ import annotations
 
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import _events
 from ._classify import ErrorCategory
-from ._errors import install_hint
+from ._errors import DISTRIBUTION, install_hint
 from ._events import GaveUp, RetryScheduled
 from ._policy import Policy
 from ._strategy import Strategy
@@ -25,6 +27,29 @@ POLICY = Policy(
 )
 
 
+def _checkout(folder: Path) -> bool:
+    """Whether *folder* is a source checkout of this project (its pyproject.toml names it)."""
+    try:
+        return f'name = "{DISTRIBUTION}"' in (folder / "pyproject.toml").read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def install_hint_here(extra: str) -> str:
+    """
+    The install command for *extra* that works where the user stands: ``pip install ".[celery]"``
+    in a checkout, the checkout's path when retrykit was installed from one elsewhere (an
+    editable install), else the package's name on the index.
+    """
+    here = Path.cwd()
+    source = Path(__file__).resolve().parent.parent
+    if _checkout(here):
+        return f'pip install ".[{extra}]"'
+    if _checkout(source):
+        return f'pip install "{os.path.relpath(source, here)}[{extra}]"'
+    return install_hint(extra)
+
+
 def run(out: TextIO) -> bool:  # noqa: PLR0915 - a script
     """Run the Celery scenarios; True when each ended as scripted."""
     try:
@@ -34,7 +59,7 @@ def run(out: TextIO) -> bool:  # noqa: PLR0915 - a script
         from .adapters import celery as binding
         from .adapters import retry
     except ImportError:
-        print(f"\nCelery part skipped: {install_hint('celery')}", file=out)
+        print(f"\nCelery part skipped: {install_hint_here('celery')}", file=out)
         return True
     app = celery.Celery("retrykit_demo", broker="memory://", backend="cache+memory://")
     app.conf.update(broker_transport_options={"polling_interval": 0.01}, worker_hijack_root_logger=False)
@@ -63,13 +88,13 @@ def run(out: TextIO) -> bool:  # noqa: PLR0915 - a script
     def show(event: _events.Event) -> None:
         if isinstance(event, RetryScheduled) and event.operation.startswith("demo."):
             print(
-                f"    {event.operation} attempt {event.attempt}: {event.error_type} -> "
+                f"    {event.operation} attempt {event.attempt}: "
                 f"{event.classification.category.value} -> self.retry(countdown={event.delay:g})",
                 file=out,
             )
         elif isinstance(event, GaveUp) and event.operation.startswith("demo."):
             print(
-                f"    {event.operation} attempt {event.attempts}: {event.error_type} -> "
+                f"    {event.operation} attempt {event.attempts}: "
                 f"{event.classification.category.value} -> give up ({event.reason.value})",
                 file=out,
             )
@@ -102,12 +127,12 @@ def run(out: TextIO) -> bool:  # noqa: PLR0915 - a script
     gaps = [b - a for a, b in zip(calls["sync_inventory"], calls["sync_inventory"][1:], strict=False)]
     print(
         f"  sync_inventory ran {len(calls['sync_inventory'])} times, "
-        f"{', '.join(f'{g:.2f}s' for g in gaps)} apart (waits held by the broker, not the worker)",
+        f"{', '.join(f'{g:.2f}s' for g in gaps)} apart (the broker held the waits)",
         file=out,
     )
     print(
-        f"  the retrying helper inside 'nested' ran {len(calls['helper'])} times: one attempt per task "
-        f"attempt (4 x 4 would be 16)",
+        f"  the retrying helper inside 'nested' ran {len(calls['helper'])} times, "
+        f"one per task attempt (not 4 x 4)",
         file=out,
     )
     return (

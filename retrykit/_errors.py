@@ -86,7 +86,13 @@ class ConfigError(TypeError, ValueError):
     ``TypeError`` and ``ValueError`` so that either ``except`` catches it. The message names the
     argument, the rule it broke, the value received (its repr: strings are quoted and whole,
     credentials in URLs are redacted, a value that is not retrykit's is not shown) and the fix;
-    the same parts are attributes (``value`` is the shown text).
+    the same parts are attributes (``value`` is the shown text). It pickles.
+
+    Args:
+        argument: The argument, keyword, setting or environment variable that is wrong.
+        value: The value received (kept as the text shown).
+        rule: What the value breaks: ``"must not be below base_delay=5.0"``.
+        fix: What to do instead, itself a valid setting.
     """
 
     def __init__(self, argument: str, value: Any, rule: str, fix: str) -> None:

@@ -57,13 +57,24 @@ class StopReason(str, Enum):
     """The server said do not retry (a negative ``grpc-retry-pushback-ms``)."""
     INNER_RETRIES = "inner_retries"
     """The client inside the call already retried: another round would exceed one layer's requests."""
+    UNRECOGNISED = "unrecognised"
+    """No rule or signal recognised the failure, and it was already retried once (add a rule)."""
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptFailed:
     """
-    An attempt failed: it raised, or returned a result the policy retries (*error_type* is then
-    the result's type); *classification* says what kind of failure it was.
+    An attempt failed: it raised, or returned a result the policy retries.
+
+    Attributes:
+        operation: The call's name (the function's qualified name, the task's name, or the
+            ``operation=`` given).
+        attempt: The attempt's number in the call, from 1.
+        error_type: The exception's class name (the result's type for a retried result).
+        classification: What kind of failure it was, and why.
+        elapsed: Seconds since the call started.
+        after: The category of the failure that led to this attempt (``None`` on attempt 1).
+        error: The exception the attempt raised (``None`` for a retried result).
     """
 
     operation: str
@@ -79,7 +90,20 @@ class AttemptFailed:
 
 @dataclass(frozen=True, slots=True)
 class RetryScheduled:
-    """Attempt *attempt* failed and attempt ``attempt + 1`` starts after *delay* seconds."""
+    """
+    Attempt *attempt* failed and attempt ``attempt + 1`` starts after *delay* seconds.
+
+    Attributes:
+        operation: The call's name.
+        attempt: The number of the attempt that failed, from 1.
+        error_type: The exception's class name (the result's type for a retried result).
+        classification: What kind of failure it was, and why.
+        decision: The strategy's decision for the category.
+        delay: Seconds until the next attempt (for Celery, the countdown).
+        elapsed: Seconds since the call started.
+        after: The category of the failure that led to the failed attempt (``None`` on attempt 1).
+        error: The exception the attempt raised (``None`` for a retried result).
+    """
 
     operation: str
     attempt: int
@@ -96,7 +120,17 @@ class RetryScheduled:
 
 @dataclass(frozen=True, slots=True)
 class Succeeded:
-    """The call succeeded on attempt *attempts*, after at least one failure."""
+    """
+    The call succeeded on attempt *attempts*, after at least one failure.
+
+    A call that succeeds on its first attempt emits nothing.
+
+    Attributes:
+        operation: The call's name.
+        attempts: The attempts the call made, the successful one included.
+        elapsed: Seconds since the call started.
+        after: The category of the last failure before the success.
+    """
 
     operation: str
     attempts: int
@@ -107,7 +141,22 @@ class Succeeded:
 
 @dataclass(frozen=True, slots=True)
 class GaveUp:
-    """The layer stopped retrying and let the original exception through."""
+    """
+    The layer stopped retrying and let the original exception through.
+
+    Attributes:
+        operation: The call's name.
+        attempts: The attempts the call made.
+        error_type: The last failure's class name (the result's type for a retried result).
+        classification: What kind of failure the last one was, and why.
+        reason: Why the layer stopped (also in the exception's note and the log line).
+        elapsed: Seconds since the call started.
+        after: The category of the failure that led to the last attempt (``None`` on attempt 1).
+        error: The exception the caller gets (``None`` when the caller gets the last result).
+        returned: Whether the caller gets the last attempt's returned value (a retried result).
+        rescheduled: The retry of this attempt had been scheduled (``RetryScheduled``) when the
+            deadline ended it.
+    """
 
     operation: str
     attempts: int
@@ -127,7 +176,15 @@ class GaveUp:
 
 @dataclass(frozen=True, slots=True)
 class RuleFailed:
-    """A classifier rule raised while classifying; the rule was skipped."""
+    """
+    A classifier rule raised while classifying; the rule was skipped.
+
+    Attributes:
+        rule: The rule's name.
+        error_type: The class name of the exception being classified.
+        rule_error: The class name of what the rule raised (never its message, which may hold
+            data).
+    """
 
     rule: str
     error_type: str
@@ -152,11 +209,20 @@ _local_sinks: contextvars.ContextVar[tuple[Sink, ...]] = contextvars.ContextVar(
 
 def subscribe(sink: Sink, *, kinds: tuple[type, ...] = EVENT_TYPES) -> Callable[[], None]:
     """
-    Send every event to *sink* (a callable taking one event) until the returned function is called.
+    Send events to *sink* until the returned function is called.
 
-    *kinds*: only events of these types (events nobody takes are not even built). A sink that
-    raises is reported through the ``retrykit`` stdlib logger and skipped; the retried call is
-    never affected.
+    A sink that raises is reported through the ``retrykit`` logger (once a minute per sink and
+    error type) and skipped; the retried call is never affected.
+
+    Args:
+        sink: A callable taking one event.
+        kinds: Only events of these types (events nobody takes are not even built).
+
+    Returns:
+        A function that unsubscribes the sink.
+
+    Raises:
+        ConfigError: *sink* is not callable, or *kinds* names something that is not an event type.
     """
     if not callable(cast(object, sink)):
         from ._errors import ConfigError

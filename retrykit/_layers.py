@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from types import FrameType, TracebackType
 from typing import Any, TypeAlias, cast
 
+from ._categories import Classification, attr, header, module_of
 from ._errors import ConfigError, callable_name
-from ._verdict import Classification, attr, header, module_of
 
 _MAX_LINKS = 16
 _MAX_FRAMES = 200
@@ -37,7 +37,20 @@ _MAX_FRAMES = 200
 
 @dataclass(frozen=True, slots=True)
 class InnerRetries:
-    """A client retried inside the call: which, how many requests it sent, how to switch it off."""
+    """
+    A client retried inside the call: which, how many requests it sent, how to switch it off.
+
+    ``Classification.inner`` holds one when retrykit recognised such a client (see the one-layer
+    rule); the note, the log line and ``retrykit.explain()`` say it too.
+
+    Args:
+        client: The client that retried (``"openai"``, ``"botocore"``, ``"redis-py"``, ...).
+        attempts: Requests the client sent in this call (1: it did not retry).
+        evidence: Where the count was read (a header, an attribute, a frame's local, the
+            configuration).
+        switch_off: How to hand retrying to retrykit: the client option that turns its
+            retries off.
+    """
 
     client: str
     """The client that retried (``"openai"``, ``"botocore"``, ``"redis-py"``, ...)."""
@@ -95,14 +108,14 @@ def inner_retrier(
     Declare a client that retries inside a call, so retrykit counts its requests (one layer).
 
     Args:
-        client: the client's name, as notes, logs and ``explain()`` will say it.
-        switch_off: how to turn its retries off (e.g. ``"MyClient(retries=0)"``), said once
+        client: The client's name, as notes, logs and ``explain()`` will say it.
+        switch_off: How to turn its retries off (e.g. ``"MyClient(retries=0)"``), said once
             per operation when retrykit sees it retry.
-        types: the exceptions it raises after retrying (its "gave up" errors).
-        attempts: reads the requests it sent from such an exception (None: it cannot tell).
+        types: The exceptions it raises after retrying (its "gave up" errors).
+        attempts: Reads the requests it sent from such an exception (None: it cannot tell).
         frame: ``(module, function, local)``: a frame of its retry loop found in the traceback,
             whose *local* holds the number of requests sent so far.
-        attempts_per_call: the requests it sends at most per call, assumed when the count
+        attempts_per_call: The requests it sends at most per call, assumed when the count
             cannot be read.
 
     Returns:

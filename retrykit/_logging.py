@@ -81,7 +81,12 @@ def report_sink_failure(sink: Any, err: BaseException, event: Any) -> None:
 
 
 def sink_failures() -> dict[str, int]:
-    """How often each sink failed in this process, keyed ``"<sink>:<error type>"``."""
+    """
+    How often each event sink failed in this process.
+
+    Returns:
+        Counts, keyed by sink and error type (``"<sink>:<error type>"``).
+    """
     with _sink_lock:
         return dict(_sink_failures)
 

@@ -32,9 +32,8 @@ from ._decision import (
     RETRY,
     CallState,
     Verdict,
-    classify,
+    classify_outcome,
     decide,
-    whole_state,
 )
 from ._errors import callable_name
 from ._events import StopReason
@@ -62,6 +61,7 @@ _REASON_TEXT = {
     StopReason.CIRCUIT_OPEN: "the circuit breaker is open (overload protection)",
     StopReason.PUSHBACK: "the server said not to retry (pushback)",
     StopReason.INNER_RETRIES: "the client inside the call already retried (one layer retries)",
+    StopReason.UNRECOGNISED: "no rule recognises it and it was retried once (add a rule)",
 }
 
 
@@ -99,18 +99,16 @@ class Call(CallState):
         with this outcome. *found*: the result rule's classification, already made.
         """
         now = _scope.now()
-        verdict = self._decide(outcome, failed, now, None if found is None else (found, False))
+        verdict = self.decide_outcome(outcome, failed, now, None if found is None else (found, False))
         if verdict.action == PASS:
-            if not failed and self.attempt > 1:
+            if not failed:
                 self.succeeded(now)
-            elif not failed and self.policy.guard is not None:
-                self.policy.guard.succeeded(self)
             return None
         self.judged(verdict)
-        self._failed(verdict, outcome, failed, now)
+        self.report_failure(verdict, outcome, failed, now)
         if verdict.action == RETRY:
             self.commit(verdict)
-            self._scheduled(verdict, outcome, failed, verdict.delay, now)
+            self.report_retry(verdict, outcome, failed, verdict.delay, now)
             deadline = self.deadline
             if deadline is None and self.policy.guard is None:
                 return verdict.delay  # nothing can end the call before the next attempt
@@ -121,34 +119,14 @@ class Call(CallState):
                 self.last = None
                 return None
             return verdict.delay
-        self._gave_up(verdict.reason or StopReason.NON_RETRYABLE, outcome, failed, now)
+        self.report_give_up(verdict.reason or StopReason.NON_RETRYABLE, outcome, failed, now)
         return None
 
-    def _decide(
+    def decide_outcome(
         self, outcome: Any, failed: bool, now: float, found: tuple[Classification | None, bool] | None
     ) -> Verdict:
-        extras = self.extras
-        if extras is None or extras.retry is None:
-            return decide(self, outcome, failed, now, found=found)
-        if found is None:
-            found = classify(self, outcome, failed)
-        state = whole_state(self, outcome, failed, now)
-        try:
-            wants = bool(extras.retry(state))
-        except Exception:
-            wants = False
-        finally:
-            state.outcome = None
-        verdict = decide(self, outcome, failed, now, forced=wants, found=found)
-        if wants or verdict.action == PASS:
-            return verdict
-        if not failed:
-            return Verdict(PASS)  # the condition takes the result as good
-        if verdict.action == RETRY:
-            verdict.action = GIVE_UP
-            verdict.reason = StopReason.RETRY_CONDITION
-            verdict.delay = 0.0
-        return verdict
+        """The decision on *outcome* (a subclass may adjust it: a task's requested countdown)."""
+        return decide(self, outcome, failed, now, found=found)
 
     def begin(self) -> bool:
         """Start the next attempt; ``False`` if the deadline passed meanwhile (the call gave up)."""
@@ -168,7 +146,7 @@ class Call(CallState):
 
     def give_up(self, reason: StopReason) -> None:
         """Give up on the last outcome (kept in ``last``, its retry scheduled) for *reason*."""
-        self._gave_up(reason, self.last, self.last_failed, _scope.now(), rescheduled=True)
+        self.report_give_up(reason, self.last, self.last_failed, _scope.now(), rescheduled=True)
 
     def judged(self, verdict: Verdict) -> None:
         """Take *verdict* as the one on the current attempt."""
@@ -193,7 +171,8 @@ class Call(CallState):
 
     # ------------------------------------------------------------------ acting
 
-    def _failed(self, verdict: Verdict, outcome: Any, failed: bool, now: float) -> None:
+    def report_failure(self, verdict: Verdict, outcome: Any, failed: bool, now: float) -> None:
+        """An attempt failed: the hand-over warning (a client that retried inside), ``AttemptFailed``."""
         if verdict.requests > 1:
             warn_inner(self.operation, verdict)
         if _events.listening(_events.AttemptFailed):
@@ -210,7 +189,8 @@ class Call(CallState):
                 )
             )
 
-    def _scheduled(self, verdict: Verdict, outcome: Any, failed: bool, delay: float, now: float) -> None:
+    def report_retry(self, verdict: Verdict, outcome: Any, failed: bool, delay: float, now: float) -> None:
+        """A retry after *delay* was decided: ``RetryScheduled``, ``on_retry``."""
         policy = self.policy
         if policy.on_retry is None and not _events.listening(_events.RetryScheduled):
             return
@@ -229,9 +209,10 @@ class Call(CallState):
         )
         self._dispatch(event, policy.on_retry)
 
-    def _gave_up(
+    def report_give_up(
         self, reason: StopReason, outcome: Any, failed: bool, now: float, rescheduled: bool = False
     ) -> None:
+        """The call gave up for *reason*: the note on the exception, ``GaveUp``, ``on_giveup``."""
         verdict = self.verdict
         assert verdict is not None
         assert verdict.classification is not None
@@ -256,7 +237,7 @@ class Call(CallState):
                 note += f"; {sent} requests in all"
             if inner is not None:
                 note += f"; {inner.describe()}"
-            annotate(outcome, note, None if self.scope is None else self.scope[0])
+            annotate(outcome, note, None if self.scope is None else self.scope.outer)
         event = _events.GaveUp(
             self.operation,
             self.attempt,
@@ -272,11 +253,16 @@ class Call(CallState):
         self._dispatch(event, self.policy.on_giveup)
 
     def succeeded(self, now: float) -> None:
-        """The call succeeded on attempt ``self.attempt`` (> 1): ``Succeeded``, ``on_success``."""
+        """
+        The call succeeded on attempt ``self.attempt``: the guard is told (the breaker's success,
+        the budget's refund); after a failure, ``Succeeded`` and ``on_success`` too.
+        """
         guard = self.policy.guard
         if guard is not None:
             guard.succeeded(self)
         last = self.verdict
+        if self.attempt == 1 or last is None:
+            return  # a first attempt judged good: no failure to report a recovery from
         event = _events.Succeeded(
             self.operation, self.attempt, now - self.start, None if last is None else last.category
         )
@@ -445,36 +431,29 @@ def view(policy: Policy, state: tenacity.RetryCallState, forced: bool) -> Verdic
         failed = bool(outcome.failed)
         value = outcome.exception() if failed else outcome.result()
         if call.found is None:
-            call.found = classify(call, value, failed)
+            call.found = classify_outcome(call, value, failed)
         verdict = decide(call, value, failed, _scope.now(), forced=forced, found=call.found)
         cache[forced] = verdict
     return verdict
 
 
 class _Hooks:
-    """tenacity hooks that make tenacity's own loop act like retrykit's (events, notes, sleep)."""
+    """
+    tenacity hooks that make tenacity's own loop act like retrykit's (events, notes, sleep). One
+    set serves ``Retrying`` and ``AsyncRetrying``: an ``AsyncRetrying`` swaps in the async ones.
+    """
 
-    def __init__(self, policy: Policy, condition: Any, asynchronous: bool) -> None:
+    def __init__(self, policy: Policy, condition: Any) -> None:
         self.policy = policy
         self.condition = condition
-        self.asynchronous = asynchronous
 
     def call(self, state: tenacity.RetryCallState) -> Call:
         return _call_of(self.policy, state)
 
     def before(self, state: tenacity.RetryCallState) -> None:
-        """An attempt starts: check the loop kind, open the call's scope (deadline, one layer)."""
-        is_async = isinstance(state.retry_object, tenacity.AsyncRetrying)
-        if is_async != self.asynchronous:
-            from ._errors import ConfigError
-
-            raise ConfigError(
-                "asynchronous",
-                self.asynchronous,
-                f"these hooks are for {'AsyncRetrying' if self.asynchronous else 'Retrying'}",
-                f"pass policy.tenacity_kwargs(asynchronous={is_async}) to "
-                f"{type(state.retry_object).__name__}",
-            )
+        """An attempt starts: an ``AsyncRetrying`` gets the async hooks; open the call's scope."""
+        if isinstance(state.retry_object, tenacity.AsyncRetrying):
+            self.to_async(state.retry_object)
         call: Call | None = getattr(state, "retrykit", None)
         guard = self.policy.guard
         if call is None or call.policy is not self.policy:
@@ -486,7 +465,7 @@ class _Hooks:
             # --
             call = Call(self.policy, operation, start, None)
             call.scope = _scope.scope(self.policy.deadline, start)
-            call.deadline = call.scope[1]
+            call.deadline = call.scope.deadline
             state.retrykit = call  # type: ignore[attr-defined]
         elif call.attempt != state.attempt_number:
             _advance(call, state.attempt_number)
@@ -515,7 +494,19 @@ class _Hooks:
 
         breaker = self.policy.breaker
         assert breaker is not None
-        raise CircuitOpen(breaker.key, max(breaker._store().peek(breaker), 1e-3))
+        raise CircuitOpen(breaker.key, max(breaker.remaining(), 1e-3))
+
+    def to_async(self, retrying: tenacity.AsyncRetrying) -> None:
+        """Give *retrying* the async variants of the sync hooks it holds (not those replaced)."""
+        if type(retrying.retry) is _Retry and retrying.retry.hooks is self:
+            retrying.retry = _AsyncRetry(self)
+        # (tenacity types these attributes as Retrying's; AsyncRetrying awaits what they return)
+        if retrying.sleep == self.sleep:
+            retrying.sleep = _scope.sleep_async  # type: ignore[assignment]
+        if retrying.before_sleep == self.before_sleep:
+            retrying.before_sleep = self.before_sleep_async  # type: ignore[assignment]
+        if retrying.retry_error_callback == self.retry_error_callback:
+            retrying.retry_error_callback = self.retry_error_callback_async
 
     @staticmethod
     def leave(call: Call) -> None:
@@ -548,10 +539,7 @@ class _Hooks:
         if answer or outcome is None:
             return answer
         if not outcome.failed:
-            if call.attempt > 1 and call.verdict is not None:
-                call.succeeded(_scope.now())
-            elif self.policy.guard is not None:  # -- overload protection: a first-try success
-                self.policy.guard.succeeded(call)
+            call.succeeded(_scope.now())
             return False
         verdict = view(self.policy, state, False)
         if verdict.action != PASS:
@@ -574,12 +562,12 @@ class _Hooks:
         now = _scope.now()
         call.judged(verdict)
         if verdict.classification is not None:
-            call._failed(verdict, value, failed, now)
-            call._scheduled(verdict, value, failed, float(state.upcoming_sleep), now)
+            call.report_failure(verdict, value, failed, now)
+            call.report_retry(verdict, value, failed, float(state.upcoming_sleep), now)
         if self.policy.guard is not None:  # -- overload protection: kept in case the breaker opens
             call.last, call.last_failed = value, failed
-        if not self.asynchronous:
-            call.drop_pending()
+        if not isinstance(state.retry_object, tenacity.AsyncRetrying):
+            call.drop_pending()  # (AsyncRetrying's before_sleep_async awaits them)
 
     async def before_sleep_async(self, state: tenacity.RetryCallState) -> None:
         """``before_sleep`` for ``AsyncRetrying``: async callbacks are awaited."""
@@ -619,10 +607,8 @@ class _Hooks:
         call.judged(verdict)
         now = _scope.now()
         if verdict.classification is not None:
-            call._failed(verdict, value, failed, now)
-            call._gave_up(reason, value, failed, now)
-        if not self.asynchronous:
-            call.drop_pending()
+            call.report_failure(verdict, value, failed, now)
+            call.report_give_up(reason, value, failed, now)
 
     def sleep(self, delay: float) -> None:
         _scope.sleep_sync(delay)
@@ -646,20 +632,18 @@ class _AsyncRetry(_Retry):
 
 
 def tenacity_hooks(
-    policy: Policy, retry: Any, wait: Any, stop: Any, asynchronous: bool, overrides: dict[str, Any]
+    policy: Policy, retry: Any, wait: Any, stop: Any, overrides: dict[str, Any]
 ) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying``/``AsyncRetrying`` that run *policy*."""
-    hooks = _Hooks(policy, retry if retry is not None else policy.retry, asynchronous)
+    """Keyword arguments for ``tenacity.Retrying`` and ``AsyncRetrying`` alike that run *policy*."""
+    hooks = _Hooks(policy, retry if retry is not None else policy.retry)
     kwargs: dict[str, Any] = {
-        "retry": _AsyncRetry(hooks) if asynchronous else _Retry(hooks),
+        "retry": _Retry(hooks),
         "wait": wait if wait is not None else policy.wait,
         "stop": stop if stop is not None else policy.stop,
-        "sleep": _scope.sleep_async if asynchronous else hooks.sleep,
+        "sleep": hooks.sleep,
         "before": hooks.before,
-        "before_sleep": hooks.before_sleep_async if asynchronous else hooks.before_sleep,
-        "retry_error_callback": (
-            hooks.retry_error_callback_async if asynchronous else hooks.retry_error_callback
-        ),
+        "before_sleep": hooks.before_sleep,
+        "retry_error_callback": hooks.retry_error_callback,
         "reraise": True,
     }
     kwargs.update(overrides)

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from . import _events
 from ._breaker import CircuitBreaker, CircuitOpen
 from ._budget import RetryBudget
+from ._categories import attr, header
 from ._classify import Classification, ErrorCategory
 from ._decision import MARK
 from ._events import StopReason
 from ._rules_http import headers_of
-from ._verdict import attr, header
 
 if TYPE_CHECKING:
     from ._decision import CallState, Verdict
@@ -37,8 +37,14 @@ _OPEN = Classification(ErrorCategory.SYSTEM_ERROR, "circuit breaker open", None,
 
 def pushback_of(outcome: Any) -> float | None:
     """
-    The server's pushback in seconds (``grpc-retry-pushback-ms`` in the response headers or the
-    gRPC trailing metadata); negative: do not retry (an unparseable value too); None: none given.
+    The server's pushback: ``grpc-retry-pushback-ms`` in the headers or gRPC trailing metadata.
+
+    Args:
+        outcome: An exception or a response.
+
+    Returns:
+        Seconds to wait; a negative number means do not retry (an unparseable value too);
+            ``None`` when the server gave none.
     """
     value = header(headers_of(outcome), PUSHBACK_HEADER)
     if value is None:
@@ -57,14 +63,40 @@ def pushback_of(outcome: Any) -> float | None:
         return -1.0
 
 
+class Settled:
+    """What the guard settled for one failed attempt (asked again by tenacity's views: answered once)."""
+
+    __slots__ = ("attempt", "cost", "done", "reason")
+
+    def __init__(self, attempt: int) -> None:
+        self.attempt: int = attempt
+        self.done: bool = False
+        """Whether the retry was settled (pushback, breaker, budget) for this attempt."""
+        self.reason: StopReason | None = None
+        """Why the retry was refused, if it was."""
+        self.cost: int = 0
+        """What the budget charged for the retry (its refund on a success)."""
+
+
 class Guard:
-    """A policy's budget and breaker, as the engine uses them."""
+    """
+    A policy's budget and breaker, as the engine uses them. *hold_while_open*: a retry an open
+    breaker would stop waits the breaker's remaining open time instead (a task queue holds it in
+    the broker), charged to the budget as any retry.
+    """
 
-    __slots__ = ("breaker", "budget")
+    __slots__ = ("breaker", "budget", "hold_while_open")
 
-    def __init__(self, budget: RetryBudget | None, breaker: CircuitBreaker | None) -> None:
+    def __init__(
+        self, budget: RetryBudget | None, breaker: CircuitBreaker | None, *, hold_while_open: bool = False
+    ) -> None:
         self.budget: RetryBudget | None = budget
         self.breaker: CircuitBreaker | None = breaker
+        self.hold_while_open: bool = hold_while_open
+
+    def holding(self) -> Guard:
+        """This guard, holding retries while its breaker is open."""
+        return Guard(self.budget, self.breaker, hold_while_open=True)
 
     def admit(self, operation: str, into: Any) -> None:
         """A call's first attempt may start; raises ``CircuitOpen`` if the breaker refuses it."""
@@ -86,9 +118,9 @@ class Guard:
         The verdict's stop reason after overload protection, for a failed attempt (a retried
         result too). Counts the failure once per attempt, charges the budget once per retry.
         """
-        memo: list[Any] | None = call.overload
-        if memo is None or memo[0] != call.attempt:
-            memo = call.overload = [call.attempt, False, None, 0]  # attempt, settled, reason, cost
+        memo = call.overload
+        if memo is None or memo.attempt != call.attempt:
+            memo = call.overload = Settled(call.attempt)
             breaker = self.breaker
             if breaker is not None:
                 if breaker.counts(verdict.category):
@@ -101,13 +133,13 @@ class Guard:
                     budget.withdraw(verdict.category)
         if verdict.reason is not None:
             return verdict.reason
-        if memo[1]:
-            return memo[2]  # type: ignore[no-any-return]
-        memo[1] = True
-        memo[2] = reason = self._retry(memo, verdict, outcome)
+        if memo.done:
+            return memo.reason
+        memo.done = True
+        memo.reason = reason = self._retry(memo, verdict, outcome)
         return reason
 
-    def _retry(self, memo: list[Any], verdict: Verdict, outcome: Any) -> StopReason | None:
+    def _retry(self, memo: Settled, verdict: Verdict, outcome: Any) -> StopReason | None:
         pushback = pushback_of(outcome)
         if pushback is not None:
             if pushback < 0:
@@ -116,15 +148,17 @@ class Guard:
             verdict.delay = min(pushback, strategy.max_delay) if strategy is not None else pushback
         breaker = self.breaker
         if breaker is not None:
-            left = breaker._store().peek(breaker)
+            left = breaker.remaining()
             if left > verdict.delay:
-                return StopReason.CIRCUIT_OPEN
+                if not self.hold_while_open:
+                    return StopReason.CIRCUIT_OPEN
+                verdict.delay = left  # held until the breaker lets a probe through
         budget = self.budget
         if budget is not None and verdict.category is not None:
             cost = budget.withdraw(verdict.category)
             if cost is None:
                 return StopReason.BUDGET_EXHAUSTED
-            memo[3] = cost
+            memo.cost = cost
         return None
 
     def succeeded(self, call: CallState | None) -> None:
@@ -132,7 +166,7 @@ class Guard:
         budget = self.budget
         if budget is not None:
             memo = None if call is None else call.overload
-            budget.succeeded(memo[3] if memo is not None and memo[3] else None)
+            budget.succeeded(memo.cost if memo is not None and memo.cost else None)
         breaker = self.breaker
         if breaker is not None:
             breaker.record(1, 0)
@@ -161,7 +195,7 @@ def refused(key: str, remaining: float, operation: str, into: Any) -> CircuitOpe
 
 def _where(part: Any) -> tuple[str, Any]:
     """The store a budget or breaker keeps its state in: its kind, and what tells two apart."""
-    from ._budget import default_store
+    from ._overload_memory import default_store
     from ._overload_redis import RedisOverloadStore
 
     store = part.store if part.store is not None else default_store()
@@ -175,7 +209,7 @@ def known_parts(extra: Iterable[Any] = ()) -> list[Any]:
     Every budget and breaker this process has used (in its memory store, and in each of its
     Redis stores), then *extra* ones (a fleet's, read from Redis): one per key and store.
     """
-    from ._budget import default_store
+    from ._overload_memory import default_store
     from ._overload_redis import _live_stores
 
     parts: list[Any] = []

@@ -36,13 +36,17 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from ._breaker import CLOSED, HALF_OPEN, OPEN, STATE_NAMES
-from ._budget import SHAPES, SLOTS, MemoryOverloadStore
+from ._budget import SHAPES
 from ._errors import redact_url
+from ._overload_memory import CLOSED, HALF_OPEN, OPEN, SLOTS, STATE_NAMES, MemoryOverloadStore
 from ._redis import connector, errors
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
+    from ._budget import RetryBudget
 
 _log = logging.getLogger("retrykit")
 
@@ -254,14 +258,33 @@ class _Lease:
 
 class RedisOverloadStore:
     """
-    Budget and breaker state shared through Redis at *url* (keys ``<prefix>:{<key>}:...``);
-    pass it as ``store=`` to ``RetryBudget`` and ``CircuitBreaker``. *timeout*: the longest a
-    caller waits for Redis, once per outage; *flush_interval*: how often counts are sent and
-    allowances refilled; *wait*: the longest a retry waits for a refill when this process's
-    allowance ran out but the fleet's budget had some left (then it is refused); *fleet_ttl*:
-    how long after its last batch a process still counts in a budget's fleet (default 2 s, or
-    20 x *flush_interval*), whose size sets the local fallback's share. Without a *background*
-    thread (readers, tests) each retry's charge is one round trip.
+    Budget and breaker state shared by a fleet through Redis; pass it as ``store=``.
+
+    Give the same store to ``RetryBudget`` and ``CircuitBreaker`` in every process: each key is
+    one hash in Redis (``<prefix>:{<key>}:...``, Redis Cluster safe), changed only by scripts that
+    use the server's time. Counts are sent in batches by a background thread; retries are charged
+    from an allowance leased with each batch, so a caller does not wait for Redis. When Redis is
+    slow or down, a caller waits at most *timeout* once, one warning is logged, and the budgets
+    and breakers fall back to this process's own state, each process taking its share of the
+    fleet's floor.
+
+    Args:
+        url: The Redis URL (``redis://host:6379/0``; credentials are never shown).
+        prefix: The prefix of every key.
+        timeout: The longest a caller waits for Redis, once per outage, in seconds.
+        flush_interval: How often counts are sent and allowances refilled, in seconds.
+        flush_timeout: The background thread's socket timeout, in seconds.
+        client: A ``redis.Redis`` client to use instead of connecting to *url*
+            (``decode_responses=True``).
+        background: Whether a background thread sends the batches; without one (readers, tests)
+            each retry's charge is one round trip.
+        wait: The longest a retry waits for a refill when this process's allowance ran out but
+            the fleet's budget had some left (then it is refused), in seconds.
+        fleet_ttl: How long after its last batch a process still counts in a budget's fleet.
+            Default: 2 s, or 20 x *flush_interval*.
+
+    Raises:
+        ConfigError: A bad URL, or the redis package missing (the message says what to install).
     """
 
     def __init__(
@@ -318,15 +341,15 @@ class RedisOverloadStore:
 
     # ------------------------------------------------------------------ keys
 
-    def budget_key(self, budget: Any) -> str:
+    def budget_key(self, budget: RetryBudget) -> str:
         """The Redis key of *budget*'s state."""
         return f"{self.prefix}:{{{quote(budget.key, safe='')}}}:budget:{budget.shape}"
 
-    def members_key(self, budget: Any) -> str:
+    def members_key(self, budget: RetryBudget) -> str:
         """The Redis key of the processes that use *budget* (a sorted set: writer -> last seen)."""
         return self.budget_key(budget) + ":members"
 
-    def breaker_key(self, breaker: Any) -> str:
+    def breaker_key(self, breaker: CircuitBreaker) -> str:
         """The Redis key of *breaker*'s state."""
         return f"{self.prefix}:{{{quote(breaker.key, safe='')}}}:breaker"
 
@@ -353,7 +376,7 @@ class RedisOverloadStore:
 
     def _budget_args(
         self,
-        budget: Any,
+        budget: RetryBudget,
         batch: list[int],
         seq: int,
         cost: int,
@@ -387,23 +410,23 @@ class RedisOverloadStore:
             *back,
         ]
 
-    def _budget_batch(self, name: str, budget: Any) -> _Batch:
+    def _budget_batch(self, name: str, budget: RetryBudget) -> _Batch:
         entry = self._budgets.get(name)
         if entry is None:
             entry = self._budgets[name] = _Batch(budget, 5)  # requests, accepts, refund, spent, refused
         return entry
 
-    def _budget_keys(self, budget: Any) -> list[str]:
+    def _budget_keys(self, budget: RetryBudget) -> list[str]:
         return [self.budget_key(budget), self.members_key(budget)]
 
-    def _saw_fleet(self, budget: Any, reply: Any) -> None:
+    def _saw_fleet(self, budget: RetryBudget, reply: Any) -> None:
         """Redis counted *reply*'s fleet of processes for *budget*: the fallback takes 1/N of it."""
         fleet = max(1, int(reply[6])) if len(reply) > 6 else 1
         state = self.local.budget(budget)
         if state.share != 1.0 / fleet:
             state.set_share(1.0 / fleet)
 
-    def deposit(self, budget: Any, requests: int, accepts: int, refund: int) -> None:
+    def deposit(self, budget: RetryBudget, requests: int, accepts: int, refund: int) -> None:
         """Count locally (fallback) and queue for the next batch: no round trip."""
         self.local.deposit(budget, requests, accepts, refund)
         name = self.budget_key(budget)
@@ -416,7 +439,7 @@ class RedisOverloadStore:
             pending[1] += accepts
             pending[2] += refund
 
-    def withdraw(self, budget: Any, cost: int, roll: float) -> bool:
+    def withdraw(self, budget: RetryBudget, cost: int, roll: float) -> bool:
         """
         Charge a retry: from this process's allowance (no round trip; the background thread
         refills it from Redis), or in Redis directly without a background thread; locally while
@@ -446,7 +469,7 @@ class RedisOverloadStore:
         self.fallbacks += 1
         return bool(self.local.withdraw(budget, cost, roll))
 
-    def _spend(self, budget: Any, cost: int, roll: float) -> bool | None:
+    def _spend(self, budget: RetryBudget, cost: int, roll: float) -> bool | None:
         """The decision from this process's allowance; None before its first refill."""
         name = self.budget_key(budget)
         with self._lock:
@@ -479,7 +502,7 @@ class RedisOverloadStore:
             entry.pending[3 if allowed else 4] += 1
             return bool(allowed)
 
-    def budget_state(self, budget: Any) -> dict[str, Any]:
+    def budget_state(self, budget: RetryBudget) -> dict[str, Any]:
         """What Redis holds for *budget* (the local fallback's view while it is unreachable)."""
         try:
             found = self.flush_client.hgetall(self.budget_key(budget))
@@ -508,7 +531,7 @@ class RedisOverloadStore:
 
     # ------------------------------------------------------------------ breakers
 
-    def _breaker_args(self, breaker: Any, op: str, succ: int, fail: int, seq: int) -> list[Any]:
+    def _breaker_args(self, breaker: CircuitBreaker, op: str, succ: int, fail: int, seq: int) -> list[Any]:
         ttl = int(max(breaker.window, breaker.open_for) * 3000) + 60_000
         return [
             op,
@@ -524,12 +547,12 @@ class RedisOverloadStore:
             ttl,
         ]
 
-    def _remember(self, breaker: Any, reply: Any) -> float:
+    def _remember(self, breaker: CircuitBreaker, reply: Any) -> float:
         state, remaining = int(reply[1]), float(reply[2])
         self._cache[breaker.key] = (state, time.monotonic() + remaining)
         return remaining
 
-    def allow(self, breaker: Any) -> float:
+    def allow(self, breaker: CircuitBreaker) -> float:
         """
         0.0: go ahead; else seconds left open. A round trip only when open is over or half-open,
         and the first time this process asks about *breaker* (a process that never recorded an
@@ -561,7 +584,7 @@ class RedisOverloadStore:
         remaining = self._remember(breaker, reply)
         return max(remaining, 1e-3) if int(reply[0]) else 0.0
 
-    def record(self, breaker: Any, successes: int, failures: int) -> None:
+    def record(self, breaker: CircuitBreaker, successes: int, failures: int) -> None:
         """Count locally (fallback) and queue for the next batch: no round trip."""
         self.local.record(breaker, successes, failures)
         with self._lock:
@@ -571,14 +594,14 @@ class RedisOverloadStore:
             entry.pending[0] += successes
             entry.pending[1] += failures
 
-    def peek(self, breaker: Any) -> float:
+    def peek(self, breaker: CircuitBreaker) -> float:
         """Seconds the breaker stays open, as last seen (no round trip)."""
         if self.down:
             return self.local.peek(breaker)
         state, until = self._cache.get(breaker.key, (CLOSED, 0.0))
         return max(0.0, until - time.monotonic()) if state == OPEN else 0.0
 
-    def breaker_state(self, breaker: Any) -> dict[str, Any]:
+    def breaker_state(self, breaker: CircuitBreaker) -> dict[str, Any]:
         """What Redis holds for *breaker* (the local fallback's view while it is unreachable)."""
         try:
             found = self.flush_client.hgetall(self.breaker_key(breaker))

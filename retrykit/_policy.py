@@ -21,13 +21,13 @@ import tenacity
 from . import _config, _loop
 from ._breaker import CircuitBreaker
 from ._budget import RetryBudget
+from ._categories import CategoryKey
 from ._classify import Classifier, ErrorCategory
 from ._errors import ConfigError, seconds, whole
 from ._events import GaveUp, RetryScheduled, Succeeded
 from ._overload import Guard, guard_of
 from ._results import BUILTIN_RESULT_RULES, ResultRule
 from ._strategy import Decision, Jitter, Strategy
-from ._verdict import CategoryKey
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -144,25 +144,43 @@ class Policy:
     """
     How to retry: a strategy per error category, plus whole-call limits and callbacks.
 
-    *strategies* maps categories (or their names) to ``Strategy`` objects; categories left out
-    keep the built-in default strategy. *max_attempts* caps the executions of one call,
-    *deadline* its total time (a sleep that would end past it is not started), *attempt_timeout*
-    each attempt of a coroutine (enforced with anyio; not enforceable for plain functions).
-    *on_retry*, *on_giveup*, *on_success* receive the ``RetryScheduled``, ``GaveUp`` and
-    ``Succeeded`` events (plain or ``async`` functions). *classifier* defaults to the configured
-    default classifier.
+    Every option is also a keyword of ``retry()``, ``attempts()`` and ``replace()``, applied
+    over the policy they name: ``@retrykit.retry("http", max_attempts=3)``. A policy is also a
+    set of tenacity objects: ``policy.retry``, ``policy.wait`` and ``policy.stop`` are
+    side-effect-free views of its decision, and ``policy.tenacity_kwargs()`` runs it in
+    tenacity's own loop.
 
-    *classify_result* judges returned values: a callable ``result -> None | category |
-    Classification`` (``None``: a good result), or ``"http"`` for the built-in rule for HTTP
-    responses (408, 425, 429, 500, 502, 503, 504, with ``Retry-After``). On giving up after
-    retried results the caller gets the last result. *idempotent* declares that repeating a
-    request the server may already have applied is safe. *clamp_retry_after*: a server's
-    Retry-After longer than the category's ``max_delay`` is waited for ``max_delay`` instead of
-    giving up (``StopReason.RETRY_AFTER_TOO_LONG``).
+    Args:
+        strategies: A ``Strategy`` per category (``ErrorCategory`` members or their values as
+            keys); categories left out keep the built-in default strategy.
+        classifier: The ``Classifier`` that puts each failure in a category. Default: the
+            configured one (built-in rules, ``default_category``).
+        max_attempts: The executions of one call, all categories together. Default: no limit
+            beyond the strategies'.
+        deadline: The call's total time in seconds (or a ``timedelta``), waits included: no wait
+            that would end past it is started. Nested calls never wait past an enclosing deadline.
+        attempt_timeout: Seconds allowed to each attempt of a coroutine (enforced with anyio; for
+            a plain function it is warned about, not enforced).
+        on_retry: Called with each ``RetryScheduled`` event: a plain or ``async`` function (async
+            ones only on coroutines). A callback that raises is logged, never propagated.
+        on_giveup: Called with the ``GaveUp`` event when the policy stops retrying.
+        on_success: Called with the ``Succeeded`` event when a call succeeds after a failure.
+        name: The policy's name, shown in ``retrykit explain`` and events (presets have theirs).
+        classify_result: Judges returned values: a function ``result -> None | category |
+            Classification`` (``None``: a good result), or ``"http"`` for the built-in rule for
+            HTTP responses (408, 425, 429, 500, 502, 503, 504, with ``Retry-After``). On giving up
+            after retried results the caller gets the last result.
+        idempotent: Declares that repeating a request the server may already have applied is
+            safe; otherwise such a failure gives up (``not_idempotent``).
+        clamp_retry_after: Wait ``max_delay`` when a server's Retry-After is longer than the
+            category's ``max_delay``, instead of giving up (``retry_after_too_long``).
+        budget: A ``RetryBudget``, a downstream's name (default settings) or a mapping of its
+            settings: limits the retries every operation calling that downstream may add.
+        breaker: A ``CircuitBreaker``, a name or a mapping of its settings: fails calls fast while
+            the downstream is down.
 
-    *budget* (a ``RetryBudget``, a downstream's name, or a mapping of its settings) limits the
-    retries every operation calling that downstream may add; *breaker* (a ``CircuitBreaker``,
-    a name, or settings) fails calls fast while the downstream is down. See "Overload protection".
+    Raises:
+        ConfigError: A bad option, naming it, the value and the fix.
     """
 
     strategies: Mapping[ErrorCategory, Strategy] = field(default_factory=lambda: _BUILTIN_DEFAULT)
@@ -291,8 +309,18 @@ class Policy:
 
     def replace(self, **changes: Unpack[PolicyOptions]) -> Policy:
         """
-        A copy with *changes* (validated). ``strategies`` given here are merged over this
-        policy's, so ``policy.replace(strategies={"network_error": ...})`` changes one category.
+        A copy with *changes*, validated.
+
+        Args:
+            **changes: Any option of ``Policy`` by keyword. ``strategies`` given here are merged
+                over this policy's, so ``policy.replace(strategies={"network_error": ...})``
+                changes one category.
+
+        Returns:
+            The new policy; this one is unchanged.
+
+        Raises:
+            ConfigError: An unknown option (with the closest known one) or a bad value.
         """
         given: dict[str, Any] = dict(changes)  # checked here: a typo is a ConfigError at run time too
         allowed = {f.name for f in fields(self) if f.init}
@@ -309,7 +337,15 @@ class Policy:
         return replace(self, **given)
 
     def strategy_for(self, category: ErrorCategory) -> Strategy:
-        """The strategy this policy applies to *category*."""
+        """
+        The strategy this policy applies to *category*.
+
+        Args:
+            category: The category of a failure.
+
+        Returns:
+            The category's ``Strategy``.
+        """
         return self.strategies[category]
 
     def tenacity_kwargs(
@@ -322,14 +358,27 @@ class Policy:
         **overrides: Any,
     ) -> dict[str, Any]:
         """
-        Keyword arguments that make ``tenacity.Retrying(**...)`` (``asynchronous=True``:
-        ``AsyncRetrying``) run this policy as the decorator does: the same calls, sleeps
-        (``no_wait()`` and ``scaled_time()`` included), deadline and ``remaining()``, events,
-        callbacks and give-up note. *retry*, *wait*, *stop* replace the policy's own views (pass
-        compositions such as ``stop=policy.stop | stop_after_attempt(2)``); *overrides* are any
-        other ``Retrying`` arguments (``sleep=``, ``before=``...), which then replace retrykit's.
+        Keyword arguments that make ``tenacity.Retrying(**...)`` and ``AsyncRetrying(**...)`` run
+        this policy (the same arguments serve both loops, on asyncio or trio).
+
+        The loop then behaves as the decorator does: the same calls, sleeps (``no_wait()`` and
+        ``scaled_time()`` included), deadline and ``remaining()``, events, callbacks and give-up note.
+
+        Args:
+            retry: Replaces the policy's ``retry`` view (pass compositions such as
+                ``policy.retry & retry_if_exception_type(X)``).
+            wait: Replaces the policy's ``wait`` view (``policy.wait + wait_random(0, 1)``).
+            stop: Replaces the policy's ``stop`` view (``policy.stop | stop_after_attempt(2)``).
+            asynchronous: No longer needed (an ``AsyncRetrying`` picks the async hooks itself);
+                accepted and ignored.
+            **overrides: Any other ``Retrying`` argument (``sleep=``, ``before=``, ...), which then
+                replaces retrykit's.
+
+        Returns:
+            The keyword arguments for ``tenacity.Retrying`` or ``AsyncRetrying``.
         """
-        return _loop.tenacity_hooks(self, retry, wait, stop, bool(asynchronous), overrides)
+        del asynchronous  # accepted as before; an AsyncRetrying picks the async hooks itself
+        return _loop.tenacity_hooks(self, retry, wait, stop, overrides)
 
     @property
     def async_callbacks(self) -> tuple[str, ...]:
@@ -370,7 +419,7 @@ _RESOURCE_CONSTRAINT = Strategy.delay(
 )
 
 BUILTIN_PRESETS: dict[str, Policy] = {
-    # tracking: seed 001's TRACKING_QUERY. Network 5s -> 10s -> 20s -> 40s; rate limit
+    # tracking (order-tracking queries). Network 5s -> 10s -> 20s -> 40s; rate limit
     # 5 min -> 10 min -> 20 min; data errors never; temporary errors exponential backoff.
     "tracking": _policy(
         "tracking",
@@ -383,7 +432,7 @@ BUILTIN_PRESETS: dict[str, Policy] = {
             _TEMP: Strategy.backoff(10.0, 300.0, max_retries=5),
         },
     ),
-    # screenshot: seed 001's SCREENSHOT_CAPTURE. Network at once; resource-constraint retry for
+    # screenshot (screenshot capture). Network at once; resource-constraint retry for
     # system errors; quick file-operation retry for temporary errors.
     "screenshot": _policy(
         "screenshot",
@@ -393,7 +442,7 @@ BUILTIN_PRESETS: dict[str, Policy] = {
             _TEMP: Strategy.backoff(1.0, 10.0, max_retries=3, jitter=Jitter.EQUAL),
         },
     ),
-    # document: seed 001's DOCUMENT_GENERATION. Data errors never; resource-constraint retry;
+    # document (document generation). Data errors never; resource-constraint retry;
     # critical-file retry (more, longer) for temporary errors.
     "document": _policy(
         "document",
@@ -477,7 +526,19 @@ def generation() -> int:
 
 
 def register_preset(name: str, policy: Policy, *, replace: bool = False) -> None:
-    """Register *policy* under *name*, for ``@retrykit.retry(name)``."""
+    """
+    Register *policy* under *name*, for ``@retrykit.retry(name)``.
+
+    Functions decorated with the name pick up a policy registered or replaced later.
+
+    Args:
+        name: The preset's name.
+        policy: The policy it stands for.
+        replace: Whether to replace a preset of that name (a built-in one included).
+
+    Raises:
+        ConfigError: The name exists and *replace* is false, or *policy* is not a ``Policy``.
+    """
     if not isinstance(name, str) or not name:
         raise ConfigError("name", name, "must be a non-empty str", "pass e.g. 'payments'")
     if not isinstance(policy, Policy):
@@ -500,7 +561,20 @@ def preset_names() -> list[str]:
 
 
 def get_preset(name: str) -> Policy:
-    """The policy registered as *name* (``default``, ``tracking``, ``http``, ...)."""
+    """
+    The policy registered as *name*.
+
+    Args:
+        name: ``default``, ``http``, ``database``, ``tracking``, ``screenshot``, ``document`` or
+            one you registered.
+
+    Returns:
+        The policy; ``default`` reflects the current settings (``configure()``).
+
+    Raises:
+        ConfigError: An unknown name (the message lists the known ones), or a bad
+            ``RETRYKIT_*`` environment variable found at import.
+    """
     global _default_cache
     _config.check()
     if name == "default":

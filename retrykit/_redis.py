@@ -3,8 +3,60 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ._errors import ConfigError, install_hint
+
+SCHEMES = ("redis", "rediss", "unix")
+EXAMPLE = "redis://127.0.0.1:6379/0"
+
+
+def check_url(argument: str, url: Any) -> str:
+    """
+    *url* if it is a whole Redis URL (``redis://``, ``rediss://`` or ``unix://``; a host, a port
+    number from 1 to 65535 if given, a db number if given), else a ``ConfigError`` naming
+    *argument*, the URL (password hidden) and what is wrong with it.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(argument, url, "must be a Redis URL", f"use e.g. {EXAMPLE}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:
+        raise ConfigError(argument, url, f"is not a valid URL ({err})", f"use e.g. {EXAMPLE}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            argument,
+            url,
+            f"has the scheme {scheme!r}, not a Redis one",
+            f"use redis://, rediss:// or unix://, e.g. {EXAMPLE}",
+        )
+    db: str | None = None
+    if scheme == "unix":
+        if not parts.path or parts.path == "/":
+            raise ConfigError(argument, url, "names no socket path", "use e.g. unix:///run/redis.sock?db=0")
+    else:
+        if not parts.hostname:
+            raise ConfigError(argument, url, "names no host", f"name the host, e.g. {EXAMPLE}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if port is not None and not 0 < port < 65536:
+            raise ConfigError(
+                argument, url, "has a port that is not a number from 1 to 65535", f"use e.g. {EXAMPLE}"
+            )
+        path = parts.path.strip("/")
+        if path:
+            db = path
+    query = parse_qs(parts.query)
+    if "db" in query:
+        db = query["db"][-1]
+    if db is not None and not (db.isascii() and db.isdigit()):
+        raise ConfigError(
+            argument, url, f"has the db {db!r}, not a number", f"use a db number, e.g. {EXAMPLE}"
+        )
+    return url
 
 
 def connector(argument: str, url: Any) -> Any:
@@ -19,8 +71,7 @@ def connector(argument: str, url: Any) -> Any:
         from redis.retry import Retry
     except ImportError:  # pragma: no cover - redis is in the dev extra
         raise ConfigError(argument, url, "needs the redis package", install_hint("redis")) from None
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(argument, url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0")
+    check_url(argument, url)
 
     def connect(seconds: float) -> Any:
         return redis.Redis.from_url(

@@ -12,7 +12,21 @@ from __future__ import annotations
 import errno
 import re
 
-from ._verdict import CLASS, CODE, DATA, GENERIC, NET, PERM, TEMP, ErrorCategory, Hit, attr, hit, module_of
+from ._categories import (
+    CLASS,
+    CODE,
+    DATA,
+    GENERIC,
+    NET,
+    PERM,
+    TEMP,
+    ErrorCategory,
+    Hit,
+    attr,
+    by_class,
+    hit,
+    module_of,
+)
 
 PREFIXES = ("pika", "amqp", "kombu", "aiormq", "aio_pika")
 
@@ -152,13 +166,7 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
 
 def static(cls: type) -> Hit | None:
     """AMQP client classes that carry no reply code."""
-    for klass in cls.__mro__:
-        top = module_of(klass).split(".", 1)[0]
-        found = _CLASSES.get((top, klass.__name__))
-        if found is not None:
-            tier, category, why = found
-            return hit(tier, category, f"{cls.__name__}: {why}", "amqp")
-    return None
+    return by_class(_CLASSES, cls, "amqp")
 
 
 DYNAMIC = (reply_code, open_refused)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._rules_http import retry_after_of, status_category
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -29,6 +28,7 @@ from ._verdict import (
     hit,
     module_of,
 )
+from ._rules_http import retry_after_of, status_category
 
 PREFIXES = ("botocore", "aiobotocore")
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ._rules_std import sqlstate_of
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -22,9 +21,11 @@ from ._verdict import (
     ErrorCategory,
     Hit,
     attr,
+    by_class,
     hit,
     module_of,
 )
+from ._rules_std import sqlstate_of
 
 PREFIXES = ("psycopg2", "psycopg", "asyncpg", "sqlalchemy", "pymysql", "MySQLdb", "_mysql", "mysql.connector")
 
@@ -43,6 +44,7 @@ _SQLSTATE_CODES: dict[str, ErrorCategory] = {
     "57P04": PERM,  # database_dropped
     "58P01": PERM,  # undefined_file
     "58P02": PERM,  # duplicate_file
+    "70100": TEMP,  # MariaDB ER_STATEMENT_TIMEOUT (max_statement_time): PostgreSQL's 57014
     "XX001": PERM,  # data_corrupted
     "XX002": PERM,  # index_corrupted
 }
@@ -94,7 +96,7 @@ for _numbers, _category in (
         "1152 1184 1043",
         NET,
     ),
-    ("1040 1203 1226 1205 1213 1020 1412 1637 3572 3024 1317 1053 1180 1181", TEMP),
+    ("1040 1203 1226 1205 1213 1020 1412 1637 3572 3024 1969 1317 1053 1180 1181", TEMP),
     ("1114 1021 1037 1038 1041 1135 1030", SYS),
     (
         "1062 1586 1451 1452 1216 1217 1048 1364 1406 1264 1265 1366 1292 1690 3819 4025 1263 1367 "
@@ -209,16 +211,7 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
 
 def static(cls: type) -> Hit | None:
     """SQLAlchemy's own errors and drivers' classes that mean something without a code."""
-    for klass in cls.__mro__:
-        module = module_of(klass)
-        top = module.split(".", 1)[0]
-        found = _CLASSES.get((top, klass.__name__))
-        if found is not None:
-            tier, category, why = found
-            return hit(
-                tier, category, f"{cls.__name__}: {why}", "sqlalchemy" if top == "sqlalchemy" else "db"
-            )
-    return None
+    return by_class(_CLASSES, cls, lambda top: "sqlalchemy" if top == "sqlalchemy" else "db")
 
 
 def invalidated(exc: BaseException) -> Hit | None:

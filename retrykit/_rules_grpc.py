@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -26,10 +26,12 @@ from ._verdict import (
     ErrorCategory,
     Hit,
     attr,
+    by_class,
     header,
     hit,
     module_of,
     parse_retry_after,
+    top_module,
 )
 
 PREFIXES = ("grpc", "google.api_core")
@@ -99,7 +101,7 @@ def pushback(call: Any) -> float | None:
     return None if seconds is None else seconds / 1000.0
 
 
-def _verdict(name: str, text: str, wait: float | None, source: str) -> Hit | None:
+def _status_hit(name: str, text: str, wait: float | None, source: str) -> Hit | None:
     category = STATUS.get(name)
     if category is None:
         return None
@@ -126,7 +128,7 @@ def status(exc: BaseException) -> Hit | None:
     name = _name(code())
     if name is None:
         return None
-    return _verdict(name, _details(exc), pushback(exc), "gRPC")
+    return _status_hit(name, _details(exc), pushback(exc), "gRPC")
 
 
 # google-api-core's classes (exceptions.py) for errors that carry no gRPC status (REST transport,
@@ -164,7 +166,7 @@ def _api_core(exc: BaseException) -> Hit | None:
         return None
     wait = pushback(attr(exc, "response"))
     message = attr(exc, "message")
-    return _verdict(name, message if isinstance(message, str) else str(exc), wait, "google-api-core")
+    return _status_hit(name, message if isinstance(message, str) else str(exc), wait, "google-api-core")
 
 
 _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
@@ -180,14 +182,11 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
 
 def static(cls: type) -> Hit | None:
     """gRPC and google-api-core classes that carry no status to read."""
-    for klass in cls.__mro__:
-        module = module_of(klass)
-        top = "google.api_core" if module.startswith("google.api_core") else module.split(".", 1)[0]
-        found = _CLASSES.get((top, klass.__name__))
-        if found is not None:
-            tier, category, why = found
-            return hit(tier, category, f"{cls.__name__}: {why}", "grpc")
-    return None
+    return by_class(_CLASSES, cls, "grpc", _grpc_top)
+
+
+def _grpc_top(module: str) -> str:
+    return "google.api_core" if module.startswith("google.api_core") else top_module(module)
 
 
 DYNAMIC = (status,)

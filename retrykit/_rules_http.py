@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -23,10 +23,12 @@ from ._verdict import (
     ErrorCategory,
     Hit,
     attr,
+    by_class,
     header,
     hit,
     module_of,
     parse_retry_after,
+    top_module,
     wait_from_headers,
 )
 
@@ -115,6 +117,8 @@ def status(exc: BaseException) -> Hit | None:
         if message is None:
             return None
         code = int(message.group(1))
+    if 200 <= code <= 299:  # the server answered; what failed was the client's reading of it
+        return None
     return hit(CODE, status_category(code), f"HTTP {code}", "http_status", retry_after_of(exc))
 
 
@@ -172,14 +176,12 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
 
 def static(cls: type) -> Hit | None:
     """HTTP client failures that depend on the class alone."""
-    for klass in cls.__mro__:
-        top = module_of(klass).split(".", 1)[0]
-        key = (_SAME_AS.get(top, top), klass.__name__)
-        found = _CLASSES.get(key)
-        if found is not None:
-            tier, category, why = found
-            return hit(tier, category, f"{cls.__name__}: {why}", "http_client")
-    return None
+    return by_class(_CLASSES, cls, "http_client", _http_top)
+
+
+def _http_top(module: str) -> str:
+    top = top_module(module)
+    return _SAME_AS.get(top, top)
 
 
 # ------------------------------------------------------------------ replay safety

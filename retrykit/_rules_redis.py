@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ._verdict import CLASS, CODE, DATA, GENERIC, NET, PERM, TEMP, ErrorCategory, Hit, hit, module_of
+from ._categories import CLASS, CODE, DATA, GENERIC, NET, PERM, TEMP, ErrorCategory, Hit, hit, module_of
 
 PREFIXES = ("redis",)
 
@@ -35,6 +35,9 @@ _CLASSES: dict[str, tuple[int, ErrorCategory, str]] = {
     "LockNotOwnedError": (CLASS, PERM, "lock not owned"),
     "LockError": (CLASS, TEMP, "lock not acquired"),
     "ChildDeadlockedError": (CLASS, PERM, "fork while a lock was held"),
+    # a full client pool (BlockingConnectionPool's wait ran out, or max_connections reached):
+    # the connections are busy, not broken; one is returned when a caller finishes
+    "MaxConnectionsError": (CLASS, TEMP, "the client's connection pool is full"),
     "ConnectionError": (GENERIC, NET, "connection failed or lost"),
     "TimeoutError": (GENERIC, NET, "timed out"),
 }

@@ -8,8 +8,7 @@ classes of their transport failures.
 
 from __future__ import annotations
 
-from ._rules_http import status_category
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -21,10 +20,12 @@ from ._verdict import (
     ErrorCategory,
     Hit,
     attr,
+    by_class,
     header,
     hit,
     module_of,
 )
+from ._rules_http import status_category
 
 PREFIXES = ("openai", "anthropic", "stripe", "elastic_transport", "elasticsearch")
 
@@ -54,13 +55,7 @@ _CLASSES: dict[tuple[str, str], tuple[int, ErrorCategory, str]] = {
 
 def static(cls: type) -> Hit | None:
     """SDK failures that depend on the class alone."""
-    for klass in cls.__mro__:
-        top = module_of(klass).split(".", 1)[0]
-        found = _CLASSES.get((top, klass.__name__))
-        if found is not None:
-            tier, category, why = found
-            return hit(tier, category, f"{cls.__name__}: {why}", "sdk")
-    return None
+    return by_class(_CLASSES, cls, "sdk")
 
 
 # stripe error codes that are transient whatever the status says (docs.stripe.com/error-codes).

@@ -12,7 +12,7 @@ import socket
 import ssl
 from typing import Any
 
-from ._verdict import (
+from ._categories import (
     CLASS,
     CODE,
     DATA,
@@ -210,12 +210,28 @@ def sqlite(exc: BaseException) -> Hit | None:
     return None
 
 
+# EOFError is a closed connection, except when a decompressor says its input ended early: the
+# same truncated bytes end early again (gzip, bz2, lzma raise it with these words).
+_TRUNCATED = re.compile(r"end-of-stream marker|Compressed file ended|Compressed data ended", re.IGNORECASE)
+
+
+def truncated_stream(exc: BaseException) -> Hit | None:
+    """An ``EOFError`` from a decompressor: the compressed input is cut short."""
+    if _TRUNCATED.search(str(exc)):
+        return hit(CLASS, DATA, f"{type(exc).__name__}: compressed input cut short", "stdlib")
+    return None
+
+
 RATE_LIMIT_MESSAGE = re.compile(r"rate[ _-]?limit|too many requests|throttl", re.IGNORECASE)
 
 
 def rate_limit_message(exc: BaseException) -> Hit | None:
     """A message that mentions a rate limit (for exceptions with no better signal)."""
-    if RATE_LIMIT_MESSAGE.search(str(exc)):
+    try:
+        message = str(exc)
+    except Exception:  # a hostile __str__: no message to read
+        return None
+    if isinstance(message, str) and RATE_LIMIT_MESSAGE.search(message[:2000]):
         return hit(GENERIC, RATE, "message mentions a rate limit", "rate_limit_message")
     return None
 

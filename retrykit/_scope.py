@@ -15,20 +15,28 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import NamedTuple
 
 _monotonic = time.monotonic
 
 
-Scope: TypeAlias = "tuple[Scope | None, float | None, str | None]"
-"""
-A retrying call in progress: ``(enclosing scope, absolute deadline on now()'s clock, owner)``.
+class Scope(NamedTuple):
+    """
+    A retrying call in progress. Every retrying call opens one (a tuple: cheap, and its identity
+    names the call); the deadline and the owner are inherited from the enclosing scope.
+    """
 
-Every retrying call opens one (a tuple: cheap, and its identity names the call). *owner* is set by
-an adapter whose layer owns the retries (a task queue's task): nested layers then make one
-attempt and let the failure through. The deadline and the owner are inherited from the enclosing
-scope.
-"""
+    outer: Scope | None
+    """The enclosing call's scope (None at the top)."""
+    deadline: float | None
+    """The absolute deadline on ``now()``'s clock (None: none)."""
+    owner: str | None
+    """Set by an adapter whose layer owns the retries (a task queue's task): nested layers then
+    make one attempt and let the failure through."""
+
+
+TOP = Scope(None, None, None)
+"""The scope of a call with no enclosing call, no deadline and no owner."""
 
 _SCOPE: ContextVar[Scope | None] = ContextVar("retrykit_scope", default=None)
 
@@ -110,14 +118,17 @@ def virtual(raw: float) -> float:
 
 def remaining() -> float | None:
     """
-    Seconds left before the innermost enclosing retrykit deadline, or ``None`` if there is none.
+    Seconds left before the innermost enclosing retrykit deadline.
 
     Pass it on as a timeout to the calls you make, so they stop when the retrying call must.
+
+    Returns:
+        The seconds left (never negative), or ``None`` outside a retrying call with a deadline.
     """
     scope = _SCOPE.get()
-    if scope is None or scope[1] is None:
+    if scope is None or scope.deadline is None:
         return None
-    return max(0.0, scope[1] - now())
+    return max(0.0, scope.deadline - now())
 
 
 def scope(deadline: float | None, start: float, owner: str | None = None) -> Scope:
@@ -125,12 +136,12 @@ def scope(deadline: float | None, start: float, owner: str | None = None) -> Sco
     outer = _SCOPE.get()
     absolute = None if deadline is None else start + deadline
     if outer is not None:
-        inherited = outer[1]
+        inherited = outer.deadline
         if inherited is not None and (absolute is None or inherited < absolute):
             absolute = inherited
         if owner is None:
-            owner = outer[2]
-    return (outer, absolute, owner)
+            owner = outer.owner
+    return Scope(outer, absolute, owner)
 
 
 def enter(deadline: float | None, start: float, owner: str | None = None) -> Token[Scope | None]:

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from . import _config, _events
-from ._classify import ErrorCategory
+from ._classify import UNRECOGNISED, ErrorCategory
 from ._errors import ConfigError, redact_url
 from ._redis import connector, errors
 
@@ -57,6 +57,33 @@ def _failure(fields: dict[str, int], attempt: int, after: ErrorCategory | None) 
         fields[_RETRY_FAILED[after, min(attempt, MAX_ATTEMPT_FIELD)]] = 1
 
 
+UNRECOGNISED_TYPES = 100
+"""At most this many exception types are counted by name as unrecognised; the rest as ``<other>``."""
+_unrecognised_names: set[str] = set()
+
+
+def _unrecognised(fields: dict[str, int], event: Any) -> None:
+    """Count a failure no rule recognised, by its type (``unrecognised:module.Class``)."""
+    if event.classification.rule != UNRECOGNISED:
+        return
+    error = event.error
+    name = event.error_type
+    if isinstance(error, BaseException):
+        cls = type(error)
+        module = getattr(cls, "__module__", "")
+        name = (
+            f"{module}.{cls.__qualname__}"
+            if isinstance(module, str) and module != "builtins"
+            else cls.__qualname__
+        )
+    if name not in _unrecognised_names:
+        if len(_unrecognised_names) >= UNRECOGNISED_TYPES:
+            name = OTHER
+        else:
+            _unrecognised_names.add(name)
+    fields[f"unrecognised:{name}"] = 1
+
+
 def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
     """
     The operation an event counts for, and the counter fields it adds to. A failed attempt is
@@ -67,6 +94,7 @@ def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
         cat = event.classification.category
         fields = {_FAILED[cat]: 1, _RETRIED[cat]: 1, _WAITED[cat]: round(event.delay * 1000)}
         _failure(fields, event.attempt, event.after)
+        _unrecognised(fields, event)
         return event.operation, fields
     if isinstance(event, _events.GaveUp):
         cat = event.classification.category
@@ -74,6 +102,7 @@ def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
         if not event.rescheduled:  # else the failure was counted with its RetryScheduled
             fields[_FAILED[cat]] = 1
             _failure(fields, event.attempts, event.after)
+            _unrecognised(fields, event)
         return event.operation, fields
     if isinstance(event, _events.AttemptFailed):
         return event.operation, {}
@@ -88,7 +117,19 @@ def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
 
 
 class MemoryStore:
-    """Counts in this process: ``{(bucket, operation): Counter}``, thread-safe, bounded."""
+    """
+    Counts in this process, thread-safe and bounded: the statistics' local store.
+
+    Args:
+        bucket_seconds: The width of a bucket.
+        retention_hours: How long buckets are kept.
+        max_operations: Operation names counted; others go under ``<other>`` (and
+            ``overflowed``).
+        clock: A wall clock in seconds, for tests.
+
+    Raises:
+        ConfigError: A value out of range.
+    """
 
     def __init__(
         self,
@@ -177,7 +218,9 @@ class MemoryStore:
 
 
 class StatsUnavailable(RuntimeError):
-    """The shared statistics store could not be read."""
+    """
+    The shared statistics store could not be read.
+    """
 
 
 CALLER_TIMEOUT = 0.25
@@ -225,17 +268,30 @@ _live_stores: weakref.WeakSet[RedisStore] = weakref.WeakSet()
 
 class RedisStore:
     """
-    Counts shared through Redis: ``HINCRBY`` on ``<prefix>:{<operation>}:<bucket>`` hashes that
-    expire after the retention period. The ``{...}`` hash tag keeps an operation's keys in one
-    Redis Cluster slot; names are percent-encoded, so any name is safe and distinct.
+    Counts shared through Redis, so that ``analyze()`` sees every worker.
 
-    Reliability: counts are buffered and sent by a background thread in numbered batches, each
-    applied exactly once however often it is resent (a sequence number per writer, kept in
-    Redis); a failed batch is resent whole, later counts wait behind it. While Redis is
-    unreachable the buffer holds at most *max_operations* names (the rest are counted as
-    ``"<other>"``, with an ``overflowed`` count).
-    Calls from a caller's thread (``flush(timeout=...)``, reads) give up after
-    ``CALLER_TIMEOUT``; ``close()`` (and interpreter exit) waits at most ``EXIT_TIMEOUT``.
+    ``HINCRBY`` on ``<prefix>:{<operation>}:<bucket>`` hashes that expire after the retention
+    period (the hash tag keeps an operation's keys in one Redis Cluster slot; names are
+    percent-encoded). Counts are buffered and sent by a background thread in numbered batches,
+    each applied exactly once however often it is resent. While Redis is unreachable the buffer
+    holds at most *max_operations* names. Usually built for you from ``stats_redis_url``.
+
+    Args:
+        url: The Redis URL (credentials are never shown).
+        prefix: The prefix of every key.
+        bucket_seconds: The width of a bucket.
+        retention_hours: How long buckets are kept.
+        flush_interval: How often the background thread sends counts, in seconds.
+        clock: A wall clock in seconds, for tests.
+        client: A ``redis.Redis`` client to use instead of connecting to *url*.
+        background: Whether a background thread sends the counts (else ``flush()`` does).
+        max_operations: Operation names buffered while Redis is down.
+        timeout: The background thread's socket timeout, in seconds.
+        caller_timeout: The longest a Redis step from a caller's thread (``analyze()``, a read)
+            waits, in seconds.
+
+    Raises:
+        ConfigError: A bad URL, or the redis package missing (the message says what to install).
     """
 
     def __init__(
@@ -534,7 +590,13 @@ if hasattr(os, "register_at_fork"):
 
 
 class StatsRecorder:
-    """The statistics sink: every event counted in this process, and in Redis when configured."""
+    """
+    The statistics sink: every event counted in this process, and in Redis when configured.
+
+    Args:
+        local: The in-process store.
+        shared: The Redis store, if the counts are shared.
+    """
 
     def __init__(self, local: MemoryStore, shared: RedisStore | None = None) -> None:
         self.local = local
@@ -583,7 +645,12 @@ _recorder_lock = threading.Lock()
 
 
 def recorder() -> StatsRecorder:
-    """The process's recorder, built from the current settings (rebuilt when they change)."""
+    """
+    The process's statistics recorder, built from the current settings.
+
+    Returns:
+        The recorder (rebuilt when the statistics settings change).
+    """
     global _recorder, _recorder_gen
     cfg = _config.settings
     if _recorder is not None and _recorder_gen == cfg.generation:
@@ -644,7 +711,15 @@ def record_sink_failure(sink: str, error_type: str) -> None:
 
 
 def use_recorder(new: StatsRecorder) -> StatsRecorder | None:
-    """Install *new* as the process's recorder (tests, tools); returns the previous one."""
+    """
+    Install *new* as the process's statistics recorder (tests, tools).
+
+    Args:
+        new: The recorder to use from now on.
+
+    Returns:
+        The previous recorder, to put back.
+    """
     global _recorder, _recorder_gen
     with _recorder_lock:
         old, _recorder = _recorder, new

@@ -10,6 +10,7 @@ collapsing onto the cap.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -121,6 +122,34 @@ _RETRY_AFTER_SPREAD = 0.1
 _UNSET: Any = object()
 CUSTOM_MAX_DELAY = 3600.0
 """``Strategy.custom``'s cap on one wait unless told otherwise: a process never sleeps unbounded."""
+LONGEST_DELAY = 366 * 86400.0
+"""The longest delay a strategy may name (a year): every wait, turned into a Celery ``eta`` or a
+timestamp, stays a date the platform can represent."""
+
+
+class NoOptions(TypedDict, total=False):
+    """``Strategy.no_retry`` takes no keyword."""
+
+
+def _options(
+    constructor: str, given: dict[str, Any], allowed: Any, fixed: dict[str, str], named: tuple[str, ...] = ()
+) -> None:
+    """
+    Refuse a keyword *constructor* does not take (its keywords: *allowed*, besides its *named*
+    parameters): a ``ConfigError`` naming it, never a TypeError.
+    """
+    for key, value in given.items():
+        if key in allowed:
+            continue
+        if key in fixed:
+            raise ConfigError(key, value, f"{constructor} sets {key} itself", fixed[key])
+        names = sorted({*allowed, *named})
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(names) or 'no keyword'}"
+        raise ConfigError(key, value, f"is not an option of {constructor}", hint)
+
+
+_FIXED = {"decision": "drop decision; use the constructor of the decision you want"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +160,29 @@ class Strategy:
     The *n*-th retry of a category waits ``min(max_delay, base_delay * backoff_factor ** (n-1))``,
     then *jitter* is applied, then the *min_delay* floor. A ``Retry-After`` the server sent takes
     the place of the computed delay (as a floor: with jitter, up to 10 % more is added so that
-    clients told the same time do not return together). *wait* and *stop* take tenacity objects
-    (``wait_exponential(1, max=30) + wait_random(0, 1)``, ``stop_after_attempt(5) |
-    stop_after_delay(60)``) instead of the numbers.
+    clients told the same time do not return together). The constructors ``immediately``,
+    ``delay``, ``backoff``, ``no_retry`` and ``custom`` are the usual way to build one.
+
+    Args:
+        decision: Retry at once, after a delay, with backoff, or not at all (a ``Decision`` or
+            its value).
+        max_retries: Retries of this category within one call. Default: 3 (0 for ``NO_RETRY``).
+        base_delay: Seconds (or a ``timedelta``) before the first retry.
+        max_delay: The longest wait, applied before jitter; also caps a custom *wait*.
+        backoff_factor: Growth of the delay per retry. Default: 2 with backoff, 1 otherwise.
+        jitter: How the delay is randomised (a ``Jitter`` or its value). Default: full jitter
+            with backoff, none otherwise.
+        min_delay: A floor under every wait, applied after jitter.
+        wait: A tenacity ``wait`` object that computes the delay instead (it sees the category's
+            retry number as its attempt number).
+        stop: A tenacity ``stop`` object that limits this category's retries instead of, or as
+            well as, *max_retries*.
+        honor_retry_after: Whether a server's ``Retry-After`` replaces the computed delay.
+        queue: Celery only: the queue this category's retries are published to.
+
+    Raises:
+        ConfigError: Contradictory or out-of-range values (a ``max_delay`` below ``base_delay``,
+            ``NO_RETRY`` with retries, a retrying strategy with no bound), naming the fix.
     """
 
     decision: Decision = Decision.RETRY_WITH_BACKOFF
@@ -170,6 +219,14 @@ class Strategy:
         set_(self, "base_delay", seconds("base_delay", self.base_delay, allow_none=False))
         set_(self, "max_delay", seconds("max_delay", self.max_delay, allow_none=False))
         set_(self, "min_delay", seconds("min_delay", self.min_delay, allow_none=False))
+        for name in ("base_delay", "max_delay", "min_delay"):
+            if getattr(self, name) > LONGEST_DELAY:
+                raise ConfigError(
+                    name,
+                    getattr(self, name),
+                    f"is longer than a year ({LONGEST_DELAY:g} s), the longest delay a retry may wait",
+                    f"pass at most {name}={LONGEST_DELAY:g} (or a timedelta of at most 366 days)",
+                )
         factor = self.backoff_factor
         if (
             isinstance(factor, bool)
@@ -245,17 +302,52 @@ class Strategy:
 
     @classmethod
     def immediately(cls, max_retries: int = 3, **kwargs: Unpack[DelayOptions]) -> Strategy:
-        """Retry at once, up to *max_retries* times."""
+        """
+        Retry at once, with no wait.
+
+        Args:
+            max_retries: Retries of the category within one call.
+            **kwargs: ``min_delay``, ``honor_retry_after``, ``queue`` (see ``Strategy``).
+
+        Returns:
+            The strategy.
+        """
         options: dict[str, Any] = dict(kwargs)  # validated by the constructor (text, timedelta)
+        _options(
+            "Strategy.immediately",
+            options,
+            DelayOptions.__optional_keys__,
+            {
+                "base_delay": "drop base_delay (it never waits), or use Strategy.delay(base_delay) to wait",
+                "decision": "drop decision; use the constructor of the decision you want",
+            },
+            ("max_retries",),
+        )
         return cls(Decision.RETRY_IMMEDIATELY, max_retries, base_delay=0.0, **options)
 
     @classmethod
     def delay(
         cls, base_delay: float | timedelta, max_retries: int = 3, **kwargs: Unpack[DelayOptions]
     ) -> Strategy:
-        """Wait *base_delay* before each retry (growing by *backoff_factor*, if given)."""
+        """
+        Wait *base_delay* before each retry, growing by *backoff_factor* if given.
+
+        Args:
+            base_delay: Seconds (or a ``timedelta``) before each retry.
+            max_retries: Retries of the category within one call.
+            **kwargs: ``backoff_factor``, ``max_delay``, ``jitter``, ``min_delay``,
+                ``honor_retry_after``, ``queue`` (see ``Strategy``).
+
+        Returns:
+            The strategy. ``Strategy.delay(300, backoff_factor=2, max_delay=1800)`` waits 5,
+                10, then 20 minutes.
+        """
         base = seconds("base_delay", base_delay, allow_none=False)
-        options: dict[str, Any] = {"max_delay": base, **kwargs}  # a max_delay below base: an error
+        given: dict[str, Any] = dict(kwargs)
+        _options(
+            "Strategy.delay", given, DelayOptions.__optional_keys__, _FIXED, ("base_delay", "max_retries")
+        )
+        options: dict[str, Any] = {"max_delay": base, **given}  # a max_delay below base: an error
         return cls(Decision.RETRY_WITH_DELAY, max_retries, base_delay=base, **options)
 
     @classmethod
@@ -266,8 +358,27 @@ class Strategy:
         max_retries: int = 3,
         **kwargs: Unpack[BackoffOptions],
     ) -> Strategy:
-        """Exponential backoff with jitter (full jitter, factor 2, unless told otherwise)."""
+        """
+        Exponential backoff with jitter: full jitter and factor 2 unless told otherwise.
+
+        Args:
+            base_delay: Seconds (or a ``timedelta``) before the first retry, before jitter.
+            max_delay: The longest wait, before jitter.
+            max_retries: Retries of the category within one call.
+            **kwargs: ``backoff_factor``, ``jitter``, ``min_delay``, ``honor_retry_after``,
+                ``queue`` (see ``Strategy``).
+
+        Returns:
+            The strategy.
+        """
         options: dict[str, Any] = dict(kwargs)
+        _options(
+            "Strategy.backoff",
+            options,
+            BackoffOptions.__optional_keys__,
+            _FIXED,
+            ("base_delay", "max_delay", "max_retries"),
+        )
         return cls(
             Decision.RETRY_WITH_BACKOFF,
             max_retries,
@@ -277,8 +388,17 @@ class Strategy:
         )
 
     @classmethod
-    def no_retry(cls) -> Strategy:
-        """Never retry this category."""
+    def no_retry(cls, **kwargs: Unpack[NoOptions]) -> Strategy:
+        """
+        Never retry this category.
+
+        Args:
+            **kwargs: None are accepted; any keyword is a ``ConfigError`` that says why.
+
+        Returns:
+            The strategy.
+        """
+        _options("Strategy.no_retry", dict(kwargs), (), {"max_retries": "drop it: NO_RETRY never retries"})
         return cls(Decision.NO_RETRY, 0, base_delay=0.0, max_delay=0.0)
 
     @classmethod
@@ -290,7 +410,26 @@ class Strategy:
         max_retries: int | None = None,
         **kwargs: Unpack[CustomOptions],
     ) -> Strategy:
-        """Delays from a tenacity *wait*, limits from a tenacity *stop* (and/or *max_retries*)."""
+        """
+        Delays from a tenacity *wait*, limits from a tenacity *stop* (and/or *max_retries*).
+
+        The objects see the category's retry number as their attempt number, and a wait is capped by
+        *max_delay* (one hour unless told), the deadline and the Retry-After rules. A wait that raises
+        or returns something that is not a number falls back to the strategy's own delay.
+
+        Args:
+            wait: A tenacity ``wait`` (``wait_exponential(1, max=30) + wait_random(0, 1)``).
+            stop: A tenacity ``stop`` (``stop_after_attempt(5) | stop_after_delay(60)``).
+            max_retries: Retries of the category within one call, as well as or instead of *stop*.
+            **kwargs: ``max_delay``, ``min_delay``, ``honor_retry_after``, ``queue``, ...
+                (see ``Strategy``).
+
+        Returns:
+            The strategy.
+
+        Raises:
+            ConfigError: Neither *wait* nor *stop* given.
+        """
         if wait is None and stop is None:
             raise ConfigError(
                 "wait",
@@ -298,11 +437,26 @@ class Strategy:
                 "a custom strategy needs a wait or a stop",
                 "pass wait=tenacity.wait_... and/or stop=tenacity.stop_...",
             )
-        options: dict[str, Any] = {"max_delay": CUSTOM_MAX_DELAY, **kwargs}
+        given: dict[str, Any] = dict(kwargs)
+        _options(
+            "Strategy.custom", given, CustomOptions.__optional_keys__, _FIXED, ("wait", "stop", "max_retries")
+        )
+        options: dict[str, Any] = {"max_delay": CUSTOM_MAX_DELAY, **given}
         return cls(Decision.RETRY_WITH_BACKOFF, max_retries, wait=wait, stop=stop, **options)
 
     def replace(self, **changes: Unpack[StrategyOptions]) -> Strategy:
-        """A copy with *changes* applied (and validated)."""
+        """
+        A copy with *changes* applied and validated.
+
+        Args:
+            **changes: Any field of ``Strategy`` by keyword.
+
+        Returns:
+            The new strategy; this one is unchanged.
+
+        Raises:
+            ConfigError: An unknown field (with the closest known one) or a bad value.
+        """
         allowed = [f.name for f in fields(self)]
         given: dict[str, Any] = dict(changes)  # checked here too: a typo is a ConfigError at run time
         for key, value in given.items():
@@ -330,7 +484,14 @@ class Strategy:
         """
         The delay before retry number *retry* (1-based) of this category.
 
-        *previous* is the last delay (for decorrelated jitter); *rng* returns floats in [0, 1).
+        Args:
+            retry: The category's retry number, from 1.
+            retry_after: Seconds a server asked to wait, if it did.
+            previous: The last delay, for decorrelated jitter.
+            rng: A function returning floats in [0, 1), for the jitter.
+
+        Returns:
+            Seconds to wait.
         """
         if retry_after is not None and self.honor_retry_after:
             spread = 0.0 if self.jitter is Jitter.NONE else retry_after * _RETRY_AFTER_SPREAD
@@ -377,3 +538,30 @@ class Strategy:
         else:
             low = high = nominal
         return max(low, self.min_delay), max(high, self.min_delay)
+
+
+def _checked(init: Callable[..., None]) -> Callable[..., None]:
+    """``Strategy(...)`` with a keyword it does not take, or an option given twice: a ConfigError."""
+    names = [f.name for f in fields(Strategy)]
+
+    @functools.wraps(init)
+    def __init__(self: Strategy, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise ConfigError(
+                "args",
+                args,
+                f"Strategy takes at most {len(names)} options by position",
+                "pass them by keyword",
+            )
+        for key, value in kwargs.items():
+            if key in names[: len(args)]:
+                raise ConfigError(
+                    key, value, "is given twice (by position and by keyword)", f"pass {key} once"
+                )
+        _options("Strategy", kwargs, names, {})
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+setattr(Strategy, "__init__", _checked(Strategy.__init__))  # noqa: B010 - a dataclass's own __init__

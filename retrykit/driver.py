@@ -29,36 +29,24 @@ driver of this kind), so an adapter is a loop of a few lines around it::
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, Unpack
 
 from . import _config, _scope
-from ._decision import GIVE_UP, PASS, RETRY, classify
+from ._categories import Classification
+from ._decision import PASS, Action, classify_outcome
 from ._errors import ConfigError
 from ._events import StopReason
 from ._layers import attach
 from ._loop import Call
 from ._policy import Policy, PolicyOptions, get_preset
 from ._results import judge_result
-from ._verdict import Classification
 
 __all__ = ["Action", "Run", "Step", "start"]
 
 T = TypeVar("T")
-
-
-class Action(enum.IntEnum):
-    """What to do after an attempt."""
-
-    RETRY = RETRY
-    """Run another attempt after ``Step.delay`` seconds."""
-    GIVE_UP = GIVE_UP
-    """Stop: the caller gets this attempt's outcome (its exception, or the returned value)."""
-    PASS = PASS
-    """Stop: the outcome is good, or not retrykit's to judge (cancellation, an outer layer's)."""
 
 
 class Step(NamedTuple):
@@ -130,7 +118,7 @@ class Run:
         self.scope: _scope.Scope = (
             _scope.scope(policy.deadline, self._start)
             if policy.deadline is not None or outer is None
-            else (outer, outer[1], outer[2])
+            else _scope.Scope(outer, outer.deadline, outer.owner)
         )
         self._call: Call | None = None
         self._token: Any = None
@@ -159,7 +147,7 @@ class Run:
     def timeout(self) -> float | None:
         """How long the current attempt may run: ``attempt_timeout``, and never past the deadline."""
         limit = self.policy.attempt_timeout
-        deadline = self.scope[1]
+        deadline = self.scope.deadline
         if deadline is not None:
             left = max(0.0, deadline - _scope.now())
             limit = left if limit is None else min(limit, left)
@@ -179,7 +167,7 @@ class Run:
         call = self._call
         if call is None:
             call = self._call = Call(self.policy, self.operation, self._start, self.scope)
-        found, _ = classify(call, exc, True)
+        found, _ = classify_outcome(call, exc, True)
         if found is None:  # cancellation, a pass-through, a failure an inner layer gave up on
             return self._step(exc, True)
         return self._step(exc, True, replace(found, replay_unsafe=True))

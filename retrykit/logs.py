@@ -4,11 +4,13 @@ JSON logs with a correlation id, as an opt-in that never touches the application
 Nothing here changes the root logger, its level, or structlog's global configuration. You attach
 what you want where you want it:
 
-    import logging, retrykit.logs
-    logging.getLogger("retrykit").addHandler(retrykit.logs.json_handler())   # retrykit's lines
-    logging.getLogger().handlers[0].setFormatter(retrykit.logs.json_formatter())  # or all lines
-    with retrykit.logs.trace("req-42"):
-        handle_request()            # every JSON line inside carries "trace_id": "req-42"
+    import logging
+    from retrykit.logs import json_formatter, json_handler, trace
+
+    logging.getLogger("retrykit").addHandler(json_handler())  # retrykit's lines
+    logging.getLogger().handlers[0].setFormatter(json_formatter())  # or all lines
+    with trace("req-42"):
+        handle_request()  # every JSON line inside carries "trace_id": "req-42"
 
 Each line is one JSON object with timestamp, level, logger and ``trace_id`` (the one bound with
 ``trace()``, else the Celery task id inside a Celery task), and retrykit's event fields at the
@@ -35,7 +37,17 @@ HANDLER_NAME = "retrykit-json"
 
 
 def add_trace_id(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: ``trace_id`` from ``trace()``, else the id of the running Celery task."""
+    """
+    structlog processor: ``trace_id`` from ``trace()``, else the id of the running Celery task.
+
+    Args:
+        logger: The wrapped logger (structlog's processor signature).
+        method: The log method's name.
+        event: The event dict.
+
+    Returns:
+        The event dict, with ``trace_id`` added when one is known.
+    """
     if "trace_id" not in event:
         task_id = _logging.context_fields().get("task_id")
         if task_id:
@@ -46,7 +58,17 @@ def add_trace_id(logger: Any, method: str, event: MutableMapping[str, Any]) -> M
 def add_retrykit_fields(
     logger: Any, method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: a stdlib record of retrykit's gets its fields at the top level."""
+    """
+    structlog processor: a stdlib record of retrykit's gets its fields at the top level.
+
+    Args:
+        logger: The wrapped logger (structlog's processor signature).
+        method: The log method's name.
+        event: The event dict.
+
+    Returns:
+        The event dict, with retrykit's fields (``operation``, ``category``, ...) merged in.
+    """
     fields = getattr(event.get("_record"), "retrykit", None)
     if isinstance(fields, dict):
         name = fields.get("event")
@@ -77,7 +99,16 @@ def json_formatter() -> logging.Formatter:
 
 
 def json_handler(stream: TextIO | None = None, level: int = logging.NOTSET) -> logging.Handler:
-    """A stream handler (stderr by default) with ``json_formatter()``, for you to attach."""
+    """
+    A stream handler with ``json_formatter()``, for you to attach where you want JSON.
+
+    Args:
+        stream: Where to write. Default: stderr.
+        level: The handler's level.
+
+    Returns:
+        The handler (named ``retrykit-json``).
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(json_formatter())
     handler.setLevel(level)
@@ -87,12 +118,18 @@ def json_handler(stream: TextIO | None = None, level: int = logging.NOTSET) -> l
 
 def configure_json(level: int = logging.NOTSET, stream: TextIO | None = None) -> logging.Handler:
     """
-    Write retrykit's own log lines as JSON to *stream*: attach ``json_handler()`` to the
-    ``retrykit`` logger (replacing one attached before) and return it.
+    Write retrykit's own log lines as JSON: attach ``json_handler()`` to the ``retrykit`` logger.
 
-    Only that handler is added: the root logger, every level (the ``retrykit`` logger's too)
-    and structlog's configuration stay the application's. Records still propagate to the
-    application's handlers as usual.
+    A handler attached by an earlier call is replaced. Only that handler is added: the root
+    logger, every level (the ``retrykit`` logger's too) and structlog's configuration stay the
+    application's. Records still propagate to the application's handlers as usual.
+
+    Args:
+        level: The handler's level.
+        stream: Where to write. Default: stderr.
+
+    Returns:
+        The handler it attached.
     """
     handler = json_handler(stream, level)
     logger = logging.getLogger("retrykit")
@@ -104,7 +141,15 @@ def configure_json(level: int = logging.NOTSET, stream: TextIO | None = None) ->
 
 @contextlib.contextmanager
 def trace(trace_id: str | None = None) -> Iterator[str]:
-    """Bind a correlation id (a new one if None) to every log line in this context."""
+    """
+    Bind a correlation id to every log line in this context.
+
+    Args:
+        trace_id: The id. Default: a new random one.
+
+    Yields:
+        The id bound.
+    """
     value = trace_id or uuid.uuid4().hex
     with structlog.contextvars.bound_contextvars(trace_id=value):
         yield value

@@ -9,8 +9,8 @@ Where retry budgets and circuit breakers keep their state, and servers' pushback
 
 from __future__ import annotations
 
-from ._budget import MemoryOverloadStore, default_store
 from ._overload import pushback_of
+from ._overload_memory import MemoryOverloadStore, default_store
 from ._overload_redis import RedisOverloadStore
 
 __all__ = [

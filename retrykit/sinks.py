@@ -79,10 +79,25 @@ def _require(module: str, extra: str) -> Any:
 
 def prometheus(registry: Any = None, *, namespace: str = "retrykit") -> Callable[[], None]:
     """
-    Count events as Prometheus metrics (in *registry*, the default registry if None):
+    Count events as Prometheus metrics (extra ``retrykit-engine[prometheus]``).
+
     ``retrykit_attempt_failures_total{operation,category}``, ``retrykit_retries_total``,
-    ``retrykit_retry_delay_seconds`` (histogram), ``retrykit_giveups_total{operation,category,reason}``,
-    ``retrykit_late_successes_total{operation}``, ``retrykit_rule_failures_total{rule}``.
+    ``retrykit_retry_delay_seconds`` (histogram),
+    ``retrykit_giveups_total{operation,category,reason}``,
+    ``retrykit_late_successes_total{operation}``, ``retrykit_rule_failures_total{rule}``, and
+    the state of retry budgets and circuit breakers by key, read when scraped. Calling it again
+    for the same registry shares the metrics and the subscription.
+
+    Args:
+        registry: The ``CollectorRegistry``. Default: prometheus_client's default registry.
+        namespace: The metrics' name prefix.
+
+    Returns:
+        A function that unsubscribes; the sink stays until every caller has unsubscribed.
+
+    Raises:
+        ConfigError: prometheus_client is missing (the message says what to install), or the
+            registry already holds metrics of that namespace registered by something else.
     """
     client = _require("prometheus_client", "prometheus")
     target = client.REGISTRY if registry is None else registry
@@ -192,9 +207,9 @@ def _overload_values() -> list[tuple[dict[str, str], dict[str, float]]]:
     For each budget and breaker this process uses: its labels (key, budget shape, store) and
     the figures its gauges show now, read from its store (the fleet's for one kept in Redis).
     """
-    from ._breaker import OPEN, STATE_NAMES
     from ._budget import RetryBudget
     from ._overload import known_parts, readings
+    from ._overload_memory import OPEN, STATE_NAMES
 
     codes = {name: code for code, name in STATE_NAMES.items()}
     out = []
@@ -247,9 +262,20 @@ def _prometheus_metrics(client: Any, kw: dict[str, Any]) -> _events.Sink:
 
 def opentelemetry(meter_provider: Any = None) -> Callable[[], None]:
     """
-    Report events to OpenTelemetry: counters (``retrykit.attempt_failures``, ``retrykit.retries``,
-    ``retrykit.giveups``, ``retrykit.late_successes``) and a histogram
-    (``retrykit.retry_delay``), plus an event on the current span for each retry and give-up.
+    Report events to OpenTelemetry (extra ``retrykit-engine[otel]``).
+
+    Counters ``retrykit.attempt_failures``, ``retrykit.retries``, ``retrykit.giveups``,
+    ``retrykit.late_successes``, a histogram ``retrykit.retry_delay``, an event on the current
+    span for each retry and give-up, and the budgets' and breakers' state as observable gauges.
+
+    Args:
+        meter_provider: The ``MeterProvider``. Default: the global one.
+
+    Returns:
+        A function that unsubscribes; the sink stays until every caller has unsubscribed.
+
+    Raises:
+        ConfigError: The OpenTelemetry API is missing (the message says what to install).
     """
     metrics = _require("opentelemetry.metrics", "otel")
     trace = _require("opentelemetry.trace", "otel")

@@ -47,17 +47,39 @@ def _mode(**changes: object) -> Iterator[None]:
 
 
 def no_wait() -> contextlib.AbstractContextManager[None]:
-    """Skip retrykit's sleeps in this context (still counted on its clock, for deadlines)."""
+    """
+    Skip retrykit's sleeps in this context; they still count on its clock, for deadlines.
+
+    Returns:
+        A context manager. It holds for the ``with`` block and what it starts in that context
+            (asyncio tasks, trio nurseries, ``asyncio.to_thread``).
+    """
     return _mode(no_wait=True, scale=None)
 
 
 def no_retry() -> contextlib.AbstractContextManager[None]:
-    """Every retrykit layer in this context makes one attempt and gives up (with its note)."""
+    """
+    Every retrykit layer in this context makes one attempt and gives up, with its note.
+
+    Returns:
+        A context manager, context-local as ``no_wait()``'s.
+    """
     return _mode(no_retry=True)
 
 
 def scaled_time(factor: float) -> contextlib.AbstractContextManager[None]:
-    """Really sleep, but *factor* times as long (deadlines still see the full time)."""
+    """
+    Really sleep, but *factor* times as long; deadlines still see the full time.
+
+    Args:
+        factor: The scale, greater than 0 and at most 1 (``0.1``: ten times shorter).
+
+    Returns:
+        A context manager, context-local as ``no_wait()``'s.
+
+    Raises:
+        ConfigError: A factor outside (0, 1].
+    """
     if not (isinstance(factor, (int, float)) and 0 < factor <= 1):
         from ._errors import ConfigError
 
@@ -67,7 +89,14 @@ def scaled_time(factor: float) -> contextlib.AbstractContextManager[None]:
 
 @dataclass
 class Recorder:
-    """Every retrykit event emitted in the recording context, in order."""
+    """
+    Every retrykit event emitted in the recording context, in order.
+
+    ``record()`` and ``set_testing(record=True)`` give you one; its properties sort the events.
+
+    Args:
+        events: Events to start with (usually none).
+    """
 
     events: list[Event] = field(default_factory=list)
 
@@ -127,8 +156,11 @@ _process_lock = threading.Lock()
 
 class Testing:
     """
-    What ``set_testing()`` changed. As a context manager it gives the process-wide recorder (or
-    ``None``) and, on exit, puts back the process-wide switches and recorder that were in force.
+    What ``set_testing()`` changed.
+
+    As a context manager it gives the process-wide recorder (or ``None``) and, on exit, puts back
+    the process-wide switches and recorder that were in force. Not created directly:
+    ``set_testing()`` returns one.
     """
 
     def __init__(self, mode: _scope.TestMode | None, recorder: Recorder | None, previous: Recorder | None):
@@ -179,14 +211,22 @@ def set_testing(
     """
     Switch test modes on or off for the whole process: every thread, every task, every request.
 
-    ``no_wait=True``: retrykit's sleeps are skipped (still counted, per thread, on its clock for
-    deadlines). ``no_retry=True``: one attempt per call. ``record=True`` (or a ``Recorder``):
-    every event of every thread is appended to a recorder; ``record=False`` stops recording.
-    ``None`` leaves a switch as it is. A context-local switch (``no_wait()``, ...), where one is
-    entered, takes precedence: it starts from the process-wide switches in force as it is entered.
+    A context-local switch (``no_wait()``, ...), where one is entered, takes precedence. Use it as
+    a context manager (``with set_testing(no_wait=True, record=True) as rec:``), or call it and
+    later ``.restore()`` what it returns: either puts back what was in force before.
 
-    Use it as a context manager (``with set_testing(no_wait=True, record=True) as rec:``), or call
-    it and later ``.restore()`` what it returns: either puts back what was in force before.
+    Args:
+        no_wait: ``True``: retrykit's sleeps are skipped (still counted, per thread, on its clock
+            for deadlines). ``None`` leaves the switch as it is.
+        no_retry: ``True``: one attempt per call. ``None`` leaves the switch as it is.
+        record: ``True`` (or a ``Recorder`` of yours): every event of every thread is appended to
+            a recorder; ``False`` stops recording; ``None`` leaves it as it is.
+
+    Returns:
+        What was in force before, to restore; as a context manager it gives the recorder.
+
+    Raises:
+        ConfigError: A switch that is not a bool or ``None``.
     """
     for name, value in (("no_wait", no_wait), ("no_retry", no_retry)):
         if type(value) not in (type(None), bool):

@@ -15,27 +15,13 @@ from retrykit import ErrorCategory, Policy, Strategy
 from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 
+from .flaky import AsyncFlaky
+
 pytestmark = pytest.mark.anyio
 
 NET = ErrorCategory.NETWORK_ERROR
 THREE = Policy(strategies={NET: Strategy.immediately(max_retries=2)})
 EVERYTHING = retrykit.Classifier([lambda e: "network_error"])
-
-
-class AsyncFlaky:
-    """Fails with *errors* in order, then returns *result*."""
-
-    def __init__(self, *errors: BaseException, result: Any = "ok") -> None:
-        self.errors = list(errors)
-        self.result = result
-        self.calls = 0
-
-    async def __call__(self) -> Any:
-        self.calls += 1
-        await anyio.lowlevel.checkpoint()
-        if self.calls <= len(self.errors):
-            raise self.errors[self.calls - 1]
-        return self.result
 
 
 async def test_coroutines_are_retried() -> None:

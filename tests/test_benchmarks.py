@@ -71,3 +71,25 @@ def test_herd_reproduces_the_published_shape() -> None:
     assert abs(results["FullJitter"][100].calls - 796) <= 0.05 * 796
     assert results["Exponential"][100].calls >= 2.2 * results["FullJitter"][100].calls
     assert 0 == herd.empty_bins("FullJitter", runs=20)
+
+
+def test_classification_cost_compares_two_copies() -> None:
+    """`benchmarks/classify_cost.py` loads two copies side by side and prints a ratio per exception kind."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "classify_cost.py"),
+            "--before",
+            str(ROOT),
+            "--rounds",
+            "1",
+            "--n",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == proc.returncode, proc.stderr[-2000:]
+    assert "all recognised" in proc.stdout
+    assert "all unknown" in proc.stdout

@@ -483,7 +483,7 @@ def test_celery_retry_options_are_refused() -> None:
         task("http", app=app, autoretry_for=(ConnectionError,))
     with pytest.raises(ConfigError, match="retry_backoff"):
 
-        @app.task(base=RetrykitTask, retry_backoff=True, shared=False)
+        @app.task(base=RetrykitTask, retrykit_policy="http", retry_backoff=True, shared=False)
         def t() -> None: ...
 
         t.name  # noqa: B018 - a lazy task is created on first use
@@ -505,7 +505,7 @@ def test_wrong_order_and_double_policies_are_refused() -> None:
         task("http", app=app)(retrykit.retry("http")(job))
     with pytest.raises(ConfigError, match="applied twice"):
 
-        @app.task(base=RetrykitTask, shared=False)
+        @app.task(base=RetrykitTask, retrykit_policy="http", shared=False)
         @retrykit.retry("http")
         def twice() -> None: ...
 
@@ -680,6 +680,276 @@ def test_the_policy_governs_the_bodys_own_retry(broker: str) -> None:
     assert isinstance(outcome, ConnectionResetError)
 
 
+@pytest.mark.parametrize(
+    ("asked", "delay"),
+    [
+        ({"exc": ValueError("bad row")}, 0.2),  # the policy alone would not retry it: the temporary wait
+        ({"exc": ValueError("bad row"), "countdown": 0.1}, 0.1),
+        ({"exc": ConnectionResetError("reset")}, 0.05),  # its own category's wait
+        ({"exc": ConnectionResetError("reset"), "countdown": 0.1}, 0.1),
+    ],
+)
+def test_an_explicit_retry_is_honoured_within_the_policy(
+    asked: dict[str, Any], delay: float, events: Recorder
+) -> None:
+    """self.retry(exc=...) retries even what the policy would not, counted against max_attempts."""
+    app = make_app("memory")
+    runs: list[int] = []
+    strategies = {NET: Strategy.delay(0.05), ErrorCategory.TEMPORARY_ERROR: Strategy.delay(0.2)}
+    policy = Policy(strategies=strategies, max_attempts=3)
+
+    @task(policy, app=app, bind=True)
+    def asks(self: Any) -> None:
+        runs.append(self.request.retries)
+        raise self.retry(**asked)
+
+    with worker(app):
+        outcome = wait(asks.delay(), timeout=20)
+    assert [0, 1, 2] == runs
+    assert type(asked["exc"]) is type(outcome)
+    assert [pytest.approx(delay, abs=0.01)] * 2 == events.sleeps
+
+
+@pytest.mark.parametrize("how", ["strategy", "countdown", "breaker"])
+def test_the_longest_wait_is_published_not_an_overflow(how: str) -> None:
+    """A year-long retry (the cap, countdown=1e308, a breaker open 1e12 s): RETRY stored, no OverflowError."""
+    from retrykit._strategy import LONGEST_DELAY
+
+    app = make_app("memory")
+    runs: list[int] = []
+    breaker = retrykit.CircuitBreaker(
+        f"rk-{uuid.uuid4().hex[:8]}", min_throughput=1, open_for=1e12
+    )  # opened by the first failure
+    policy = Policy(
+        strategies={NET: Strategy.delay(0.01 if how == "breaker" else LONGEST_DELAY, max_retries=2)},
+        max_attempts=3,
+        breaker=breaker if how == "breaker" else None,
+    )
+
+    @task(policy, app=app, bind=True)
+    def waits(self: Any) -> None:
+        runs.append(self.request.retries)
+        if how == "countdown":
+            raise self.retry(exc=ConnectionResetError(), countdown=1e308)
+        raise ConnectionResetError
+
+    with worker(app):
+        result = waits.delay()
+        deadline = time.monotonic() + 10
+        while result.state != "RETRY" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ("RETRY", [0]) == (result.state, runs)
+        assert isinstance(result.result, ConnectionResetError)
+
+
+# --------------------------------------------------------------------------- switching an existing app
+
+
+def _celery_style_tasks(app: Any, runs: dict[str, list[Any]]) -> dict[str, Any]:
+    """Tasks written with Celery's own retry options and nothing of retrykit's."""
+
+    def record(name: str, value: Any) -> None:
+        runs.setdefault(name, []).append(value)
+
+    @app.task(bind=True, shared=False)
+    def plain(self: Any) -> None:
+        record("plain", self.request.retries)
+        raise RuntimeError("nobody asked to retry this")
+
+    @app.task(
+        bind=True, shared=False, autoretry_for=(ConnectionError,), max_retries=2, default_retry_delay=0.01
+    )
+    def auto(self: Any) -> None:
+        record("auto", self.request.retries)
+        raise ConnectionResetError
+
+    @app.task(bind=True, shared=False, default_retry_delay=0.01)
+    def explicit(self: Any) -> None:
+        record("explicit", self.request.retries)
+        raise self.retry(exc=ValueError("bad row"), max_retries=4)
+
+    @app.task(bind=True, shared=False, max_retries=1, default_retry_delay=0.01)
+    def bare(self: Any) -> None:
+        record("bare", self.request.retries)
+        raise self.retry()
+
+    @app.task(bind=True, shared=False)
+    def recurse(self: Any, i: int) -> Any:
+        record("recurse", list(self.request.args))
+        return recurse(i - 1) if i else list(self.request.args)
+
+    return {"plain": plain, "auto": auto, "explicit": explicit, "bare": bare, "recurse": recurse}
+
+
+@pytest.mark.parametrize("task_cls", ["celery.app.task:Task", "retrykit.adapters.celery:RetrykitTask"])
+def test_without_a_policy_a_task_behaves_as_with_celerys_task(task_cls: str) -> None:
+    """task_cls=RetrykitTask, no policy named: Celery's options, retries and self-calls as with Task."""
+    app = make_app("memory")
+    app2 = celery.Celery(
+        f"rk{uuid.uuid4().hex[:8]}", broker="memory://", backend="cache+memory://", task_cls=task_cls
+    )
+    app2.conf.update(app.conf)
+    runs: dict[str, list[Any]] = {}
+    tasks = _celery_style_tasks(app2, runs)
+    with worker(app2):
+        outcomes = {name: wait(t.delay(2) if name == "recurse" else t.delay()) for name, t in tasks.items()}
+    assert {"plain": [0], "auto": [0, 1, 2], "explicit": [0, 1, 2, 3, 4], "bare": [0, 1]} == {
+        k: v for k, v in runs.items() if k != "recurse"
+    }
+    assert [[2], [1], [0]] == runs["recurse"]
+    assert [0] == outcomes["recurse"]
+    assert isinstance(outcomes["plain"], RuntimeError)
+    assert isinstance(outcomes["auto"], ConnectionResetError)
+    assert isinstance(outcomes["explicit"], ValueError)
+    assert type(outcomes["bare"]).__name__ == "MaxRetriesExceededError"
+    assert 3 == tasks["plain"].max_retries
+
+
+def test_an_app_wide_policy_and_a_task_that_keeps_celerys() -> None:
+    """app.conf.retrykit_policy names the policy of every task naming none; retrykit_policy=None opts out."""
+    app = make_app("memory")
+    app2 = celery.Celery(
+        f"rk{uuid.uuid4().hex[:8]}", broker="memory://", backend="cache+memory://", task_cls=RetrykitTask
+    )
+    app2.conf.update(app.conf)
+    app2.conf.retrykit_policy = fast(3)
+    runs: list[str] = []
+
+    @app2.task(shared=False)
+    def governed() -> None:
+        runs.append("governed")
+        raise ConnectionResetError
+
+    @app2.task(shared=False, retrykit_policy=None)
+    def celerys() -> None:
+        runs.append("celerys")
+        raise ConnectionResetError
+
+    with worker(app2):
+        wait(governed.delay())
+        wait(celerys.delay())
+    assert ["governed"] * 3 + ["celerys"] == runs
+    assert (2, 3) == (governed.max_retries, celerys.max_retries)
+    assert app2.tasks["celery.chord_unlock"]._retrykit_off
+
+
+@pytest.mark.parametrize("named_by", ["task", "app"])
+def test_a_refused_task_never_leaves_the_app_half_finalized(named_by: str) -> None:
+    """Celery options next to a policy: refused before the task is recorded, and again at every access."""
+    app = celery.Celery(f"rk{uuid.uuid4().hex[:8]}", broker="memory://", task_cls=RetrykitTask)
+    own: dict[str, Any] = {"retrykit_policy": "http"} if named_by == "task" else {}
+    if named_by == "app":
+        app.conf.retrykit_policy = "http"
+
+    @app.task(shared=False)
+    def before() -> None: ...
+
+    @app.task(shared=False, autoretry_for=(ConnectionError,), **own)
+    def both() -> None: ...
+
+    @app.task(shared=False)
+    def after() -> None: ...
+
+    for _ in range(3):
+        with pytest.raises(ConfigError, match="two retry authorities"):
+            app.tasks  # noqa: B018 - finalizes the app
+        with pytest.raises(ConfigError, match="two retry authorities"):
+            both.name  # noqa: B018 - a lazy task is created on first use
+        assert not app.finalized
+        assert not [name for name in app._tasks if name.endswith(".both")]
+
+
+def test_a_direct_self_call_is_one_plain_attempt() -> None:
+    """A task calling itself in its body: a fresh request (its own args), one attempt, no retry of its own."""
+    app = make_app("memory")
+    runs: list[Any] = []
+
+    @task(fast(5, delay=60), app=app, bind=True)
+    def recurse(self: Any, i: int) -> Any:
+        runs.append(list(self.request.args))
+        return recurse(i - 1) if i else list(self.request.args)
+
+    @task(fast(5, delay=60), app=app, bind=True)
+    def catches(self: Any, i: int) -> str:
+        runs.append(i)
+        if i:
+            try:
+                catches(i - 1)
+            except ConnectionResetError:
+                return "caught the direct call's failure"
+        raise ConnectionResetError
+
+    assert [0] == recurse.apply(args=(2,)).get()
+    assert [[2], [1], [0]] == runs
+    runs.clear()
+    assert "caught the direct call's failure" == catches.apply(args=(1,)).get()
+    assert [1, 0] == runs
+
+
+@pytest.mark.parametrize(
+    ("error", "runs"),
+    [(ConnectionResetError, 3), (ConnectionAbortedError, 1), (RuntimeError, 1), (ValueError, 1)],
+)
+def test_celery_options_become_the_equivalent_policy(error: type[Exception], runs: int) -> None:
+    """policy_from_celery(same keywords): the same runs and the same outcome as Celery's own options."""
+    from retrykit.adapters.celery import policy_from_celery
+
+    options: dict[str, Any] = {
+        "autoretry_for": (ConnectionError,),
+        "dont_autoretry_for": (ConnectionAbortedError,),
+        "max_retries": 2,
+        "retry_backoff": 0.01,
+        "retry_jitter": False,
+    }
+    app = make_app("memory")
+    seen: dict[str, int] = {"celery": 0, "retrykit": 0}
+
+    def body(who: str) -> None:
+        seen[who] += 1
+        if error is ValueError:
+            raise ValueError("not retried, even with a retried cause") from ConnectionResetError()
+        raise error
+
+    def by_celery() -> None:
+        body("celery")
+
+    def by_retrykit() -> None:
+        body("retrykit")
+
+    celerys = app.task(shared=False, **options)(by_celery)
+    switched = task(policy_from_celery(**options), app=app)(by_retrykit)
+    with worker(app):
+        outcomes = [wait(celerys.delay()), wait(switched.delay())]
+    assert {"celery": runs, "retrykit": runs} == seen
+    assert [error, error] == [type(o) for o in outcomes]
+
+
+def test_the_bridge_reads_a_task_and_celerys_defaults() -> None:
+    """policy_from_celery(task): its options, else Celery's (3 retries, 180 s); unbounded is refused."""
+    from retrykit.adapters.celery import policy_from_celery, policy_of
+
+    app = make_app("memory")
+
+    @app.task(shared=False, autoretry_for=(OSError,), retry_backoff=True, max_retries=4)
+    def backs_off() -> None: ...
+
+    policy = policy_from_celery(backs_off)
+    temporary = policy.strategy_for(ErrorCategory.TEMPORARY_ERROR)
+    assert (5, 4, 600.0) == (policy.max_attempts, temporary.max_retries, temporary.max_delay)
+    assert [(0, 1), (0, 2), (0, 4)] == [temporary.delay_range(n) for n in (1, 2, 3)]
+    assert policy == policy_of(backs_off)
+    default = policy_from_celery()
+    assert (4, (180.0, 180.0)) == (
+        default.max_attempts,
+        default.strategy_for(ErrorCategory.TEMPORARY_ERROR).delay_range(1),
+    )
+    assert 1 == policy_from_celery(max_retries=0).max_attempts
+    assert 5 == policy_from_celery(retry_kwargs={"countdown": 5}).strategy_for("temporary_error").base_delay
+    for bad in ({"max_retries": None}, {"retry_kwargs": {"queue": "x"}}, {"autoretry_for": (1,)}):
+        with pytest.raises(ConfigError):
+            policy_from_celery(**bad)
+
+
 def test_app_wide_task_cls_and_dont_autoretry_for() -> None:
     """Celery(task_cls=RetrykitTask) finalizes (celery.* builtins keep Celery's behaviour) and retries."""
     app = make_app("memory")
@@ -712,6 +982,7 @@ def test_double_authorities_are_refused_at_registration() -> None:
 
     class Inherits(RetrykitTask):  # type: ignore[misc]
         name = "rk.inherits"
+        retrykit_policy = "http"
         autoretry_for = (ConnectionError,)
 
         def run(self) -> None: ...
@@ -721,6 +992,7 @@ def test_double_authorities_are_refused_at_registration() -> None:
 
     class Plain(RetrykitTask):  # type: ignore[misc]
         name = "rk.plain"
+        retrykit_policy = "http"
 
         def run(self) -> None: ...
 
@@ -738,7 +1010,7 @@ def test_double_authorities_are_refused_at_registration() -> None:
     with pytest.raises(ConfigError, match="tenacity"):
         task("http", app=app)(wrapped).name  # noqa: B018
 
-    def seed(self: Any, order_id: int) -> None: ...  # seed 001: a self parameter, no bind=True
+    def seed(self: Any, order_id: int) -> None: ...  # a self parameter, no bind=True
 
     with pytest.raises(ConfigError, match="bind=True"):
         task("tracking", app=app)(seed)

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 import retrykit
-from retrykit import Classifier, ErrorCategory, Rule
-from retrykit._classify import parse_retry_after
+from retrykit import Classification, Classifier, ErrorCategory, Rule, _events
+from retrykit._categories import header, module_of
+from retrykit._classify import _VISIT, _Step, parse_retry_after
 from retrykit.testing import record
 
 NET = ErrorCategory.NETWORK_ERROR
@@ -301,7 +302,7 @@ def test_rule_criteria(rule: Rule, exc: BaseException, matches: bool) -> None:
 
 
 def test_callable_rule_may_return_a_category_name() -> None:
-    """A plain function rule (the seeds' custom_classify_error) may return a category or its name."""
+    """A plain function rule (a custom_classify_error function) may return a category or its name."""
     classifier = Classifier([lambda e: "data_error" if "custom_error" in str(e) else None])
     assert DATA == classifier.classify(RuntimeError("custom_error here")).category
 
@@ -429,3 +430,159 @@ def test_aws_code_outranks_status_and_grpc_status_outranks_http_code() -> None:
     got = retrykit.classify(throttled)
     assert (RATE, 2.5) == (got.category, got.retry_after)
     assert NET == retrykit.classify(unavailable).category
+
+
+# --------------------------------------------------------------------------- the classifier at its edges
+
+
+ExceptionGroup: Any = getattr(builtins, "ExceptionGroup", None)
+
+
+needs_groups = pytest.mark.skipif(ExceptionGroup is None, reason="exception groups need Python 3.11+")
+
+
+class _ObjectRule:
+    """A rule object (name and match) that answers *answer* for every exception."""
+
+    def __init__(self, answer: Any) -> None:
+        self.name = "object-rule"
+        self.answer = answer
+
+    def match(self, exc: BaseException) -> Any:
+        return self.answer
+
+
+@pytest.fixture
+def failures() -> Any:
+    """The RuleFailed events emitted during the test."""
+    with record() as recorder:
+        yield recorder
+
+
+def test_a_rule_object_is_used_as_it_is() -> None:
+    """An object with name and match() is a rule: its classification decides."""
+    verdict = Classification(ErrorCategory.DATA_ERROR, "mine")
+    assert verdict is Classifier([_ObjectRule(verdict)]).classify(OSError())
+
+
+@pytest.mark.parametrize("answer", ["data_error", 3, ErrorCategory.DATA_ERROR])
+def test_a_rule_object_answering_other_than_a_classification_has_failed(answer: Any, failures: Any) -> None:
+    """A rule object answering other than a Classification or None has failed: the built-ins decide."""
+    found = Classifier([_ObjectRule(answer)]).classify(ConnectionResetError())
+    assert ErrorCategory.NETWORK_ERROR == found.category
+    said = [(e.rule, e.rule_error) for e in failures.events if isinstance(e, _events.RuleFailed)]
+    assert [("object-rule", "TypeError")] == said
+
+
+def test_rules_added_with_with_rules_come_first() -> None:
+    """with_rules() puts its rules before the classifier's own, keeping its default and built-ins."""
+    base = Classifier([Rule("data_error", types=KeyError)], default="permanent_error")
+    both = base.with_rules(Rule("system_error", types=KeyError))
+    assert (ErrorCategory.SYSTEM_ERROR, ErrorCategory.DATA_ERROR) == (
+        both.classify(KeyError()).category,
+        base.classify(KeyError()).category,
+    )
+    assert (ErrorCategory.PERMANENT_ERROR, True) == (both.default, both.builtin)
+
+
+def test_explain_names_the_user_rule_that_decided() -> None:
+    """explain() shows a user rule's verdict as a 'user rule' step on its link."""
+    text = str(Classifier([Rule("data_error", types=KeyError, name="keys")]).explain(KeyError("k")))
+    assert "user rule: " in text
+    assert "[rule keys]" in text
+
+
+def test_a_link_with_no_signal_reads_so() -> None:
+    """A step that only records a visited link reads 'no signal'."""
+    assert "no signal" == str(_Step(0, "KeyError", _VISIT, None))
+
+
+class _Unprintable(ConnectionError):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_explain_survives_an_exception_whose_str_fails() -> None:
+    """An exception whose str() raises is described by its class, with a placeholder for its text."""
+    explanation = Classifier().explain(_Unprintable())
+    assert "<str() failed>" in explanation.exception
+    assert ErrorCategory.NETWORK_ERROR == explanation.classification.category
+
+
+class _Hinted(Exception):
+    retry_after = 2.5
+
+
+def test_a_wait_hint_deeper_in_the_chain_is_kept() -> None:
+    """A retryable verdict without a wait hint takes the first hint found further down the chain."""
+    err = ConnectionResetError("reset")
+    err.__cause__ = _Hinted("slow down")
+    found = Classifier().classify(err)
+    assert (ErrorCategory.NETWORK_ERROR, 2.5) == (found.category, found.retry_after)
+
+
+def _odd_group(members: Any) -> BaseException:
+    """A group whose members are not all exceptions (or, with None, cannot be listed)."""
+
+    class OddGroup(ExceptionGroup):
+        @property
+        def exceptions(self) -> Any:  # type: ignore[override]
+            if members is None:
+                raise RuntimeError("hostile")
+            return members
+
+    return OddGroup("odd", [ValueError()])
+
+
+@needs_groups
+@pytest.mark.parametrize(
+    ("members", "category"),
+    [
+        ([1, "x", KeyError()], ErrorCategory.DATA_ERROR),
+        (None, ErrorCategory.TEMPORARY_ERROR),
+    ],
+    ids=["non-exception-members", "members-raise"],
+)
+def test_odd_groups_are_read_for_what_they_hold(members: Any, category: ErrorCategory) -> None:
+    """Members that are not exceptions are skipped; a group whose members cannot be read counts as empty."""
+    assert category == Classifier().classify(_odd_group(members)).category
+
+
+@needs_groups
+def test_two_groups_in_one_chain_share_one_member_bound() -> None:
+    """A group caused by another group: both are looked into, the most severe member anywhere wins."""
+    err = ExceptionGroup("outer", [ConnectionResetError()])
+    err.__cause__ = ExceptionGroup("inner", [TypeError("bug")])
+    found = Classifier().classify(err)
+    assert ErrorCategory.PERMANENT_ERROR == found.category
+
+
+# --------------------------------------------------------------------------- signals read from values
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(b"7", 7.0), (b" 2.5 ", 2.5), (["7"], None), (object(), None), ("Wed, 21 Oct 2015 07:28:00", None)],
+    ids=["bytes", "bytes-padded", "a-list", "an-object", "a-date-without-zone"],
+)
+def test_retry_after_takes_bytes_and_refuses_other_objects_and_zoneless_dates(
+    value: Any, seconds: Any
+) -> None:
+    """Retry-After may come as bytes; other objects, and HTTP-dates without a zone, give no hint."""
+    assert seconds == parse_retry_after(value, now=0.0)
+
+
+def test_headers_without_a_get_give_nothing() -> None:
+    """A header read from an object with no get() is None."""
+    assert header(["Retry-After: 3"], "Retry-After") is None
+
+
+class _NoModule(type):
+    @property
+    def __module__(cls) -> str:  # type: ignore[override]
+        raise RuntimeError("hostile")
+
+
+def test_a_class_whose_module_cannot_be_read_has_none() -> None:
+    """module_of() of a class whose __module__ raises is the empty string."""
+    assert "" == module_of(_NoModule("Odd", (), {}))

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from retrykit import Strategy, _cli
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder
 from retrykit.testing import no_wait
 
+from .flaky import Flaky
 from .test_stats import NET, RATE, call
 
 
@@ -52,6 +52,29 @@ def test_explain_a_policy_by_import_path() -> None:
     code, out = _main("explain", "tests.test_cli:CUSTOM")
     assert 0 == code
     assert "policy 'custom': max_attempts 2, deadline 30s" in out
+
+
+def test_explain_a_celery_task_shows_the_policy_of_its_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """explain module:task shows the policy a Celery task's own retry options make (the bridge)."""
+    pytest.importorskip("celery")
+    (tmp_path / "rk_celery_tasks.py").write_text(
+        "import celery\n"
+        "from retrykit.adapters.celery import RetrykitTask\n"
+        "app = celery.Celery('shop', broker='memory://', task_cls=RetrykitTask)\n"
+        "@app.task(autoretry_for=(ConnectionError,), retry_backoff=2, retry_backoff_max=60,\n"
+        "          retry_jitter=False, max_retries=4)\n"
+        "def sync_stock(sku): ...\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out = _main("explain", "rk_celery_tasks:sync_stock")
+    assert 0 == code
+    assert "policy 'celery:rk_celery_tasks.sync_stock': max_attempts 5" in out
+    assert "temporary_error  retry_with_backoff        4  2s, 4s, 8s, 16s" in out
+    assert "permanent_error  no_retry                  0  -" in out
+    assert "classified: ConnectionError -> temporary_error (in autoretry_for)" in out
+    assert "classified: no built-in rules; anything else -> permanent_error" in out
 
 
 from retrykit import Policy  # noqa: E402
@@ -105,7 +128,7 @@ def test_a_module_that_fails_to_import_is_a_failed_operation(
 def test_without_redis_the_figures_are_this_processes(command: str) -> None:
     """Without --redis, stats and analyze report this process's figures and say so; no demo runs."""
     policy = Policy(strategies={"network_error": Strategy.delay(1, max_retries=2)})
-    flaky = retrykit.retry(policy, operation="cli.flaky")(_fails_once())
+    flaky = retrykit.retry(policy, operation="cli.flaky")(Flaky.failing(1))
     with no_wait():
         assert "ok" == flaky()
     code, out = _main(command)
@@ -120,7 +143,7 @@ def test_stats_and_analyze_share_one_json_schema() -> None:
     """stats --json and analyze --json print the same document, with its source."""
     policy = Policy(strategies={"network_error": Strategy.delay(1, max_retries=2)})
     with no_wait():
-        retrykit.retry(policy, operation="cli.flaky")(_fails_once())()
+        retrykit.retry(policy, operation="cli.flaky")(Flaky.failing(1))()
     stats_code, stats_out = _main("stats", "--json")
     analyze_code, analyze_out = _main("analyze", "--json")
     stats, analysis = json.loads(stats_out), json.loads(analyze_out)
@@ -130,18 +153,6 @@ def test_stats_and_analyze_share_one_json_schema() -> None:
     assert {k: v for k, v in stats.items() if k not in ("since", "until")} == {
         k: v for k, v in analysis.items() if k not in ("since", "until")
     }
-
-
-def _fails_once() -> Callable[[], str]:
-    calls: list[int] = []
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) == 1:
-            raise ConnectionResetError
-        return "ok"
-
-    return flaky
 
 
 def test_bad_arguments_in_process_return_two() -> None:

@@ -31,6 +31,11 @@ def _plain() -> None:
     return None
 
 
+class _GeneratorCall:
+    def __call__(self) -> Iterator[int]:
+        yield 1
+
+
 def _generator() -> Iterator[int]:
     yield 1
 
@@ -244,6 +249,19 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ("subscribe-int", lambda: retrykit.events.subscribe(5), "sink"),
     ("scaled-time-zero", lambda: retrykit.testing.scaled_time(0), "factor"),
     ("scaled-time-big", lambda: retrykit.testing.scaled_time(5), "factor"),
+    # --- issue 21: huge delays, every constructor's keywords, generators via __call__, URLs, env
+    ("strategy-delay-200000-days", lambda: Strategy.delay(timedelta(days=200000)), "base_delay"),
+    ("strategy-max-delay-1e308", lambda: Strategy(base_delay=1e308, max_delay=1e308), "base_delay"),
+    ("strategy-immediately-base-delay", lambda: Strategy.immediately(base_delay=1), "base_delay"),
+    ("strategy-no-retry-keyword", lambda: Strategy.no_retry(max_retries=3), "max_retries"),
+    ("strategy-unknown-keyword", lambda: Strategy(retries=3), "retries"),
+    ("retry-generator-call", lambda: retrykit.retry()(_GeneratorCall()), "fn"),
+    (
+        "configure-redis-port",
+        lambda: retrykit.configure(stats_redis_url="redis://h:port/0"),
+        "stats_redis_url",
+    ),
+    ("configure-redis-db", lambda: retrykit.configure(stats_redis_url="redis://h:6379/x"), "stats_redis_url"),
 ]
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,14 +74,35 @@ def test_every_public_module_has_an_api_page(module: str) -> None:
     assert module in rendering
 
 
+SITE = "https://retrykit.readthedocs.io/"
+
+
+def _site_page(url: str) -> str:
+    """The docs/ file a link to the site shows: ``SITE + "model/"`` is ``docs/model.md``."""
+    path = url.removeprefix(SITE).split("#", 1)[0].strip("/")
+    return f"docs/{path or 'index'}.md"
+
+
 def test_readme_links_to_the_pages() -> None:
-    """The README's relative links name pages that exist, and it links to every top-level page."""
+    """The README's links work off the repository (on the package index): absolute links to the
+    site, each to a page that exists, and one to every top-level page."""
     readme = (ROOT / "README.md").read_text()
-    targets = {link.split("#", 1)[0] for link in re.findall(r"\]\((docs/[^)\s]+)\)", readme)}
+    assert re.findall(r"\]\((?!https?://)[^)]*\)", readme) == []  # no relative link
+    links = re.findall(r"\]\((https://retrykit\.readthedocs\.io/[^)\s]*)\)", readme)
+    targets = {_site_page(url) for url in links}
     assert targets, "the README links to no docs page"
     assert all((ROOT / target).is_file() for target in targets), targets
     top = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
     assert top <= targets, top - targets
+
+
+def test_the_site_url_is_the_one_the_readme_links_to() -> None:
+    """mkdocs.yml's site_url and pyproject.toml's Documentation URL are the README's site."""
+    assert _site()["site_url"] == SITE
+    import tomllib
+
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Documentation"] == SITE
 
 
 # The project's history ("the seeds'"), private constants, private modules, Sphinx roles the site
@@ -99,3 +123,36 @@ def test_public_docstrings_are_written_for_users(module: str) -> None:
     assert {
         name: INTERNAL.findall(doc or "") for name, doc in documented.items() if INTERNAL.search(doc or "")
     } == {}
+
+
+def test_the_overload_figure_shows_what_the_simulation_gives_now(tmp_path: Path) -> None:
+    """docs/data/overload.json, which the overload figure is drawn from, is what
+    ``benchmarks/overload.py --series`` writes with today's code (seeded: byte for byte)."""
+    written = tmp_path / "overload.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "overload.py"), "--series", str(written)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert (ROOT / "docs" / "data" / "overload.json").read_text() == written.read_text()
+
+
+def test_every_figure_is_shown_and_every_figure_shown_exists() -> None:
+    """Each SVG under docs/img is shown by a page, and each image a page shows is there."""
+    shown = {
+        (page.parent / target).resolve()
+        for page in (ROOT / "docs").rglob("*.md")
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text())
+    }
+    figures = {path.resolve() for path in (ROOT / "docs" / "img").glob("*.svg")}
+    assert figures, "no figures under docs/img"
+    assert shown == figures
+
+
+def test_every_stop_reason_is_in_the_giving_up_table() -> None:
+    """docs/giving-up.md has a row for each ``StopReason``, so a new reason cannot go unexplained."""
+    from retrykit.events import StopReason
+
+    rows = set(re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs" / "giving-up.md").read_text(), re.MULTILINE))
+    assert {reason.value for reason in StopReason} <= rows, {reason.value for reason in StopReason} - rows

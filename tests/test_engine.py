@@ -5,43 +5,42 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import logging
 import math
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 import tenacity
 
 import retrykit
 import retrykit.events
-from retrykit import ErrorCategory, Policy, Strategy
+from retrykit import (
+    CircuitBreaker,
+    CircuitOpen,
+    Classification,
+    Classifier,
+    ErrorCategory,
+    Policy,
+    RetryBudget,
+    Strategy,
+    _scope,
+)
+from retrykit._decision import MARK, PASS, RETRY, Verdict, gave_up_inside
+from retrykit._loop import annotate
+from retrykit._overload_memory import MemoryOverloadStore
 from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
+
+from .flaky import Flaky
 
 NET = ErrorCategory.NETWORK_ERROR
 TEMP = ErrorCategory.TEMPORARY_ERROR
 RATE = ErrorCategory.API_RATE_LIMIT
 FIXED = Policy(strategies={NET: Strategy.backoff(1, 8, max_retries=9, jitter="none")}, max_attempts=20)
-
-
-class Flaky:
-    """Raises (or returns) the given outcomes in order, then returns *result*."""
-
-    def __init__(self, *outcomes: Any, result: Any = "done") -> None:
-        self.outcomes = list(outcomes)
-        self.result = result
-        self.calls = 0
-
-    def __call__(self) -> Any:
-        self.calls += 1
-        if self.calls <= len(self.outcomes):
-            outcome = self.outcomes[self.calls - 1]
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return outcome
-        return self.result
 
 
 def _kinds(rec: Any) -> list[str]:
@@ -155,14 +154,83 @@ async def test_async_tenacity_kwargs_behave_like_the_decorator() -> None:
     assert "[max_attempts]" in info.value.__notes__[0]
 
 
-def test_sync_hooks_in_an_async_loop_are_refused() -> None:
-    """Sync tenacity kwargs given to AsyncRetrying fail with a ConfigError saying the fix."""
+@pytest.mark.anyio
+async def test_one_tenacity_kwargs_call_serves_retrying_and_async_retrying() -> None:
+    """The same policy.tenacity_kwargs() dict runs Retrying and AsyncRetrying (asyncio and trio) alike."""
+    awaited: list[str] = []
 
-    async def fn() -> None:
-        raise ConnectionResetError
+    async def on_retry(event: Any) -> None:
+        awaited.append(type(event).__name__)
 
-    with pytest.raises(retrykit.ConfigError, match="asynchronous=True"):
-        anyio.run(tenacity.AsyncRetrying(**FIXED.tenacity_kwargs()), fn)
+    kwargs = FIXED.replace(max_attempts=3, on_retry=on_retry).tenacity_kwargs()
+    sync_fn = Flaky(ConnectionResetError(), ConnectionResetError(), result="sync")
+    async_fn = Flaky(ConnectionResetError(), ConnectionResetError(), result="async")
+
+    async def afn() -> Any:
+        await anyio.lowlevel.checkpoint()  # a real coroutine on the running loop
+        return async_fn()
+
+    with no_wait(), record() as rec:
+        assert "async" == await tenacity.AsyncRetrying(**kwargs)(afn)
+        assert "sync" == tenacity.Retrying(**kwargs)(sync_fn)  # the same dict, after the async loop
+        assert "async" == await tenacity.AsyncRetrying(**kwargs)(afn)  # and again
+    assert (4, 3) == (async_fn.calls, sync_fn.calls)  # 3, then 1 (its failures were used up)
+    assert [1.0, 2.0, 1.0, 2.0] == rec.sleeps
+    assert ["RetryScheduled", "RetryScheduled"] == awaited  # awaited in AsyncRetrying; closed in Retrying
+    async_fn = Flaky(*[ConnectionResetError()] * 5)
+    with no_wait(), record() as rec, pytest.raises(ConnectionResetError) as info:
+        await tenacity.AsyncRetrying(**kwargs)(afn)
+    assert "[max_attempts]" in info.value.__notes__[0]
+    assert [1.0, 2.0] == rec.sleeps
+
+
+@pytest.mark.anyio
+async def test_tenacity_async_retry_decorator_takes_the_plain_kwargs() -> None:
+    """@tenacity.retry(**policy.tenacity_kwargs()) on an async def: AsyncRetrying, sleeping on the loop."""
+    calls = 0
+
+    @tenacity.retry(**FIXED.replace(max_attempts=3).tenacity_kwargs())
+    async def fn() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionResetError
+        return "ok"
+
+    with no_wait(), record() as rec:
+        assert "ok" == await fn()
+        assert "ok" == await fn()  # each call copies the AsyncRetrying: its hooks are swapped again
+    assert [1.0, 2.0] == rec.sleeps
+
+
+@pytest.mark.anyio
+async def test_async_retrying_sleeps_on_the_running_loop() -> None:
+    """AsyncRetrying(**policy.tenacity_kwargs()) waits without blocking: another task runs meanwhile."""
+    policy = Policy(strategies={NET: Strategy.delay(0.05, max_retries=1, jitter="none")})
+    flaky = Flaky(ConnectionResetError(), result="ok")
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        for _ in range(3):
+            ticks.append(anyio.current_time())
+            await anyio.sleep(0.005)
+
+    async def afn() -> Any:
+        return flaky()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        assert "ok" == await tenacity.AsyncRetrying(**policy.tenacity_kwargs())(afn)
+    assert 2 == flaky.calls
+    assert 3 == len(ticks)  # all ran during the 50 ms wait: it did not block the loop
+
+
+def test_asynchronous_argument_is_still_accepted() -> None:
+    """tenacity_kwargs(asynchronous=True), needed before, is accepted and still serves Retrying."""
+    flaky = Flaky(ConnectionResetError(), result="ok")
+    with no_wait():
+        assert "ok" == tenacity.Retrying(**FIXED.tenacity_kwargs(asynchronous=True))(flaky)
+    assert 2 == flaky.calls
 
 
 # --------------------------------------------------------------------------- the decorator's tenacity objects
@@ -206,7 +274,7 @@ def test_decorator_combines_tenacity_objects(
 
 def test_retry_with_and_statistics() -> None:
     """retry_with makes a per-call variant; statistics show the last call."""
-    flaky = Flaky(*[ConnectionResetError()] * 3)
+    flaky = Flaky(*[ConnectionResetError()] * 3, result="done")
 
     @retrykit.retry(FIXED)
     def fetch() -> Any:
@@ -229,7 +297,7 @@ def test_retry_with_and_statistics() -> None:
 
 def test_try_again_requests_a_retry() -> None:
     """tenacity.TryAgain raised by the body is retried as a temporary error."""
-    flaky = Flaky(tenacity.TryAgain(), tenacity.TryAgain())
+    flaky = Flaky(tenacity.TryAgain(), tenacity.TryAgain(), result="done")
     with no_wait(), record() as rec:
         assert "done" == retrykit.retry(FIXED)(flaky)()
     assert 3 == flaky.calls
@@ -243,7 +311,7 @@ def test_custom_objects_see_the_category_retry_number() -> None:
     """After three temporary blips, the network category's custom wait and stop start at 1."""
     custom = Strategy.custom(wait=tenacity.wait_exponential(1), stop=tenacity.stop_after_attempt(3))
     policy = Policy(strategies={NET: custom, TEMP: Strategy.immediately(5)}, max_attempts=20)
-    blips = [RuntimeError("blip")] * 3
+    blips = [BlockingIOError("blip")] * 3  # recognised: operation would block
     flaky = Flaky(*blips, *[ConnectionResetError()] * 5)
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError):
         retrykit.retry(policy)(flaky)()
@@ -269,7 +337,7 @@ def test_a_raising_custom_wait_never_replaces_the_exception() -> None:
     def broken(state: Any) -> float:
         raise ZeroDivisionError
 
-    flaky = Flaky(ConnectionResetError())
+    flaky = Flaky(ConnectionResetError(), result="done")
     with no_wait():
         assert (
             "done"
@@ -684,3 +752,341 @@ def test_names_never_come_from_repr(target: Any, name: str) -> None:
     assert {name} == {e.operation for e in rec.events} | {rule.name}
     assert "hunter2" not in info.value.__notes__[0]
     assert "0x" not in info.value.__notes__[0]
+
+
+# --------------------------------------------------------------------------- the decision at its edges
+
+
+NETWORK = {ErrorCategory.NETWORK_ERROR: Strategy.delay(5.0, max_retries=3, jitter=False)}
+
+
+@pytest.mark.parametrize(
+    ("action", "text"), [(PASS, "<Verdict pass delay=0"), (RETRY, "<Verdict retry delay=0")]
+)
+def test_a_verdict_shows_its_action_and_delay(action: int, text: str) -> None:
+    """A verdict's repr names its action, delay, reason and category."""
+    assert repr(Verdict(action)).startswith(text)
+
+
+class _HostileDict(Exception):
+    @property  # type: ignore[misc]
+    def __dict__(self) -> Any:  # type: ignore[override]
+        raise RuntimeError("hostile")
+
+
+def _chain(depth: int, marked: Any) -> BaseException:
+    """*depth* exceptions raised from one another; the deepest carries *marked* as its mark."""
+    deepest = ValueError("deepest")
+    deepest.__dict__[MARK] = marked
+    exc: BaseException = deepest
+    for _ in range(depth - 1):
+        outer = ValueError("wrapper")
+        outer.__cause__ = exc
+        exc = outer
+    return exc
+
+
+OUTER = _scope.Scope(None, None, "outer")
+
+
+INNER = _scope.Scope(OUTER, None, None)
+
+
+@pytest.mark.parametrize(
+    ("depth", "marked", "inside"),
+    [(1, INNER, True), (5, OUTER, True), (40, OUTER, False), (1, (None, 1.0, "other"), False)],
+    ids=["nested-scope", "five-links-down", "beyond-32-links", "another-scope"],
+)
+def test_a_give_up_inside_is_found_through_nested_scopes_and_32_links(
+    depth: int, marked: Any, inside: bool
+) -> None:
+    """A mark of a scope nested in this one counts; the cause chain is followed 32 links deep, no further."""
+    assert inside is gave_up_inside(_chain(depth, marked), OUTER)
+
+
+def test_an_exception_with_a_hostile_dict_was_not_given_up_inside() -> None:
+    """An exception whose __dict__ raises carries no mark."""
+    assert gave_up_inside(_HostileDict(), OUTER) is False
+
+
+def _unsafe(exc: BaseException) -> Classification:
+    return Classification(ErrorCategory.NETWORK_ERROR, "sent, then reset", None, "unsafe", replay_unsafe=True)
+
+
+@pytest.mark.parametrize(("idempotent", "calls"), [(False, 1), (True, 2)])
+def test_a_replay_unsafe_failure_is_retried_only_when_idempotent(idempotent: bool, calls: int) -> None:
+    """A failure after the request may have been applied is retried only for an idempotent call."""
+    seen = [0]
+
+    def fn() -> str:
+        seen[0] += 1
+        if seen[0] == 1:
+            raise ConnectionResetError
+        return "ok"
+
+    policy = Policy(strategies=NETWORK, classifier=Classifier([_unsafe]), idempotent=idempotent)
+    with no_wait():
+        if idempotent:
+            assert "ok" == retrykit.retry(policy)(fn)()
+        else:
+            with pytest.raises(ConnectionResetError) as caught:
+                retrykit.retry(policy)(fn)()
+            assert "not_idempotent" in caught.value.__notes__[0]
+    assert calls == seen[0]
+
+
+def test_a_stop_condition_that_raises_stops() -> None:
+    """A tenacity stop condition that raises is taken as 'stop': never retry blindly."""
+    seen = [0]
+
+    def fn() -> None:
+        seen[0] += 1
+        raise ConnectionResetError
+
+    def broken(state: Any) -> bool:
+        raise ZeroDivisionError
+
+    wrapped = retrykit.retry(Policy(strategies=NETWORK), stop=broken)(fn)
+    with no_wait(), pytest.raises(ConnectionResetError):
+        wrapped()
+    assert (1, "stop_condition") == (seen[0], wrapped.statistics["stop_reason"])  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- the loop at its edges
+
+
+NETWORK_TWICE = {ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=2)}
+
+
+def test_a_first_try_success_judged_by_a_retry_condition_counts_for_an_adaptive_budget() -> None:
+    """A first-try success judged by a retry condition (no fast path) is an accept for an adaptive budget."""
+    budget = RetryBudget.adaptive("edges", store=MemoryOverloadStore())
+    condition = tenacity.retry_if_exception_type(ConnectionResetError)
+    ok = retrykit.retry(Policy(strategies=NETWORK_TWICE, budget=budget), retry=condition)(Flaky())
+    assert "ok" == ok()
+    assert (1, 1) == (budget.state()["requests"], budget.state()["accepts"])
+
+
+def test_a_retry_condition_that_raises_means_no_retry() -> None:
+    """A user's retry condition that raises is taken as 'do not retry': one attempt, the caller's error."""
+
+    def broken(state: Any) -> bool:
+        raise ZeroDivisionError
+
+    fn = Flaky.failing(5)
+    with pytest.raises(ConnectionResetError), no_wait():
+        retrykit.retry(Policy(strategies=NETWORK_TWICE), retry=broken)(fn)()
+    assert 1 == fn.calls
+
+
+@pytest.mark.anyio
+async def test_a_failing_async_callback_is_logged_and_the_call_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An async on_retry that raises is logged by error type; the retried coroutine still succeeds."""
+    calls = [0]
+
+    async def on_retry(event: Any) -> None:
+        raise LookupError("callback bug")
+
+    async def fn() -> str:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise ConnectionResetError
+        return "ok"
+
+    with caplog.at_level(logging.ERROR, logger="retrykit"), no_wait():
+        assert "ok" == await retrykit.retry(Policy(strategies=NETWORK_TWICE, on_retry=on_retry))(fn)()
+    assert "an async callback failed: LookupError" in caplog.text
+
+
+TWICE = {
+    ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=2),
+    ErrorCategory.TEMPORARY_ERROR: Strategy.immediately(max_retries=2),
+}
+
+
+def _busy(result: Any) -> ErrorCategory | None:
+    """A result rule: the string "busy" is a temporary failure."""
+    return ErrorCategory.TEMPORARY_ERROR if result == "busy" else None
+
+
+def _open(breaker: CircuitBreaker) -> None:
+    """Open *breaker* as a burst of failures elsewhere would (one failure of the call's own does not)."""
+    breaker.record(0, 10)
+    assert breaker.state()["state"] == "open"
+
+
+def test_a_retry_condition_that_says_no_takes_a_flagged_result_as_good() -> None:
+    """A result the result rule flags is returned at once when the retry condition declines it."""
+    fn = Flaky("busy", "ok")
+    policy = Policy(strategies=TWICE, classify_result=_busy)
+    wrapped = retrykit.retry(policy, retry=tenacity.retry_if_exception_type(OSError))(fn)
+    assert ("busy", 1) == (wrapped(), fn.calls)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(TypeError("bug"), "non_retryable"), (ConnectionResetError("reset"), "retry_condition")],
+)
+def test_a_declining_retry_condition_keeps_a_give_up_reason_of_its_own(error: Exception, reason: str) -> None:
+    """An error the policy would not retry anyway stops for that reason, not for the declining condition."""
+    fn = Flaky(result=error)
+    wrapped = retrykit.retry(Policy(strategies=TWICE), retry=tenacity.retry_if_result(lambda r: False))(fn)
+    with pytest.raises(type(error)):
+        wrapped()
+    assert (1, reason) == (fn.calls, wrapped.statistics["stop_reason"])  # type: ignore[attr-defined]
+
+
+def test_a_breaker_opening_while_a_result_retry_waits_returns_that_result() -> None:
+    """The breaker opens while a result's retry waits: the call ends with that result, not an error."""
+    breaker = CircuitBreaker("edges2-result", store=MemoryOverloadStore(), min_throughput=5, open_for=60)
+    fn = Flaky("busy", "ok")
+    policy = Policy(
+        strategies=TWICE, classify_result=_busy, breaker=breaker, on_retry=lambda e: _open(breaker)
+    )
+    with no_wait():
+        assert ("busy", 1) == (retrykit.retry(policy)(fn)(), fn.calls)
+
+
+@pytest.mark.parametrize(
+    ("first", "raised"), [("busy", CircuitOpen), (ConnectionResetError(), ConnectionResetError)]
+)
+def test_tenacity_refuses_the_next_attempt_once_the_breaker_opened(first: Any, raised: type) -> None:
+    """In tenacity's loop, an opened breaker ends the call: the last error, or CircuitOpen after a result."""
+    breaker = CircuitBreaker("edges2-tenacity", store=MemoryOverloadStore(), min_throughput=5, open_for=60)
+    policy = Policy(
+        strategies=TWICE, classify_result=_busy, breaker=breaker, on_retry=lambda e: _open(breaker)
+    )
+    fn = Flaky(first, "ok")
+    with no_wait(), pytest.raises(raised):
+        tenacity.Retrying(**policy.tenacity_kwargs())(fn)
+    assert 1 == fn.calls
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_tenacity_retries_through_a_closed_breaker_and_succeeds(guarded: bool) -> None:
+    """With protection that stays closed (or none), tenacity's loop retries and returns the success."""
+    store = MemoryOverloadStore()
+    extra: dict[str, Any] = (
+        {
+            "breaker": CircuitBreaker("edges2-closed", store=store),
+            "budget": RetryBudget("edges2", store=store),
+        }
+        if guarded
+        else {}
+    )
+    fn = Flaky(ConnectionResetError(), "ok")
+    with no_wait(), record() as events:
+        assert "ok" == tenacity.Retrying(**Policy(strategies=TWICE, **extra).tenacity_kwargs())(fn)
+    assert (2, 1) == (fn.calls, len(events.successes))
+
+
+def test_tenacity_first_try_success_without_protection_says_nothing() -> None:
+    """A first-try success in tenacity's loop, with no budget or breaker, emits no event."""
+    with record() as events:
+        assert "ok" == tenacity.Retrying(**Policy(strategies=TWICE).tenacity_kwargs())(Flaky("ok"))
+    assert [] == events.events
+
+
+def _again_kwargs(asynchronous: bool) -> dict[str, Any]:
+    return Policy(strategies=TWICE).tenacity_kwargs(
+        retry=tenacity.retry_if_result(lambda r: r == "again"),
+        stop=tenacity.stop_after_attempt(2),
+        asynchronous=asynchronous,
+    )
+
+
+def _ended_as_given_up(events: Any) -> list[tuple[str, bool]]:
+    return [(e.reason.value, e.returned) for e in events.gave_up]
+
+
+def test_a_result_only_tenacity_retries_ends_with_that_result() -> None:
+    """tenacity retrying an unflagged result until its stop returns the last result, as given up."""
+    fn = Flaky(result="again")
+    with no_wait(), record() as events:
+        assert "again" == tenacity.Retrying(**_again_kwargs(False))(fn)
+    assert (2, [("stop_condition", True)]) == (fn.calls, _ended_as_given_up(events))
+
+
+@pytest.mark.anyio
+async def test_a_result_only_async_tenacity_retries_ends_with_that_result() -> None:
+    """AsyncRetrying retrying an unflagged result until its stop returns the last result, as given up."""
+    fn = Flaky(result="again")
+
+    async def call() -> Any:
+        return fn()
+
+    with no_wait(), record() as events:
+        assert "again" == await tenacity.AsyncRetrying(**_again_kwargs(True))(call)
+    assert (2, [("stop_condition", True)]) == (fn.calls, _ended_as_given_up(events))
+
+
+@pytest.mark.anyio
+async def test_an_async_retry_condition_is_awaited() -> None:
+    """AsyncRetrying with a coroutine retry condition: its answer is awaited and obeyed."""
+    seen: list[int] = []
+
+    async def condition(state: tenacity.RetryCallState) -> bool:
+        seen.append(state.attempt_number)
+        return bool(state.outcome and state.outcome.failed)
+
+    fn = Flaky(ConnectionResetError(), "ok")
+    kwargs = Policy(strategies=TWICE).tenacity_kwargs(retry=condition, asynchronous=True)
+
+    async def call() -> Any:
+        return fn()
+
+    with no_wait():
+        assert "ok" == await tenacity.AsyncRetrying(**kwargs)(call)
+    assert [1, 2] == seen
+
+
+class _Awaitable:
+    """An awaitable a plain callback returns; it says whether it was closed."""
+
+    def __await__(self) -> Any:
+        yield None
+
+    def __init__(self, closable: bool) -> None:
+        self.closed = False
+        if closable:
+            self.close = self._close
+
+    def _close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("closable", [True, False])
+def test_a_sync_call_closes_awaitables_its_callbacks_return(closable: bool) -> None:
+    """A plain on_retry returning an awaitable: a plain function's call closes it (if it can) and goes on."""
+    returned: list[_Awaitable] = []
+
+    def on_retry(event: Any) -> _Awaitable:
+        returned.append(_Awaitable(closable))
+        return returned[-1]
+
+    fn = Flaky(ConnectionResetError(), "ok")
+    with no_wait():
+        assert "ok" == retrykit.retry(Policy(strategies=TWICE, on_retry=on_retry))(fn)()
+    assert [closable] == [awaitable.closed for awaitable in returned]
+
+
+class _DictRaises(Exception):
+    @property  # type: ignore[misc]
+    def __dict__(self) -> Any:  # type: ignore[override]
+        raise RuntimeError("hostile")
+
+
+class _DictNotADict(Exception):
+    @property  # type: ignore[misc]
+    def __dict__(self) -> Any:  # type: ignore[override]
+        return ["not", "a", "dict"]
+
+
+@pytest.mark.parametrize("kind", [_DictRaises, _DictNotADict])
+def test_an_exception_with_a_hostile_dict_is_left_unannotated(kind: type[Exception]) -> None:
+    """annotate() skips an exception whose __dict__ raises or is not a dict: no note, no error."""
+    exc = kind("x")
+    annotate(exc, "retrykit: note", None)
+    assert getattr(exc, "__notes__", None) is None

@@ -10,34 +10,29 @@ from structlog.testing import capture_logs
 
 import retrykit
 import retrykit.events
-from retrykit import ErrorCategory, Policy, Strategy
+from retrykit import ErrorCategory, Policy, Strategy, _events
 from retrykit.events import GaveUp, RetryScheduled, Succeeded
 from retrykit.testing import Recorder, no_wait, record
+
+from .flaky import Flaky
 
 THREE = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=2)})
 SECRET = "s3cr3t-9f1c"
 
 
-def _flaky(failures: int) -> Any:
-    calls = 0
-
-    def fn(secret: str = "") -> str:
-        nonlocal calls
-        calls += 1
-        if calls <= failures:
-            raise ConnectionResetError(f"reset by redis://:{secret}@cache:6379/0 (password={secret})")
-        return "ok"
-
-    return fn
+LEAK = f"reset by redis://:{SECRET}@cache:6379/0 (password={SECRET})"
+"""An error message with the secret in it, as a careless library might raise."""
 
 
 def test_structlog_gets_one_event_per_retry_giveup_and_late_success() -> None:
     """With structlog configured, each retry, give-up and late success is one structlog event."""
     with capture_logs() as logs, no_wait():
         assert structlog.is_configured()
-        retrykit.retry(THREE, operation="op")(_flaky(1))(SECRET)
+        retrykit.retry(THREE, operation="op")(Flaky(ConnectionResetError(LEAK)))(SECRET)
         with pytest.raises(ConnectionResetError) as raised:
-            retrykit.retry(THREE, operation="op")(_flaky(5))(secret=SECRET)
+            retrykit.retry(THREE, operation="op")(Flaky(*[ConnectionResetError(LEAK) for _ in range(5)]))(
+                secret=SECRET
+            )
     assert SECRET in str(raised.value)  # the secret was there to leak: in an argument and the error
     names = [entry["event"] for entry in logs]
     assert [
@@ -64,7 +59,7 @@ def test_stdlib_fallback_when_structlog_is_not_configured(caplog: pytest.LogCapt
     structlog.reset_defaults()
     assert not structlog.is_configured()
     with caplog.at_level("INFO", logger="retrykit"), no_wait():
-        retrykit.retry(THREE, operation="op")(_flaky(1))(secret=SECRET)
+        retrykit.retry(THREE, operation="op")(Flaky(ConnectionResetError(LEAK)))(secret=SECRET)
     messages = [r.getMessage() for r in caplog.records if r.name == "retrykit"]
     assert SECRET not in caplog.text
     assert SECRET not in repr([getattr(r, "retrykit", None) for r in caplog.records])
@@ -85,7 +80,7 @@ def test_a_failing_sink_never_breaks_the_call(caplog: pytest.LogCaptureFixture) 
     unsubscribe = retrykit.events.subscribe(broken)
     try:
         with no_wait():
-            assert "ok" == retrykit.retry(THREE)(_flaky(1))()
+            assert "ok" == retrykit.retry(THREE)(Flaky.failing(1))()
     finally:
         unsubscribe()
     assert "test_a_failing_sink_never_breaks_the_call.<locals>.broken raised RuntimeError" in caplog.text
@@ -97,19 +92,19 @@ def test_subscribe_and_unsubscribe() -> None:
     got: list[Any] = []
     unsubscribe = retrykit.events.subscribe(got.append)
     with no_wait():
-        retrykit.retry(THREE)(_flaky(1))()
+        retrykit.retry(THREE)(Flaky.failing(1))()
     unsubscribe()
     with no_wait():
-        retrykit.retry(THREE)(_flaky(1))()
+        retrykit.retry(THREE)(Flaky.failing(1))()
     assert [retrykit.events.AttemptFailed, RetryScheduled, Succeeded] == [type(e) for e in got]
 
 
 def test_recorder_sees_only_its_own_context() -> None:
     """record() collects the events of its context only, with derived views."""
     with record() as outer, no_wait():
-        retrykit.retry(THREE)(_flaky(1))()
+        retrykit.retry(THREE)(Flaky.failing(1))()
         with record() as inner, pytest.raises(ConnectionResetError):
-            retrykit.retry(THREE)(_flaky(9))()
+            retrykit.retry(THREE)(Flaky.failing(9))()
     assert [0.0] * 2 == inner.sleeps
     assert 3 == inner.attempts()
     assert [ErrorCategory.NETWORK_ERROR] * 3 == [c.category for c in inner.classifications]
@@ -121,13 +116,52 @@ def test_recorder_sees_only_its_own_context() -> None:
 def test_pytest_fixtures(retrykit_recorder: Recorder) -> None:
     """The plugin's retrykit_recorder fixture records and skips sleeps."""
     slow = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.delay(3600, max_retries=1)})
-    assert "ok" == retrykit.retry(slow)(_flaky(1))()
+    assert "ok" == retrykit.retry(slow)(Flaky.failing(1))()
     assert [3600.0] == retrykit_recorder.sleeps
 
 
 @pytest.mark.usefixtures("retrykit_no_retry")
 def test_no_retry_fixture() -> None:
     """The plugin's retrykit_no_retry fixture makes every call one attempt."""
-    fn = _flaky(1)
+    fn = Flaky.failing(1)
     with pytest.raises(ConnectionResetError):
         retrykit.retry(THREE)(fn)()
+
+
+# --------------------------------------------------------------------------- sinks at their edges
+
+
+class _Nameless:
+    """A callable object with no name of its own and a module that is not a string."""
+
+    def __init__(self) -> None:
+        self.__module__ = None  # type: ignore[assignment]
+
+    def __call__(self, event: Any) -> None:
+        pass
+
+
+def test_a_sink_without_string_names_is_named_by_its_class() -> None:
+    """sink_name() falls back to the type's names when the sink's own are not strings."""
+    assert f"{__name__}._Nameless" == sink_name_of(_Nameless())
+
+
+def sink_name_of(sink: Any) -> str:
+    return _events.sink_name(sink)
+
+
+def test_a_sink_failure_hook_is_registered_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registering the same sink-failure hook twice keeps one."""
+    monkeypatch.setattr(_events, "_failure_hooks", ())
+
+    def hook(sink: Any, err: BaseException, event: Any) -> None:
+        pass
+
+    _events.on_sink_failure(hook)
+    _events.on_sink_failure(hook)
+    assert (hook,) == _events._failure_hooks
+
+
+def test_listening_without_a_kind_asks_for_any_sink() -> None:
+    """listening() with no kind is true while any sink is subscribed (the log and statistics ones are)."""
+    assert _events.listening() is True

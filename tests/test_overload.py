@@ -20,10 +20,23 @@ import pytest
 
 import retrykit
 import retrykit.events
-from retrykit import CircuitBreaker, CircuitOpen, ErrorCategory, Policy, RetryBudget, Strategy, _budget
+from retrykit import (
+    CircuitBreaker,
+    CircuitOpen,
+    ConfigError,
+    ErrorCategory,
+    Policy,
+    RetryBudget,
+    Strategy,
+    _budget,
+)
+from retrykit._overload import overload_states, pushback_of
+from retrykit._overload_memory import HALF_OPEN, OPEN, BudgetState, MemoryOverloadStore
 from retrykit.events import StopReason
 from retrykit.overload import RedisOverloadStore
 from retrykit.testing import no_wait, record
+
+from .flaky import Flaky
 
 NET = ErrorCategory.NETWORK_ERROR
 FAST = {c: Strategy.backoff(0.01, 0.1, max_retries=3) for c in ("network_error", "temporary_error")}
@@ -57,15 +70,10 @@ def _fresh_store() -> Iterator[None]:
     _budget.reset_default_store()
 
 
-def _failing(policy: Policy, error: BaseException | None = None) -> tuple[Any, list[int]]:
-    calls = [0]
-
-    @retrykit.retry(policy)
-    def fn() -> str:
-        calls[0] += 1
-        raise error if error is not None else ConnectionResetError()
-
-    return fn, calls
+def _failing(policy: Policy, error: BaseException | None = None) -> tuple[Any, Flaky]:
+    """*policy* around a call that always fails (with *error*, else a new ConnectionResetError each time)."""
+    flaky = Flaky(result=error if error is not None else ConnectionResetError)
+    return retrykit.retry(policy)(flaky), flaky
 
 
 def _run(fn: Any, times: int) -> list[BaseException]:
@@ -90,10 +98,10 @@ def _run(fn: Any, times: int) -> list[BaseException]:
 def test_budget_exhaustion_is_a_distinct_outcome(budget: RetryBudget, retries: int) -> None:
     """Each shape refuses retries once spent: the give-up says budget_exhausted, the note too."""
     budget.clock = Clock()
-    fn, calls = _failing(Policy(strategies=FAST, budget=budget))
+    fn, flaky = _failing(Policy(strategies=FAST, budget=budget))
     with record() as rec:
         errors = _run(fn, 20)
-    assert 20 + retries == calls[0]
+    assert 20 + retries == flaky.calls
     reasons = [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     assert StopReason.BUDGET_EXHAUSTED in reasons
     assert "[budget_exhausted]" in errors[-1].__notes__[0]
@@ -115,9 +123,9 @@ def test_data_and_permanent_failures_never_charge(error: Exception) -> None:
     """Even a policy that retries data and permanent failures charges nothing for them."""
     retried = {c: Strategy.immediately(max_retries=2) for c in ("data_error", "permanent_error")}
     budget = RetryBudget.quota("svc", capacity=10)
-    fn, calls = _failing(Policy(strategies=retried, budget=budget), error)
+    fn, flaky = _failing(Policy(strategies=retried, budget=budget), error)
     _run(fn, 5)
-    assert 15 == calls[0]
+    assert 15 == flaky.calls
     assert 10.0 == budget.state()["balance"]
 
 
@@ -303,12 +311,12 @@ def test_breaker_stops_retries_while_open() -> None:
     """A retry whose wait ends before the breaker closes is not scheduled (circuit_open)."""
     clock = Clock()
     breaker = _breaker(clock)
-    fn, calls = _failing(Policy(strategies=FAST, breaker=breaker))
+    fn, flaky = _failing(Policy(strategies=FAST, breaker=breaker))
     with record() as rec:
         _run(fn, 2)
     reasons = [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     assert StopReason.CIRCUIT_OPEN in reasons
-    assert calls[0] == 4  # the 4th failure opened it: no more retries
+    assert flaky.calls == 4  # the 4th failure opened it: no more retries
 
 
 def test_block_form_with_breaker_and_budget() -> None:
@@ -331,12 +339,12 @@ def test_block_form_with_breaker_and_budget() -> None:
 
 def test_negative_pushback_overrides_the_policy() -> None:
     """``grpc-retry-pushback-ms: -1`` stops at once; a positive one sets the wait."""
-    fn, calls = _failing(
+    fn, flaky = _failing(
         Policy(strategies=FAST, budget="x"), StatusError(503, {"grpc-retry-pushback-ms": "-1"})
     )
     with record() as rec:
         _run(fn, 1)
-    assert 1 == calls[0]
+    assert 1 == flaky.calls
     assert [StopReason.PUSHBACK] == [e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)]
     fn, _ = _failing(Policy(strategies=FAST, budget="y"), StatusError(503, {"grpc-retry-pushback-ms": "70"}))
     with record() as rec:
@@ -510,12 +518,195 @@ def test_a_breaker_opening_during_the_wait_ends_the_call_with_its_own_error() ->
     def trip(event: Any) -> None:
         breaker.record(0, 10)  # other calls fail meanwhile: the breaker opens
 
-    fn, calls = _failing(Policy(strategies=FAST, breaker=breaker, on_retry=trip), original)
+    fn, flaky = _failing(Policy(strategies=FAST, breaker=breaker, on_retry=trip), original)
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError) as info:
         fn()
     assert info.value is original
-    assert 1 == calls[0]
+    assert 1 == flaky.calls
     assert [StopReason.CIRCUIT_OPEN] == [
         e.reason for e in rec.events if isinstance(e, retrykit.events.GaveUp)
     ]
     assert "[circuit_open]" in info.value.__notes__[0]
+
+
+# --------------------------------------------------------------------------- retry budgets at their edges
+
+
+class StillClock:
+    """A clock that stands still."""
+
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("settings", "argument"),
+    [
+        ({"key": ""}, "key"),
+        ({"shape": "leaky"}, "shape"),
+        ({"ratio": "10%"}, "ratio"),
+        ({"ratio": float("nan")}, "ratio"),
+        ({"ratio": float("inf")}, "ratio"),
+        ({"k": 0.5}, "k"),
+        ({"capacity": 0}, "capacity"),
+        ({"capacity": True}, "capacity"),
+        ({"costs": {"network_error": -1}}, "costs['network_error']"),
+        ({"costs": {"network_error": 1.5}}, "costs['network_error']"),
+        ({"costs": {"no_such_category": 1}}, "costs"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_argument(settings: dict[str, Any], argument: str) -> None:
+    """Each bad setting fails at construction with a ConfigError that names it."""
+    kwargs = {"key": "svc", **settings}
+    with pytest.raises(ConfigError) as raised:
+        RetryBudget(**kwargs)
+    assert argument in str(raised.value)
+
+
+def test_costs_accept_category_names() -> None:
+    """A quota's costs may name categories by their value; the others keep their defaults."""
+    budget = RetryBudget.quota("svc", 10, costs={"network_error": 3})
+    assert 3 == budget.cost(ErrorCategory.NETWORK_ERROR)
+    assert RetryBudget.quota("svc", 10).cost(ErrorCategory.API_RATE_LIMIT) == budget.cost(
+        ErrorCategory.API_RATE_LIMIT
+    )
+
+
+@pytest.mark.parametrize(
+    ("budget", "line"),
+    [
+        (
+            RetryBudget("svc", ratio=0.2, window=10),
+            "retries <= 20% of calls per 10s + 10/s",
+        ),
+        (RetryBudget.quota("svc", 7, costs={"network_error": 2}), "quota budget 'svc': 7 tokens;"),
+        (RetryBudget.adaptive("svc", k=1.5, window=60), "(requests - 1.5*accepts)/(requests+1)) over 60s"),
+    ],
+    ids=["ratio", "quota", "adaptive"],
+)
+def test_describe_says_each_shape(budget: RetryBudget, line: str) -> None:
+    """explain's line names the shape, the key and the shape's own figures; repr names shape and key."""
+    assert line in budget.describe()
+    assert f"<RetryBudget {budget.shape} 'svc'>" == repr(budget)
+
+
+def test_adaptive_refuses_with_the_sre_probability() -> None:
+    """Adaptive: 3 requests and 1 accept at k=2 give p = 1/4; a roll below it is refused, above allowed."""
+    store = MemoryOverloadStore()
+    budget = RetryBudget.adaptive("svc", k=2, store=store, clock=StillClock(), rng=lambda: 0.2)
+    for _ in range(3):
+        budget.admitted()
+    budget.succeeded(None)
+    assert 0.25 == budget.state()["reject_probability"]
+    assert budget.withdraw(ErrorCategory.NETWORK_ERROR) is None  # 0.2 < 0.25: refused
+    budget.rng = lambda: 0.3
+    assert 1 == budget.withdraw(ErrorCategory.NETWORK_ERROR)
+    assert {"requests": 4, "accepts": 1, "spent": 1, "refused": 1} == {
+        k: budget.state()[k] for k in ("requests", "accepts", "spent", "refused")
+    }
+
+
+@pytest.mark.parametrize(
+    ("budget", "field", "after"),
+    [
+        (RetryBudget("svc", min_per_second=0, ratio=0.5, window=10), "retries", 1),
+        (RetryBudget.quota("svc", 10), "balance", 5),
+        (RetryBudget.adaptive("svc", window=10), "requests", 1),
+    ],
+    ids=["ratio", "quota", "adaptive"],
+)
+def test_a_charge_from_another_store_counts_here(budget: RetryBudget, field: str, after: float) -> None:
+    """A retry another store allowed is recorded locally, in each shape's own measure."""
+    state = BudgetState(budget)
+    state.charge(StillClock.now, 5)
+    assert after == state.snapshot(StillClock.now)[field]
+
+
+# --------------------------------------------------------------------------- breakers and reports at edges
+
+
+def test_an_error_without_trailing_metadata_has_no_pushback() -> None:
+    """An error of no gRPC library carries no pushback (the real ones: tests/real_errors/test_grpc.py)."""
+    assert pushback_of(ValueError("plain")) is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"key": ""}, "key"),
+        ({"key": 3}, "key"),
+        ({"failure_ratio": 0}, "failure_ratio"),
+        ({"failure_ratio": True}, "failure_ratio"),
+        ({"failure_ratio": 1.5}, "failure_ratio"),
+        ({"min_throughput": 0}, "min_throughput"),
+        ({"probes": True}, "probes"),
+        ({"probes": 1.0}, "probes"),
+    ],
+)
+def test_bad_breaker_settings_are_refused_by_name(settings: dict[str, Any], named: str) -> None:
+    """A breaker's key, failure_ratio, min_throughput and probes are checked, naming the one at fault."""
+    given = {"key": "svc", **settings}
+    with pytest.raises(ConfigError, match=named):
+        CircuitBreaker(given.pop("key"), **given)
+
+
+@pytest.mark.parametrize(("probes", "plural"), [(1, "1 probe"), (3, "3 probes")])
+def test_a_breaker_describes_itself_in_one_line(probes: int, plural: str) -> None:
+    """describe() gives the thresholds, the counted categories and the probes; repr names the key."""
+    breaker = CircuitBreaker("svc", failure_ratio=0.25, min_throughput=8, probes=probes)
+    text = breaker.describe()
+    assert text.startswith("circuit breaker 'svc': opens at 25% failures of >= 8 calls")
+    assert text.endswith(plural)
+    assert "<CircuitBreaker 'svc'>" == repr(breaker)
+
+
+def test_a_guard_describes_its_budget_and_breaker() -> None:
+    """A policy's guard gives one line for its budget and one for its breaker."""
+    policy = Policy(budget=RetryBudget("svc"), breaker=CircuitBreaker("svc"))
+    assert policy.guard is not None
+    lines = policy.guard.describe()
+    assert 2 == len(lines)
+    assert lines[1].startswith("circuit breaker 'svc'")
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome", "after"),
+    [(OPEN, (5, 0), OPEN), (HALF_OPEN, (0, 0), HALF_OPEN), (HALF_OPEN, (1, 0), 0), (HALF_OPEN, (0, 1), OPEN)],
+    ids=["open-ignores-late", "half-open-nothing", "half-open-success", "half-open-failure"],
+)
+def test_outcomes_move_an_open_or_half_open_breaker_only_as_they_should(
+    state: int, outcome: tuple[int, int], after: int
+) -> None:
+    """Open ignores late outcomes; half-open closes on a success, opens on a failure, waits on neither."""
+    store = MemoryOverloadStore()
+    breaker = CircuitBreaker("svc", store=store)
+    held = store.breaker(breaker)
+    held.state = state
+    breaker.record(*outcome)
+    assert after == held.state
+    assert (0, 0) == held.slots.sums(breaker.clock())  # nothing counted in the window
+
+
+class _Unreadable(RetryBudget):
+    def state(self) -> dict[str, Any]:
+        raise ConnectionError("store down")
+
+
+def test_the_report_survives_an_unreadable_part_and_keeps_twins_apart() -> None:
+    """An unreadable budget is reported with its error; one key with two shapes shows twice, by shape."""
+    store = MemoryOverloadStore()
+    budgets, _ = overload_states(
+        [_Unreadable("down", store=store), RetryBudget("svc"), RetryBudget.quota("svc", 5)]
+    )
+    assert {"error": "ConnectionError"} == budgets["down"]
+    assert ["down", "svc", "svc [quota]"] == sorted(budgets)
+
+
+def test_a_budget_with_a_share_of_the_fleet_reports_it() -> None:
+    """A local budget that is one process's share of a fleet's says which share in its state."""
+    store = MemoryOverloadStore()
+    budget = RetryBudget("svc", store=store)
+    store.budget(budget).set_share(0.25)
+    assert 0.25 == budget.state()["share"]

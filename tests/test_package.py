@@ -103,6 +103,8 @@ MODULES = {
         "TaskOptions",
         "app_options",
         "max_countdown",
+        "policy_from_celery",
+        "policy_of",
         "register_monitoring",
         "run_coroutine",
         "task",
@@ -146,17 +148,41 @@ def test_demo_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     """``retrykit demo`` calls the flaky service for real and ends as scripted (exit 0)."""
     assert 0 == _cli.main(["demo", "--time-scale", "0.001"])
     out = capsys.readouterr().out
-    assert "ConnectionResetError -> network_error" in out
+    assert "network_error [errno ECONNRESET] -> retry_with_backoff in" in out
     assert "api_rate_limit [HTTP 429]" in out
     assert "(Retry-After 2s)" in out
     assert "data_error [HTTP 400] -> give up (non_retryable)" in out
     assert "5 calls, 13 attempts (13 requests served)" in out
-    assert (
-        "demo.sync_inventory attempt 2: ConnectionResetError -> network_error -> self.retry(countdown=0.2)"
-        in out
-    )
-    assert "demo.import_row attempt 1: ValueError -> data_error -> give up (non_retryable)" in out
+    assert "demo.sync_inventory attempt 2: network_error -> self.retry(countdown=0.2)" in out
+    assert "demo.import_row attempt 1: data_error -> give up (non_retryable)" in out
     assert "the retrying helper inside 'nested' ran 4 times" in out
+
+
+@pytest.mark.parametrize(
+    ("where", "installed_from", "hint"),
+    [
+        ("checkout", "checkout", 'pip install ".[celery]"'),
+        ("elsewhere", "checkout", '[celery]"'),  # the checkout's path, relative to where the user is
+        ("elsewhere", "index", 'pip install "retrykit-engine[celery]"'),
+    ],
+)
+def test_demo_install_hint_suits_where_the_user_stands(
+    where: str, installed_from: str, hint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's Celery hint works where the user stands: a checkout, an editable install, the index."""
+    from retrykit import _demo_celery
+
+    checkout = Path(_demo_celery.__file__).resolve().parent.parent
+    monkeypatch.chdir(checkout if where == "checkout" else tmp_path)
+    if installed_from == "index":
+        site = tmp_path / "site-packages" / "retrykit"
+        site.mkdir(parents=True)
+        monkeypatch.setattr(_demo_celery, "__file__", str(site / "_demo_celery.py"))
+    shown = _demo_celery.install_hint_here("celery")
+    assert shown.endswith(hint)
+    if where == "elsewhere" and installed_from == "checkout":
+        path = shown.removeprefix('pip install "').removesuffix('[celery]"')
+        assert (tmp_path / path).resolve() == checkout
 
 
 @pytest.mark.parametrize("args", [["demo", "--time-scale", "0"], ["demo", "--time-scale", "x"], ["nope"]])

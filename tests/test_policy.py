@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
 import tenacity
 
 import retrykit
-from retrykit import ConfigError, ErrorCategory, Jitter, Policy, Strategy
+from retrykit import (
+    ConfigError,
+    ErrorCategory,
+    Jitter,
+    Policy,
+    Strategy,
+)
 from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
+
+from .flaky import Flaky
 
 NET = ErrorCategory.NETWORK_ERROR
 RATE = ErrorCategory.API_RATE_LIMIT
@@ -23,19 +32,6 @@ class RateLimited(Exception):
         super().__init__("HTTP 429")
         self.status = 429
         self.retry_after = retry_after
-
-
-def _failing(errors: list[BaseException], result: Any = "done") -> Any:
-    calls: list[int] = []
-
-    def fn() -> Any:
-        calls.append(1)
-        if len(calls) <= len(errors):
-            raise errors[len(calls) - 1]
-        return result
-
-    fn.calls = calls  # type: ignore[attr-defined]
-    return fn
 
 
 def test_tracking_preset_has_the_seed_numbers() -> None:
@@ -142,8 +138,8 @@ def test_tenacity_retrying_behaves_like_the_decorator(errors: list[BaseException
         },
         max_attempts=8,
     )
-    via_tenacity = _failing(list(errors))
-    via_decorator = _failing(list(errors))
+    via_tenacity = Flaky(*list(errors), result="done")
+    via_decorator = Flaky(*list(errors), result="done")
     try:
         t_result, t_sleeps = _run_tenacity(policy, via_tenacity)
     except BaseException as exc:  # KeyboardInterrupt comes straight through
@@ -152,7 +148,7 @@ def test_tenacity_retrying_behaves_like_the_decorator(errors: list[BaseException
         d_result, d_sleeps = _run_decorator(policy, via_decorator)
     except BaseException as exc:
         d_result, d_sleeps = exc, []
-    assert len(via_tenacity.calls) == len(via_decorator.calls)
+    assert via_tenacity.calls == via_decorator.calls
     assert t_sleeps == d_sleeps
     assert type(t_result) is type(d_result)
 
@@ -160,7 +156,7 @@ def test_tenacity_retrying_behaves_like_the_decorator(errors: list[BaseException
 def test_policy_objects_compose_with_tenacity_operators() -> None:
     """policy.stop | stop_after_attempt, policy.wait + wait_fixed, policy.retry & ... all work."""
     policy = Policy(strategies={NET: Strategy.backoff(1, 8, max_retries=9, jitter="none")})
-    fn = _failing([ConnectionResetError()] * 10)
+    fn = Flaky(*[ConnectionResetError()] * 10, result="done")
     sleeps: list[float] = []
     retrying = tenacity.Retrying(
         retry=policy.retry & tenacity.retry_if_exception_type(ConnectionError),
@@ -171,7 +167,7 @@ def test_policy_objects_compose_with_tenacity_operators() -> None:
     )
     with pytest.raises(ConnectionResetError):
         retrying(fn)
-    assert 3 == len(fn.calls)
+    assert 3 == fn.calls
     assert [1.5, 2.5] == sleeps
 
 
@@ -181,10 +177,10 @@ def test_strategy_takes_tenacity_wait_and_stop() -> None:
         wait=tenacity.wait_exponential(multiplier=1, max=30) + tenacity.wait_fixed(1),
         stop=tenacity.stop_after_attempt(4) | tenacity.stop_after_delay(600),
     )
-    fn = _failing([ConnectionResetError()] * 10)
+    fn = Flaky(*[ConnectionResetError()] * 10, result="done")
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError) as info:
         retrykit.retry(Policy(strategies={NET: strategy}))(fn)()
-    assert 4 == len(fn.calls)
+    assert 4 == fn.calls
     assert [2.0, 3.0, 5.0] == rec.sleeps
     assert StopReason.STRATEGY_STOP == rec.gave_up[0].reason
     assert "strategy_stop" in info.value.__notes__[0]
@@ -200,14 +196,14 @@ def test_per_category_counters_are_separate() -> None:
         max_attempts=10,
     )
     errors = [ConnectionResetError(), RateLimited(), ConnectionResetError(), RateLimited()]
-    fn = _failing(errors)
+    fn = Flaky(*errors, result="done")
     with no_wait():
         assert "done" == retrykit.retry(policy)(fn)()
-    assert 5 == len(fn.calls)
-    fn = _failing([ConnectionResetError()] * 3)
+    assert 5 == fn.calls
+    fn = Flaky(*[ConnectionResetError()] * 3, result="done")
     with no_wait(), pytest.raises(ConnectionResetError):
         retrykit.retry(policy)(fn)()
-    assert 3 == len(fn.calls)
+    assert 3 == fn.calls
 
 
 def test_classification_is_computed_once_per_attempt() -> None:
@@ -218,7 +214,7 @@ def test_classification_is_computed_once_per_attempt() -> None:
         seen.append(exc)
 
     policy = Policy(classifier=retrykit.Classifier([counting]), strategies={NET: Strategy.immediately(5)})
-    fn = _failing([ConnectionResetError()] * 3)
+    fn = Flaky(*[ConnectionResetError()] * 3, result="done")
     with no_wait():
         retrykit.retry(policy)(fn)()
     assert 3 == len(seen)
@@ -227,21 +223,21 @@ def test_classification_is_computed_once_per_attempt() -> None:
 def test_max_attempts_caps_the_whole_call() -> None:
     """max_attempts counts every execution, whatever the categories allow."""
     policy = Policy(strategies={NET: Strategy.immediately(10)}, max_attempts=3)
-    fn = _failing([ConnectionResetError()] * 10)
+    fn = Flaky(*[ConnectionResetError()] * 10, result="done")
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError):
         retrykit.retry(policy)(fn)()
-    assert 3 == len(fn.calls)
+    assert 3 == fn.calls
     assert StopReason.MAX_ATTEMPTS == rec.gave_up[0].reason
 
 
 def test_deadline_stops_before_a_sleep_would_pass_it() -> None:
     """With a 10 s deadline and waits 4, 8, ... the second wait is never started."""
     policy = Policy(strategies={NET: Strategy.backoff(4, 64, max_retries=10, jitter="none")}, deadline=10)
-    fn = _failing([ConnectionResetError()] * 10)
+    fn = Flaky(*[ConnectionResetError()] * 10, result="done")
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError):
         retrykit.retry(policy)(fn)()
     assert [4.0] == rec.sleeps
-    assert 2 == len(fn.calls)
+    assert 2 == fn.calls
     assert StopReason.DEADLINE == rec.gave_up[0].reason
     assert rec.gave_up[0].elapsed <= 10
 
@@ -249,10 +245,10 @@ def test_deadline_stops_before_a_sleep_would_pass_it() -> None:
 def test_retry_after_beyond_the_deadline_gives_up_at_once() -> None:
     """A Retry-After longer than the time left gives up now, saying why."""
     policy = Policy(deadline=30)
-    fn = _failing([RateLimited(retry_after=3600)])
+    fn = Flaky(*[RateLimited(retry_after=3600)], result="done")
     with no_wait(), record() as rec, pytest.raises(RateLimited) as info:
         retrykit.retry(policy)(fn)()
-    assert 1 == len(fn.calls)
+    assert 1 == fn.calls
     assert StopReason.RETRY_AFTER_EXCEEDS_DEADLINE == rec.gave_up[0].reason
     assert "Retry-After" in info.value.__notes__[0]
 
@@ -260,7 +256,39 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once() -> None:
 def test_retry_after_is_honoured() -> None:
     """The server's Retry-After is the wait, not the strategy's base delay."""
     policy = Policy(strategies={RATE: Strategy.delay(300, jitter=Jitter.NONE)})
-    fn = _failing([RateLimited(retry_after=2)])
+    fn = Flaky(*[RateLimited(retry_after=2)], result="done")
     with no_wait(), record() as rec:
         retrykit.retry(policy)(fn)()
     assert [2.0] == rec.sleeps
+
+
+# --------------------------------------------------------------------------- names and async callbacks
+
+
+def test_policy_parts_name_their_policy() -> None:
+    """policy.retry, .wait and .stop show which policy they belong to."""
+    named, unnamed = retrykit.get_preset("http"), Policy()
+    assert ["<PolicyRetry of http>", "<PolicyWait of http>", "<PolicyStop of http>"] == [
+        repr(named.retry),
+        repr(named.wait),
+        repr(named.stop),
+    ]
+    assert "<PolicyRetry of policy>" == repr(unnamed.retry)
+
+
+async def _async_callback(event: Any, extra: int) -> None:
+    pass
+
+
+class _AsyncCallable:
+    """A callable object whose __call__ is a coroutine function."""
+
+    async def __call__(self, event: Any, extra: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("target", [_async_callback, _AsyncCallable()], ids=["function", "callable-object"])
+def test_an_async_callback_behind_a_partial_is_seen_as_async(target: Any) -> None:
+    """A functools.partial of a coroutine function or of an object with an async __call__ is async."""
+    policy = Policy(on_retry=functools.partial(target, extra=1))
+    assert ("on_retry",) == policy.async_callbacks

@@ -8,29 +8,17 @@ import retrykit
 from retrykit import Policy, Strategy
 from retrykit.testing import Recorder, no_wait, record
 
+from .flaky import AsyncFlaky
+
 pytest_plugins = ["pytester"]
 
 FIXED = Policy(strategies={"network_error": Strategy.backoff(1, 8, max_retries=3, jitter="none")})
 
 
-class Flaky:
-    """Fails *failures* times with a connection reset, then returns "ok"."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.calls = 0
-
-    async def __call__(self) -> str:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise ConnectionResetError
-        return "ok"
-
-
 @pytest.mark.asyncio
 async def test_recorder_fixture_under_pytest_asyncio_strict(retrykit_recorder: Recorder) -> None:
     """In strict mode, the recorder fixture sees a retried coroutine's sleeps without sleeping."""
-    flaky = Flaky(2)
+    flaky = AsyncFlaky.failing(2)
     assert "ok" == await retrykit.retry(FIXED)(flaky)()
     assert [1.0, 2.0] == retrykit_recorder.sleeps
 
@@ -38,7 +26,7 @@ async def test_recorder_fixture_under_pytest_asyncio_strict(retrykit_recorder: R
 @pytest.mark.asyncio
 async def test_context_helpers_under_pytest_asyncio_strict() -> None:
     """no_wait() and record() used inside an asyncio test behave as under anyio's plugin."""
-    flaky = Flaky(3)
+    flaky = AsyncFlaky.failing(3)
     with no_wait(), record() as rec, pytest.raises(ConnectionResetError):
         await retrykit.retry(FIXED.replace(max_attempts=3))(flaky)()
     assert 3 == flaky.calls

@@ -1,4 +1,7 @@
-"""Retry on returned values with real HTTP clients: a local server answers 503/429, then 200."""
+"""
+Retry on returned values: with real HTTP clients (a local server answers 503/429, then 200), and
+the result rules at their edges.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any, ClassVar
 import pytest
 
 import retrykit
-from retrykit import ErrorCategory
+from retrykit import ErrorCategory, _results
 from retrykit.events import StopReason
 from retrykit.testing import no_wait, record
 
@@ -120,3 +123,59 @@ async def test_aiohttp_responses_are_retried(server: str) -> None:
         response = await get()
     assert 200 == response.status
     assert 3 == Script.served
+
+
+# --------------------------------------------------------------------------- result rules, no server
+
+
+class _Response:
+    """A response-like result: a status and headers of some kind."""
+
+    def __init__(self, status: Any, headers: Any = None) -> None:
+        self.status_code = status
+        self.headers = headers
+
+
+class _HostileStatus:
+    @property
+    def status_code(self) -> int:
+        raise RuntimeError("hostile")
+
+
+class _HostileHeaders:
+    def get(self, name: str) -> Any:
+        raise RuntimeError("hostile")
+
+
+@pytest.mark.parametrize(
+    ("result", "category"),
+    [
+        (_Response(503, {"Retry-After": "1"}), ErrorCategory.TEMPORARY_ERROR),
+        (_Response(503), None),
+        (_Response("503", {}), None),
+        (_HostileStatus(), None),
+        (_Response(429, _HostileHeaders()), ErrorCategory.API_RATE_LIMIT),
+        (_Response(429, object()), ErrorCategory.API_RATE_LIMIT),
+    ],
+    ids=[
+        "retryable",
+        "no-headers",
+        "status-not-int",
+        "status-raises",
+        "headers-raise",
+        "headers-without-get",
+    ],
+)
+def test_the_http_result_rule_reads_what_it_can(result: Any, category: ErrorCategory | None) -> None:
+    """Only an integer retryable status with headers is a failure; unreadable parts are no hint, no error."""
+    found = _results.http_response(result)
+    assert category == (None if found is None else found.category)
+    if found is not None and not isinstance(result.headers, dict):
+        assert found.retry_after is None
+
+
+def test_a_result_rule_may_answer_a_category_member() -> None:
+    """A result rule answering an ErrorCategory member classifies the result with it."""
+    found = _results.judge_result(lambda r: ErrorCategory.DATA_ERROR, "x")
+    assert found is not None
+    assert ErrorCategory.DATA_ERROR == found.category

@@ -17,22 +17,16 @@ import retrykit
 import retrykit.logs
 import retrykit.sinks
 import retrykit.stats
-from retrykit import ErrorCategory, Policy, Strategy
+from retrykit import ConfigError, ErrorCategory, Policy, Strategy
 from retrykit.testing import no_wait
+
+from .flaky import Flaky
 
 THREE = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.delay(0.5, max_retries=2)})
 
 
 def _run(failures: int, secret: str = "tok-123") -> None:
-    state = {"n": 0}
-
-    @retrykit.retry(THREE, operation="svc.fetch")
-    def fetch(token: str) -> str:
-        state["n"] += 1
-        if state["n"] <= failures:
-            raise ConnectionResetError
-        return "ok"
-
+    fetch = retrykit.retry(THREE, operation="svc.fetch")(Flaky.failing(failures))
     with no_wait():
         with contextlib.suppress(ConnectionResetError):
             fetch(secret)
@@ -297,3 +291,82 @@ def test_missing_integration_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(importlib, "import_module", lambda name: fake(name))
     with pytest.raises(retrykit.ConfigError, match=r"retrykit-engine\[prometheus\]"):
         retrykit.sinks.prometheus()
+
+
+# --------------------------------------------------------------------------- sinks registered twice
+
+
+LABELS = {"operation": "svc.fetch", "category": "network_error"}
+
+
+@pytest.fixture(params=["own registry", "default registry"])
+def registry(request: pytest.FixtureRequest) -> Any:
+    """A fresh CollectorRegistry, or prometheus_client's default one (passed as None)."""
+    client = pytest.importorskip("prometheus_client")
+    return client.CollectorRegistry() if request.param == "own registry" else None
+
+
+def _failures(registry: Any) -> float:
+    import prometheus_client
+
+    value = (registry or prometheus_client.REGISTRY).get_sample_value(
+        "retrykit_attempt_failures_total", LABELS
+    )
+    return value or 0.0
+
+
+def test_prometheus_registered_twice_counts_once(registry: Any) -> None:
+    """A second prometheus() on the same registry neither raises DuplicateTimeseries nor counts twice."""
+    first = retrykit.sinks.prometheus(registry)
+    second = retrykit.sinks.prometheus(registry)
+    start = _failures(registry)
+    try:
+        _run(1)
+        assert 1 == _failures(registry) - start
+        first()
+        first()  # each caller's unsubscribe counts once
+        _run(1)
+        assert 2 == _failures(registry) - start  # the second caller still holds the sink
+    finally:
+        second()
+    _run(1)
+    assert 2 == _failures(registry) - start
+    again = retrykit.sinks.prometheus(registry)  # after everyone left: the same metrics again
+    try:
+        _run(1)
+    finally:
+        again()
+    assert 3 == _failures(registry) - start
+
+
+def test_prometheus_names_taken_by_something_else() -> None:
+    """Metric names already registered by another library are a ConfigError naming the namespace."""
+    client = pytest.importorskip("prometheus_client")
+    registry = client.CollectorRegistry()
+    client.Counter("attempt_failures", "not ours", namespace="taken", registry=registry)
+    with pytest.raises(ConfigError, match="namespace"):
+        retrykit.sinks.prometheus(registry, namespace="taken")
+
+
+def test_opentelemetry_registered_twice_counts_once() -> None:
+    """A second opentelemetry() on the same meter provider reuses the instruments and counts once."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    unsubscribes = [retrykit.sinks.opentelemetry(provider) for _ in range(2)]
+    try:
+        _run(1)
+    finally:
+        for unsubscribe in unsubscribes:
+            unsubscribe()
+    counts = {
+        m.name: sum(p.value for p in m.data.data_points)
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "retrykit.attempt_failures"
+    }
+    assert {"retrykit.attempt_failures": 1} == counts

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 import retrykit
+import retrykit.events
 import retrykit.stats
-from retrykit import Classification, ErrorCategory
+from retrykit import Classification, ConfigError, ErrorCategory, _analysis, _stats
+from retrykit._analysis import from_counts, render_analysis
 from retrykit.events import AttemptFailed, GaveUp, RetryScheduled, StopReason, Succeeded
 from retrykit.stats import MemoryStore, RedisStore, StatsRecorder, Thresholds, analyze, use_recorder
 from retrykit.testing import no_wait
+
+from .flaky import Flaky
 
 NET = ErrorCategory.NETWORK_ERROR
 DATA = ErrorCategory.DATA_ERROR
@@ -320,24 +327,12 @@ def test_configured_redis_is_used_by_analyze(redis_url: str, prefix: str) -> Non
     rec.shared.prefix = prefix
     try:
         with no_wait():
-            retrykit.retry(operation="shared")(_fail_once())()
+            retrykit.retry(operation="shared")(Flaky.failing(1))()
         a = retrykit.stats.analyze("shared")
         assert ("redis", 1) == (a.source, a.total_errors)
     finally:
         rec.close()
         rec.shared.client.delete(*rec.shared.client.keys(f"{prefix}:*"))
-
-
-def _fail_once() -> Any:
-    state = {"n": 0}
-
-    def fn() -> str:
-        state["n"] += 1
-        if state["n"] == 1:
-            raise ConnectionResetError
-        return "ok"
-
-    return fn
 
 
 def test_bad_stats_settings() -> None:
@@ -346,3 +341,141 @@ def test_bad_stats_settings() -> None:
         retrykit.configure(stats_redis_url="localhost:6379")
     with pytest.raises(retrykit.ConfigError, match="stats_retention_hours"):
         retrykit.configure(stats_retention_hours=0)
+
+
+# --------------------------------------------------------------------------- the analysis at its edges
+
+
+def _analysis_of(
+    counts: dict[str, Counter[str]], **overload: dict[str, dict[str, object]]
+) -> _analysis.Analysis:
+    parts = (overload.get("budgets", {}), overload.get("breakers", {}))
+    return from_counts(counts, operation=None, since=0.0, until=60.0, source="memory", overload=parts)
+
+
+def test_a_timedelta_window_ends_now_and_reaches_back_that_long() -> None:
+    """since=timedelta(minutes=5) is the five minutes before the window's end."""
+    assert (700.0, 1000.0) == _analysis._window(timedelta(minutes=5), None, lambda: 1000.0)
+
+
+@pytest.mark.parametrize("since", ["an hour", float("nan"), True])
+def test_a_window_start_that_is_no_number_is_refused(since: object) -> None:
+    """since must be seconds back, a timestamp or a timedelta: anything else is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match="since"):
+        _analysis._window(since, None, lambda: 1000.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("permanent", "suggested"),
+    [(10, True), (2, False)],
+)
+def test_permanent_errors_past_a_fifth_of_failures_are_called_bugs(permanent: int, suggested: bool) -> None:
+    """A suggestion names permanent errors when they are more than 20 % of at least 20 failures."""
+    counts = {"op": Counter({"failed:permanent_error": permanent, "failed:network_error": 30})}
+    tips = _analysis_of(counts).suggestions
+    assert suggested == any("permanent errors" in tip for tip in tips)
+
+
+@pytest.mark.parametrize(
+    ("a_retries", "b_retries", "named"),
+    [(30, 5, "a"), (15, 15, None)],
+)
+def test_an_operation_is_named_only_when_it_has_most_of_the_retries(
+    a_retries: int, b_retries: int, named: str | None
+) -> None:
+    """With 20+ retries over several operations, the one with more than half of them is pointed at."""
+    counts = {
+        "a": Counter({"retried:network_error": a_retries}),
+        "b": Counter({"retried:network_error": b_retries}),
+    }
+    tips = [tip for tip in _analysis_of(counts).suggestions if "accounts for" in tip]
+    assert ([] if named is None else [named]) == [tip.split()[0] for tip in tips]
+
+
+@pytest.mark.parametrize(("state", "tips"), [("open", 1), ("closed", 0), ("half_open", 0)])
+def test_only_an_open_breaker_makes_a_suggestion(state: str, tips: int) -> None:
+    """A breaker in the report yields a suggestion only while it is open."""
+    analysis = _analysis_of({}, breakers={"payments": {"state": state, "rejected": 3}})
+    assert tips == sum("circuit breaker 'payments'" in tip for tip in analysis.suggestions)
+
+
+def test_monitor_without_a_callback_logs_each_alert(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """monitor() with no on_alert writes each alert as a warning on the retrykit logger."""
+    counts = {"op": Counter({"failed:network_error": 5})}
+    monkeypatch.setattr(_analysis, "analyze", lambda name, since: _analysis_of(counts))
+    with caplog.at_level(logging.WARNING, logger="retrykit"):
+        alerts = _analysis.monitor(Thresholds(total_errors=1))
+    assert ["total_errors"] == [alert.kind for alert in alerts]
+    assert "retrykit alert: 5 failed attempts in all operations" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("budget", "shown"),
+    [
+        ({"shape": "adaptive", "spent": 1, "reject_probability": 0.25}, "refusing 25% now"),
+        ({"shape": "ratio", "error": "ConnectionError"}, "(unreadable: ConnectionError)"),
+        ({"shape": "quota", "balance": 0.5, "store": "redis"}, "balance 0.5 (exhausted) [redis]"),
+    ],
+)
+def test_the_report_shows_what_each_budget_state_holds(budget: dict[str, object], shown: str) -> None:
+    """The human report shows an adaptive budget's refusal rate, an unreadable state, a shared balance."""
+    out = io.StringIO()
+    render_analysis(_analysis_of({}, budgets={"svc": budget}), out)
+    assert shown in out.getvalue()
+
+
+# --------------------------------------------------------------------------- statistics at their edges
+
+
+def _gave_up(operation: str = "op") -> retrykit.events.GaveUp:
+    return retrykit.events.GaveUp(
+        operation,
+        1,
+        "E",
+        retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"),
+        retrykit.events.StopReason.NON_RETRYABLE,
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "argument"),
+    [
+        ({"bucket_seconds": 0}, "bucket_seconds"),
+        ({"bucket_seconds": 1.5}, "bucket_seconds"),
+        ({"retention_hours": 0}, "retention_hours"),
+        ({"retention_hours": "1d"}, "retention_hours"),
+        ({"max_operations": 0}, "max_operations"),
+    ],
+)
+def test_memory_store_refuses_bad_settings(settings: dict[str, Any], argument: str) -> None:
+    """A MemoryStore with a bad setting fails at construction, naming it."""
+    with pytest.raises(retrykit.ConfigError, match=argument):
+        MemoryStore(**settings)
+
+
+def test_an_attempt_failed_event_is_not_counted() -> None:
+    """AttemptFailed adds nothing: the retry or give-up that follows is what is counted."""
+    failed = retrykit.events.AttemptFailed(
+        "op", 1, "E", retrykit.Classification(retrykit.ErrorCategory.NETWORK_ERROR, "t"), 0
+    )
+    assert ("op", {}) == _stats.fields_of(failed)
+
+
+@pytest.mark.parametrize("what", ["event", "sink failure"])
+def test_nothing_is_counted_when_statistics_are_off(what: str) -> None:
+    """With stats_enabled off, neither events nor sink failures reach the recorder."""
+    retrykit.configure(stats_enabled=False)
+    if what == "event":
+        _stats.record_event(_gave_up())
+    else:
+        _stats.record_sink_failure("sink", "ValueError")
+    assert 0 == _stats.recorder().local.size()
+
+
+def test_the_statistics_sink_failing_is_not_counted_by_itself() -> None:
+    """When the statistics sink itself fails, it does not try to count its own failure."""
+    _stats._count_sink_failure(_stats.record_event, ValueError(), _gave_up())
+    assert 0 == _stats.recorder().local.size()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from retrykit import ConfigError, Decision, Jitter, Strategy
+from retrykit._strategy import LONGEST_DELAY
 
 
 def test_backoff_without_jitter_is_exact() -> None:
@@ -85,7 +86,7 @@ def test_delays_accept_timedeltas() -> None:
 
 
 def test_jitter_true_means_full() -> None:
-    """``jitter=True`` (the seeds' and Celery's spelling) is full jitter."""
+    """``jitter=True`` (Celery's spelling) is full jitter."""
     assert Jitter.FULL == Strategy.backoff(jitter=True).jitter
 
 
@@ -125,6 +126,67 @@ def test_bad_strategies_fail_at_construction(build: Any, argument: str) -> None:
     assert "Fix:" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("build", "argument"),
+    [
+        (lambda: Strategy(base_delay=1e308, max_delay=1e308), "base_delay"),
+        (lambda: Strategy.delay(timedelta(days=200000)), "base_delay"),
+        (lambda: Strategy.backoff(1, 1e12), "max_delay"),
+        (lambda: Strategy.immediately(min_delay=timedelta(days=400)), "min_delay"),
+        (lambda: Strategy.custom(stop=lambda s: True, max_delay=1e10), "max_delay"),
+    ],
+)
+def test_delays_longer_than_a_year_are_refused(build: Any, argument: str) -> None:
+    """A delay no timestamp can hold (1e308 s, 200000 days) is refused when the strategy is built."""
+    with pytest.raises(ConfigError, match="longer than a year") as info:
+        build()
+    assert argument == info.value.argument
+
+
+@pytest.mark.parametrize("retry", [1, 40, 10_000])
+def test_the_longest_delay_is_a_representable_date(retry: int) -> None:
+    """Every delay a strategy may wait, added to now, is a datetime and a timestamp (a Celery eta)."""
+    strategy = Strategy.backoff(1, LONGEST_DELAY, max_retries=10_000, min_delay=LONGEST_DELAY)
+    delay = strategy.delay_for(retry, retry_after=strategy.max_delay)
+    eta = datetime.now(UTC) + timedelta(seconds=delay)
+    assert datetime.fromtimestamp(eta.timestamp() + delay, UTC) > eta
+
+
+@pytest.mark.parametrize(
+    ("build", "argument", "says"),
+    [
+        (lambda: Strategy.immediately(base_delay=1), "base_delay", "sets base_delay itself"),
+        (lambda: Strategy.immediately(decision="retry_with_delay"), "decision", "sets decision itself"),
+        (lambda: Strategy.immediately(jiter="full"), "jiter", "did you mean 'jitter'"),
+        (lambda: Strategy.delay(1, decision="no_retry"), "decision", "sets decision itself"),
+        (lambda: Strategy.delay(1, wait=lambda s: 1.0), "wait", "not an option of Strategy.delay"),
+        (lambda: Strategy.backoff(1, max_dleay=5), "max_dleay", "did you mean 'max_delay'"),
+        (lambda: Strategy.backoff(decision="retry_immediately"), "decision", "sets decision itself"),
+        (lambda: Strategy.no_retry(max_retries=3), "max_retries", "sets max_retries itself"),
+        (lambda: Strategy.no_retry(jitter="full"), "jitter", "not an option of Strategy.no_retry"),
+        (
+            lambda: Strategy.custom(wait=lambda s: 1.0, decision="no_retry"),
+            "decision",
+            "sets decision itself",
+        ),
+        (
+            lambda: Strategy.custom(wait=lambda s: 1.0, retries=3),
+            "retries",
+            "not an option of Strategy.custom",
+        ),
+        (lambda: Strategy(base_dealy=2), "base_dealy", "did you mean 'base_delay'"),
+        (lambda: Strategy("retry_with_delay", decision="no_retry"), "decision", "given twice"),
+    ],
+)
+def test_every_bad_keyword_of_every_constructor_is_a_config_error(
+    build: Any, argument: str, says: str
+) -> None:
+    """A keyword a constructor does not take is a ConfigError naming it, never Python's TypeError."""
+    with pytest.raises(ConfigError, match=says) as info:
+        build()
+    assert argument == info.value.argument
+
+
 def test_config_error_pickles_and_is_both_type_and_value_error() -> None:
     """ConfigError survives pickling and is caught by ``except ValueError`` and ``TypeError``."""
     err = ConfigError("base_delay", -1, "must be 0 or more", "pass a duration 0 or more")
@@ -132,3 +194,20 @@ def test_config_error_pickles_and_is_both_type_and_value_error() -> None:
     assert (str(err), clone.argument) == (str(clone), "base_delay")
     assert isinstance(err, ValueError)
     assert isinstance(err, TypeError)
+
+
+# --------------------------------------------------------------------------- at the edges
+
+
+@pytest.mark.parametrize(
+    ("value", "jitter"), [(False, Jitter.NONE), (None, Jitter.NONE), (True, Jitter.FULL)]
+)
+def test_jitter_takes_booleans_and_none(value: Any, jitter: Jitter) -> None:
+    """Jitter.parse: True is full jitter (as in Celery), False and None are none."""
+    assert jitter is Jitter.parse(value)
+
+
+@pytest.mark.parametrize("strategy", [Strategy.immediately(max_retries=2), Strategy.no_retry()])
+def test_strategies_without_waits_have_zero_delays(strategy: Strategy) -> None:
+    """Immediate retries and no retries: a zero nominal delay and a zero range."""
+    assert (0.0, (0.0, 0.0)) == (strategy.nominal(1), strategy.delay_range(1))

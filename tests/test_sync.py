@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import pickle
 import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -16,23 +18,10 @@ from retrykit import ConfigError, ErrorCategory, Policy, Strategy
 from retrykit.events import StopReason
 from retrykit.testing import no_retry, no_wait, record
 
+from .flaky import Flaky
+
 NET = ErrorCategory.NETWORK_ERROR
 THREE = Policy(strategies={NET: Strategy.immediately(max_retries=2)})
-
-
-class Flaky:
-    """Fails with *errors* in order, then returns *result*."""
-
-    def __init__(self, *errors: BaseException, result: Any = "ok") -> None:
-        self.errors = list(errors)
-        self.result = result
-        self.calls = 0
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls <= len(self.errors):
-            raise self.errors[self.calls - 1]
-        return self.result
 
 
 @pytest.mark.parametrize(
@@ -324,18 +313,32 @@ def test_bad_targets_are_refused(target: Any, error: type[Exception]) -> None:
         retrykit.retry(THREE)(target)
 
 
-def test_generators_are_refused() -> None:
-    """Generator functions are refused: a failure after a yield cannot be retried."""
+def _gen() -> Iterator[int]:
+    yield 1
 
-    def gen() -> Any:
+
+async def _agen() -> AsyncIterator[int]:
+    yield 1
+
+
+class _GenCall:
+    def __call__(self) -> Iterator[int]:
         yield 1
 
-    async def agen() -> Any:
+
+class _AsyncGenCall:
+    async def __call__(self) -> AsyncIterator[int]:
         yield 1
 
-    for fn in (gen, agen):
-        with pytest.raises(TypeError, match="generator"):
-            retrykit.retry(fn)
+
+@pytest.mark.parametrize(
+    "fn",
+    [_gen, _agen, _GenCall(), _AsyncGenCall(), functools.partial(_gen), functools.partial(_AsyncGenCall())],
+)
+def test_generators_are_refused(fn: Any) -> None:
+    """Generators (sync or async; functions, partials, __call__) are refused: a yield cannot be undone."""
+    with pytest.raises(ConfigError, match="generator"):
+        retrykit.retry(fn)
 
 
 def test_two_retry_decorators_are_refused() -> None:

@@ -9,6 +9,7 @@ from enum import Enum
 import pytest
 
 from retrykit import Decision, ErrorCategory, Jitter, Policy, Strategy
+from retrykit._categories import CategoryName
 from retrykit._config import ConfigureOptions, _known_keys
 from retrykit._policy import PolicyOptions
 from retrykit._strategy import (
@@ -19,7 +20,6 @@ from retrykit._strategy import (
     JitterName,
     StrategyOptions,
 )
-from retrykit._verdict import CategoryName
 from retrykit.adapters import RetryOptions
 
 

@@ -44,7 +44,16 @@ class RetryOptions(PolicyOptions, total=False):
 
 
 class Retried(Protocol[P, T_co]):
-    """A function or coroutine function decorated by ``retrykit.retry``."""
+    """
+    A function or coroutine function decorated by ``retrykit.retry``.
+
+    It is called as the function it wraps (same signature, name and docstring). Not created
+    directly: ``@retrykit.retry`` returns one.
+
+    Attributes:
+        statistics: The last finished call: ``attempt_number``, ``idle_for``, ``outcome``,
+            ``stop_reason``.
+    """
 
     statistics: Statistics
     """The last finished call: ``attempt_number``, ``idle_for``, ``outcome``, ``stop_reason``."""
@@ -52,7 +61,16 @@ class Retried(Protocol[P, T_co]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
 
     def retry_with(self, **overrides: Unpack[RetryOptions]) -> Retried[P, T_co]:
-        """The same function retried with *overrides* (policy options, ``retry=``/``wait=``/``stop=``)."""
+        """
+        The same function, retried with *overrides*, for one call or a few.
+
+        Args:
+            **overrides: Any option of ``Policy``, and ``retry=``, ``wait=``, ``stop=`` as the
+                decorator takes them.
+
+        Returns:
+            A new retried function; this one is unchanged.
+        """
         ...
 
     @overload
@@ -80,6 +98,16 @@ def _is_async(fn: Any) -> bool:
         and not inspect.ismethod(target)
         and inspect.iscoroutinefunction(getattr(target, "__call__", None))  # noqa: B004
     )
+
+
+def _is_generator(fn: Any) -> bool:
+    """Whether calling *fn* makes a generator (sync or async): a function, a partial, or ``__call__``."""
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        target = getattr(type(target), "__call__", None)  # noqa: B004 - a callable object
+    return inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target)
 
 
 def _is_celery_task(obj: Any) -> bool:
@@ -138,7 +166,7 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
         raise ConfigError(
             "fn", fn, "retrykit.retry decorates callables", "put @retrykit.retry on a def or async def"
         )
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+    if _is_generator(fn):
         raise ConfigError(
             "fn",
             operation_name(fn),
@@ -216,17 +244,45 @@ def retry(
     """
     Retry a function or coroutine function by a policy.
 
-    ``@retry``, ``@retry()``, ``@retry("tracking")``, ``@retry(policy)``, with keyword
-    overrides of the policy's options (``@retry("http", max_attempts=3, on_giveup=alert)``).
-    The first attempt is a plain call; retrying machinery is built only after a failure.
-    *operation* names the call in events (default: the function's qualified name).
+    Use it bare (``@retry``), with a preset name (``@retry("http")``), with a ``Policy``, and
+    with keyword overrides of the policy's options
+    (``@retry("http", max_attempts=3, on_giveup=alert)``). One decorator serves ``def`` and
+    ``async def`` (asyncio and trio), methods, ``staticmethod`` and ``classmethod``. The first
+    attempt is a plain call; retrying machinery is built only after a failure.
 
-    tenacity objects combine with the policy: *stop* adds a stop condition (checked on the
-    whole call, as in tenacity); *wait* replaces the computed delay (still capped by the
-    category's ``max_delay`` and the deadline); *retry* decides *whether* an outcome is retried,
-    as in tenacity (``retry_if_result(...)`` retries results, ``policy.retry | ...`` widens,
-    ``policy.retry & ...`` narrows), while the policy still decides *how*: an outcome it would not
-    retry itself is retried under the temporary category's strategy.
+    tenacity objects combine with the policy: *stop* adds a stop condition, *wait* replaces the
+    computed delay, *retry* decides *whether* an outcome is retried, while the policy still
+    decides *how*.
+
+    Args:
+        policy (Policy | str | None): A preset name (``"http"``, ``"database"``, ...), a
+            ``Policy``, or nothing for the ``default`` preset. Used bare, ``@retry``
+            receives the function itself here.
+        operation: The name of the call in events, log lines and statistics. Default: the
+            function's qualified name.
+        retry (tenacity.retry_base | None): A tenacity ``retry`` condition that decides
+            whether an outcome is retried, as in tenacity (``retry_if_result(...)`` retries
+            results, ``policy.retry | ...`` widens, ``policy.retry & ...`` narrows). An outcome
+            the policy would not retry itself is retried under the temporary category's
+            strategy.
+        wait (tenacity.wait.wait_base | None): A tenacity ``wait`` that replaces the computed
+            delay; still capped by the category's ``max_delay``, the deadline and a server's
+            Retry-After rules.
+        stop (tenacity.stop.stop_base | None): A tenacity ``stop`` checked on the whole call
+            (tenacity's attempt number), in addition to the policy's own limits.
+        **overrides (PolicyOptions): Any option of ``Policy`` by keyword (``max_attempts``,
+            ``deadline``, ``strategies``, ``on_retry``, ``on_giveup``, ...), applied over
+            *policy*: see ``Policy`` for each.
+
+    Returns:
+        A decorator, or used bare the decorated function (a ``Retried``). The decorated
+            function has the same signature, a ``retry_with(**overrides)`` method for a
+            per-call variant and a ``statistics`` attribute describing its last finished
+            call.
+
+    Raises:
+        ConfigError: When the decorator is applied: an unknown preset, a bad option, a
+            generator function, or a function another retry decorator already wraps.
     """
     if (
         policy is not None
@@ -247,8 +303,11 @@ def retry(
 
 class Attempts:
     """
-    Retry a block of code: ``for attempt in attempts(policy): with attempt: ...`` (or
-    ``async for``). Each pass of the loop is one attempt; the loop ends after a success.
+    The attempts of a retried block: ``for attempt in attempts(policy): with attempt: ...``.
+
+    Iterate with ``for`` (or ``async for`` in async code). Each pass of the loop is one attempt;
+    the loop ends after a success, or raises the failure retrykit gave up on. Not created
+    directly: ``retrykit.attempts()`` returns one.
     """
 
     __slots__ = ("_operation", "_source")
@@ -283,7 +342,32 @@ def attempts(
     stop: StopCondition | None = None,
     **overrides: Unpack[PolicyOptions],
 ) -> Attempts:
-    """The block form of ``retry``: ``for attempt in retrykit.attempts("http"): with attempt: ...``."""
+    """
+    Retry a block of code: the block form of ``retry``.
+
+    ```python
+    for attempt in retrykit.attempts("http"):
+        with attempt:
+            ...
+    ```
+
+    ``async for`` works the same in async code.
+
+    Args:
+        policy: A preset name, a ``Policy``, or nothing for the ``default`` preset.
+        operation: The name of the block in events, log lines and statistics.
+        retry: A tenacity ``retry`` condition, as ``retry()`` takes it.
+        wait: A tenacity ``wait`` that replaces the computed delay, as ``retry()`` takes it.
+        stop: A tenacity ``stop`` checked on the whole block, as ``retry()`` takes it.
+        **overrides: Any option of ``Policy`` by keyword, applied over *policy*.
+
+    Returns:
+        The attempts to iterate over.
+
+    Raises:
+        ConfigError: An unknown preset or a bad option (when called), or an ``async`` callback
+            in a sync ``for`` (when the loop starts).
+    """
     _check_operation(operation)
     return Attempts(resolve(policy, dict(overrides), retry, wait, stop), operation)
 

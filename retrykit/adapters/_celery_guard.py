@@ -36,6 +36,7 @@ import time
 from typing import Any
 
 from retrykit._errors import ConfigError
+from retrykit._redis import check_url
 
 _log = logging.getLogger("retrykit")
 
@@ -75,14 +76,22 @@ return 0
 
 class AttemptLedger:
     """
-    The attempt ledger in Redis at *url*: each attempt ``(task id, request.retries)`` of a task
-    bound to a policy runs its body at most once, and an attempt whose worker died is counted.
+    The attempt ledger in Redis: each attempt of a bound task runs its body at most once.
 
+    An attempt is ``(task id, request.retries)``; an attempt whose worker died is counted as lost.
     ``RetrykitTask`` builds one from ``retrykit_guard`` (by default the broker's or the result
     backend's Redis). A delivery claims its attempt with ``begin()``: ``"run"`` (run the body),
-    ``"done"`` (already finished: skip it), ``"busy"`` (running elsewhere, its lease of *lease*
-    seconds still renewed: come back later) or ``"lost"`` (started, and its process died: count a
-    failed attempt). Keys ``<prefix>:{<task id>}:<retries>`` are kept *ttl* seconds.
+    ``"done"`` (already finished: skip it), ``"busy"`` (running elsewhere, its lease still renewed:
+    come back later) or ``"lost"`` (started, and its process died: count a failed attempt).
+
+    Args:
+        url: The Redis URL.
+        prefix: The prefix of the keys ``<prefix>:{<task id>}:<retries>``.
+        ttl: Seconds the keys are kept (7 days).
+        lease: Seconds a running attempt's lease lasts without renewal.
+
+    Raises:
+        ConfigError: Not a Redis URL, or a lease under 0.3 s.
     """
 
     def __init__(
@@ -95,10 +104,7 @@ class AttemptLedger:
     ) -> None:
         import redis
 
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                "retrykit_guard", url, "must be a Redis URL", "use e.g. redis://127.0.0.1:6379/0"
-            )
+        check_url("retrykit_guard", url)
         if not isinstance(lease, (int, float)) or isinstance(lease, bool) or lease < 0.3:
             raise ConfigError("retrykit_lease", lease, "must be a number of seconds >= 0.3", "pass e.g. 30")
         self.url = url

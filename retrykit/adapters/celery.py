@@ -35,15 +35,17 @@ from typing import TYPE_CHECKING, Any
 from retrykit import _config, _decision, _scope
 from retrykit._analysis import Alert, Thresholds, cleanup_old_errors, monitor
 from retrykit._breaker import CircuitBreaker
+from retrykit._categories import Classification
 from retrykit._classify import ErrorCategory
 from retrykit._errors import ConfigError, install_hint
 from retrykit._events import StopReason
 from retrykit._logging import context_fields
 from retrykit._loop import Call
-from retrykit._overload import Guard, refused
+from retrykit._overload import refused
 from retrykit._policy import Policy
-from retrykit._verdict import Classification
+from retrykit._strategy import LONGEST_DELAY
 
+from ._celery_bridge import policy_from_celery
 from ._celery_guard import AttemptLedger, ledger_for, redis_url_of
 from ._celery_options import TaskOptions
 from ._source import PolicySource, resolve
@@ -88,10 +90,15 @@ LEDGER_PAUSE = 10.0
 
 class AttemptLost(RuntimeError):
     """
-    An attempt of a task started but never finished: the process running it died (a SIGKILL, the
-    OOM killer, ``os._exit``, a crash in C code, a lost worker). It counts as one failed attempt,
-    classified as a system failure; once the policy gives up, the task fails with it. Picklable
-    and JSON-serialisable (``exc_message`` is ``[task_id, attempt]``).
+    An attempt of a task started but never finished: the process running it died.
+
+    A SIGKILL, the OOM killer, ``os._exit``, a crash in C code, a lost worker. It counts as one
+    failed attempt, classified as a system failure; once the policy gives up, the task fails with
+    it. Picklable and JSON-serialisable (``exc_message`` is ``[task_id, attempt]``).
+
+    Args:
+        task_id: The task's id.
+        attempt: The number of the attempt that was lost, from 1.
     """
 
     def __init__(self, task_id: str, attempt: int) -> None:
@@ -129,29 +136,6 @@ class RetryRequested(Exception):
     """The outcome a bare ``self.retry()`` hands the policy (classified as a temporary failure)."""
 
 
-class _HeldByBroker(Guard):
-    """
-    The guard of a task's policy: a retry that an open circuit breaker would stop is held by the
-    broker instead, for the breaker's remaining open time (and charged to the budget as any retry).
-    """
-
-    __slots__ = ()
-
-    def _retry(self, memo: list[Any], verdict: Any, outcome: Any) -> StopReason | None:
-        reason = super()._retry(memo, verdict, outcome)
-        breaker = self.breaker
-        if reason is not StopReason.CIRCUIT_OPEN or breaker is None:
-            return reason
-        verdict.delay = max(verdict.delay, breaker._store().peek(breaker))
-        budget = self.budget
-        if budget is not None and verdict.category is not None:
-            cost = budget.withdraw(verdict.category)
-            if cost is None:
-                return StopReason.BUDGET_EXHAUSTED
-            memo[3] = cost
-        return None
-
-
 _held: dict[int, tuple[Policy, Policy]] = {}
 
 
@@ -163,7 +147,7 @@ def _held_by_broker(policy: Policy) -> Policy:
     found = _held.get(id(policy))
     if found is None or found[0] is not policy:
         held = copy.copy(policy)
-        object.__setattr__(held, "guard", _HeldByBroker(guard.budget, guard.breaker))
+        object.__setattr__(held, "guard", guard.holding())
         if len(_held) > 256:  # policies rebuilt by configuration changes: forget the old ones
             _held.clear()
         found = _held[id(policy)] = (policy, held)
@@ -171,16 +155,23 @@ def _held_by_broker(policy: Policy) -> Policy:
 
 
 class _TaskCall(Call):
-    """A task's call: a retry the body asked for with ``countdown``/``eta`` waits that long."""
+    """
+    A task's call. A retry the body asked for (``self.retry()``) is *forced*: an outcome the
+    policy would not retry is retried under the temporary category's strategy, within the
+    policy's limits; with ``countdown``/``eta`` it waits that long.
+    """
 
-    __slots__ = ("requested",)
+    __slots__ = ("forced", "requested")
 
     def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
         super().__init__(policy, operation, start, scope)
         self.requested: float | None = None
+        self.forced = False
 
-    def _decide(self, outcome: Any, failed: bool, now: float, found: Any) -> _decision.Verdict:
-        verdict = super()._decide(outcome, failed, now, found)
+    def decide_outcome(self, outcome: Any, failed: bool, now: float, found: Any) -> _decision.Verdict:
+        if self.forced:
+            found = (_decision.classify_outcome(self, outcome, failed) if found is None else found)[0], True
+        verdict = super().decide_outcome(outcome, failed, now, found)
         requested = self.requested
         if requested is not None and verdict.action == _decision.RETRY:
             verdict.delay = requested
@@ -188,15 +179,37 @@ class _TaskCall(Call):
 
 
 AttemptGuard = AttemptLedger
-"""The attempt ledger (the former duplicate guard): see ``retrykit.adapters._celery_guard``."""
+"""
+The attempt ledger's class: each attempt of a bound task runs its body at most once.
+
+``AttemptGuard(url, prefix="retrykit:attempt", ttl=604800, lease=30.0)``. ``RetrykitTask``
+builds one from ``retrykit_guard`` (by default the broker's or the result backend's Redis);
+you need one yourself only to inspect or clear the ledger. A delivery claims its attempt
+``(task id, request.retries)`` with ``begin()``: ``"run"`` (run the body), ``"done"``
+(already finished: skip it), ``"busy"`` (running elsewhere, its lease still renewed: come back
+later) or ``"lost"`` (started, and its process died: count a failed attempt).
+
+Args:
+    url: The Redis URL.
+    prefix: The prefix of the keys ``<prefix>:{<task id>}:<retries>``.
+    ttl: Seconds the keys are kept (7 days).
+    lease: Seconds a running attempt's lease lasts without renewal.
+"""
 
 
 def max_countdown(app: celery.Celery) -> float | None:
     """
-    The longest single countdown that is safe on *app*'s broker: half the Redis/SQS
-    ``visibility_timeout`` (an ETA message held longer is delivered again) or of RabbitMQ's
-    ``consumer_timeout``. A longer delay is not shortened: it is waited in hops of at most this
-    length, re-published without running the body until due.
+    The longest single countdown that is safe on *app*'s broker.
+
+    Half the Redis/SQS ``visibility_timeout`` (an ETA message held longer is delivered again) or
+    of RabbitMQ's ``consumer_timeout``. A longer delay is not shortened: it is waited in hops of
+    at most this length, re-published without running the body until due.
+
+    Args:
+        app: The Celery app.
+
+    Returns:
+        Seconds, or ``None`` for a broker with no such limit (the memory transport).
     """
     options = app.conf.broker_transport_options or {}
     url = str(app.conf.broker_url or "")
@@ -242,12 +255,19 @@ def _timestamp(moment: datetime) -> float:
 
 def run_coroutine(coroutine: Any) -> Any:
     """
-    Run *coroutine* to completion from sync code with a fresh event loop (never
-    ``asyncio.get_event_loop()``); from a thread whose loop is running, in a helper thread. Under
-    gevent or eventlet (``-P gevent``/``-P eventlet``: greenlets share one OS thread, so one
-    greenlet's loop would be "running" for all) the loop runs in a real OS thread of the hub's
-    thread pool while the calling greenlet waits cooperatively. In another thread the body still
-    sees its task's ``self.request`` and ``current_task``.
+    Run *coroutine* to completion from sync code, on a fresh event loop.
+
+    Never ``asyncio.get_event_loop()``; from a thread whose loop is running, in a helper thread.
+    Under gevent or eventlet (greenlets share one OS thread) the loop runs in a real OS thread of
+    the hub's thread pool while the calling greenlet waits cooperatively. In another thread the
+    body still sees its task's ``self.request`` and ``current_task``. ``task()`` uses it for
+    ``async def`` tasks.
+
+    Args:
+        coroutine: The coroutine object to run.
+
+    Returns:
+        What the coroutine returned; what it raised is raised.
     """
     offload = _green_offload()
     if offload is not None:
@@ -334,7 +354,8 @@ def _check_task_class(cls: type) -> None:
             getattr(cls, given[0]),
             f"task {getattr(cls, 'name', cls.__name__)} has a retrykit policy and Celery's own retry options "
             "(two retry authorities)",
-            f"remove {', '.join(given)}: the retrykit policy decides what is retried and when",
+            f"move {', '.join(given)} into retrykit_policy=policy_from_celery(...) (the same keywords), "
+            "or drop the policy to keep Celery's retries",
         )
     if getattr(cls, "retry_on_worker_lost", None):
         raise ConfigError(
@@ -363,6 +384,17 @@ def _check_task_class(cls: type) -> None:
         )
 
 
+def _check_max_retries(cls: type, wanted: int | None) -> None:
+    given = cls.__dict__.get("max_retries", wanted)
+    if given != wanted:
+        raise ConfigError(
+            "max_retries",
+            given,
+            f"contradicts the retrykit policy, which allows {wanted} retries",
+            "drop max_retries; set max_attempts on the policy instead",
+        )
+
+
 def _has_tenacity(fn: Any) -> bool:
     for _ in range(8):
         if fn is None:
@@ -385,74 +417,140 @@ def _builtin(cls: type) -> bool:
     return isinstance(name, str) and name.startswith("celery.")
 
 
+class _Autoretry:
+    """
+    ``RetrykitTask._orig_run``: an attribute like any other for a task without a policy (Celery's
+    ``autoretry_for`` wraps ``run`` as usual); for a task with a policy, Celery's
+    ``add_autoretry_behaviour`` reads it first, so ``autoretry_for`` given to ``register_task``
+    is refused there.
+    """
+
+    def __get__(self, task: Any, owner: Any = None) -> Any:
+        if task is None:
+            return self
+        if task._retrykit_off:
+            try:
+                return task.__dict__["_orig_run"]
+            except KeyError:
+                raise AttributeError("_orig_run") from None
+        raise _refused(task.app, type(task), _autoretry_refused(task))
+
+    def __set__(self, task: Any, value: Any) -> None:
+        cls = type(task)
+        if not _builtin(cls) and _named_policy(cls, task.__dict__.get("_app")) is not None:
+            raise _refused(task.__dict__.get("_app"), cls, _autoretry_refused(task))
+        task.__dict__["_orig_run"] = value
+
+    def __delete__(self, task: Any) -> None:
+        task.__dict__.pop("_orig_run", None)
+
+
+def _autoretry_refused(task: Any) -> ConfigError:
+    return ConfigError(
+        "autoretry_for",
+        getattr(task, "autoretry_for", None),
+        f"task {task.name} has a retrykit policy and Celery's autoretry_for (two retry authorities)",
+        "move the Celery options into retrykit_policy=policy_from_celery(...), or drop them",
+    )
+
+
+def _refused(app: Any, cls: type, err: ConfigError) -> ConfigError:
+    """
+    *err* about task class *cls*, to raise without leaving *app* half-finalized: the task is taken
+    out of the registry (Celery recorded it before binding it), and if *app* was finalizing, it is
+    not finalized: every later access (``app.tasks``, a worker starting) raises *err* again.
+    """
+    tasks = getattr(app, "_tasks", None)
+    name = getattr(cls, "name", None)
+    if tasks is not None and isinstance(tasks.get(name), cls):
+        del tasks[name]
+    mutex = getattr(app, "_finalize_mutex", None)
+    owned = getattr(mutex, "_is_owned", None)
+    if app is not None and getattr(app, "finalized", False) and callable(owned) and owned():
+
+        def finalize(auto: bool = False) -> None:
+            raise ConfigError(err.argument, err.value, err.rule, err.fix)
+
+        app.finalized = False  # finalize() stopped half-way
+        app.finalize = finalize
+    return err
+
+
+def _named_policy(cls: type, app: Any) -> Policy | str | None:
+    """The policy *cls* names (itself or a base below ``RetrykitTask``), else *app*'s ``retrykit_policy``."""
+    for klass in cls.__mro__:
+        if klass is RetrykitTask:
+            break
+        if "retrykit_policy" in klass.__dict__:
+            named: Policy | str | None = klass.__dict__["retrykit_policy"]
+            return named
+    conf = getattr(app, "conf", None)
+    found = conf.get("retrykit_policy") if conf is not None else None
+    return found if isinstance(found, (str, Policy)) else None
+
+
 class RetrykitTask(celery.Task):  # type: ignore[misc]
     """
     A Celery task base class whose failures are retried by a retrykit policy, through the broker.
-    Usable app-wide: ``Celery(task_cls=RetrykitTask)`` (Celery's own ``celery.*`` tasks keep
-    Celery's behaviour).
 
-    Class attributes (also accepted as ``@app.task(...)`` options):
+    Compatible by default: a task of this class that names no policy (and whose app names none)
+    behaves exactly as with Celery's ``Task``, Celery's own retry options included. So an app can
+    set ``Celery(task_cls=RetrykitTask)`` and switch its tasks over one at a time, each by naming
+    its policy; ``app.conf.retrykit_policy = "default"`` names one for every task of the app that
+    names none (Celery's own ``celery.*`` tasks always keep Celery's behaviour). Usable as
+    ``base=`` of a task, or through ``task()`` and ``task_options()``; its class attributes are
+    also accepted as ``@app.task(...)`` options.
 
-    * ``retrykit_policy``: a ``Policy`` or a preset name (``"default"``);
-    * ``retrykit_max_countdown``: the longest single countdown (default: half the broker's
-      visibility timeout or consumer timeout); a longer delay is waited in hops of this length;
-    * ``retrykit_guard``: where the attempt ledger lives: a Redis URL; ``None`` (default): the
-      broker's Redis, else the result backend's, else no ledger; ``False``: no ledger;
-    * ``retrykit_lease``: seconds a running attempt's lease lasts without renewal (default 30): how
-      soon an attempt whose whole worker died is found lost.
+    Attributes:
+        retrykit_policy: A ``Policy`` or a preset name (``"default"``); ``None`` (default): the
+            app's ``retrykit_policy`` setting, else no policy (Celery's behaviour).
+        retrykit_max_countdown: The longest single countdown (default: half the broker's
+            visibility timeout or consumer timeout); a longer delay is waited in hops.
+        retrykit_guard: Where the attempt ledger lives: a Redis URL; ``None`` (default): the
+            broker's Redis, else the result backend's, else no ledger; ``False``: no ledger.
+        retrykit_lease: Seconds a running attempt's lease lasts without renewal (default 30): how
+            soon an attempt whose whole worker died is found lost.
     """
 
-    retrykit_policy: Policy | str | None = "default"
+    retrykit_policy: Policy | str | None = None
     retrykit_max_countdown: float | None = None
     retrykit_guard: str | bool | None = None
     retrykit_lease: float = 30.0
     Request = "retrykit.adapters._celery_request:RetrykitRequest"
     _retrykit_source: PolicySource | None = None
-    _retrykit_off: bool = False
+    _retrykit_off: bool = True
     _retrykit_ledger_url: str | None = None
     _retrykit_warned: bool = False
+    _orig_run = _Autoretry()
 
     @classmethod
     def on_bound(cls, app: celery.Celery) -> None:
-        """Validate the configuration and make Celery's ``max_retries`` match the policy."""
+        """Find the task's policy, validate the configuration and make ``max_retries`` match it."""
         super().on_bound(app)
-        if _builtin(cls):
-            cls._retrykit_off = True
+        named = None if _builtin(cls) else _named_policy(cls, app)
+        if named is None:
+            cls._retrykit_off = True  # Celery's own behaviour, options and all
+            cls._retrykit_source = None
             return
-        _check_task_class(cls)
-        source = resolve(cls.retrykit_policy, {})
+        try:
+            _check_task_class(cls)
+            source = resolve(named, {})
+            wanted = _max_retries(source.current())
+            _check_max_retries(cls, wanted)
+            guard = cls.retrykit_guard
+            if guard is not None and guard is not False:
+                ledger_for(str(guard), cls.retrykit_lease)  # validates the URL and the lease now
+        except ConfigError as err:
+            raise _refused(app, cls, err)  # noqa: B904 - the same error, raised as it is
+        cls._retrykit_off = False
         cls._retrykit_source = source
-        wanted = _max_retries(source.current())
-        given = cls.__dict__.get("max_retries", wanted)
-        if given != wanted:
-            raise ConfigError(
-                "max_retries",
-                given,
-                f"contradicts the retrykit policy, which allows {wanted} retries",
-                "drop max_retries; set max_attempts on the policy instead",
-            )
         cls.max_retries = wanted
         cls._retrykit_ledger_url = None
-        guard = cls.retrykit_guard
-        if guard is not None and guard is not False:
-            ledger_for(str(guard), cls.retrykit_lease)  # validates the URL and the lease now
-
-    @property
-    def _orig_run(self) -> Any:
-        """Makes Celery's ``add_autoretry_behaviour`` refuse ``autoretry_for`` given at registration."""
-        if self._retrykit_off:
-            raise AttributeError("_orig_run")
-        raise ConfigError(
-            "autoretry_for",
-            getattr(self, "autoretry_for", None),
-            f"task {self.name} has a retrykit policy and Celery's autoretry_for (two retry authorities)",
-            "drop autoretry_for: the retrykit policy decides what is retried and when",
-        )
 
     def _policy(self) -> Policy:
         source = self._retrykit_source
         if source is None:
-            source = type(self)._retrykit_source = resolve(self.retrykit_policy, {})
+            source = type(self)._retrykit_source = resolve(_named_policy(type(self), self.app), {})
         return source.current()
 
     def _retrykit_ledger(self) -> AttemptLedger | None:
@@ -481,8 +579,22 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
-        if request.called_directly or self._retrykit_off:  # a plain call: one attempt, the original exception
-            return _resolve_coroutine(super().__call__(*args, **kwargs))
+        if request.called_directly or getattr(request, "_retrykit_entered", None) is not None:
+            # A direct call (outside a worker, or the body calling its own task): as Celery, a
+            # fresh request context with these arguments, one attempt, the original exception.
+            result = celery.Task.__call__(self, *args, **kwargs)
+            return result if self._retrykit_off else _resolve_coroutine(result)
+        # the delivery the tracer runs; a context a direct call from its body pushes copies the mark
+        request._retrykit_entered = id(request)
+        request._protected = 1  # Celery's stack protection: the same mark, so it pushes that context
+        if self._retrykit_off:
+            return self.run(*args, **kwargs)  # what Celery's tracer runs for its own Task
+        if "_orig_run" in self.__dict__:  # Celery's autoretry_for wrapped run before the policy was named
+            raise _autoretry_refused(self)
+        return self._retrykit_deliver(request, args, kwargs)
+
+    def _retrykit_deliver(self, request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """One delivery of a task with a policy: the attempt, and the decision if it fails."""
         policy = self._policy()
         ledger = None
         if request.is_eager:
@@ -626,6 +738,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
     def _retrykit_republish(self, request: Any, wait: float) -> None:
         """Publish this same attempt again in *wait* seconds (in hops), and end this delivery (acked)."""
         hop = self._retrykit_hop()
+        wait = min(wait, LONGEST_DELAY)  # an open breaker's time left: a date the eta can hold
         countdown = wait if hop is None else min(wait, hop)
         self.signature_from_request(
             request, countdown=countdown, retries=request.retries, headers=dict(request.headers or {})
@@ -652,7 +765,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         now = _scope.now()
         expires = _expires_at(request)
         # the task's call is the outermost layer, whatever scope the caller (a helper in the body) is in
-        scope: _scope.Scope = (None, None if expires is None else now + max(0.0, expires - time.time()), None)
+        scope = _scope.Scope(None, None if expires is None else now + max(0.0, expires - time.time()), None)
         call = _TaskCall(policy, self.name, now - (time.time() - first_started), scope)
         call.attempt = request.retries + 1
         call.counts = {ErrorCategory(k): int(v) for k, v in dict(meta.get("counts", {})).items()}
@@ -669,14 +782,16 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         exc: Exception,
         found: Classification | None,
         requested: float | None = None,
+        forced: bool = False,
     ) -> tuple[Call, float | None]:
         """
-        The decision on a failed attempt; *requested*: the delay the body asked for. Outside
-        eager mode an open breaker holds the retry in the broker instead of ending the task.
+        The decision on a failed attempt; *requested*: the delay the body asked for; *forced*:
+        the body asked for the retry. Outside eager mode an open breaker holds the retry in the
+        broker instead of ending the task.
         """
         call = self._retrykit_call(policy if request.is_eager else _held_by_broker(policy), request)
-        call.cap = None  # a long delay is waited in hops, never shortened
         call.requested = requested
+        call.forced = forced
         delay = call.step(exc, True, found)
         _drain(call)
         verdict = call.verdict
@@ -686,6 +801,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
 
     def _retrykit_options(self, request: Any, call: Call, delay: float) -> tuple[float, dict[str, Any]]:
         """The countdown and message options of the retry *delay* seconds from now."""
+        delay = min(delay, LONGEST_DELAY)  # e.g. a breaker's open time: never an eta that overflows
         verdict = call.verdict
         assert verdict is not None
         assert verdict.strategy is not None
@@ -727,7 +843,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
     def _retrykit_held(self, policy: Policy, request: Any, delay: float) -> None:
         """Say so when the retry just decided waits for the policy's open breaker."""
         breaker = policy.breaker
-        if breaker is not None and not request.is_eager and breaker._store().peek(breaker) > 0:
+        if breaker is not None and not request.is_eager and breaker.remaining() > 0:
             self._retrykit_circuit_open(request, breaker, delay, ran=True)
 
     def retry(
@@ -742,13 +858,16 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         **options: Any,
     ) -> Any:
         """
-        The body's own ``self.retry()``, governed by the policy: it counts as a failed attempt
-        (classified from *exc*, or as a temporary failure without one), ends the task once the
-        policy's attempts are spent, and waits the policy's delay unless *countdown*/*eta* is given.
-        *max_retries* is ignored (the policy decides), with a warning.
+        The body's own ``self.retry()``: a request from code that knows best, honoured within the
+        policy's limits (attempts, deadline, budget, breaker) and counted as a failed attempt. *exc*
+        is retried even if the policy would not retry it on its own (then under the temporary
+        category's strategy); its classification chooses the wait unless *countdown*/*eta* is
+        given. Once a limit is reached the task ends with *exc* (``MaxRetriesExceededError``
+        without one). *max_retries* is ignored (the policy decides), with a warning.
         """
         request = self.request
-        if request.called_directly or self._retrykit_off:
+        if request.called_directly or self._retrykit_off or _direct(request):
+            # no policy, a direct call, or a direct call of the task from its own body: Celery's retry
             return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
         if max_retries is not None and not type(self)._retrykit_warned:
             type(self)._retrykit_warned = True
@@ -763,7 +882,9 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         policy = self._policy()
         if not isinstance(outcome, Exception) or isinstance(outcome, TaskPredicate):
             outcome, found = RetryRequested("self.retry()"), _requested(policy)
-        call, delay = self._retrykit_decide(policy, request, outcome, found, _requested_delay(countdown, eta))
+        call, delay = self._retrykit_decide(
+            policy, request, outcome, found, _requested_delay(countdown, eta), forced=True
+        )
         if delay is None:
             if exc is not None:
                 request._retrykit_decided = exc  # decided here: __call__ re-raises it as it is
@@ -863,12 +984,18 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         return True
 
 
+def _direct(request: Any) -> bool:
+    """Whether *request* is the context of a direct call of the task from its own body."""
+    entered = getattr(request, "_retrykit_entered", None)
+    return entered is not None and entered != id(request)
+
+
 def _requested_delay(countdown: float | None, eta: Any) -> float | None:
     """The delay a body's ``self.retry(countdown=..., eta=...)`` asks for (None: the policy's)."""
     if countdown is not None:
-        return max(0.0, float(countdown))
+        return min(max(0.0, float(countdown)), LONGEST_DELAY)
     if isinstance(eta, datetime):
-        return max(0.0, _timestamp(eta) - time.time())
+        return min(max(0.0, _timestamp(eta) - time.time()), LONGEST_DELAY)
     return None
 
 
@@ -883,12 +1010,23 @@ def _drain(call: Call) -> None:
 
 def task_options(policy: Policy | str | None = "default", **options: Unpack[TaskOptions]) -> dict[str, Any]:
     """
-    The Celery task options that go with a policy, for ``@app.task(**task_options("tracking"))``.
+    The Celery task options that go with a policy: ``@app.task(**task_options("tracking"))``.
 
     It binds the policy (``base=RetrykitTask``, ``retrykit_policy``) and applies the reliable
     defaults: ``acks_late=True`` (a message is acknowledged after the attempt, so a crash does not
     lose it), ``reject_on_worker_lost=True`` (a killed child's message is delivered again), and
-    ``max_retries`` consistent with the policy. *options* are added (and win).
+    ``max_retries`` consistent with the policy.
+
+    Args:
+        policy: A preset name or a ``Policy``.
+        **options: Celery task options (``TaskOptions``), added on top; they win.
+
+    Returns:
+        The options, for ``@app.task(**...)``.
+
+    Raises:
+        ConfigError: An unknown preset, or one of Celery's own retry options (``autoretry_for``,
+            ``retry_backoff``, ...): two retry authorities.
     """
     source = resolve(policy, {})
     given: dict[str, Any] = dict(options)  # checked here too: untyped callers can pass anything
@@ -911,8 +1049,42 @@ def task_options(policy: Policy | str | None = "default", **options: Unpack[Task
     return result
 
 
+def policy_of(task: Any) -> Policy:
+    """
+    The policy *task* (a Celery task or task class) runs under: the one it or its app names,
+    else the one ``policy_from_celery`` makes of its Celery options (what it would run under if
+    switched over). ``retrykit explain module:task`` prints it.
+
+    Args:
+        task: A Celery task or task class.
+
+    Returns:
+        The ``Policy`` it runs under (or would, once switched over).
+
+    Raises:
+        ConfigError: *task* is not a Celery task.
+    """
+    cls = task if isinstance(task, type) else task.__class__  # a lazy task's proxy forwards __class__
+    if not (isinstance(cls, type) and issubclass(cls, celery.Task)):
+        raise ConfigError("task", task, "is not a Celery task", "pass a task (@app.task) or a task class")
+    named = (
+        None
+        if not issubclass(cls, RetrykitTask) or _builtin(cls)
+        else _named_policy(cls, getattr(task, "app", None))
+    )
+    if named is not None:
+        return resolve(named, {}).current()
+    return policy_from_celery(task)
+
+
 def app_options() -> dict[str, Any]:
-    """App settings for reliable retries: late acks, redelivery on worker loss, prefetch 1."""
+    """
+    App settings for reliable retries: late acks, redelivery on worker loss, prefetch 1.
+
+    Returns:
+        ``task_acks_late``, ``task_reject_on_worker_lost`` and ``worker_prefetch_multiplier``,
+            for ``app.conf.update(app_options())``.
+    """
     return {
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -927,11 +1099,25 @@ def task(
     **options: Unpack[TaskOptions],
 ) -> Callable[[Callable[..., Any]], Any]:
     """
-    Register a Celery task retried by *policy*, in one step: ``@task("tracking", app=app)``
-    (or without *app*, as a ``shared_task``; with *app*, on that app only unless ``shared=True``).
-    *options* are Celery task options
-    (``bind=True``, ``name=``, ``queue=``...), on top of ``task_options(policy)``.
-    ``async def`` functions work: each call runs on a fresh event loop.
+    Register a Celery task retried by *policy*, in one step: ``@task("tracking", app=app)``.
+
+    Use it in place of ``@app.task`` (or ``@shared_task``). ``async def`` functions work: each
+    call runs on a fresh event loop (``run_coroutine``).
+
+    Args:
+        policy: A preset name or a ``Policy``.
+        app: The Celery app; the task is registered on it only unless ``shared=True``. Without
+            one, the task is a ``shared_task``.
+        **options: Celery task options (``TaskOptions``: ``bind=True``, ``name=``, ``queue=``,
+            ...), on top of ``task_options(policy)``.
+
+    Returns:
+        A decorator that makes the function a task.
+
+    Raises:
+        ConfigError: Used without parentheses, on a function already decorated by
+            ``@retrykit.retry`` or already a task, a function taking ``self`` without
+            ``bind=True``, or Celery's own retry options.
     """
     given: object = policy
     if callable(given) and not isinstance(given, (str, Policy)):
@@ -974,7 +1160,7 @@ def task(
 
 
 def _check_bind(fn: Callable[..., Any], options: dict[str, Any]) -> None:
-    """The seeds' ``def task(self, ...)`` without ``bind=True`` fails at ``.delay()``: say so now."""
+    """A ``def task(self, ...)`` without ``bind=True`` fails at ``.delay()``: say so now."""
     try:
         params = list(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
@@ -1000,12 +1186,27 @@ def register_monitoring(
     cleanup_every: float = 3600.0,
 ) -> tuple[Any, Any]:
     """
-    Register ``retrykit.monitor_errors`` (every *every* seconds: analyse the last *window*
-    seconds and pass each alert to *on_alert*, or log it) and ``retrykit.cleanup_errors`` (every
-    *cleanup_every* seconds: drop statistics older than *cleanup_hours*) on *app*, and add both
-    to ``app.conf.beat_schedule``. Returns the two tasks.
+    Register the Beat tasks for alerts and cleanup on *app*, and add them to its schedule.
 
-    With ``stats_redis_url`` configured, the monitor sees every worker's figures.
+    ``retrykit.monitor_errors`` analyses the last *window* seconds every *every* seconds and passes
+    each alert to *on_alert* (or logs it); ``retrykit.cleanup_errors`` drops statistics older than
+    *cleanup_hours* every *cleanup_every* seconds. With ``stats_redis_url`` configured, the monitor
+    sees every worker's figures.
+
+    Args:
+        app: The Celery app.
+        thresholds: When to alert.
+        on_alert: Called with each ``Alert``. Default: log it as a warning.
+        every: Seconds between two runs of the monitor.
+        window: Seconds of statistics the monitor analyses.
+        cleanup_hours: The age beyond which statistics are dropped.
+        cleanup_every: Seconds between two cleanups.
+
+    Returns:
+        The two tasks, the monitor and the cleanup.
+
+    Raises:
+        ConfigError: *thresholds* is not a ``Thresholds``, or a period is not a positive number.
     """
     if not isinstance(thresholds, Thresholds):
         raise ConfigError("thresholds", thresholds, "must be retrykit.stats.Thresholds", "build one")
@@ -1040,6 +1241,8 @@ __all__ = [
     "TaskOptions",
     "app_options",
     "max_countdown",
+    "policy_from_celery",
+    "policy_of",
     "register_monitoring",
     "run_coroutine",
     "task",

@@ -34,7 +34,7 @@ def _cancelling() -> bool:
 def _timeout(policy: Policy, scope: _scope.Scope) -> float | None:
     """The bound on one attempt: ``attempt_timeout``, and never past the deadline."""
     timeout = policy.attempt_timeout
-    deadline = scope[1]
+    deadline = scope.deadline
     if deadline is not None:
         left = max(0.0, deadline - _scope.now())
         timeout = left if timeout is None else min(timeout, left)
@@ -71,7 +71,7 @@ def wrap(
         token = var.set(scope)
         try:
             try:
-                if policy.attempt_timeout is None and scope[1] is None:
+                if policy.attempt_timeout is None and scope.deadline is None:
                     result = await fn(*args, **kwargs)
                 else:
                     result = await _bounded(fn, args, kwargs, _timeout(policy, scope))
@@ -125,7 +125,7 @@ async def _again(
     policy = call.policy
     scope = call.scope
     assert scope is not None
-    bounded = policy.attempt_timeout is not None or scope[1] is not None
+    bounded = policy.attempt_timeout is not None or scope.deadline is not None
     sleep = _scope.async_sleep()
     while True:
         if call.pending:

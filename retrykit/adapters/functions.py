@@ -69,8 +69,8 @@ def begin(policy: Policy, clock: Callable[[], float] = _scope._monotonic) -> tup
         start = _scope.now()
         return start, _scope.scope(policy.deadline, start)
     if outer is None:
-        return clock(), (None, None, None)
-    return clock(), (outer, outer[1], outer[2])
+        return clock(), _scope.TOP
+    return clock(), _scope.Scope(outer, outer.deadline, outer.owner)
 
 
 def new_call(
@@ -82,10 +82,10 @@ def new_call(
     """
     if policy.deadline is None:
         start = _scope.virtual(start)
-    outer = outer_retrier(3) if scope[2] is None else None
+    outer = outer_retrier(3) if scope.owner is None else None
     if outer is not None:  # another library retries this call: one attempt here (one layer)
         warn_once(operation, outer)
-        scope = (scope[0], scope[1], outer)
+        scope = _scope.Scope(scope.outer, scope.deadline, outer)
     call = Call(policy, operation, start, scope)
     call.extras = extras
     return call
@@ -180,8 +180,14 @@ def _last(call: Call, stats: Statistics) -> Any:
 
 class Attempt:
     """
-    One attempt of a block: ``with attempt: ...``. Swallows a failure that will be retried,
-    lets through the one retrykit gave up on.
+    One attempt of a retried block: ``with attempt: ...``.
+
+    It swallows a failure that will be retried (the loop then waits and gives the next attempt)
+    and lets through the one retrykit gave up on. Not created directly: ``retrykit.attempts()``
+    yields them.
+
+    Attributes:
+        number: The attempt's number in the call, from 1.
     """
 
     __slots__ = ("_run", "_timeout", "_token", "number")
@@ -273,7 +279,7 @@ class BlockRun:
         attempt._token = _scope._SCOPE.set(self.scope)
         if self.asynchronous:
             timeout = self.policy.attempt_timeout
-            left = None if self.scope[1] is None else max(0.0, self.scope[1] - _scope.now())
+            left = None if self.scope.deadline is None else max(0.0, self.scope.deadline - _scope.now())
             if left is not None:
                 timeout = left if timeout is None else min(timeout, left)
             if timeout is not None:
@@ -303,11 +309,11 @@ class BlockRun:
         _scope._SCOPE.reset(attempt._token)
         attempt._token = None
         if exc is None:
-            if self.call is not None and self.number > 1:
-                self.call.step(None, False)
+            if self.call is not None:
+                self.call.step(None, False)  # the guard is told, and a recovery reported
                 self.stats.end(self.call, "returned")
             elif self.policy.guard is not None:
-                self.policy.guard.succeeded(self.call)
+                self.policy.guard.succeeded(None)
             return False
         if not isinstance(exc, Exception):
             return False

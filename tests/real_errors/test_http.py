@@ -147,6 +147,7 @@ FAILURES: list[tuple[str, str, ErrorCategory]] = [
     ("redirect_loop", "requests", PERM),
     ("redirect_loop", "aiohttp", PERM),
     ("redirect_loop", "urllib", PERM),
+    ("json_expected_got_text", "aiohttp", DATA),  # ContentTypeError on a 200: the body, not the status
 ]
 
 
@@ -175,7 +176,17 @@ def _case(case: str, client: str, url: str, tls_url: str) -> Callable[[], None]:
         return lambda: CLIENTS[client](f"{url}/close")
     if case == "reset_after_request":
         return lambda: CLIENTS[client](f"{url}/reset")
+    if case == "json_expected_got_text":
+        return lambda: _aiohttp_json(f"{url}/200")
     raise AssertionError(case)
+
+
+def _aiohttp_json(url: str) -> None:
+    async def go() -> None:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            await response.json()
+
+    asyncio.run(go())
 
 
 @pytest.mark.parametrize(("case", "client", "category"), FAILURES)

@@ -38,6 +38,7 @@ CASES: dict[str, tuple[int, ErrorCategory]] = {
     "data_too_long": (1406, DATA),
     "lock_wait_timeout": (1205, TEMP),
     "too_many_user_connections": (1203, TEMP),
+    "statement_timeout": (1969, TEMP),  # MariaDB max_statement_time, SQLSTATE 70100
 }
 
 
@@ -107,6 +108,7 @@ def _provoke(via: str, case: str) -> BaseException:
             "syntax_error": "SELEC 1",
             "duplicate_key": f"INSERT INTO {table} VALUES (1, 'b')",
             "data_too_long": f"INSERT INTO {table} VALUES (2, 'far too long')",
+            "statement_timeout": "SET STATEMENT max_statement_time=0.001 FOR SELECT SLEEP(0.5)",
         }
         if case in statements:
             _run(via, conn, "SET SESSION sql_mode = 'STRICT_ALL_TABLES'")

@@ -32,6 +32,7 @@ PREFIX = "rk-classify:"
 # The pinned table (README "Redis"): case -> category.
 CASES: dict[str, ErrorCategory] = {
     "refused": NET,
+    "pool_full": TEMP,  # MaxConnectionsError: the client's own pool, not the network
     "timeout": NET,
     "server_killed": NET,
     "read_only_replica": TEMP,
@@ -167,6 +168,30 @@ def _provoke(flavour: str, case: str, own: Callable[..., OwnRedis], silent_port:
         server = own("--requirepass", "rk-classify-secret")
         extra = {"password": "wrong"} if case == "wrongpass" else {}
         return provoke(_call(flavour, server.port, ("GET", f"{PREFIX}k"), **extra))
+    if case == "pool_full":
+        server = own()
+        if flavour == "sync":
+            client = redis.Redis(port=server.port, max_connections=1)
+            held = client.connection_pool.get_connection()
+            try:
+                return provoke(client.ping)
+            finally:
+                client.connection_pool.release(held)
+                client.close()
+
+        async def full() -> BaseException:
+            client = redis_asyncio.Redis(port=server.port, max_connections=1)
+            held = await client.connection_pool.get_connection()
+            try:
+                await client.ping()
+            except Exception as err:
+                return err
+            finally:
+                await client.connection_pool.release(held)
+                await client.aclose()
+            raise AssertionError("no error")
+
+        return asyncio.run(full())
     if case == "server_killed":
         server = own()
         if flavour == "sync":

@@ -71,6 +71,7 @@ CASES: dict[str, tuple[Callable[[Path], Any], ErrorCategory]] = {
     "unpickling": (lambda t: pickle.loads(b"not a pickle"), DATA),
     "pickling": (lambda t: pickle.dumps(lambda: None), PERM),
     "bad_gzip": (lambda t: gzip.decompress(b"not gzip data"), DATA),
+    "truncated_gzip": (lambda t: gzip.decompress(gzip.compress(b"x" * 100)[:-12]), DATA),
     "bad_zlib": (lambda t: zlib.decompress(b"not zlib data"), DATA),
     "bad_struct": (lambda t: struct.unpack("<i", b"x"), DATA),
     "bad_base64": (lambda t: binascii.a2b_base64(b"abc"), DATA),

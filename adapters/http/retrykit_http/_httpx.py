@@ -21,6 +21,7 @@ from ._request import (
     Settings,
     asend_request,
     bounded,
+    declare_inner,
     send_request,
 )
 
@@ -77,12 +78,18 @@ def _count_of(exc: BaseException) -> int | None:
     return resend_count(response) + 1
 
 
-retrykit.inner_retrier(  # raise_for_status() under a retrykit decorator: one layer, not two
-    "retrykit-http (httpx)",
-    switch_off="a plain httpx transport, or no retrykit decorator around the call",
-    types=(httpx.HTTPStatusError,),
-    attempts=_count_of,
-)
+def _probe() -> BaseException:
+    request = httpx.Request("GET", "http://probe.invalid/")
+    response = httpx.Response(503, request=request, extensions={RESEND_COUNT: 1})
+    return httpx.HTTPStatusError("probe", request=request, response=response)
+
+
+def _declare() -> None:
+    """raise_for_status() under a retrykit layer: the transport's requests count (one layer)."""
+    declare_inner("retrykit-http (httpx)", httpx.HTTPStatusError, _count_of, _probe)
+
+
+_declare()
 
 
 class _Base:
@@ -100,6 +107,7 @@ class _Base:
         retry_non_idempotent: bool = False,
         read_body: bool = True,
     ) -> None:
+        _declare()
         self.settings: Settings = Settings(
             policy,
             statuses=statuses,

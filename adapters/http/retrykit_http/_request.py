@@ -299,6 +299,27 @@ def sent_once(exc: BaseException | None, operation: str, body: str) -> None:
         _log.warning("%s; pass the body as bytes to have it retried (said once per operation)", text)
 
 
+def declare_inner(
+    client: str,
+    kind: type[BaseException],
+    attempts: Callable[[BaseException], int | None],
+    probe: Callable[[], BaseException],
+) -> None:
+    """
+    Declare the client's status errors (``raise_for_status()``) as carrying the requests this
+    adapter sent, so a retrykit layer around the call counts them (one layer), unless a
+    *probe* error shows the declaration in effect: ``retrykit.testing.reset()`` forgets
+    declarations, so each adapter checks when it is built.
+    """
+    if retrykit.classify(probe()).inner is None:
+        retrykit.inner_retrier(
+            client,
+            switch_off="the plain client, or no retrykit layer around the call",
+            types=(kind,),
+            attempts=attempts,
+        )
+
+
 class Attempt(NamedTuple):
     """One request's per-client operations, for the drivers below."""
 

@@ -20,6 +20,7 @@ from ._request import (
     ResponseRule,
     RouteFunction,
     Settings,
+    declare_inner,
     host_of,
     send_request,
 )
@@ -92,12 +93,19 @@ def _count_of(exc: BaseException) -> int | None:
     return None if not isinstance(count, int) else count + 1
 
 
-retrykit.inner_retrier(  # raise_for_status() under a retrykit decorator: one layer, not two
-    "retrykit-http (requests)",
-    switch_off="a plain HTTPAdapter, or no retrykit decorator around the call",
-    types=(requests.HTTPError,),
-    attempts=_count_of,
-)
+def _probe() -> BaseException:
+    response = requests.Response()
+    response.status_code = 503
+    _mark(response, 1)
+    return requests.HTTPError("probe", response=response)
+
+
+def _declare() -> None:
+    """raise_for_status() under a retrykit layer: the adapter's requests count (one layer)."""
+    declare_inner("retrykit-http (requests)", requests.HTTPError, _count_of, _probe)
+
+
+_declare()
 
 
 def _close(response: requests.Response) -> None:
@@ -136,6 +144,7 @@ class RetryAdapter(HTTPAdapter):
                 "would make urllib3 retry inside each attempt (two layers)",
                 "leave it out: the policy's max_attempts counts every request",
             )
+        _declare()
         self.settings: Settings = Settings(
             policy,
             statuses=statuses,

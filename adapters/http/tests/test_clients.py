@@ -13,6 +13,7 @@ from http_clients import GENERATOR, Req, Runner
 from http_server import Cut, Hang, Reply, Server, breaking_handshakes, closed_port, serving
 
 import retrykit
+import retrykit.testing
 from retrykit.events import GaveUp, RetryScheduled, StopReason
 
 
@@ -224,10 +225,12 @@ def test_a_decorated_function_over_the_transport_does_not_multiply(http_server: 
 
     import retrykit_http
 
+    adapter, transport = retrykit_http.RetryAdapter, retrykit_http.RetryTransport  # imported now
+    retrykit.testing.reset()  # forgets declared inner retriers: an adapter built now declares again
     http_server.script(Reply(503))
     session = requests.Session()
-    session.mount("http://", retrykit_http.RetryAdapter(policy(max_attempts=3)))
-    client = httpx.Client(transport=retrykit_http.RetryTransport(policy(max_attempts=3)))
+    session.mount("http://", adapter(policy(max_attempts=3)))
+    client = httpx.Client(transport=transport(policy(max_attempts=3)))
 
     @retrykit.retry(max_attempts=3)
     def with_httpx() -> None:

@@ -343,15 +343,18 @@ def _readers(cls: type) -> tuple[Reader, ...]:
 
 
 def _urllib3_frames(frame: FrameType, tb: TracebackType) -> int | None:
-    """urllib3's ``urlopen`` calls itself once per retry: count its frames."""
-    count = 0
+    """
+    urllib3's ``urlopen`` calls itself once per retry: count its frames (each once: a frame that
+    re-raises inside itself, as a TLS failure does, stands twice in the traceback).
+    """
+    frames: set[int] = set()
     node: TracebackType | None = tb
     while node is not None:
-        code = node.tb_frame.f_code
-        if code.co_name == "urlopen" and node.tb_frame.f_globals.get("__name__") == "urllib3.connectionpool":
-            count += 1
+        each = node.tb_frame
+        if each.f_code.co_name == "urlopen" and each.f_globals.get("__name__") == "urllib3.connectionpool":
+            frames.add(id(each))
         node = node.tb_next
-    return count
+    return len(frames)
 
 
 def _httpcore_connect(frame: FrameType, tb: TracebackType) -> int | None:

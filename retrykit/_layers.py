@@ -124,6 +124,23 @@ def inner_retrier(
     Raises:
         ConfigError: a wrong type or a missing field, naming the argument and the fix.
     """
+    found = _checked(client, switch_off, types, attempts, frame, attempts_per_call)
+    declared = InnerRetrier(client, switch_off, found, attempts, frame, attempts_per_call)
+    global _user
+    _user = (*_user, declared)
+    _rebuild_frames()
+    return declared
+
+
+def _checked(
+    client: str,
+    switch_off: str,
+    types: type[BaseException] | Iterable[type[BaseException]],
+    attempts: Counter | None,
+    frame: tuple[str, str, str] | None,
+    attempts_per_call: int | None,
+) -> tuple[type[BaseException], ...]:
+    """``inner_retrier``'s arguments checked (a ``ConfigError`` names the wrong one); the types."""
     _text("client", client, "e.g. client='mysdk'")
     _text("switch_off", switch_off, "e.g. switch_off='MySDK(max_retries=0)'")
     kinds = cast(object, (types,) if isinstance(types, type) else types)
@@ -167,11 +184,7 @@ def inner_retrier(
             "is needed when types= is given without attempts=: how many requests did it send?",
             "pass attempts=lambda exc: exc.tries, or attempts_per_call=3",
         )
-    declared = InnerRetrier(client, switch_off, found, attempts, frame, attempts_per_call)
-    global _user
-    _user = (*_user, declared)
-    _rebuild_frames()
-    return declared
+    return found
 
 
 def forget_inner_retriers() -> None:
@@ -330,15 +343,18 @@ def _readers(cls: type) -> tuple[Reader, ...]:
 
 
 def _urllib3_frames(frame: FrameType, tb: TracebackType) -> int | None:
-    """urllib3's ``urlopen`` calls itself once per retry: count its frames."""
-    count = 0
+    """
+    urllib3's ``urlopen`` calls itself once per retry: count its frames (each once: a frame that
+    re-raises inside itself, as a TLS failure does, stands twice in the traceback).
+    """
+    frames: set[int] = set()
     node: TracebackType | None = tb
     while node is not None:
-        code = node.tb_frame.f_code
-        if code.co_name == "urlopen" and node.tb_frame.f_globals.get("__name__") == "urllib3.connectionpool":
-            count += 1
+        each = node.tb_frame
+        if each.f_code.co_name == "urlopen" and each.f_globals.get("__name__") == "urllib3.connectionpool":
+            frames.add(id(each))
         node = node.tb_next
-    return count
+    return len(frames)
 
 
 def _httpcore_connect(frame: FrameType, tb: TracebackType) -> int | None:

@@ -57,17 +57,8 @@ def test_connect_failures_are_retried_for_every_method(client: Runner, method: s
     assert [(3, StopReason.MAX_ATTEMPTS)] == [(event.attempts, event.reason) for event in gave_up]
 
 
-def test_tls_failures_are_retried(client: Runner, request: pytest.FixtureRequest) -> None:
+def test_tls_failures_are_retried(client: Runner) -> None:
     """A TLS handshake the server breaks off (a reset after the ClientHello) is retried."""
-    if "requests" in request.node.name:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="retrykit/_layers.py _urllib3_frames counts traceback entries, and urllib3 "
-                "re-raises this error from the same urlopen frame (two entries, one request): "
-                "the core reads 2 requests per attempt and stops with inner_retries",
-            )
-        )
     with breaking_handshakes() as server:
         [outcome] = client({"policy": policy(max_attempts=3)}, [Req("GET", server.url)], None)
     assert outcome.error is not None

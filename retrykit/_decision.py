@@ -189,7 +189,7 @@ class CallState:
 # --------------------------------------------------------------------------- the one-layer mark
 
 
-def _dict_of(exc: BaseException) -> dict[str, Any] | None:
+def _dict_of(exc: object) -> dict[str, Any] | None:
     try:
         found = object.__getattribute__(exc, "__dict__")
     except Exception:
@@ -218,6 +218,19 @@ def gave_up_inside(exc: BaseException, scope: _scope.Scope | None) -> bool:
         if nxt is None and not link.__suppress_context__:
             nxt = link.__context__
         link = nxt
+    return False
+
+
+def result_given_up_inside(result: Any, scope: _scope.Scope | None) -> bool:
+    """Whether a layer nested in the call whose scope is *scope* gave up on this returned value."""
+    if scope is None:
+        return False
+    found = _dict_of(result)
+    marked = None if found is None else found.get(MARK)
+    while marked is not None:
+        if marked is scope:
+            return True
+        marked = marked[0]
     return False
 
 
@@ -326,6 +339,8 @@ def decide(
         return _by_condition(call, extras.retry, outcome, failed, now, found)
     classification, asked = classify_outcome(call, outcome, failed) if found is None else found
     forced = forced or asked
+    if classification is not None and not failed and result_given_up_inside(outcome, call.scope):
+        return PASS_VERDICT  # a result an inner layer gave up on: returned as it is (one layer)
     if classification is None:
         if failed or not forced:  # a pass-through exception, or a result nobody asks to retry
             return PASS_VERDICT

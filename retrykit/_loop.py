@@ -238,6 +238,8 @@ class Call(CallState):
             if inner is not None:
                 note += f"; {inner.describe()}"
             annotate(outcome, note, None if self.scope is None else self.scope.outer)
+        elif self.scope is not None and self.scope.outer is not None:
+            mark(outcome, self.scope.outer)  # enclosing layers return this result as it is
         event = _events.GaveUp(
             self.operation,
             self.attempt,
@@ -350,6 +352,16 @@ def first_success(policy: Policy, operation: str, elapsed: float) -> Awaitable[A
 
 
 # --------------------------------------------------------------------------- notes and marks
+
+
+def mark(result: object, into: _scope.Scope) -> None:
+    """Mark a returned value given up into the scope *into* (one without a ``__dict__``: not)."""
+    try:
+        found = object.__getattribute__(result, "__dict__")
+    except Exception:
+        return
+    if isinstance(found, dict):
+        found[MARK] = into
 
 
 def annotate(exc: BaseException, note: str, into: _scope.Scope | None) -> None:

@@ -1090,3 +1090,24 @@ def test_an_exception_with_a_hostile_dict_is_left_unannotated(kind: type[Excepti
     exc = kind("x")
     annotate(exc, "retrykit: note", None)
     assert getattr(exc, "__notes__", None) is None
+
+
+@pytest.mark.parametrize("inner_attempts", [2, 3])
+def test_a_result_an_inner_layer_gave_up_on_is_not_retried_again(inner_attempts: int) -> None:
+    """A 503 response given up by an inner layer is returned by the outer one as it is (3, not 9)."""
+    httpx = pytest.importorskip("httpx")
+    calls = []
+
+    @retrykit.retry("http", max_attempts=inner_attempts)
+    def inner() -> Any:
+        calls.append(1)
+        return httpx.Response(503)
+
+    @retrykit.retry("http", max_attempts=3)
+    def outer() -> Any:
+        return inner()
+
+    with no_wait():
+        response = outer()
+    assert 503 == response.status_code
+    assert inner_attempts == len(calls)

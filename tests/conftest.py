@@ -90,7 +90,7 @@ SLOW_MODULES = {
     "tests/test_celery_breaker.py",
     "tests/test_celery_crash.py",
     "tests/test_celery_pools.py",
-    "tests/redis/test_stats_faults.py",
+    "tests/redis_stores/test_stats_faults.py",
     "tests/test_pytest_asyncio.py",
 }
 # Fixtures that reach a service or start a process.

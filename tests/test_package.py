@@ -172,12 +172,14 @@ def test_demo_install_hint_suits_where_the_user_stands(
     """The demo's Celery hint works where the user stands: a checkout, an editable install, the index."""
     from retrykit import _demo_celery
 
-    checkout = Path(_demo_celery.__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parent.parent  # this repository, wherever retrykit is installed
     monkeypatch.chdir(checkout if where == "checkout" else tmp_path)
     if installed_from == "index":
         site = tmp_path / "site-packages" / "retrykit"
         site.mkdir(parents=True)
         monkeypatch.setattr(_demo_celery, "__file__", str(site / "_demo_celery.py"))
+    else:  # an editable install: the module is the checkout's (also when a wheel was installed)
+        monkeypatch.setattr(_demo_celery, "__file__", str(checkout / "retrykit" / "_demo_celery.py"))
     shown = _demo_celery.install_hint_here("celery")
     assert shown.endswith(hint)
     if where == "elsewhere" and installed_from == "checkout":

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from retrykit._classify import Classifier, ErrorCategory, Rule
-from retrykit._errors import ConfigError
-from retrykit._policy import Policy
-from retrykit._strategy import LONGEST_DELAY, Jitter, Strategy
+from retrykit import Classifier, ConfigError, ErrorCategory, Jitter, Policy, Rule, Strategy
+from retrykit._strategy import LONGEST_DELAY  # the one name the public API does not export
 
 CELERY_DEFAULTS: dict[str, Any] = {
     "autoretry_for": (),

@@ -200,8 +200,21 @@ class Strategy:
 
     def __post_init__(self) -> None:
         decision = Decision.parse(self.decision)
+        object.__setattr__(self, "decision", decision)
+        self._fill_defaults(decision)
+        self._check_delays()
+        self._check_tenacity_objects()
+        if decision is Decision.NO_RETRY:
+            self._check_no_retry()
+        else:
+            self._check_bound()
+        self._check_order(decision)
+        if self.queue is not None and not (isinstance(self.queue, str) and self.queue):
+            raise ConfigError("queue", self.queue, "must be a queue name", "pass a non-empty str")
+
+    def _fill_defaults(self, decision: Decision) -> None:
+        """The defaults that depend on the decision; ``honor_retry_after`` checked."""
         set_ = object.__setattr__
-        set_(self, "decision", decision)
         if self.max_retries is _UNSET:
             set_(self, "max_retries", 0 if decision is Decision.NO_RETRY else 3)
         if not isinstance(self.honor_retry_after, bool):
@@ -216,17 +229,19 @@ class Strategy:
         if self.jitter is _UNSET:
             set_(self, "jitter", _DEFAULT_JITTER[decision])
         set_(self, "jitter", Jitter.parse(self.jitter))
-        set_(self, "base_delay", seconds("base_delay", self.base_delay, allow_none=False))
-        set_(self, "max_delay", seconds("max_delay", self.max_delay, allow_none=False))
-        set_(self, "min_delay", seconds("min_delay", self.min_delay, allow_none=False))
+
+    def _check_delays(self) -> None:
+        """The three delays as seconds of at most a year, and the factor as a number >= 1."""
         for name in ("base_delay", "max_delay", "min_delay"):
-            if getattr(self, name) > LONGEST_DELAY:
+            value = seconds(name, getattr(self, name), allow_none=False)
+            if value > LONGEST_DELAY:
                 raise ConfigError(
                     name,
-                    getattr(self, name),
+                    value,
                     f"is longer than a year ({LONGEST_DELAY:g} s), the longest delay a retry may wait",
                     f"pass at most {name}={LONGEST_DELAY:g} (or a timedelta of at most 366 days)",
                 )
+            object.__setattr__(self, name, value)
         factor = self.backoff_factor
         if (
             isinstance(factor, bool)
@@ -239,7 +254,10 @@ class Strategy:
                 "must be a finite number of 1 or more",
                 "use 1 for a fixed delay or 2 to double it each retry",
             )
-        set_(self, "backoff_factor", float(factor))
+        object.__setattr__(self, "backoff_factor", float(factor))
+
+    def _check_tenacity_objects(self) -> None:
+        """``wait`` and ``stop``, when given, are callables."""
         for name in ("wait", "stop"):
             obj = getattr(self, name)
             if obj is not None and not callable(obj):
@@ -249,31 +267,38 @@ class Strategy:
                     "must be a tenacity object or a callable taking a RetryCallState",
                     "pass e.g. wait=tenacity.wait_exponential() or stop=tenacity.stop_after_attempt(5)",
                 )
-        if decision is Decision.NO_RETRY:
-            if self.max_retries not in (0, None):
-                raise ConfigError(
-                    "max_retries",
-                    self.max_retries,
-                    "NO_RETRY contradicts retries",
-                    "use max_retries=0 with NO_RETRY, or pick a retrying decision",
-                )
-            if self.wait is not None or self.stop is not None:
-                raise ConfigError(
-                    "wait",
-                    self.wait or self.stop,
-                    "NO_RETRY never waits or stops",
-                    "drop wait=/stop=, or pick a retrying decision",
-                )
-            set_(self, "max_retries", 0)
-        else:
-            whole("max_retries", self.max_retries, minimum=1)
-            if self.max_retries is None and self.stop is None:
-                raise ConfigError(
-                    "max_retries",
-                    None,
-                    "a retrying strategy needs a bound",
-                    "pass max_retries=N or stop=<a tenacity stop>",
-                )
+
+    def _check_no_retry(self) -> None:
+        """NO_RETRY takes no retries, no wait and no stop."""
+        if self.max_retries not in (0, None):
+            raise ConfigError(
+                "max_retries",
+                self.max_retries,
+                "NO_RETRY contradicts retries",
+                "use max_retries=0 with NO_RETRY, or pick a retrying decision",
+            )
+        if self.wait is not None or self.stop is not None:
+            raise ConfigError(
+                "wait",
+                self.wait or self.stop,
+                "NO_RETRY never waits or stops",
+                "drop wait=/stop=, or pick a retrying decision",
+            )
+        object.__setattr__(self, "max_retries", 0)
+
+    def _check_bound(self) -> None:
+        """A retrying strategy is bounded by ``max_retries`` or a tenacity ``stop``."""
+        whole("max_retries", self.max_retries, minimum=1)
+        if self.max_retries is None and self.stop is None:
+            raise ConfigError(
+                "max_retries",
+                None,
+                "a retrying strategy needs a bound",
+                "pass max_retries=N or stop=<a tenacity stop>",
+            )
+
+    def _check_order(self, decision: Decision) -> None:
+        """base_delay <= max_delay, min_delay <= max_delay, and no delay for RETRY_IMMEDIATELY."""
         if decision is Decision.RETRY_IMMEDIATELY and self.base_delay > 0:
             raise ConfigError(
                 "base_delay",
@@ -295,8 +320,6 @@ class Strategy:
                 f"must not exceed max_delay={self.max_delay}",
                 "lower min_delay or raise max_delay",
             )
-        if self.queue is not None and not (isinstance(self.queue, str) and self.queue):
-            raise ConfigError("queue", self.queue, "must be a queue name", "pass a non-empty str")
 
     # ------------------------------------------------------------------ constructors
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, TextIO
@@ -158,6 +158,66 @@ def _window(
     return start, end
 
 
+@dataclass
+class _Tally:
+    """The counters of a window, summed by kind: what ``from_counts`` reads its figures from."""
+
+    categories: Counter[str] = field(default_factory=Counter[str])
+    reasons: Counter[str] = field(default_factory=Counter[str])
+    ok_by_cat: Counter[str] = field(default_factory=Counter[str])
+    failed_by_cat: Counter[str] = field(default_factory=Counter[str])
+    ok_by_n: Counter[int] = field(default_factory=Counter[int])
+    failed_by_n: Counter[int] = field(default_factory=Counter[int])
+    retries: int = 0
+    gave_up: int = 0
+    waited_ms: int = 0
+
+    def add(self, name: str, value: int) -> None:
+        """Count *value* under the counter *name* (``kind:rest``)."""
+        kind, _, rest = name.partition(":")
+        if kind == "failed":
+            self.categories[rest] += value
+        elif kind == "retried":
+            self.retries += value
+        elif kind == "waited_ms":
+            self.waited_ms += value
+        elif kind == "gave_up":
+            self.gave_up += value
+            self.reasons[rest.partition(":")[2]] += value
+        elif kind in ("retry_ok", "retry_failed"):
+            cat, _, n_text = rest.partition(":")
+            ok = kind == "retry_ok"
+            (self.ok_by_cat if ok else self.failed_by_cat)[cat] += value
+            (self.ok_by_n if ok else self.failed_by_n)[int(n_text)] += value
+
+    def rates(self) -> dict[str, Any]:
+        """The retry success rates: overall, by category, by attempt, and their samples."""
+        ok_by_n, failed_by_n = self.ok_by_n, self.failed_by_n
+        attempts = sorted(set(ok_by_n) | set(failed_by_n))
+        cats = sorted(set(self.ok_by_cat) | set(self.failed_by_cat))
+        return {
+            "retry_success_rate": _rate(sum(ok_by_n.values()), sum(failed_by_n.values())),
+            "retry_success_by_category": {c: _rate(self.ok_by_cat[c], self.failed_by_cat[c]) for c in cats},
+            "retry_success_by_attempt": {n: _rate(ok_by_n[n], failed_by_n[n]) for n in attempts},
+            "retry_samples_by_attempt": {n: ok_by_n[n] + failed_by_n[n] for n in attempts},
+        }
+
+
+def _operation_figures(counts: Counter[str]) -> OperationFigures:
+    """One operation's totals from its counters."""
+    return OperationFigures(
+        errors=sum(v for k, v in counts.items() if k.startswith("failed:")),
+        retries=sum(v for k, v in counts.items() if k.startswith("retried:")),
+        gave_up=sum(v for k, v in counts.items() if k.startswith("gave_up:")),
+        late_successes=counts.get("succeeded", 0),
+    )
+
+
+def _after_colon(counts: Counter[str], prefix: str = "") -> dict[str, int]:
+    """The counters starting with *prefix*, keyed by what follows their first colon, non-zero."""
+    return {k.partition(":")[2]: v for k, v in counts.items() if v and k.startswith(prefix)}
+
+
 def from_counts(
     counts: Mapping[str, Counter[str]],
     *,
@@ -173,162 +233,143 @@ def from_counts(
     """
     special = (_stats.CLASSIFIER, _stats.SINKS)
     total: Counter[str] = _stats.merge(c for op, c in counts.items() if op not in special)
-    categories: dict[str, int] = {}
-    reasons: Counter[str] = Counter()
-    ok_by_cat: Counter[str] = Counter()
-    failed_by_cat: Counter[str] = Counter()
-    ok_by_n: Counter[int] = Counter()
-    failed_by_n: Counter[int] = Counter()
-    retries = gave_up = 0
-    waited_ms = 0
+    tally = _Tally()
     for name, value in total.items():
-        kind, _, rest = name.partition(":")
-        if kind == "failed":
-            categories[rest] = categories.get(rest, 0) + value
-        elif kind == "retried":
-            retries += value
-        elif kind == "waited_ms":
-            waited_ms += value
-        elif kind == "gave_up":
-            gave_up += value
-            reasons[rest.partition(":")[2]] += value
-        elif kind in ("retry_ok", "retry_failed"):
-            cat, _, n_text = rest.partition(":")
-            n = int(n_text)
-            (ok_by_cat if kind == "retry_ok" else failed_by_cat)[cat] += value
-            (ok_by_n if kind == "retry_ok" else failed_by_n)[n] += value
-    per_operation = {
-        op: OperationFigures(
-            errors=sum(v for k, v in c.items() if k.startswith("failed:")),
-            retries=sum(v for k, v in c.items() if k.startswith("retried:")),
-            gave_up=sum(v for k, v in c.items() if k.startswith("gave_up:")),
-            late_successes=c.get("succeeded", 0),
-        )
-        for op, c in sorted(counts.items())
-        if op not in special
-    }
-    rules = counts.get(_stats.CLASSIFIER, Counter())
-    attempts = sorted(set(ok_by_n) | set(failed_by_n))
+        tally.add(name, value)
+    budgets, breakers = overload_states() if overload is None else overload
     analysis = Analysis(
         operation=operation,
         since=since,
         until=until,
         source=source,
-        total_errors=sum(categories.values()),
+        total_errors=sum(tally.categories.values()),
         calls_with_errors=total.get("first_failed", 0),
-        retries=retries,
+        retries=tally.retries,
         late_successes=total.get("succeeded", 0),
-        gave_up=gave_up,
-        waited_seconds=waited_ms / 1000,
-        category_distribution=dict(sorted(categories.items(), key=lambda kv: -kv[1])),
-        give_up_reasons=dict(reasons.most_common()),
-        retry_success_rate=_rate(sum(ok_by_n.values()), sum(failed_by_n.values())),
-        retry_success_by_category={
-            c: _rate(ok_by_cat[c], failed_by_cat[c]) for c in sorted(set(ok_by_cat) | set(failed_by_cat))
-        },
-        retry_success_by_attempt={n: _rate(ok_by_n[n], failed_by_n[n]) for n in attempts},
-        retry_samples_by_attempt={n: ok_by_n[n] + failed_by_n[n] for n in attempts},
-        operations=per_operation,
-        rule_failures={k.partition(":")[2]: v for k, v in rules.items()},
-        sink_failures={k.partition(":")[2]: v for k, v in counts.get(_stats.SINKS, Counter()).items() if v},
+        gave_up=tally.gave_up,
+        waited_seconds=tally.waited_ms / 1000,
+        category_distribution=dict(tally.categories.most_common()),
+        give_up_reasons=dict(tally.reasons.most_common()),
+        **tally.rates(),
+        operations={op: _operation_figures(c) for op, c in sorted(counts.items()) if op not in special},
+        rule_failures=_after_colon(counts.get(_stats.CLASSIFIER, Counter())),
+        sink_failures=_after_colon(counts.get(_stats.SINKS, Counter())),
         overflowed=total.get(_stats.OVERFLOWED, 0),
-    )
-    budgets, breakers = overload_states() if overload is None else overload
-    unrecognised = Counter(
-        {k.partition(":")[2]: v for k, v in total.items() if k.startswith("unrecognised:")}
-    )
-    analysis = Analysis(
-        **{
-            **analysis.__dict__,
-            "budgets": budgets,
-            "breakers": breakers,
-            "unrecognised": dict(unrecognised.most_common()),
-        }
+        budgets=budgets,
+        breakers=breakers,
+        unrecognised=dict(Counter(_after_colon(total, "unrecognised:")).most_common()),
     )
     return _with_suggestions(analysis, total)
 
 
-def _with_suggestions(a: Analysis, total: Counter[str]) -> Analysis:
-    tips: list[str] = []
+def _repeating(a: Analysis, total: Counter[str]) -> Iterator[str]:
+    """Data and permanent failures that were retried: they repeat on retry."""
     for cat in (ErrorCategory.DATA_ERROR.value, ErrorCategory.PERMANENT_ERROR.value):
         retried = total.get(f"retried:{cat}", 0)
         if retried:
-            tips.append(
+            yield (
                 f"{cat} failures were retried {retried} times; they repeat on retry. Map "
                 f"{cat.upper()} to Strategy.no_retry() (the presets do)."
             )
-    # Retries that almost never succeed from some attempt on.
+
+
+def _late_attempts(a: Analysis, total: Counter[str]) -> Iterator[str]:
+    """Retries that almost never succeed from some attempt on."""
     for n in sorted(a.retry_success_by_attempt):
         later = [m for m in a.retry_success_by_attempt if m >= n]
         samples = sum(a.retry_samples_by_attempt[m] for m in later)
         ok = sum(round((a.retry_success_by_attempt[m] or 0) * a.retry_samples_by_attempt[m]) for m in later)
         if n > 2 and samples >= MIN_SAMPLES and ok / samples < 0.05:
-            tips.append(
+            yield (
                 f"Retries from attempt {n} on succeeded {ok} of {samples} times "
                 f"({ok / samples:.0%}); cap max_attempts at {n - 1} and fail sooner."
             )
-            break
+            return
+
+
+def _mix(a: Analysis, total: Counter[str]) -> Iterator[str]:
+    """Rate limits or permanent errors dominating the failures; one operation the retries."""
     if a.total_errors >= MIN_SAMPLES:
         rate_limited = a.category_distribution.get(ErrorCategory.API_RATE_LIMIT.value, 0)
         if rate_limited / a.total_errors > 0.5:
-            tips.append(
+            yield (
                 f"Rate limits are {rate_limited / a.total_errors:.0%} of failures: slow the callers "
                 "down (a client-side rate limit or fewer workers) rather than retrying harder."
             )
         permanent = a.category_distribution.get(ErrorCategory.PERMANENT_ERROR.value, 0)
         if permanent / a.total_errors > 0.2:
-            tips.append(
+            yield (
                 f"{permanent} permanent errors ({permanent / a.total_errors:.0%}): these are bugs or "
                 "refusals (401/403/404, TypeError); retrying cannot fix them, the code or credentials must."
             )
     if a.retries >= MIN_SAMPLES and len(a.operations) > 1:
         top, figures = max(a.operations.items(), key=lambda kv: kv[1].retries)
         if figures.retries / a.retries > 0.5:
-            tips.append(
+            yield (
                 f"{top} accounts for {figures.retries} of {a.retries} retries "
                 f"({figures.retries / a.retries:.0%}): look for a retry loop or a failing dependency there."
             )
-    advice = (
-        "the dependency is failing for everyone; alert on it, add a circuit breaker, or (if the "
-        "failures are isolated) raise the budget's ratio."
-    )
+
+
+_OVERLOAD_ADVICE = (
+    "the dependency is failing for everyone; alert on it, add a circuit breaker, or (if the "
+    "failures are isolated) raise the budget's ratio."
+)
+
+
+def _overload(a: Analysis, total: Counter[str]) -> Iterator[str]:
+    """Budgets that refused often (by key, else from the give-ups), open breakers."""
     named = False  # budgets exhausted often, by key (the fleet's counts for those in Redis)
     for key, state in a.budgets.items():
         refused, spent = state.get("refused", 0), state.get("spent", 0)
         if refused >= MIN_SAMPLES and refused / (refused + spent) > 0.2:
             named = True
-            tips.append(
+            yield (
                 f"The retry budget {key!r} refused {refused} of {refused + spent} retries "
-                f"({refused / (refused + spent):.0%}): {advice}"
+                f"({refused / (refused + spent):.0%}): {_OVERLOAD_ADVICE}"
             )
     exhausted = a.give_up_reasons.get("budget_exhausted", 0)
     if not named and a.gave_up >= MIN_SAMPLES and exhausted / a.gave_up > 0.2:
-        tips.append(f"{exhausted} of {a.gave_up} give-ups were refused by the retry budget: {advice}")
+        yield f"{exhausted} of {a.gave_up} give-ups were refused by the retry budget: {_OVERLOAD_ADVICE}"
     for key, state in a.breakers.items():
         if state.get("state") == "open":
-            tips.append(
+            yield (
                 f"The circuit breaker {key!r} is open ({state.get('rejected', 0)} calls refused): "
                 "its dependency is failing; check it before raising the breaker's thresholds."
             )
+
+
+def _outcomes(a: Analysis, total: Counter[str]) -> Iterator[str]:
+    """Give-ups at the deadline; retries that rarely succeed."""
     deadline = a.give_up_reasons.get("deadline", 0) + a.give_up_reasons.get("retry_after_exceeds_deadline", 0)
     if a.gave_up >= MIN_SAMPLES and deadline / a.gave_up > 0.5:
-        tips.append(
-            f"{deadline} of {a.gave_up} give-ups hit the deadline: raise the deadline or shorten the waits."
-        )
+        yield f"{deadline} of {a.gave_up} give-ups hit the deadline: raise the deadline or shorten the waits."
     if a.retry_success_rate is not None and a.retries >= MIN_SAMPLES and a.retry_success_rate < 0.2:
-        tips.append(
+        yield (
             f"Only {a.retry_success_rate:.0%} of retries succeeded: the failures are not transient; "
             "retry less and alert sooner."
         )
+
+
+def _rules(a: Analysis, total: Counter[str]) -> Iterator[str]:
+    """The rules to paste for unrecognised failures; rules that raised."""
+    temporary = a.retry_success_by_category.get(ErrorCategory.TEMPORARY_ERROR.value)
     for name, count in list(a.unrecognised.items())[:3]:
-        tips.append(
-            _rule_for(name, count, a.retry_success_by_category.get(ErrorCategory.TEMPORARY_ERROR.value))
-        )
+        yield _rule_for(name, count, temporary)
     if a.rule_failures:
-        tips.append(
+        yield (
             f"Classifier rules raised {sum(a.rule_failures.values())} times "
             f"({', '.join(a.rule_failures)}): fix them; failures they should have caught got the next rule."
         )
+
+
+_SUGGESTERS = (_repeating, _late_attempts, _mix, _overload, _outcomes, _rules)
+"""What the suggestions look at, in the order they are given."""
+
+
+def _with_suggestions(a: Analysis, total: Counter[str]) -> Analysis:
+    """*a* with the suggestions its figures (and the window's counters *total*) call for."""
+    tips = [tip for suggest in _SUGGESTERS for tip in suggest(a, total)]
     return Analysis(**{**a.__dict__, "suggestions": tips})
 
 

@@ -595,23 +595,25 @@ def fmt_seconds(value: float) -> str:
     return f"{seconds}s"
 
 
-def render_analysis(a: Any, out: TextIO) -> None:
+def render_analysis(a: Analysis, out: TextIO) -> None:
     """The human form of an ``Analysis``."""
-    scope = a.operation or "all operations"
-    print(
-        f"analysis of {scope} over the last {fmt_seconds(a.until - a.since)} (source: {a.source})", file=out
-    )
-    print(
+    for render in (_figure_lines, _overload_lines, _suggestion_lines):
+        for line in render(a):
+            print(line, file=out)
+
+
+def _figure_lines(a: Analysis) -> Iterator[str]:
+    """The window, the totals, the categories, the reasons, the success rates, the operations."""
+    window = fmt_seconds(a.until - a.since)
+    yield f"analysis of {a.operation or 'all operations'} over the last {window} (source: {a.source})"
+    yield (
         f"  failed attempts   {a.total_errors} in {a.calls_with_errors} calls; {a.retries} retries, "
-        f"{a.late_successes} late successes, {a.gave_up} gave up; {fmt_seconds(a.waited_seconds)} waited",
-        file=out,
+        f"{a.late_successes} late successes, {a.gave_up} gave up; {fmt_seconds(a.waited_seconds)} waited"
     )
-    cats = ", ".join(f"{k} {v}" for k, v in a.category_distribution.items()) or "-"
-    print(f"  categories        {cats}", file=out)
-    reasons = ", ".join(f"{k} {v}" for k, v in a.give_up_reasons.items()) or "-"
-    print(f"  give-up reasons   {reasons}", file=out)
+    yield "  categories        " + (", ".join(f"{k} {v}" for k, v in a.category_distribution.items()) or "-")
+    yield "  give-up reasons   " + (", ".join(f"{k} {v}" for k, v in a.give_up_reasons.items()) or "-")
     if a.retry_success_rate is None:
-        print("  retry success     no retries", file=out)
+        yield "  retry success     no retries"
     else:
         by_cat = ", ".join(f"{k} {v:.0%}" for k, v in a.retry_success_by_category.items() if v is not None)
         by_n = ", ".join(
@@ -619,29 +621,31 @@ def render_analysis(a: Any, out: TextIO) -> None:
             for n, v in a.retry_success_by_attempt.items()
             if v is not None
         )
-        print(f"  retry success     {a.retry_success_rate:.0%} overall", file=out)
-        print(f"  by category       {by_cat or '-'}", file=out)
-        print(f"  by attempt        {by_n}", file=out)
+        yield f"  retry success     {a.retry_success_rate:.0%} overall"
+        yield f"  by category       {by_cat or '-'}"
+        yield f"  by attempt        {by_n}"
     if len(a.operations) > 1:
-        print("  operations", file=out)
+        yield "  operations"
         for op, f in a.operations.items():
-            print(f"    {op:<30} {f.errors} errors, {f.retries} retries, {f.gave_up} gave up", file=out)
-    sinks = ", ".join(f"{k} {v}" for k, v in a.sink_failures.items()) or "none"
-    print(f"  sink failures     {sinks}", file=out)
+            yield f"    {op:<30} {f.errors} errors, {f.retries} retries, {f.gave_up} gave up"
+
+
+def _overload_lines(a: Analysis) -> Iterator[str]:
+    """Sink failures, name overflow, each budget and breaker."""
+    yield "  sink failures     " + (", ".join(f"{k} {v}" for k, v in a.sink_failures.items()) or "none")
     if a.overflowed:
-        print(
+        yield (
             f"  name overflow     {a.overflowed} counts of operation names beyond the cap "
-            "(stats_max_operations) were counted as <other>",
-            file=out,
+            "(stats_max_operations) were counted as <other>"
         )
-    for key, b in getattr(a, "budgets", {}).items():
+    for key, b in a.budgets.items():
         line = f"{key} ({b.get('shape')}): {b.get('spent', 0)} retries spent, {b.get('refused', 0)} refused"
         if "balance" in b:
             line += f", balance {b['balance']:.1f}" + (" (exhausted)" if b["balance"] < 1 else "")
         if "reject_probability" in b:
             line += f", refusing {b['reject_probability']:.0%} now"
-        print(f"  retry budget      {line}{_where(b)}", file=out)
-    for key, b in getattr(a, "breakers", {}).items():
+        yield f"  retry budget      {line}{_where(b)}"
+    for key, b in a.breakers.items():
         state = b.get("state", "?")
         left = f" for {fmt_seconds(b['remaining'])}" if state != "closed" and b.get("remaining") else ""
         counts = (  # an open breaker has forgotten its window: what it refused says more
@@ -649,17 +653,18 @@ def render_analysis(a: Any, out: TextIO) -> None:
             if state == "closed"
             else ""
         )
-        print(
-            f"  circuit breaker   {key}: {state}{left}, {counts}{b.get('rejected', 0)} calls refused"
-            f"{_where(b)}",
-            file=out,
-        )
+        refused = f"{b.get('rejected', 0)} calls refused"
+        yield f"  circuit breaker   {key}: {state}{left}, {counts}{refused}{_where(b)}"
+
+
+def _suggestion_lines(a: Analysis) -> Iterator[str]:
+    """The suggestions, or why there are none."""
     none = "       none"
     if not a.suggestions and a.total_errors < MIN_SAMPLES:
         none += f" (patterns are judged from {MIN_SAMPLES} failures on; this window has {a.total_errors})"
-    print("  suggestions" + ("" if a.suggestions else none), file=out)
+    yield "  suggestions" + ("" if a.suggestions else none)
     for tip in a.suggestions:
-        print(f"    - {tip}", file=out)
+        yield f"    - {tip}"
 
 
 def _where(state: Mapping[str, Any]) -> str:

@@ -12,10 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from ._analysis import fmt_seconds, render_analysis
 from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._policy import Policy
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -100,7 +103,7 @@ def progress(label: str, stream: TextIO | None = None) -> Iterator[Callable[[str
         thread.join()
 
 
-def _load_policy(spec: str) -> Any:
+def _load_policy(spec: str) -> Policy:
     from ._policy import Policy, get_preset, preset_names
 
     if ":" not in spec:
@@ -142,7 +145,7 @@ def _is_celery_task(obj: Any) -> bool:
     return task is not None and (isinstance(obj, task) or (isinstance(obj, type) and issubclass(obj, task)))
 
 
-def _rules(policy: Any) -> list[str]:
+def _rules(policy: Policy) -> list[str]:
     """The policy's own classifier rules, in order: what decides the category before the built-in ones."""
     classifier = policy.classifier
     if classifier is None:
@@ -160,11 +163,10 @@ def _rules(policy: Any) -> list[str]:
     return lines
 
 
-def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
-    """Print each category's decision and delay range per retry."""
+def _category_rows(policy: Policy, retries: int) -> dict[str, dict[str, Any]]:
+    """Each category's decision, retries, jitter, Retry-After and delay ranges (up to *retries*)."""
     from ._classify import ErrorCategory
 
-    policy = _load_policy(spec)
     rows = {}
     for category in ErrorCategory:
         strategy = policy.strategy_for(category)
@@ -180,13 +182,33 @@ def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
             else [list(strategy.delay_range(n)) for n in range(1, shown + 1)],
             "more": strategy.max_retries is not None and strategy.max_retries > shown,
         }
-    header = {
+    return rows
+
+
+def _category_line(name: str, row: dict[str, Any]) -> str:
+    """One category's row of the table ``explain`` prints."""
+    if row["delays"] is None:
+        delays = "-" if row["decision"] == "no_retry" else "tenacity wait (see the strategy)"
+    else:
+        parts = [
+            fmt_seconds(lo) if lo == hi else f"{fmt_seconds(lo)}-{fmt_seconds(hi)}"
+            for lo, hi in row["delays"]
+        ]
+        delays = ", ".join(parts) + (", ..." if row["more"] else "")
+    retries_text = "-" if row["max_retries"] is None else str(row["max_retries"])
+    return f"  {name:<16} {row['decision']:<19} {retries_text:>7}  {delays}"
+
+
+def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
+    """Print each category's decision and delay range per retry."""
+    policy = _load_policy(spec)
+    rows = _category_rows(policy, retries)
+    header: dict[str, Any] = {
         "policy": policy.name or spec,
         "max_attempts": policy.max_attempts,
         "deadline": policy.deadline,
         "attempt_timeout": policy.attempt_timeout,
     }
-    overload = policy.guard.describe() if policy.guard is not None else []
     rules = _rules(policy)
     if as_json:
         header["rules"] = rules
@@ -197,30 +219,19 @@ def explain(spec: str, retries: int, as_json: bool, out: TextIO) -> int:
         json.dump({**header, "categories": rows}, out, indent=2)
         out.write("\n")
         return 0
-    limits = (
-        ", ".join(
-            f"{k} {fmt_seconds(v) if k != 'max_attempts' else v}"
-            for k, v in header.items()
-            if k not in ("policy", "overload") and v is not None
-        )
-        or "no whole-call limits"
+    limits = ", ".join(
+        f"{k} {fmt_seconds(v) if k != 'max_attempts' else v}"
+        for k, v in header.items()
+        if k != "policy" and v is not None
     )
-    print(f"policy {header['policy']!r}: {limits}", file=out)
+    print(f"policy {header['policy']!r}: {limits or 'no whole-call limits'}", file=out)
     print(f"  {'category':<16} {'decision':<19} {'retries':>7}  delay before retry 1, 2, 3, ...", file=out)
     for name, row in rows.items():
-        if row["delays"] is None:
-            delays = "-" if row["decision"] == "no_retry" else "tenacity wait (see the strategy)"
-        else:
-            parts = [
-                fmt_seconds(lo) if lo == hi else f"{fmt_seconds(lo)}-{fmt_seconds(hi)}"
-                for lo, hi in row["delays"]
-            ]
-            delays = ", ".join(parts) + (", ..." if row["more"] else "")
-        retries_text = "-" if row["max_retries"] is None else str(row["max_retries"])
-        print(f"  {name:<16} {row['decision']:<19} {retries_text:>7}  {delays}", file=out)
+        print(_category_line(name, row), file=out)
     print("  jitter ranges are shown as low-high; a server's Retry-After replaces the delay", file=out)
     for line in rules:
         print(f"  classified: {line}", file=out)
+    overload = policy.guard.describe() if policy.guard is not None else []
     for line in overload or ["no retry budget, no circuit breaker"]:
         print(f"  overload: {line}", file=out)
     return 0

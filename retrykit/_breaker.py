@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from ._categories import CategoryKey
 from ._classify import ErrorCategory
@@ -24,6 +24,26 @@ DEFAULT_COUNTED = frozenset(
     {ErrorCategory.NETWORK_ERROR, ErrorCategory.SYSTEM_ERROR, ErrorCategory.TEMPORARY_ERROR}
 )
 NEVER_COUNTED = frozenset({ErrorCategory.DATA_ERROR, ErrorCategory.PERMANENT_ERROR})
+
+
+class BreakerStore(Protocol):
+    """Where breaker state lives: ``MemoryOverloadStore`` or ``RedisOverloadStore``."""
+
+    def allow(self, breaker: CircuitBreaker) -> float:
+        """0 if a call may go through now (a probe is taken when half-open), else seconds left open."""
+        ...
+
+    def peek(self, breaker: CircuitBreaker) -> float:
+        """Seconds the breaker stays open (0 if closed), without taking a probe."""
+        ...
+
+    def record(self, breaker: CircuitBreaker, successes: int, failures: int) -> None:
+        """Count outcomes of calls through *breaker*."""
+        ...
+
+    def breaker_state(self, breaker: CircuitBreaker) -> dict[str, Any]:
+        """*breaker*'s state now, as ``CircuitBreaker.state()`` shows it."""
+        ...
 
 
 class CircuitOpen(Exception):
@@ -100,7 +120,7 @@ class CircuitBreaker:
         open_for: float = 5.0,
         probes: int = 1,
         counted: Iterable[CategoryKey] | None = None,
-        store: Any = None,
+        store: BreakerStore | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(key, str) or not key:
@@ -138,7 +158,7 @@ class CircuitBreaker:
         self.open_for: float = seconds("open_for", open_for, positive=True)
         self.probes: int = probes
         self.counted: frozenset[ErrorCategory] = chosen
-        self.store: Any = store  # a MemoryOverloadStore or RedisOverloadStore; None: the default
+        self.store: BreakerStore | None = store  # None: the process's default store
         self.clock: Callable[[], float] = clock or time.monotonic
 
     @classmethod
@@ -146,7 +166,7 @@ class CircuitBreaker:
         """A breaker from a ``CircuitBreaker``, a key (default settings) or a mapping of settings."""
         return from_setting(cls, value, argument, "CircuitBreaker('payments')")
 
-    def _store(self) -> Any:
+    def _store(self) -> BreakerStore:
         store = self.store
         return store if store is not None else default_store()
 
@@ -184,6 +204,7 @@ class CircuitBreaker:
 
 
 __all__ = [  # with the states, importable from here as before
+    "BreakerStore",
     "CLOSED",
     "DEFAULT_COUNTED",
     "HALF_OPEN",

@@ -122,7 +122,7 @@ class RetryBudget:
         capacity: int = 500,
         costs: CategoryCosts | None = None,
         k: float = 2.0,
-        store: Any = None,
+        store: BudgetStore | None = None,
         clock: Callable[[], float] | None = None,
         rng: Callable[[], float] | None = None,
     ) -> None:
@@ -184,7 +184,7 @@ class RetryBudget:
         """What a retry of *category* costs (quota shape; 1 for the others)."""
         return self.costs.get(category, 5) if self.shape == "quota" else 1
 
-    def _store(self) -> Any:
+    def _store(self) -> BudgetStore:
         store = self.store
         return store if store is not None else default_store()
 

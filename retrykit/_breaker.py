@@ -204,13 +204,13 @@ class CircuitBreaker:
 
 
 __all__ = [  # with the states, importable from here as before
-    "BreakerStore",
     "CLOSED",
     "DEFAULT_COUNTED",
     "HALF_OPEN",
     "NEVER_COUNTED",
     "OPEN",
     "STATE_NAMES",
+    "BreakerStore",
     "CircuitBreaker",
     "CircuitOpen",
 ]

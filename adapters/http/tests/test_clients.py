@@ -15,6 +15,7 @@ from http_server import Cut, Hang, Reply, Server, breaking_handshakes, closed_po
 import retrykit
 import retrykit.testing
 from retrykit.events import GaveUp, RetryScheduled, StopReason
+from retrykit_http import RESEND_COUNT
 
 
 def policy(**options: Any) -> retrykit.Policy:
@@ -207,6 +208,28 @@ def test_events_name_method_host_and_route(client: Runner, http_server: Server) 
     options = {"policy": policy(on_retry=waits.append), "route": lambda request: "/users/{id}"}
     client(options, [Req("GET", http_server.url + "/users/17")], None)
     assert [f"GET {http_server.host}/users/{{id}}"] == [event.operation for event in waits]
+
+
+@pytest.mark.parametrize(
+    ("replies", "status", "last"),
+    [
+        pytest.param([Reply(503), Reply(503), Reply(200)], 200, "Succeeded", id="late-success"),
+        pytest.param([Reply(503)], 503, "GaveUp", id="give-up"),
+    ],
+)
+def test_events_and_the_response_carry_the_resend_count(
+    client: Runner, http_server: Server, replies: list[Reply], status: int, last: str
+) -> None:
+    """Events of a resent request carry ``http.request.resend_count``, as does the caller's response."""
+    http_server.script(*replies)
+    seen: list[Any] = []
+    options = {
+        "policy": policy(max_attempts=3, on_retry=seen.append, on_giveup=seen.append, on_success=seen.append)
+    }
+    [outcome] = client(options, [Req("GET", http_server.url)], None)
+    assert (status, 2) == (outcome.status, outcome.resend)
+    counts = [(type(event).__name__, event.attributes.get(RESEND_COUNT)) for event in seen]
+    assert [("RetryScheduled", None), ("RetryScheduled", 1), (last, 2)] == counts
 
 
 def test_a_decorated_function_over_the_transport_does_not_multiply(http_server: Server) -> None:

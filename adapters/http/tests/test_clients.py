@@ -201,6 +201,44 @@ def test_a_budget_is_kept_per_host(client: Runner, http_server: Server, key: Any
     assert len(http_server.seen) == 3
 
 
+def _shared(url: str, prefix: str, kind: str, key: str) -> tuple[Any, Any]:
+    """A store of its own (as in another process) over the shared Redis, and the part kept there."""
+    from retrykit.overload import RedisOverloadStore
+
+    store = RedisOverloadStore(url, prefix=prefix)
+    if kind == "budget":
+        return store, retrykit.RetryBudget.quota(key, capacity=5, store=store)
+    return store, retrykit.CircuitBreaker(key, min_throughput=2, open_for=60.0, store=store)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param("budget", id="budget-spent-jointly"), pytest.param("breaker", id="breaker-open-for-both")],
+)
+def test_a_host_s_budget_and_breaker_are_shared_through_redis(
+    client: Runner, http_server: Server, redis_prefix: tuple[str, str], kind: str
+) -> None:
+    """Two adapters with a store each over one Redis: what the first spends or opens, the second sees."""
+    url, prefix = redis_prefix
+    key = f"svc-{uuid.uuid4().hex}"
+    http_server.script(Reply(503))
+    first_store, first = _shared(url, prefix, kind, key)
+    client({"policy": policy(max_attempts=2), kind: first}, [Req("GET", http_server.url)], None)
+    first_store.close()  # its batches sent, as when its process ends
+    assert 2 == len(http_server.seen)  # one retry: the budget's 5 tokens spent, the breaker's 2 failures
+    gave_up: list[GaveUp] = []
+    second_store, shared = _shared(url, prefix, kind, key)
+    options = {"policy": policy(max_attempts=2, on_giveup=gave_up.append), kind: shared}
+    outcomes = client(options, [Req("GET", http_server.url)], None)
+    second_store.close()
+    if kind == "budget":
+        assert (503, 3) == (outcomes[0].status, len(http_server.seen))  # sent once, not retried
+        assert [StopReason.BUDGET_EXHAUSTED] == [event.reason for event in gave_up]
+    else:
+        assert isinstance(outcomes[0].error, retrykit.CircuitOpen)  # failed fast: nothing sent
+        assert 2 == len(http_server.seen)
+
+
 def test_events_name_method_host_and_route(client: Runner, http_server: Server) -> None:
     """The operation is the method, the host and the route template the route function gives."""
     http_server.script(Reply(503), Reply(200))

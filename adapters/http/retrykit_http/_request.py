@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import email.utils
 import logging
 import math
@@ -164,6 +165,15 @@ def _check_flags(**flags: bool) -> None:
             raise ConfigError(flag, value, "must be True or False", f"pass {flag}=True")
 
 
+def _check_unknown(unknown: dict[str, object]) -> None:
+    """An option no adapter takes (a typo) is a ConfigError naming the options there are."""
+    for name, value in unknown.items():
+        known = sorted(Options.__optional_keys__)
+        close = difflib.get_close_matches(name, known, n=1)
+        fix = f"did you mean {close[0]}=?" if close else f"use one of {', '.join(known)}"
+        raise ConfigError(name, value, "is not an option of the retrykit-http adapters", fix)
+
+
 class Settings:
     """An adapter's settings, checked once when it is built; ``plan()`` per request."""
 
@@ -196,7 +206,9 @@ class Settings:
         idempotency_keys: bool = False,
         retry_non_idempotent: bool = False,
         read_body: bool = True,
+        **unknown: object,
     ) -> None:
+        _check_unknown(unknown)
         base = _base_policy(policy)
         self.statuses = _check_statuses(statuses)
         _check_callable("classify_response", classify_response, "lambda response: None")

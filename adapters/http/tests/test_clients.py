@@ -147,10 +147,11 @@ def test_a_body_that_cannot_be_replayed_is_sent_once(
     assert "cannot be replayed" in caplog.text
 
 
-def test_a_pool_of_one_is_never_exhausted(client: Runner, http_server: Server) -> None:
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "read"])
+def test_a_pool_of_one_is_never_exhausted(client: Runner, http_server: Server, stream: bool) -> None:
     """100 requests failing 3 times each on one connection: every failed attempt's response is closed."""
     http_server.script(Reply(503, body=b"busy" * 1000))
-    reqs = [Req("GET", http_server.url, stream=True) for _ in range(100)]
+    reqs = [Req("GET", http_server.url, stream=stream) for _ in range(100)]
     outcomes = client({"policy": policy(max_attempts=3)}, reqs, 1)
     assert {(503, 2, None)} == {(outcome.status, outcome.resend, outcome.error) for outcome in outcomes}
     assert 300 == len(http_server.seen)

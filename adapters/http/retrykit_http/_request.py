@@ -227,12 +227,9 @@ class Settings:
             budget=base.budget if budget is None else budget,
             breaker=base.breaker if breaker is None else breaker,
         )
-        self.budget = self.policy.budget
-        self.breaker = self.policy.breaker
-        self.key: KeyFunction | None = key
-        self.route: RouteFunction | None = route
-        self.idempotency_keys = idempotency_keys
-        self.read_body = read_body
+        self.budget, self.breaker = self.policy.budget, self.policy.breaker
+        self.key, self.route = key, route
+        self.idempotency_keys, self.read_body = idempotency_keys, read_body
         self._policies: dict[str, Policy] = {}
         self._lock = threading.Lock()
 

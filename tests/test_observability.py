@@ -126,11 +126,15 @@ def test_attributes_must_be_a_mapping_with_str_keys(values: Any) -> None:
         pass
 
 
-def test_log_lines_carry_the_attributes() -> None:
-    """The structlog line of a retry has the attributes of its block as fields."""
-    with capture_logs() as logs, no_wait(), retrykit.events.attributes({"http.request.resend_count": 3}):
+def test_log_lines_carry_the_attributes(caplog: pytest.LogCaptureFixture) -> None:
+    """The log line of a retry and of the late success has the attributes of its block as fields."""
+    structlog.reset_defaults()
+    attached = retrykit.events.attributes({"http.request.resend_count": 3})
+    with caplog.at_level("INFO", logger="retrykit"), no_wait(), attached:
         retrykit.retry(THREE, operation="op")(Flaky.failing(1))()
-    assert [3, 3] == [entry.get("http.request.resend_count") for entry in logs]
+    lines = [r for r in caplog.records if r.name == "retrykit"]
+    assert [3, 3] == [r.retrykit.get("http.request.resend_count") for r in lines]  # type: ignore[attr-defined]
+    assert all("http.request.resend_count=3" in r.getMessage() for r in lines)
 
 
 def test_recorder_sees_only_its_own_context() -> None:

@@ -12,9 +12,10 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 if TYPE_CHECKING:
@@ -22,6 +23,49 @@ if TYPE_CHECKING:
     from ._strategy import Decision
 
 _log = logging.getLogger("retrykit")
+
+_NO_ATTRIBUTES: Mapping[str, object] = MappingProxyType({})
+# What the events built in this context carry in ``attributes`` (``attributes()`` sets it).
+_attributes: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
+    "retrykit_event_attributes", default=_NO_ATTRIBUTES
+)
+
+
+def current_attributes() -> Mapping[str, object]:
+    """The attributes events built now carry (read-only; empty unless ``attributes()`` is active)."""
+    return _attributes.get()
+
+
+@contextlib.contextmanager
+def attributes(values: Mapping[str, object]) -> Iterator[None]:
+    """
+    Events built inside this block carry *values* in their ``attributes`` (on top of those of an
+    enclosing block): an adapter names what the core cannot know, e.g. how many times an HTTP
+    request was resent (``{"http.request.resend_count": 2}``). Context-local, like a contextvar.
+
+    Raises:
+        ConfigError: *values* is not a mapping with str keys.
+    """
+    given = cast(object, values)  # checked at run time: callers are not all type-checked
+    if not isinstance(given, Mapping) or not all(
+        isinstance(key, str) for key in cast("Mapping[object, object]", given)
+    ):
+        from ._errors import ConfigError
+
+        raise ConfigError(
+            "values",
+            values,
+            "must be a mapping with str keys",
+            "pass e.g. attributes({'http.request.resend_count': 1})",
+        )
+    outer = _attributes.get()
+    token = _attributes.set(
+        MappingProxyType({**outer, **values}) if outer else MappingProxyType(dict(values))
+    )
+    try:
+        yield
+    finally:
+        _attributes.reset(token)
 
 
 class StopReason(str, Enum):
@@ -75,6 +119,7 @@ class AttemptFailed:
         elapsed: Seconds since the call started.
         after: The category of the failure that led to this attempt (``None`` on attempt 1).
         error: The exception the attempt raised (``None`` for a retried result).
+        attributes: What the adapter or the caller attached (``retrykit.events.attributes``).
     """
 
     operation: str
@@ -86,6 +131,8 @@ class AttemptFailed:
     """The category of the failure that led to this attempt (``None`` on attempt 1)."""
     error: BaseException | None = field(default=None, repr=False, compare=False)
     """The exception the attempt raised (``None`` for a retried result)."""
+    attributes: Mapping[str, object] = field(default_factory=current_attributes, hash=False)
+    """What the adapter or the caller attached (``retrykit.events.attributes``); empty by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +150,7 @@ class RetryScheduled:
         elapsed: Seconds since the call started.
         after: The category of the failure that led to the failed attempt (``None`` on attempt 1).
         error: The exception the attempt raised (``None`` for a retried result).
+        attributes: What the adapter or the caller attached (``retrykit.events.attributes``).
     """
 
     operation: str
@@ -116,6 +164,8 @@ class RetryScheduled:
     """The category of the failure that led to this attempt (``None`` on attempt 1)."""
     error: BaseException | None = field(default=None, repr=False, compare=False)
     """The exception the attempt raised (``None`` for a retried result)."""
+    attributes: Mapping[str, object] = field(default_factory=current_attributes, hash=False)
+    """What the adapter or the caller attached (``retrykit.events.attributes``); empty by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +180,7 @@ class Succeeded:
         attempts: The attempts the call made, the successful one included.
         elapsed: Seconds since the call started.
         after: The category of the last failure before the success.
+        attributes: What the adapter or the caller attached (``retrykit.events.attributes``).
     """
 
     operation: str
@@ -137,6 +188,8 @@ class Succeeded:
     elapsed: float
     after: ErrorCategory | None = None
     """The category of the last failure before the success (``None`` for a first-try success)."""
+    attributes: Mapping[str, object] = field(default_factory=current_attributes, hash=False)
+    """What the adapter or the caller attached (``retrykit.events.attributes``); empty by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +209,7 @@ class GaveUp:
         returned: Whether the caller gets the last attempt's returned value (a retried result).
         rescheduled: The retry of this attempt had been scheduled (``RetryScheduled``) when the
             deadline ended it.
+        attributes: What the adapter or the caller attached (``retrykit.events.attributes``).
     """
 
     operation: str
@@ -172,6 +226,8 @@ class GaveUp:
     """Whether the caller gets the last attempt's returned value (a retried result) instead."""
     rescheduled: bool = False
     """The retry of this attempt had been scheduled (``RetryScheduled``) when the deadline ended it."""
+    attributes: Mapping[str, object] = field(default_factory=current_attributes, hash=False)
+    """What the adapter or the caller attached (``retrykit.events.attributes``); empty by default."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,6 +211,9 @@ def log_event(event: _events.Event) -> None:
             fields["not_logged_since"] = quiet
     if _context:
         fields.update(context_fields())
+    attached = getattr(event, "attributes", None)
+    if attached:
+        fields.update(attached)  # the adapter's own names (retrykit.events.attributes)
     if configured:
         structlog.get_logger("retrykit").log(level, f"retrykit.{name}", **fields)
         return

@@ -22,6 +22,7 @@ from ._events import (
     RuleFailed,
     StopReason,
     Succeeded,
+    attributes,
     subscribe,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "RuleFailed",
     "StopReason",
     "Succeeded",
+    "attributes",
     "subscribe",
 ]

@@ -308,6 +308,7 @@ def _otel_sink(provider: Any, trace: Any) -> _events.Sink:
             trace.get_current_span().add_event(
                 "retrykit.retry_scheduled",
                 {
+                    **event.attributes,
                     **attributes,
                     "retrykit.attempt": event.attempt,
                     "retrykit.delay": event.delay,
@@ -319,7 +320,12 @@ def _otel_sink(provider: Any, trace: Any) -> _events.Sink:
             giveups.add(1, attributes)
             trace.get_current_span().add_event(
                 "retrykit.gave_up",
-                {**attributes, "retrykit.attempts": event.attempts, "retrykit.error": event.error_type},
+                {
+                    **event.attributes,
+                    **attributes,
+                    "retrykit.attempts": event.attempts,
+                    "retrykit.error": event.error_type,
+                },
             )
 
     return sink

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -97,6 +98,43 @@ def test_subscribe_and_unsubscribe() -> None:
     with no_wait():
         retrykit.retry(THREE)(Flaky.failing(1))()
     assert [retrykit.events.AttemptFailed, RetryScheduled, Succeeded] == [type(e) for e in got]
+
+
+@pytest.mark.parametrize("failures", [1, 9], ids=["late-success", "give-up"])
+def test_events_carry_the_attributes_of_their_block(failures: int) -> None:
+    """Events built inside ``attributes()`` carry its values, merged over an enclosing block's."""
+    call = retrykit.retry(THREE, operation="op")(Flaky.failing(failures))
+    with record() as inside, no_wait(), retrykit.events.attributes({"tenant": "a", "n": 1}):
+        with (
+            retrykit.events.attributes({"n": 2}),
+            pytest.raises(ConnectionResetError) if failures > 2 else nullcontext(),
+        ):
+            call()
+    with record() as outside, no_wait(), pytest.raises(ConnectionResetError):
+        retrykit.retry(THREE, operation="op")(Flaky.failing(9))()
+    assert [{"tenant": "a", "n": 2}] * len(inside.events) == [dict(e.attributes) for e in inside.events]
+    assert [{}] * len(outside.events) == [dict(e.attributes) for e in outside.events]
+
+
+@pytest.mark.parametrize("values", [["n", 1], {1: "one"}, None], ids=["list", "int-key", "none"])
+def test_attributes_must_be_a_mapping_with_str_keys(values: Any) -> None:
+    """Anything but a mapping with str keys is a ConfigError naming the argument and the fix."""
+    with (
+        pytest.raises(retrykit.ConfigError, match=r"values.*mapping with str keys"),
+        retrykit.events.attributes(values),
+    ):
+        pass
+
+
+def test_log_lines_carry_the_attributes(caplog: pytest.LogCaptureFixture) -> None:
+    """The log line of a retry and of the late success has the attributes of its block as fields."""
+    structlog.reset_defaults()
+    attached = retrykit.events.attributes({"http.request.resend_count": 3})
+    with caplog.at_level("INFO", logger="retrykit"), no_wait(), attached:
+        retrykit.retry(THREE, operation="op")(Flaky.failing(1))()
+    lines = [r for r in caplog.records if r.name == "retrykit"]
+    assert [3, 3] == [r.retrykit.get("http.request.resend_count") for r in lines]  # type: ignore[attr-defined]
+    assert all("http.request.resend_count=3" in r.getMessage() for r in lines)
 
 
 def test_recorder_sees_only_its_own_context() -> None:

@@ -49,6 +49,7 @@ MODULES = {
         "RuleFailed",
         "StopReason",
         "Succeeded",
+        "attributes",
         "subscribe",
     ],
     "retrykit.stats": [

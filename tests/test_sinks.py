@@ -14,6 +14,7 @@ import pytest
 import structlog
 
 import retrykit
+import retrykit.events
 import retrykit.logs
 import retrykit.sinks
 import retrykit.stats
@@ -53,7 +54,7 @@ def test_prometheus_sink_counts_with_low_cardinality_labels() -> None:
 
 
 def test_opentelemetry_sink_counts_and_adds_span_events() -> None:
-    """Counters go to the meter; retries and give-ups become events on the current span."""
+    """Counters go to the meter; retries and give-ups become span events with the events' attributes."""
     pytest.importorskip("opentelemetry.sdk")
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -68,7 +69,8 @@ def test_opentelemetry_sink_counts_and_adds_span_events() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     try:
         with provider.get_tracer("test").start_as_current_span("request"):
-            _run(5)
+            with retrykit.events.attributes({"http.request.resend_count": 1}):
+                _run(5)
     finally:
         unsubscribe()
     sums = {
@@ -86,6 +88,7 @@ def test_opentelemetry_sink_counts_and_adds_span_events() -> None:
         e.name for e in span.events
     ]
     assert "tok-123" not in repr([dict(e.attributes) for e in span.events])
+    assert [1, 1, 1] == [e.attributes["http.request.resend_count"] for e in span.events]
 
 
 class Clock:

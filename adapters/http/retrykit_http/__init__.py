@@ -14,7 +14,7 @@ replayed is sent once; the responses of failed attempts are closed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ._request import (
     DEFAULT_STATUSES,
@@ -23,6 +23,7 @@ from ._request import (
     REFUSED_STATUSES,
     RESEND_COUNT,
     RequestInfo,
+    resend_count,
     retry_after,
 )
 
@@ -52,17 +53,6 @@ _LAZY = {
     "RetryAdapter": ("._requests", "requests"),
     "RetryMiddleware": ("._aiohttp", "aiohttp"),
 }
-
-
-def resend_count(response: Any) -> int:
-    """How many times the request of *response* (httpx, requests or aiohttp) was resent; 0: once."""
-    extensions: object = getattr(response, "extensions", None)
-    if isinstance(extensions, dict):
-        found: object = cast("dict[str, object]", extensions).get(RESEND_COUNT)
-        if isinstance(found, int):
-            return found
-    count: object = getattr(response, "resend_count", 0)
-    return count if isinstance(count, int) else 0
 
 
 def __getattr__(name: str) -> Any:

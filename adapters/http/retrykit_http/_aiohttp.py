@@ -5,8 +5,7 @@ aiohttp: client middleware that retries under a policy (aiohttp 3.12 and later, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -16,14 +15,12 @@ from retrykit import Policy
 
 from ._request import (
     Attempt,
-    KeyFunction,
+    Options,
     RequestInfo,
-    ResponseRule,
-    RouteFunction,
     Settings,
     asend_request,
-    bounded,
     host_of,
+    mark_attribute,
 )
 
 
@@ -48,13 +45,8 @@ def _sent_nothing(exc: BaseException) -> bool:
     return isinstance(exc, _SENT_NOTHING)
 
 
-def _mark(response: Any, count: int) -> None:
-    response.resend_count = count
-
-
-def resend_count(response: ClientResponse) -> int:
-    """How many times the request of *response* was resent (0: it was sent once)."""
-    return int(getattr(response, "resend_count", 0))
+async def _read(response: ClientResponse) -> None:
+    await response.read()
 
 
 async def _close(response: ClientResponse) -> None:
@@ -73,63 +65,24 @@ class RetryMiddleware:
         ConfigError: bad input, naming the argument, the value and the fix.
     """
 
-    def __init__(
-        self,
-        policy: Policy | str | None = "http",
-        *,
-        statuses: Iterable[int] | None = None,
-        classify_response: ResponseRule | None = None,
-        key: KeyFunction | None = None,
-        route: RouteFunction | None = None,
-        budget: Any = None,
-        breaker: Any = None,
-        idempotency_keys: bool = False,
-        retry_non_idempotent: bool = False,
-        read_body: bool = True,
-    ) -> None:
-        self.settings: Settings = Settings(
-            policy,
-            statuses=statuses,
-            classify_response=classify_response,
-            key=key,
-            route=route,
-            budget=budget,
-            breaker=breaker,
-            idempotency_keys=idempotency_keys,
-            retry_non_idempotent=retry_non_idempotent,
-            read_body=read_body,
-            request_of=_request_of,
-        )
+    def __init__(self, policy: Policy | str | None = "http", **options: Unpack[Options]) -> None:
+        self.settings: Settings = Settings(policy, _request_of, **options)
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Send *request*, retrying as the policy says; ``response.resend_count`` says how often."""
-        settings = self.settings
-        method = request.method.upper()
-        settings.add_idempotency_key(method, request.headers)
-        url = request.url
+        method, url = request.method.upper(), request.url
         host = host_of(url.scheme, url.host or "", url.explicit_port)
-        plan = settings.plan(
-            method, host, lambda: RequestInfo(method, str(url), host, url.path), request.headers
-        )
+        info = lambda: RequestInfo(method, str(url), host, url.path)  # noqa: E731 - built if asked
+        plan = self.settings.plan(method, host, info, request.headers)
         body = request.body
         unreplayable = (
             f"a one-shot stream, {type(body).__name__}" if isinstance(body, AsyncIterablePayload) else None
         )
-        read = settings.read_body
-
-        async def attempt_once() -> ClientResponse:
-            response = await handler(request)
-            if read:
-                try:
-                    await response.read()
-                except BaseException:
-                    response.release()
-                    raise
-            return response
 
         async def send(limit: float | None) -> ClientResponse:
-            return await bounded(limit, attempt_once)
+            return await handler(request)  # bounded by the driver (limit: the seconds left)
 
-        attempt = Attempt(send, _close, _sent_nothing, _mark)
+        read = _read if self.settings.read_body else None
+        attempt = Attempt(send, read, _close, _sent_nothing, mark_attribute)
         result: ClientResponse = await asend_request(plan, attempt, unreplayable)
         return result

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Unpack, cast
 
 import httpx
 
@@ -13,15 +13,13 @@ from retrykit import Policy
 from ._request import (
     RESEND_COUNT,
     Attempt,
-    KeyFunction,
+    Options,
     Plan,
     RequestInfo,
-    ResponseRule,
-    RouteFunction,
     Settings,
     asend_request,
-    bounded,
     declare_inner,
+    mark_extension,
     send_request,
 )
 
@@ -62,22 +60,6 @@ def _bounded(request: httpx.Request, limit: float | None) -> None:
     request.extensions = {**request.extensions, "timeout": timeouts}
 
 
-def _mark(response: Any, count: int) -> None:
-    response.extensions = {**response.extensions, RESEND_COUNT: count}
-
-
-def resend_count(response: httpx.Response) -> int:
-    """How many times the request of *response* was resent (0: it was sent once)."""
-    return int(response.extensions.get(RESEND_COUNT, 0))
-
-
-def _count_of(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, httpx.Response):
-        return None
-    return resend_count(response) + 1
-
-
 def _probe() -> BaseException:
     request = httpx.Request("GET", "http://probe.invalid/")
     response = httpx.Response(503, request=request, extensions={RESEND_COUNT: 1})
@@ -86,48 +68,42 @@ def _probe() -> BaseException:
 
 def _declare() -> None:
     """raise_for_status() under a retrykit layer: the transport's requests count (one layer)."""
-    declare_inner("retrykit-http (httpx)", httpx.HTTPStatusError, _count_of, _probe)
+    declare_inner("retrykit-http (httpx)", httpx.HTTPStatusError, _probe)
 
 
 _declare()
 
 
-class _Base:
-    def __init__(
-        self,
-        policy: Policy | str | None = "http",
-        *,
-        statuses: Iterable[int] | None = None,
-        classify_response: ResponseRule | None = None,
-        key: KeyFunction | None = None,
-        route: RouteFunction | None = None,
-        budget: Any = None,
-        breaker: Any = None,
-        idempotency_keys: bool = False,
-        retry_non_idempotent: bool = False,
-        read_body: bool = True,
-    ) -> None:
-        _declare()
-        self.settings: Settings = Settings(
-            policy,
-            statuses=statuses,
-            classify_response=classify_response,
-            key=key,
-            route=route,
-            budget=budget,
-            breaker=breaker,
-            idempotency_keys=idempotency_keys,
-            retry_non_idempotent=retry_non_idempotent,
-            read_body=read_body,
-            request_of=_request_of,
-        )
+def _sent_nothing(exc: BaseException) -> bool:
+    return isinstance(exc, _SENT_NOTHING)
 
-    def _prepare(self, request: httpx.Request) -> tuple[Plan, bool, str | None]:
-        settings = self.settings
-        settings.add_idempotency_key(request.method, request.headers)
+
+def _read(response: httpx.Response) -> None:
+    response.read()
+
+
+def _close(response: httpx.Response) -> None:
+    response.close()
+
+
+async def _aread(response: httpx.Response) -> None:
+    await response.aread()
+
+
+async def _aclose(response: httpx.Response) -> None:
+    await response.aclose()
+
+
+class _Base:
+    def __init__(self, policy: Policy | str | None, options: Options) -> None:
+        _declare()
+        self.settings: Settings = Settings(policy, _request_of, **options)
+
+    def _plan(self, request: httpx.Request) -> tuple[Plan, bool, str | None]:
+        """The request's plan, whether to read its body inside the attempt, and if it is replayable."""
         host = request.url.netloc.decode("ascii")  # host[:port] as the URL gives it (cheaper than .host)
-        plan = settings.plan(request.method, host, _info(request, host), request.headers)
-        read = request.extensions.get(READ_BODY, settings.read_body)
+        plan = self.settings.plan(request.method, host, _info(request, host), request.headers)
+        read = request.extensions.get(READ_BODY, self.settings.read_body)
         return plan, bool(read), _unreplayable(request)
 
 
@@ -160,9 +136,9 @@ class RetryTransport(_Base, httpx.BaseTransport):
         policy: Policy | str | None = "http",
         *,
         transport: httpx.BaseTransport | None = None,
-        **options: Any,
+        **options: Unpack[Options],
     ) -> None:
-        super().__init__(policy, **options)
+        super().__init__(policy, options)
         given = cast(object, transport)  # checked at run time: callers are not all type-checked
         if given is not None and not isinstance(given, httpx.BaseTransport):
             raise retrykit.ConfigError(
@@ -172,21 +148,15 @@ class RetryTransport(_Base, httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request*, retrying as the policy says; the response carries its resend count."""
-        plan, read, unreplayable = self._prepare(request)
+        plan, read, unreplayable = self._plan(request)
 
         def send(limit: float | None) -> httpx.Response:
             _bounded(request, limit)
             response = self.transport.handle_request(request)
             response.request = request  # the result rule reads its method and headers
-            if read:
-                try:
-                    response.read()
-                except BaseException:
-                    response.close()
-                    raise
             return response
 
-        attempt = Attempt(send, _close, _sent_nothing, _mark)
+        attempt = Attempt(send, _read if read else None, _close, _sent_nothing, mark_extension)
         result: httpx.Response = send_request(plan, attempt, unreplayable)
         return result
 
@@ -206,9 +176,9 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         policy: Policy | str | None = "http",
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        **options: Any,
+        **options: Unpack[Options],
     ) -> None:
-        super().__init__(policy, **options)
+        super().__init__(policy, options)
         given = cast(object, transport)
         if given is not None and not isinstance(given, httpx.AsyncBaseTransport):
             raise retrykit.ConfigError(
@@ -221,37 +191,17 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request*, retrying as the policy says; the response carries its resend count."""
-        plan, read, unreplayable = self._prepare(request)
-
-        async def attempt_once() -> httpx.Response:
-            response = await self.transport.handle_async_request(request)
-            response.request = request
-            if read:
-                try:
-                    await response.aread()
-                except BaseException:
-                    await response.aclose()
-                    raise
-            return response
+        plan, read, unreplayable = self._plan(request)
 
         async def send(limit: float | None) -> httpx.Response:
             _bounded(request, limit)
-            return await bounded(limit, attempt_once)
+            response = await self.transport.handle_async_request(request)
+            response.request = request
+            return response
 
-        async def close(response: httpx.Response) -> None:
-            await response.aclose()
-
-        attempt = Attempt(send, close, _sent_nothing, _mark)
+        attempt = Attempt(send, _aread if read else None, _aclose, _sent_nothing, mark_extension)
         result: httpx.Response = await asend_request(plan, attempt, unreplayable)
         return result
 
     async def aclose(self) -> None:
         await self.transport.aclose()
-
-
-def _close(response: httpx.Response) -> None:
-    response.close()
-
-
-def _sent_nothing(exc: BaseException) -> bool:
-    return isinstance(exc, _SENT_NOTHING)

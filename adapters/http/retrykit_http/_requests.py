@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Unpack, cast
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
+from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
 
 import retrykit
 from retrykit import Policy
 
 from ._request import (
     Attempt,
-    KeyFunction,
+    Options,
     RequestInfo,
-    ResponseRule,
-    RouteFunction,
     Settings,
     declare_inner,
     host_of,
+    mark_attribute,
     send_request,
 )
 
@@ -78,31 +77,16 @@ def _bounded(timeout: Any, limit: float | None) -> Any:
     return timeout  # a urllib3 Timeout: left as given
 
 
-def _mark(response: Any, count: int) -> None:
-    response.resend_count = count
-
-
-def resend_count(response: requests.Response) -> int:
-    """How many times the request of *response* was resent (0: it was sent once)."""
-    return int(getattr(response, "resend_count", 0))
-
-
-def _count_of(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    count = getattr(response, "resend_count", None)
-    return None if not isinstance(count, int) else count + 1
-
-
 def _probe() -> BaseException:
     response = requests.Response()
     response.status_code = 503
-    _mark(response, 1)
+    mark_attribute(response, 1)
     return requests.HTTPError("probe", response=response)
 
 
 def _declare() -> None:
     """raise_for_status() under a retrykit layer: the adapter's requests count (one layer)."""
-    declare_inner("retrykit-http (requests)", requests.HTTPError, _count_of, _probe)
+    declare_inner("retrykit-http (requests)", requests.HTTPError, _probe)
 
 
 _declare()
@@ -112,12 +96,17 @@ def _close(response: requests.Response) -> None:
     response.close()
 
 
+def _read(response: requests.Response) -> None:
+    response.content  # noqa: B018 - read inside the attempt: a cut body is retried
+
+
 class RetryAdapter(HTTPAdapter):
     """
     A requests transport adapter that retries under a retrykit policy:
     ``session.mount("https://", RetryAdapter("http"))``. Each request is a call of its own. The
-    options are ``RetryTransport``'s (httpx); *adapter_options* go to ``HTTPAdapter``
-    (``pool_connections``, ``pool_maxsize``, ``pool_block``). urllib3's own retries stay off.
+    options are ``RetryTransport``'s (httpx); a request sent with ``stream=True`` (or every
+    request, with ``read_body=False``) is returned unread. *pool_connections*, *pool_maxsize*
+    and *pool_block* go to ``HTTPAdapter``; urllib3's own retries stay off.
 
     Raises:
         ConfigError: bad input, naming the argument, the value and the fix.
@@ -127,38 +116,21 @@ class RetryAdapter(HTTPAdapter):
         self,
         policy: Policy | str | None = "http",
         *,
-        statuses: Iterable[int] | None = None,
-        classify_response: ResponseRule | None = None,
-        key: KeyFunction | None = None,
-        route: RouteFunction | None = None,
-        budget: Any = None,
-        breaker: Any = None,
-        idempotency_keys: bool = False,
-        retry_non_idempotent: bool = False,
-        **adapter_options: Any,
+        pool_connections: int = DEFAULT_POOLSIZE,
+        pool_maxsize: int = DEFAULT_POOLSIZE,
+        pool_block: bool = DEFAULT_POOLBLOCK,
+        **options: Unpack[Options],
     ) -> None:
-        if "max_retries" in adapter_options:
+        if "max_retries" in options:
             raise retrykit.ConfigError(
                 "max_retries",
-                adapter_options["max_retries"],
+                cast("dict[str, object]", options)["max_retries"],
                 "would make urllib3 retry inside each attempt (two layers)",
                 "leave it out: the policy's max_attempts counts every request",
             )
         _declare()
-        self.settings: Settings = Settings(
-            policy,
-            statuses=statuses,
-            classify_response=classify_response,
-            key=key,
-            route=route,
-            budget=budget,
-            breaker=breaker,
-            idempotency_keys=idempotency_keys,
-            retry_non_idempotent=retry_non_idempotent,
-            read_body=True,
-            request_of=_request_of,
-        )
-        super().__init__(**adapter_options)
+        self.settings: Settings = Settings(policy, _request_of, **options)
+        super().__init__(pool_connections, pool_maxsize, pool_block=pool_block)
 
     def send(
         self,
@@ -170,27 +142,19 @@ class RetryAdapter(HTTPAdapter):
         proxies: Any = None,
     ) -> requests.Response:
         """Send *request*, retrying as the policy says; ``response.resend_count`` says how often."""
-        settings = self.settings
-        settings.add_idempotency_key(request.method or "GET", request.headers)
         url, method = request.url or "", (request.method or "GET").upper()
         host = _host(url)
         info = lambda: RequestInfo(method, url, host, urlsplit(url).path)  # noqa: E731 - built if asked
-        plan = settings.plan(method, host, info, request.headers)
+        plan = self.settings.plan(method, host, info, request.headers)
         unreplayable, rewind = _body(request)
         send_once = super().send
 
         def send(limit: float | None) -> requests.Response:
             if rewind is not None:
                 rewind()
-            response = send_once(request, stream, _bounded(timeout, limit), verify, cert, proxies)
-            if not stream:
-                try:
-                    response.content  # noqa: B018 - read inside the attempt: a cut body is retried
-                except BaseException:
-                    response.close()
-                    raise
-            return response
+            return send_once(request, stream, _bounded(timeout, limit), verify, cert, proxies)
 
-        attempt = Attempt(send, _close, _sent_nothing, _mark)
+        read = None if stream or not self.settings.read_body else _read
+        attempt = Attempt(send, read, _close, _sent_nothing, mark_attribute)
         result: requests.Response = send_request(plan, attempt, unreplayable)
         return result

@@ -15,6 +15,7 @@ from http_server import Cut, Hang, Reply, Server, breaking_handshakes, closed_po
 import retrykit
 import retrykit.testing
 from retrykit.events import GaveUp, RetryScheduled, StopReason
+from retrykit_http import RESEND_COUNT
 
 
 def policy(**options: Any) -> retrykit.Policy:
@@ -146,10 +147,11 @@ def test_a_body_that_cannot_be_replayed_is_sent_once(
     assert "cannot be replayed" in caplog.text
 
 
-def test_a_pool_of_one_is_never_exhausted(client: Runner, http_server: Server) -> None:
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "read"])
+def test_a_pool_of_one_is_never_exhausted(client: Runner, http_server: Server, stream: bool) -> None:
     """100 requests failing 3 times each on one connection: every failed attempt's response is closed."""
     http_server.script(Reply(503, body=b"busy" * 1000))
-    reqs = [Req("GET", http_server.url, stream=True) for _ in range(100)]
+    reqs = [Req("GET", http_server.url, stream=stream) for _ in range(100)]
     outcomes = client({"policy": policy(max_attempts=3)}, reqs, 1)
     assert {(503, 2, None)} == {(outcome.status, outcome.resend, outcome.error) for outcome in outcomes}
     assert 300 == len(http_server.seen)
@@ -200,6 +202,44 @@ def test_a_budget_is_kept_per_host(client: Runner, http_server: Server, key: Any
     assert len(http_server.seen) == 3
 
 
+def _shared(url: str, prefix: str, kind: str, key: str) -> tuple[Any, Any]:
+    """A store of its own (as in another process) over the shared Redis, and the part kept there."""
+    from retrykit.overload import RedisOverloadStore
+
+    store = RedisOverloadStore(url, prefix=prefix)
+    if kind == "budget":
+        return store, retrykit.RetryBudget.quota(key, capacity=5, store=store)
+    return store, retrykit.CircuitBreaker(key, min_throughput=2, open_for=60.0, store=store)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param("budget", id="budget-spent-jointly"), pytest.param("breaker", id="breaker-open-for-both")],
+)
+def test_a_host_s_budget_and_breaker_are_shared_through_redis(
+    client: Runner, http_server: Server, redis_prefix: tuple[str, str], kind: str
+) -> None:
+    """Two adapters with a store each over one Redis: what the first spends or opens, the second sees."""
+    url, prefix = redis_prefix
+    key = f"svc-{uuid.uuid4().hex}"
+    http_server.script(Reply(503))
+    first_store, first = _shared(url, prefix, kind, key)
+    client({"policy": policy(max_attempts=2), kind: first}, [Req("GET", http_server.url)], None)
+    first_store.close()  # its batches sent, as when its process ends
+    assert 2 == len(http_server.seen)  # one retry: the budget's 5 tokens spent, the breaker's 2 failures
+    gave_up: list[GaveUp] = []
+    second_store, shared = _shared(url, prefix, kind, key)
+    options = {"policy": policy(max_attempts=2, on_giveup=gave_up.append), kind: shared}
+    outcomes = client(options, [Req("GET", http_server.url)], None)
+    second_store.close()
+    if kind == "budget":
+        assert (503, 3) == (outcomes[0].status, len(http_server.seen))  # sent once, not retried
+        assert [StopReason.BUDGET_EXHAUSTED] == [event.reason for event in gave_up]
+    else:
+        assert isinstance(outcomes[0].error, retrykit.CircuitOpen)  # failed fast: nothing sent
+        assert 2 == len(http_server.seen)
+
+
 def test_events_name_method_host_and_route(client: Runner, http_server: Server) -> None:
     """The operation is the method, the host and the route template the route function gives."""
     http_server.script(Reply(503), Reply(200))
@@ -207,6 +247,28 @@ def test_events_name_method_host_and_route(client: Runner, http_server: Server) 
     options = {"policy": policy(on_retry=waits.append), "route": lambda request: "/users/{id}"}
     client(options, [Req("GET", http_server.url + "/users/17")], None)
     assert [f"GET {http_server.host}/users/{{id}}"] == [event.operation for event in waits]
+
+
+@pytest.mark.parametrize(
+    ("replies", "status", "last"),
+    [
+        pytest.param([Reply(503), Reply(503), Reply(200)], 200, "Succeeded", id="late-success"),
+        pytest.param([Reply(503)], 503, "GaveUp", id="give-up"),
+    ],
+)
+def test_events_and_the_response_carry_the_resend_count(
+    client: Runner, http_server: Server, replies: list[Reply], status: int, last: str
+) -> None:
+    """Events of a resent request carry ``http.request.resend_count``, as does the caller's response."""
+    http_server.script(*replies)
+    seen: list[Any] = []
+    options = {
+        "policy": policy(max_attempts=3, on_retry=seen.append, on_giveup=seen.append, on_success=seen.append)
+    }
+    [outcome] = client(options, [Req("GET", http_server.url)], None)
+    assert (status, 2) == (outcome.status, outcome.resend)
+    counts = [(type(event).__name__, event.attributes.get(RESEND_COUNT)) for event in seen]
+    assert [("RetryScheduled", None), ("RetryScheduled", 1), (last, 2)] == counts
 
 
 def test_a_decorated_function_over_the_transport_does_not_multiply(http_server: Server) -> None:

@@ -33,6 +33,8 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             {"classify_response": "graphql"}, "classify_response", "graphql", id="rule-not-callable"
         ),
         pytest.param({"idempotency_keys": "yes"}, "idempotency_keys", "yes", id="flag-not-bool"),
+        pytest.param({"budget": 5}, "budget", "5", id="budget-not-a-budget"),
+        pytest.param({"statusses": [503]}, "statusses", "503", id="unknown-option"),
     ],
 )
 def test_bad_input_is_a_config_error_when_built(

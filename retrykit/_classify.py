@@ -345,6 +345,43 @@ def _plan(cls: type) -> _Plan:
     return plan
 
 
+# Classifications of plain builtin exceptions, by what alone decides them (see ``_cache_key``):
+# a retried failure is classified by one dict lookup. Bounded; cleared when full.
+_CLASSIFIED: dict[tuple[Any, ...], Classification] = {}
+_CLASSIFIED_SIZE = 512
+# Builtin classes whose message or signals read attributes set apart from ``args``.
+_UNCACHED = (UnicodeError, SyntaxError, BaseExceptionGroup)
+
+
+def _cache_key(exc: BaseException) -> tuple[Any, ...] | None:
+    """
+    What alone decides the built-in rules' verdict on *exc*, when that is its class and its
+    ``args``: a builtin-only class (no duck-typed attributes, no library module), not a plain
+    ``OSError`` (read with its traceback), no cause or context, nothing in its ``__dict__``,
+    hashable ``args`` that wrap no exception. ``None``: classify it in full.
+    """
+    cls = type(exc)
+    plan = _BUILTIN_PLANS.get(cls)
+    if plan is None or cls is OSError or issubclass(cls, _UNCACHED):
+        return None  # (a class seen for the first time is planned by the full walk)
+    if exc.__cause__ is not None or exc.__context__ is not None:
+        return None
+    try:
+        if object.__getattribute__(exc, "__dict__"):
+            return None
+        args = exc.args
+        if args and isinstance(args[0], BaseException):
+            return None
+        if isinstance(exc, OSError):
+            key: tuple[Any, ...] = (cls, args, exc.errno, exc.strerror, exc.filename, exc.filename2)
+        else:
+            key = (cls, args)
+        hash(key)
+    except Exception:
+        return None
+    return key
+
+
 # Most severe first: an exception group is classified by its most severe member.
 _SEVERITY = (
     ErrorCategory.PERMANENT_ERROR,
@@ -432,7 +469,19 @@ class Classifier:
 
     def classify(self, exc: BaseException) -> Classification:
         """Classify *exc*; never raises."""
-        return self._classification(exc, None)
+        if self.rules:
+            return self._classification(exc, None)
+        key = _cache_key(exc)
+        if key is None:
+            return self._classification(exc, None)
+        key = (key, self.builtin, self.default_given, self.default)
+        found = _CLASSIFIED.get(key)
+        if found is None:
+            found = self._classification(exc, None)
+            if len(_CLASSIFIED) >= _CLASSIFIED_SIZE:
+                _CLASSIFIED.clear()
+            _CLASSIFIED[key] = found
+        return found
 
     def explain(self, exc: BaseException) -> Explanation:
         """How *exc* is classified: each link of its chain, the signals read, and the decision."""

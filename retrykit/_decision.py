@@ -415,7 +415,7 @@ def _stop_reason(
         return StopReason.NON_RETRYABLE
     if verdict.classification.replay_unsafe and not policy.idempotent:
         return StopReason.NOT_IDEMPOTENT
-    mode = _scope._TESTING.get()
+    mode = _scope.testing_mode()
     if mode is not None and mode.no_retry:
         return StopReason.TESTING_NO_RETRY
     if strategy.max_retries is not None and verdict.count > strategy.max_retries:

@@ -253,10 +253,50 @@ Sink: TypeAlias = Callable[[Event], Any]
 
 EVENT_TYPES: tuple[type, ...] = (AttemptFailed, RetryScheduled, Succeeded, GaveUp, RuleFailed)
 
+RetryCounter: TypeAlias = Callable[
+    [
+        str,
+        int,
+        str,
+        "Classification",
+        "Decision",
+        float,
+        float,
+        "ErrorCategory | None",
+        "BaseException | None",
+    ],
+    None,
+]
+"""A sink's direct entry for a retry: ``RetryScheduled``'s fields, positionally, no event built."""
+
 _sinks: tuple[Sink, ...] = ()
 # The global sinks by the event type they take: emit() and listening() read one tuple.
 _by_type: dict[type, tuple[Sink, ...]] = dict.fromkeys(EVENT_TYPES, ())
 _sinks_lock = threading.Lock()
+# Sinks that take a retry's fields directly (the built-in log and statistics sinks) by their entry.
+_counters: dict[Any, RetryCounter] = {}
+# The direct entries of the sinks subscribed to RetryScheduled, when every one of them has one
+# (then a retry builds no event unless a context-local sink or a callback takes it); else None.
+_retry_direct: tuple[RetryCounter, ...] | None = ()
+
+
+def _update_direct() -> None:
+    global _retry_direct
+    sinks = _by_type[RetryScheduled]
+    direct = tuple(_counters[s] for s in sinks if s in _counters)
+    _retry_direct = direct if len(direct) == len(sinks) else None
+
+
+def count_retries_with(sink: Sink, counter: RetryCounter) -> None:
+    """
+    Let *sink* take a retry through *counter*, with ``RetryScheduled``'s fields as arguments, so
+    that no event is built for it (the built-in sinks; *sink* still takes events that are built).
+    """
+    with _sinks_lock:
+        _counters[sink] = counter
+        _update_direct()
+
+
 # Context-local sinks (the testing recorder): only events emitted in this context reach them.
 _local_sinks: contextvars.ContextVar[tuple[Sink, ...]] = contextvars.ContextVar(
     "retrykit_local_sinks", default=()
@@ -296,6 +336,7 @@ def subscribe(sink: Sink, *, kinds: tuple[type, ...] = EVENT_TYPES) -> Callable[
         _sinks = (*_sinks, sink)
         for kind in kinds:
             _by_type[kind] = (*_by_type[kind], sink)
+        _update_direct()
 
     def unsubscribe() -> None:
         global _sinks
@@ -303,6 +344,7 @@ def subscribe(sink: Sink, *, kinds: tuple[type, ...] = EVENT_TYPES) -> Callable[
             _sinks = tuple(s for s in _sinks if s is not sink)
             for kind in EVENT_TYPES:
                 _by_type[kind] = tuple(s for s in _by_type[kind] if s is not sink)
+            _update_direct()
 
     return unsubscribe
 
@@ -334,6 +376,47 @@ def listening(kind: type | None = None) -> bool:
     if kind is None:
         return bool(_sinks) or bool(_local_sinks.get())
     return bool(_by_type[kind]) or bool(_local_sinks.get())
+
+
+def retry_counters() -> tuple[RetryCounter, ...] | None:
+    """
+    The direct entries that take a retry in place of a ``RetryScheduled`` event, when they are
+    all that would receive one (no context-local sink); None: build the event and ``emit`` it.
+    """
+    direct = _retry_direct
+    if direct is None or _local_sinks.get():
+        return None
+    return direct
+
+
+def _unknown_sink(event: Event) -> None:  # pragma: no cover - every counter has its sink
+    """(A counter whose sink was unsubscribed meanwhile.)"""
+
+
+def count_retry(
+    counters: tuple[RetryCounter, ...],
+    operation: str,
+    attempt: int,
+    error_type: str,
+    classification: Classification,
+    decision: Decision,
+    delay: float,
+    elapsed: float,
+    after: ErrorCategory | None,
+    error: BaseException | None,
+) -> None:
+    """Hand a retry to the sinks' direct entries; one that raises is reported as ``emit`` does."""
+    for counter in counters:
+        try:
+            counter(operation, attempt, error_type, classification, decision, delay, elapsed, after, error)
+        except Exception as err:
+            event = RetryScheduled(
+                operation, attempt, error_type, classification, decision, delay, elapsed, after, error
+            )
+            sink: Sink = next((s for s, c in _counters.items() if c is counter), _unknown_sink)
+            for hook in _failure_hooks:
+                with contextlib.suppress(Exception):  # the hooks are retrykit's and total
+                    hook(sink, err, event)
 
 
 def emit(event: Event) -> None:

@@ -25,7 +25,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeAlias, cast
 
 from ._categories import Classification, attr, header, module_of
@@ -502,6 +502,11 @@ _FRAME_TABLE: dict[tuple[str, str], tuple[str, str, FrameCounter]] = {
     ("pika.adapters.blocking_connection", "_create_connection"): ("pika", "error", _pika),
 }
 _frames: dict[tuple[str, str], tuple[str, str, FrameCounter, str]] = {}
+# The frame table's entry for each code object seen in a traceback (None: not a retrying client's
+# frame): a traceback of the caller's own frames is checked by one lookup per frame. Bounded.
+_by_code: dict[CodeType, tuple[str, str, FrameCounter, str] | None] = {}
+_BY_CODE_SIZE = 4096
+_UNSEEN: Any = object()
 
 
 def _rebuild_frames() -> None:
@@ -514,6 +519,7 @@ def _rebuild_frames() -> None:
             table[(module, function)] = (declared.client, local, _as_is(local), declared.switch_off)
     global _frames
     _frames = table
+    _by_code.clear()
 
 
 _rebuild_frames()
@@ -569,10 +575,17 @@ def _from_frames(link: BaseException) -> InnerRetries | None:
     tb = link.__traceback__
     seen = 0
     table = _frames
+    by_code = _by_code
     while tb is not None and seen < _MAX_FRAMES:
         seen += 1
         frame = tb.tb_frame
-        entry = table.get((frame.f_globals.get("__name__", ""), frame.f_code.co_name))
+        code = frame.f_code
+        entry = by_code.get(code, _UNSEEN)
+        if entry is _UNSEEN:
+            entry = table.get((frame.f_globals.get("__name__", ""), code.co_name))
+            if len(by_code) >= _BY_CODE_SIZE:
+                by_code.clear()
+            by_code[code] = entry
         if entry is not None:
             client, what, counter, switch_off = entry
             count = counter(frame, tb)

@@ -221,4 +221,26 @@ def log_event(event: _events.Event) -> None:
     _stdlib.log(level, "retrykit.%s %s", name, text, extra={"retrykit": {"event": name, **fields}})
 
 
+def log_retry(
+    operation: str,
+    attempt: int,
+    error_type: str,
+    classification: Any,
+    decision: Any,
+    delay: float,
+    elapsed: float,
+    after: Any,
+    error: BaseException | None,
+) -> None:
+    """``log_event`` for a retry, given its fields: the event is built only if a line is written."""
+    if not structlog.is_configured() and not _stdlib.isEnabledFor(_config.settings.log_level):
+        return  # nobody would see it: no work
+    log_event(
+        _events.RetryScheduled(
+            operation, attempt, error_type, classification, decision, delay, elapsed, after, error
+        )
+    )
+
+
 _events.on_sink_failure(report_sink_failure)
+_events.count_retries_with(log_event, log_retry)

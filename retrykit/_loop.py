@@ -192,16 +192,33 @@ class Call(CallState):
     def report_retry(self, verdict: Verdict, outcome: Any, failed: bool, delay: float, now: float) -> None:
         """A retry after *delay* was decided: ``RetryScheduled``, ``on_retry``."""
         policy = self.policy
-        if policy.on_retry is None and not _events.listening(_events.RetryScheduled):
-            return
-        assert verdict.classification is not None
-        assert verdict.strategy is not None
+        classification = verdict.classification
+        strategy = verdict.strategy
+        assert classification is not None
+        assert strategy is not None
+        if policy.on_retry is None:
+            counters = _events.retry_counters()
+            if counters is not None:  # only the built-in sinks: no event is built
+                if counters:
+                    _events.count_retry(
+                        counters,
+                        self.operation,
+                        self.attempt,
+                        type(outcome).__name__,
+                        classification,
+                        strategy.decision,
+                        delay,
+                        now - self.start,
+                        self.after,
+                        outcome if failed else None,
+                    )
+                return
         event = _events.RetryScheduled(
             self.operation,
             self.attempt,
             type(outcome).__name__,
-            verdict.classification,
-            verdict.strategy.decision,
+            classification,
+            strategy.decision,
             delay,
             now - self.start,
             self.after,

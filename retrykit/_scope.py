@@ -100,19 +100,28 @@ class _TestingVar:
 
 
 _TESTING = _TestingVar()
+_testing_here = _TESTING._var.get  # (read directly on the hot paths: one call less)
+
+
+def testing_mode() -> TestMode | None:
+    """The test mode in force: this context's, else the process-wide one, else None."""
+    mode = _testing_here()
+    return _TESTING.process if mode is None else mode
 
 
 def now() -> float:
     """Monotonic seconds; under ``no_wait()``/``scaled_time()`` the skipped sleeps count too."""
-    mode = _TESTING.get()
+    mode = _testing_here()
     if mode is None:
-        return _monotonic()
+        mode = _TESTING.process
+        if mode is None:
+            return _monotonic()
     return _monotonic() + mode.clock.offset
 
 
 def virtual(raw: float) -> float:
     """A reading of the raw monotonic clock on ``now()``'s clock (test modes add skipped sleeps)."""
-    mode = _TESTING.get()
+    mode = testing_mode()
     return raw if mode is None else raw + mode.clock.offset
 
 
@@ -168,7 +177,9 @@ def _skip(mode: TestMode, delay: float) -> float:
 
 def sleep_sync(delay: float) -> None:
     """Sleep *delay* seconds (or the test mode's version of it)."""
-    mode = _TESTING.get()
+    mode = _testing_here()
+    if mode is None:
+        mode = _TESTING.process
     if mode is not None:
         delay = _skip(mode, delay)
     if delay > 0:
@@ -198,7 +209,7 @@ def async_sleep() -> Callable[[float], Awaitable[None]]:
 
 def testing_delay(delay: float) -> float:
     """How long to really sleep for *delay* under the test mode in force (if any)."""
-    mode = _TESTING.get()
+    mode = testing_mode()
     return delay if mode is None else _skip(mode, delay)
 
 

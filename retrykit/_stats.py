@@ -50,24 +50,17 @@ _RETRY_OK = {
 }
 
 
-def _failure(fields: dict[str, int], attempt: int, after: ErrorCategory | None) -> None:
-    if attempt == 1:
-        fields["first_failed"] = 1
-    if after is not None:
-        fields[_RETRY_FAILED[after, min(attempt, MAX_ATTEMPT_FIELD)]] = 1
-
-
 UNRECOGNISED_TYPES = 100
 """At most this many exception types are counted by name as unrecognised; the rest as ``<other>``."""
 _unrecognised_names: set[str] = set()
 
 
-def _unrecognised(fields: dict[str, int], event: Any) -> None:
-    """Count a failure no rule recognised, by its type (``unrecognised:module.Class``)."""
+def _unrecognised(event: Any) -> str | None:
+    """The type a failure no rule recognised is counted by (``module.Class``); None if recognised."""
     if event.classification.rule != UNRECOGNISED:
-        return
+        return None
     error = event.error
-    name = event.error_type
+    name: str = event.error_type
     if isinstance(error, BaseException):
         cls = type(error)
         module = getattr(cls, "__module__", "")
@@ -81,39 +74,114 @@ def _unrecognised(fields: dict[str, int], event: Any) -> None:
             name = OTHER
         else:
             _unrecognised_names.add(name)
-    fields[f"unrecognised:{name}"] = 1
+    return name
+
+
+# A tally is what alone decides which counter fields an event adds 1 to (a small tuple, the same
+# for every retry of a kind): the memory store counts tallies, and names their fields on read.
+_RETRIED_TALLY, _GAVE_UP_TALLY, _SUCCEEDED_TALLY, _RULE_TALLY, _WAITED_TALLY, _OVERFLOW_TALLY = range(6)
+Tally = tuple[Any, ...]
+
+
+def tally_of(event: Any) -> tuple[str, Tally | None, int | None]:
+    """
+    The operation an event counts for, its tally (None: it adds to no field) and the milliseconds
+    it waited (a retry's delay; None for the others). A failed attempt is counted once, from the
+    event that says what became of it (``RetryScheduled`` or ``GaveUp``); ``AttemptFailed`` adds
+    nothing (the statistics do not even subscribe to it).
+    """
+    kind = type(event)
+    tally: Tally
+    if kind is _events.RetryScheduled:
+        attempt, after = event.attempt, event.after
+        tally = (
+            _RETRIED_TALLY,
+            event.classification.category,
+            attempt == 1,
+            after,
+            0 if after is None else min(attempt, MAX_ATTEMPT_FIELD),
+            _unrecognised(event),
+        )
+        return event.operation, tally, round(event.delay * 1000)
+    if kind is _events.GaveUp:
+        attempts, after = event.attempts, event.after
+        if event.rescheduled:  # the failure was counted with its RetryScheduled
+            return event.operation, (_GAVE_UP_TALLY, event.classification.category, event.reason), None
+        tally = (
+            _GAVE_UP_TALLY,
+            event.classification.category,
+            event.reason,
+            attempts == 1,
+            after,
+            0 if after is None else min(attempts, MAX_ATTEMPT_FIELD),
+            _unrecognised(event),
+        )
+        return event.operation, tally, None
+    if kind is _events.Succeeded:
+        if event.after is None:
+            return event.operation, None, None
+        return event.operation, (_SUCCEEDED_TALLY, event.after, min(event.attempts, MAX_ATTEMPT_FIELD)), None
+    if kind is _events.RuleFailed:
+        return CLASSIFIER, (_RULE_TALLY, event.rule), None
+    return getattr(event, "operation", ""), None, None  # AttemptFailed
+
+
+def _failure_names(
+    first: bool, after: ErrorCategory | None, attempt: int, unrecognised: str | None
+) -> list[str]:
+    names = ["first_failed"] if first else []
+    if after is not None:
+        names.append(_RETRY_FAILED[after, attempt])
+    if unrecognised is not None:
+        names.append(f"unrecognised:{unrecognised}")
+    return names
+
+
+def _compute_names(tally: Tally) -> tuple[str, ...]:
+    kind = tally[0]
+    if kind == _RETRIED_TALLY:
+        _, cat, first, after, attempt, unrecognised = tally
+        return (_FAILED[cat], _RETRIED[cat], *_failure_names(first, after, attempt, unrecognised))
+    if kind == _GAVE_UP_TALLY:
+        if len(tally) == 3:
+            return (_GAVE_UP[tally[1], tally[2]],)
+        _, cat, reason, first, after, attempt, unrecognised = tally
+        return (_GAVE_UP[cat, reason], _FAILED[cat], *_failure_names(first, after, attempt, unrecognised))
+    if kind == _SUCCEEDED_TALLY:
+        return ("succeeded", _RETRY_OK[tally[1], tally[2]])
+    if kind == _RULE_TALLY:
+        return (f"rule_failed:{tally[1]}",)
+    if kind == _WAITED_TALLY:
+        return (_WAITED[tally[1]],)
+    return (OVERFLOWED,)
+
+
+_NAMES: dict[Tally, tuple[str, ...]] = {}
+
+
+def field_names(tally: Tally) -> tuple[str, ...]:
+    """The counter fields a tally adds to (computed once per tally)."""
+    names = _NAMES.get(tally)
+    if names is None:
+        if len(_NAMES) >= 4096:
+            _NAMES.clear()
+        names = _NAMES[tally] = _compute_names(tally)
+    return names
 
 
 def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
-    """
-    The operation an event counts for, and the counter fields it adds to. A failed attempt is
-    counted once, from the event that says what became of it (``RetryScheduled`` or ``GaveUp``);
-    ``AttemptFailed`` adds nothing (the statistics do not even subscribe to it).
-    """
-    if isinstance(event, _events.RetryScheduled):
-        cat = event.classification.category
-        fields = {_FAILED[cat]: 1, _RETRIED[cat]: 1, _WAITED[cat]: round(event.delay * 1000)}
-        _failure(fields, event.attempt, event.after)
-        _unrecognised(fields, event)
-        return event.operation, fields
-    if isinstance(event, _events.GaveUp):
-        cat = event.classification.category
-        fields = {_GAVE_UP[cat, event.reason]: 1}
-        if not event.rescheduled:  # else the failure was counted with its RetryScheduled
-            fields[_FAILED[cat]] = 1
-            _failure(fields, event.attempts, event.after)
-            _unrecognised(fields, event)
-        return event.operation, fields
-    if isinstance(event, _events.AttemptFailed):
-        return event.operation, {}
-    if isinstance(event, _events.Succeeded):
-        if event.after is None:
-            return event.operation, {}
-        return event.operation, {
-            "succeeded": 1,
-            _RETRY_OK[event.after, min(event.attempts, MAX_ATTEMPT_FIELD)]: 1,
-        }
-    return CLASSIFIER, {f"rule_failed:{event.rule}": 1}  # RuleFailed
+    """The operation an event counts for, and the counter fields it adds to (see ``tally_of``)."""
+    operation, tally, waited = tally_of(event)
+    if tally is None:
+        return operation, {}
+    fields = dict.fromkeys(field_names(tally), 1)
+    if waited is not None:
+        fields[_WAITED[tally[1]]] = waited
+    return operation, fields
+
+
+_RAW_LIMIT = 10_000
+"""Tallies a memory store holds before it names their fields (a read names them too)."""
 
 
 class MemoryStore:
@@ -152,6 +220,8 @@ class MemoryStore:
         self.overflowed: int = 0
         """Counts of names beyond *max_operations*, counted as ``"<other>"``."""
         self._counts: dict[tuple[int, str], Counter[str]] = {}
+        self._tallies: dict[tuple[int, str, Tally], int] = {}
+        """Tallies counted since their fields were last named: (bucket, operation, tally) -> n."""
         self._operations: set[str] = set()
         self._lock = threading.Lock()
         self._newest = 0
@@ -186,7 +256,40 @@ class MemoryStore:
                 self._newest = bucket
                 self._expire(bucket)
 
+    def tally(self, operation: str, tally: Tally, waited: int | None, timestamp: float) -> None:
+        """Count one event of *tally* (and *waited* ms) for *operation*, in *timestamp*'s bucket."""
+        bucket = int(timestamp // self.bucket_seconds)
+        tallies = self._tallies
+        with self._lock:
+            op = self.operation_key(operation)
+            if op == OTHER and operation != OTHER:
+                self.overflowed += 1
+                key: tuple[int, str, Tally] = (bucket, op, (_OVERFLOW_TALLY,))
+                tallies[key] = tallies.get(key, 0) + 1
+            key = (bucket, op, tally)
+            tallies[key] = tallies.get(key, 0) + 1
+            if waited is not None:
+                key = (bucket, op, (_WAITED_TALLY, tally[1]))
+                tallies[key] = tallies.get(key, 0) + waited
+            if bucket > self._newest:
+                self._newest = bucket
+                self._expire(bucket)
+            elif len(tallies) >= _RAW_LIMIT:
+                self._name_tallies()
+
+    def _name_tallies(self) -> None:
+        """Add the tallies counted so far to the named counters (the lock is held)."""
+        counts = self._counts
+        for (bucket, op, tally), n in self._tallies.items():
+            counter = counts.get((bucket, op))
+            if counter is None:
+                counter = counts[bucket, op] = Counter()
+            for name in field_names(tally):
+                counter[name] = counter.get(name, 0) + n
+        self._tallies.clear()
+
     def _expire(self, newest: int) -> None:
+        self._name_tallies()
         oldest = newest - int(self.retention // self.bucket_seconds)
         for key in [k for k in self._counts if k[0] < oldest]:
             del self._counts[key]
@@ -195,6 +298,7 @@ class MemoryStore:
         """Drop counts older than *hours*; returns how many buckets were dropped."""
         cutoff = self.bucket(self.clock() - hours * 3600)
         with self._lock:
+            self._name_tallies()
             old = [k for k in self._counts if k[0] < cutoff]
             for key in old:
                 del self._counts[key]
@@ -206,6 +310,7 @@ class MemoryStore:
         low, high = self.bucket(since), self.bucket(until)
         result: dict[str, Counter[str]] = {}
         with self._lock:
+            self._name_tallies()
             for (bucket, op), counter in self._counts.items():
                 if low <= bucket <= high and (operation is None or op == operation):
                     result.setdefault(op, Counter()).update(counter)
@@ -214,6 +319,7 @@ class MemoryStore:
     def size(self) -> int:
         """How many (bucket, operation) counters are held."""
         with self._lock:
+            self._name_tallies()
             return len(self._counts)
 
 
@@ -603,13 +709,17 @@ class StatsRecorder:
         self.shared = shared
 
     def __call__(self, event: _events.Event) -> None:
+        if self.shared is None:  # counted as a tally, its fields named when read
+            operation, tally, waited = tally_of(event)
+            if tally is not None:
+                self.local.tally(operation, tally, waited, self.local.clock())
+            return
         operation, fields = fields_of(event)
         if not fields:
             return
         now = self.local.clock()
         self.local.add(operation, fields, now)
-        if self.shared is not None:
-            self.shared.add(operation, fields, now)
+        self.shared.add(operation, fields, now)
 
     def read(self, operation: str | None, since: float, until: float) -> tuple[dict[str, Counter[str]], str]:
         """Counts and where they came from (``"redis"`` or ``"memory"``)."""
@@ -695,8 +805,50 @@ def _stats_changed(current: StatsRecorder, cfg: Any) -> bool:
 
 def record_event(event: _events.Event) -> None:
     """The sink subscribed at import: count *event* (never raises into the retried call)."""
-    if _config.settings.stats_enabled:
-        recorder()(event)
+    cfg = _config.settings
+    if not cfg.stats_enabled:
+        return
+    current = _recorder
+    if current is None or _recorder_gen != cfg.generation:
+        current = recorder()
+    current(event)
+
+
+def count_retry(
+    operation: str,
+    attempt: int,
+    error_type: str,
+    classification: Any,
+    decision: Any,
+    delay: float,
+    elapsed: float,
+    after: ErrorCategory | None,
+    error: BaseException | None,
+) -> None:
+    """``record_event`` for a retry, given its fields (no ``RetryScheduled`` built)."""
+    cfg = _config.settings
+    if not cfg.stats_enabled:
+        return
+    current = _recorder
+    if current is None or _recorder_gen != cfg.generation:
+        current = recorder()
+    if current.shared is not None or classification.rule == UNRECOGNISED:
+        current(
+            _events.RetryScheduled(
+                operation, attempt, error_type, classification, decision, delay, elapsed, after, error
+            )
+        )
+        return
+    tally = (
+        _RETRIED_TALLY,
+        classification.category,
+        attempt == 1,
+        after,
+        0 if after is None else min(attempt, MAX_ATTEMPT_FIELD),
+        None,
+    )
+    local = current.local
+    local.tally(operation, tally, round(delay * 1000), local.clock())
 
 
 def record_sink_failure(sink: str, error_type: str) -> None:
@@ -742,3 +894,4 @@ def _count_sink_failure(sink: Any, err: BaseException, event: Any) -> None:
 
 
 _events.on_sink_failure(_count_sink_failure)
+_events.count_retries_with(record_event, count_retry)

@@ -208,8 +208,11 @@ def gave_up_inside(exc: BaseException, scope: _scope.Scope | None) -> bool:
     for _ in range(32):
         if link is None:
             return False
-        found = _dict_of(link)
-        marked = None if found is None else found.get(MARK)
+        try:
+            found = object.__getattribute__(link, "__dict__")
+        except Exception:
+            found = None
+        marked = found.get(MARK) if isinstance(found, dict) else None
         while marked is not None:
             if marked is scope:
                 return True
@@ -301,7 +304,9 @@ def classify_outcome(call: CallState, outcome: Any, failed: bool) -> tuple[Class
     """
     policy = call.policy
     if failed:
-        if passes_through(outcome) or gave_up_inside(outcome, call.scope):
+        if not isinstance(outcome, Exception) or (_passthrough and passes_through(outcome)):
+            return None, False
+        if gave_up_inside(outcome, call.scope):
             return None, False
         if isinstance(outcome, tenacity.TryAgain):
             return _TRY_AGAIN, True
@@ -494,7 +499,8 @@ def _schedule(call: CallState, verdict: Verdict, outcome: Any, failed: bool, now
         hinted = min(hinted, strategy.max_delay)
         spread = 0.0 if strategy.jitter is Jitter.NONE else hinted * _RETRY_AFTER_SPREAD * _random()
         delay = max(min(hinted + spread, strategy.max_delay), hinted, strategy.min_delay)
-    verdict.reason = _deadline_reason(call, delay, now, hinted is not None and strategy.honor_retry_after)
+    if call.deadline is not None:
+        verdict.reason = _deadline_reason(call, delay, now, hinted is not None and strategy.honor_retry_after)
     verdict.delay = delay
 
 

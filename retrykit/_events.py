@@ -393,30 +393,13 @@ def _unknown_sink(event: Event) -> None:  # pragma: no cover - every counter has
     """(A counter whose sink was unsubscribed meanwhile.)"""
 
 
-def count_retry(
-    counters: tuple[RetryCounter, ...],
-    operation: str,
-    attempt: int,
-    error_type: str,
-    classification: Classification,
-    decision: Decision,
-    delay: float,
-    elapsed: float,
-    after: ErrorCategory | None,
-    error: BaseException | None,
-) -> None:
-    """Hand a retry to the sinks' direct entries; one that raises is reported as ``emit`` does."""
-    for counter in counters:
-        try:
-            counter(operation, attempt, error_type, classification, decision, delay, elapsed, after, error)
-        except Exception as err:
-            event = RetryScheduled(
-                operation, attempt, error_type, classification, decision, delay, elapsed, after, error
-            )
-            sink: Sink = next((s for s, c in _counters.items() if c is counter), _unknown_sink)
-            for hook in _failure_hooks:
-                with contextlib.suppress(Exception):  # the hooks are retrykit's and total
-                    hook(sink, err, event)
+def counter_failed(counter: RetryCounter, err: Exception, fields: tuple[Any, ...]) -> None:
+    """A direct entry raised on a retry's *fields*: reported as ``emit`` reports a failing sink."""
+    event = RetryScheduled(*fields)
+    sink: Sink = next((s for s, c in _counters.items() if c is counter), _unknown_sink)
+    for hook in _failure_hooks:
+        with contextlib.suppress(Exception):  # the hooks are retrykit's and total
+            hook(sink, err, event)
 
 
 def emit(event: Event) -> None:

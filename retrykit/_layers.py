@@ -608,6 +608,15 @@ def inner_retries(outcome: Any, failed: bool = True) -> InnerRetries | None:
                 return None
             client, attempts, where = found
             return InnerRetries(client, attempts, where, _SWITCH[client]) if attempts > 1 else None
+        if (
+            outcome.__cause__ is None
+            and outcome.__context__ is None
+            and not _user
+            and type(outcome).__module__ == "builtins"
+            and not (outcome.args and isinstance(outcome.args[0], BaseException))
+        ):  # one plain link (the usual failure): only its traceback can tell
+            framed = _from_frames(outcome)
+            return framed if framed is not None and framed.attempts > 1 else None
         best: InnerRetries | None = None
         for link in _links(outcome):
             for reader in _readers(type(link)):

@@ -100,13 +100,18 @@ class Call(CallState):
         """
         now = _scope.now()
         verdict = self.decide_outcome(outcome, failed, now, None if found is None else (found, False))
-        if verdict.action == PASS:
+        action = verdict.action
+        if action == PASS:
             if not failed:
                 self.succeeded(now)
             return None
-        self.judged(verdict)
-        self.report_failure(verdict, outcome, failed, now)
-        if verdict.action == RETRY:
+        previous = self.verdict  # (judged(), inline: this runs on every retry)
+        if verdict is not previous:
+            self.after = None if previous is None else previous.category
+            self.verdict = verdict
+        if verdict.requests > 1 or _events.listening(_events.AttemptFailed):
+            self.report_failure(verdict, outcome, failed, now)
+        if action == RETRY:
             self.commit(verdict)
             self.report_retry(verdict, outcome, failed, verdict.delay, now)
             deadline = self.deadline
@@ -199,9 +204,8 @@ class Call(CallState):
         if policy.on_retry is None:
             counters = _events.retry_counters()
             if counters is not None:  # only the built-in sinks: no event is built
-                if counters:
-                    _events.count_retry(
-                        counters,
+                for counter in counters:
+                    fields = (
                         self.operation,
                         self.attempt,
                         type(outcome).__name__,
@@ -212,6 +216,10 @@ class Call(CallState):
                         self.after,
                         outcome if failed else None,
                     )
+                    try:
+                        counter(*fields)
+                    except Exception as err:
+                        _events.counter_failed(counter, err, fields)
                 return
         event = _events.RetryScheduled(
             self.operation,

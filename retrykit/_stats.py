@@ -79,7 +79,7 @@ def _unrecognised(event: Any) -> str | None:
 
 # A tally is what alone decides which counter fields an event adds 1 to (a small tuple, the same
 # for every retry of a kind): the memory store counts tallies, and names their fields on read.
-_RETRIED_TALLY, _GAVE_UP_TALLY, _SUCCEEDED_TALLY, _RULE_TALLY, _WAITED_TALLY, _OVERFLOW_TALLY = range(6)
+_RETRIED_TALLY, _GAVE_UP_TALLY, _SUCCEEDED_TALLY, _RULE_TALLY, _OVERFLOW_TALLY = range(5)
 Tally = tuple[Any, ...]
 
 
@@ -151,8 +151,6 @@ def _compute_names(tally: Tally) -> tuple[str, ...]:
         return ("succeeded", _RETRY_OK[tally[1], tally[2]])
     if kind == _RULE_TALLY:
         return (f"rule_failed:{tally[1]}",)
-    if kind == _WAITED_TALLY:
-        return (_WAITED[tally[1]],)
     return (OVERFLOWED,)
 
 
@@ -220,8 +218,9 @@ class MemoryStore:
         self.overflowed: int = 0
         """Counts of names beyond *max_operations*, counted as ``"<other>"``."""
         self._counts: dict[tuple[int, str], Counter[str]] = {}
-        self._tallies: dict[tuple[int, str, Tally], int] = {}
-        """Tallies counted since their fields were last named: (bucket, operation, tally) -> n."""
+        self._tallies: dict[tuple[int, str, Tally], list[int]] = {}
+        """Tallies counted since their fields were last named: (bucket, operation, tally) -> [n, ms
+        waited]."""
         self._operations: set[str] = set()
         self._lock = threading.Lock()
         self._newest = 0
@@ -261,16 +260,21 @@ class MemoryStore:
         bucket = int(timestamp // self.bucket_seconds)
         tallies = self._tallies
         with self._lock:
-            op = self.operation_key(operation)
+            op = operation if operation in self._operations else self.operation_key(operation)
             if op == OTHER and operation != OTHER:
                 self.overflowed += 1
                 key: tuple[int, str, Tally] = (bucket, op, (_OVERFLOW_TALLY,))
-                tallies[key] = tallies.get(key, 0) + 1
+                entry = tallies.get(key)
+                if entry is None:
+                    entry = tallies[key] = [0, 0]
+                entry[0] += 1
             key = (bucket, op, tally)
-            tallies[key] = tallies.get(key, 0) + 1
+            entry = tallies.get(key)
+            if entry is None:
+                entry = tallies[key] = [0, 0]
+            entry[0] += 1
             if waited is not None:
-                key = (bucket, op, (_WAITED_TALLY, tally[1]))
-                tallies[key] = tallies.get(key, 0) + waited
+                entry[1] += waited
             if bucket > self._newest:
                 self._newest = bucket
                 self._expire(bucket)
@@ -280,12 +284,15 @@ class MemoryStore:
     def _name_tallies(self) -> None:
         """Add the tallies counted so far to the named counters (the lock is held)."""
         counts = self._counts
-        for (bucket, op, tally), n in self._tallies.items():
+        for (bucket, op, tally), (n, waited) in self._tallies.items():
             counter = counts.get((bucket, op))
             if counter is None:
                 counter = counts[bucket, op] = Counter()
             for name in field_names(tally):
                 counter[name] = counter.get(name, 0) + n
+            if tally[0] == _RETRIED_TALLY:  # a retry's wait, in ms (0 included, as the field exists)
+                name = _WAITED[tally[1]]
+                counter[name] = counter.get(name, 0) + waited
         self._tallies.clear()
 
     def _expire(self, newest: int) -> None:

@@ -152,7 +152,8 @@ def _end(call: Call, stats: Statistics, outcome: str) -> None:
 def _again(call: Call, fn: Callable[..., T], args: Any, kwargs: Any, delay: float, stats: Statistics) -> T:
     """Attempts 2, 3, ...: sleep, run, hand the outcome to the call."""
     while True:
-        call.drop_pending()
+        if call.pending:
+            call.drop_pending()
         _scope.sleep_sync(delay)
         if not call.begin():
             last: T = _last(call, stats)

@@ -274,7 +274,7 @@ _sinks: tuple[Sink, ...] = ()
 _by_type: dict[type, tuple[Sink, ...]] = dict.fromkeys(EVENT_TYPES, ())
 _sinks_lock = threading.Lock()
 # Sinks that take a retry's fields directly (the built-in log and statistics sinks) by their entry.
-_counters: dict[Any, RetryCounter] = {}
+_counters: tuple[tuple[Sink, RetryCounter], ...] = ()  # (by identity: a sink need not be hashable)
 # The direct entries of the sinks subscribed to RetryScheduled, when every one of them has one
 # (then a retry builds no event unless a context-local sink or a callback takes it); else None.
 _retry_direct: tuple[RetryCounter, ...] | None = ()
@@ -283,7 +283,7 @@ _retry_direct: tuple[RetryCounter, ...] | None = ()
 def _update_direct() -> None:
     global _retry_direct
     sinks = _by_type[RetryScheduled]
-    direct = tuple(_counters[s] for s in sinks if s in _counters)
+    direct = tuple(counter for sink in sinks for known, counter in _counters if known is sink)
     _retry_direct = direct if len(direct) == len(sinks) else None
 
 
@@ -292,8 +292,9 @@ def count_retries_with(sink: Sink, counter: RetryCounter) -> None:
     Let *sink* take a retry through *counter*, with ``RetryScheduled``'s fields as arguments, so
     that no event is built for it (the built-in sinks; *sink* still takes events that are built).
     """
+    global _counters
     with _sinks_lock:
-        _counters[sink] = counter
+        _counters = (*_counters, (sink, counter))
         _update_direct()
 
 
@@ -396,7 +397,7 @@ def _unknown_sink(event: Event) -> None:  # pragma: no cover - every counter has
 def counter_failed(counter: RetryCounter, err: Exception, fields: tuple[Any, ...]) -> None:
     """A direct entry raised on a retry's *fields*: reported as ``emit`` reports a failing sink."""
     event = RetryScheduled(*fields)
-    sink: Sink = next((s for s, c in _counters.items() if c is counter), _unknown_sink)
+    sink: Sink = next((s for s, c in _counters if c is counter), _unknown_sink)
     for hook in _failure_hooks:
         with contextlib.suppress(Exception):  # the hooks are retrykit's and total
             hook(sink, err, event)

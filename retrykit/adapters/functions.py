@@ -112,65 +112,58 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
         if guard is not None:  # overload protection: an open breaker refuses the call here
             guard.admit(operation, var.get())
         start, scope = begin(policy)
+        call: Call | None = None
         token = var.set(scope)
         try:
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                call = new_call(policy, operation, start, scope, extras)
-                delay = call.step(exc, True)
-                if delay is None:
-                    _end(call, stats, "raised")
-                    raise
-            else:
-                judge = policy.classify_result
-                found = None if judge is None else judge_result(judge, result)
-                if found is None and plain:
-                    if guard is not None:
-                        guard.succeeded(None)
-                    if policy.on_success is not None:
-                        succeeded_at_once(policy, operation, start)
-                    stats.last = _FIRST_TRY
-                    return result
-                call = new_call(policy, operation, start, scope, extras)
-                delay = call.step(result, False, found)
-                if delay is None:
-                    _end(call, stats, "returned")
-                    return result
-            return _again(call, fn, args, kwargs, delay, stats)
+            while True:
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    call = call or new_call(policy, operation, start, scope, extras)
+                    delay = call.step(exc, True)
+                    if delay is None:
+                        _end(call, stats, "raised")
+                        raise
+                else:
+                    found = None
+                    if call is None:
+                        found = (
+                            None
+                            if policy.classify_result is None
+                            else judge_result(policy.classify_result, result)
+                        )
+                        if found is None and plain:  # a first-try success: nothing is built
+                            if guard is not None or policy.on_success is not None:
+                                _first_try(policy, operation, start)
+                            stats.last = _FIRST_TRY
+                            return result
+                        call = new_call(policy, operation, start, scope, extras)
+                    delay = call.step(result, False, found)
+                    if delay is None:
+                        _end(call, stats, "returned")
+                        return result
+                if call.pending:
+                    call.drop_pending()
+                _scope.sleep_sync(delay)
+                if not call.begin():  # the deadline passed, or the breaker opened, while it slept
+                    return _last(call, stats)  # type: ignore[no-any-return]
         finally:
             var.reset(token)
 
     return retrying
 
 
+def _first_try(policy: Policy, operation: str, start: float) -> None:
+    """A first attempt that succeeded, under a guard or an ``on_success``: tell them."""
+    if policy.guard is not None:
+        policy.guard.succeeded(None)
+    if policy.on_success is not None:
+        succeeded_at_once(policy, operation, start)
+
+
 def _end(call: Call, stats: Statistics, outcome: str) -> None:
     call.drop_pending()
     stats.end(call, outcome)
-
-
-def _again(call: Call, fn: Callable[..., T], args: Any, kwargs: Any, delay: float, stats: Statistics) -> T:
-    """Attempts 2, 3, ...: sleep, run, hand the outcome to the call."""
-    while True:
-        if call.pending:
-            call.drop_pending()
-        _scope.sleep_sync(delay)
-        if not call.begin():
-            last: T = _last(call, stats)
-            return last
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:
-            step = call.step(exc, True)
-            if step is None:
-                _end(call, stats, "raised")
-                raise
-        else:
-            step = call.step(result, False)
-            if step is None:
-                _end(call, stats, "returned")
-                return result
-        delay = step
 
 
 def _last(call: Call, stats: Statistics) -> Any:

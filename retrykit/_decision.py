@@ -15,7 +15,8 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import tenacity
@@ -132,6 +133,9 @@ class Extras:
         self.stop: StopCondition | None = stop
 
 
+_NO_PREVIOUS: Mapping[ErrorCategory, float] = MappingProxyType({})
+
+
 class CallState:
     """The per-call state the decision reads; the loop updates it after acting on a verdict."""
 
@@ -160,7 +164,8 @@ class CallState:
         self.attempt: int = 1
         self.attempt_start: float = start
         self.counts: dict[ErrorCategory, int] = {}
-        self.previous: dict[ErrorCategory, float] = {}
+        self.previous: Mapping[ErrorCategory, float] = _NO_PREVIOUS
+        """The last delay per category, kept for decorrelated jitter only (which reads it)."""
         self.idle: float = 0.0
         self.sent: int = 0
         """Requests the attempts before this one sent (the clients' own retries included)."""
@@ -179,7 +184,13 @@ class CallState:
         category = verdict.category
         assert category is not None
         self.counts[category] = verdict.count
-        self.previous[category] = verdict.delay
+        strategy = verdict.strategy
+        if strategy is not None and strategy.jitter is Jitter.DECORRELATED:
+            previous = self.previous
+            if previous is _NO_PREVIOUS:
+                previous = self.previous = {}
+            assert isinstance(previous, dict)
+            previous[category] = verdict.delay
         self.idle += verdict.delay
         requests = verdict.requests
         self.sent += requests

@@ -253,48 +253,42 @@ Sink: TypeAlias = Callable[[Event], Any]
 
 EVENT_TYPES: tuple[type, ...] = (AttemptFailed, RetryScheduled, Succeeded, GaveUp, RuleFailed)
 
-RetryCounter: TypeAlias = Callable[
-    [
-        str,
-        int,
-        str,
-        "Classification",
-        "Decision",
-        float,
-        float,
-        "ErrorCategory | None",
-        "BaseException | None",
-    ],
-    None,
-]
-"""A sink's direct entry for a retry: ``RetryScheduled``'s fields, positionally, no event built."""
+DirectEntry: TypeAlias = Callable[..., None]
+"""A sink's direct entry for one kind of event: the event's fields, positionally, no event built."""
+
+DIRECT_KINDS: tuple[type, ...] = (RetryScheduled, Succeeded)
+"""The events a sink may take directly: the ones every retried call emits."""
 
 _sinks: tuple[Sink, ...] = ()
 # The global sinks by the event type they take: emit() and listening() read one tuple.
 _by_type: dict[type, tuple[Sink, ...]] = dict.fromkeys(EVENT_TYPES, ())
 _sinks_lock = threading.Lock()
-# Sinks that take a retry's fields directly (the built-in log and statistics sinks) by their entry.
-_counters: tuple[tuple[Sink, RetryCounter], ...] = ()  # (by identity: a sink need not be hashable)
-# The direct entries of the sinks subscribed to RetryScheduled, when every one of them has one
-# (then a retry builds no event unless a context-local sink or a callback takes it); else None.
-_retry_direct: tuple[RetryCounter, ...] | None = ()
+# Sinks that take some events' fields directly (the built-in log and statistics sinks), by
+# identity (a sink need not be hashable): (sink, kind, entry).
+_entries: tuple[tuple[Sink, type, DirectEntry], ...] = ()
+# By kind, the direct entries of the sinks subscribed to it, when every one of them has one (then
+# no event of that kind is built unless a context-local sink or a callback takes it); else None.
+_direct: dict[type, tuple[DirectEntry, ...] | None] = dict.fromkeys(DIRECT_KINDS, ())
 
 
 def _update_direct() -> None:
-    global _retry_direct
-    sinks = _by_type[RetryScheduled]
-    direct = tuple(counter for sink in sinks for known, counter in _counters if known is sink)
-    _retry_direct = direct if len(direct) == len(sinks) else None
+    for kind in DIRECT_KINDS:
+        sinks = _by_type[kind]
+        found = tuple(
+            entry for sink in sinks for known, of, entry in _entries if known is sink and of is kind
+        )
+        _direct[kind] = found if len(found) == len(sinks) else None
 
 
-def count_retries_with(sink: Sink, counter: RetryCounter) -> None:
+def take_directly(sink: Sink, kind: type, entry: DirectEntry) -> None:
     """
-    Let *sink* take a retry through *counter*, with ``RetryScheduled``'s fields as arguments, so
-    that no event is built for it (the built-in sinks; *sink* still takes events that are built).
+    Let *sink* take events of *kind* (one of ``DIRECT_KINDS``) through *entry*, with the event's
+    fields as arguments, so that no event is built for it (the built-in sinks; *sink* still takes
+    the events that are built).
     """
-    global _counters
+    global _entries
     with _sinks_lock:
-        _counters = (*_counters, (sink, counter))
+        _entries = (*_entries, (sink, kind, entry))
         _update_direct()
 
 
@@ -379,25 +373,25 @@ def listening(kind: type | None = None) -> bool:
     return bool(_by_type[kind]) or bool(_local_sinks.get())
 
 
-def retry_counters() -> tuple[RetryCounter, ...] | None:
+def direct_entries(kind: type) -> tuple[DirectEntry, ...] | None:
     """
-    The direct entries that take a retry in place of a ``RetryScheduled`` event, when they are
-    all that would receive one (no context-local sink); None: build the event and ``emit`` it.
+    The direct entries that take an event of *kind* in its place, when they are all that would
+    receive one (no context-local sink); None: build the event and ``emit`` it.
     """
-    direct = _retry_direct
-    if direct is None or _local_sinks.get():
+    entries = _direct[kind]
+    if entries is None or _local_sinks.get():
         return None
-    return direct
+    return entries
 
 
-def _unknown_sink(event: Event) -> None:  # pragma: no cover - every counter has its sink
-    """(A counter whose sink was unsubscribed meanwhile.)"""
+def _unknown_sink(event: Event) -> None:  # pragma: no cover - every entry has its sink
+    """(An entry whose sink was unsubscribed meanwhile.)"""
 
 
-def counter_failed(counter: RetryCounter, err: Exception, fields: tuple[Any, ...]) -> None:
-    """A direct entry raised on a retry's *fields*: reported as ``emit`` reports a failing sink."""
-    event = RetryScheduled(*fields)
-    sink: Sink = next((s for s, c in _counters if c is counter), _unknown_sink)
+def entry_failed(kind: type, entry: DirectEntry, err: Exception, fields: tuple[Any, ...]) -> None:
+    """A direct entry raised on an event's *fields*: reported as ``emit`` reports a failing sink."""
+    event = kind(*fields)
+    sink: Sink = next((s for s, _, e in _entries if e is entry), _unknown_sink)
     for hook in _failure_hooks:
         with contextlib.suppress(Exception):  # the hooks are retrykit's and total
             hook(sink, err, event)

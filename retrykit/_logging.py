@@ -242,5 +242,13 @@ def log_retry(
     )
 
 
+def log_success(operation: str, attempts: int, elapsed: float, after: Any) -> None:
+    """``log_event`` for a success after failures: the event is built only if a line is written."""
+    if not structlog.is_configured() and not _stdlib.isEnabledFor(logging.INFO):
+        return  # nobody would see it: no work
+    log_event(_events.Succeeded(operation, attempts, elapsed, after))
+
+
 _events.on_sink_failure(report_sink_failure)
-_events.count_retries_with(log_event, log_retry)
+_events.take_directly(log_event, _events.RetryScheduled, log_retry)
+_events.take_directly(log_event, _events.Succeeded, log_success)

@@ -202,9 +202,9 @@ class Call(CallState):
         assert classification is not None
         assert strategy is not None
         if policy.on_retry is None:
-            counters = _events.retry_counters()
-            if counters is not None:  # only the built-in sinks: no event is built
-                for counter in counters:
+            entries = _events.direct_entries(_events.RetryScheduled)
+            if entries is not None:  # only the built-in sinks: no event is built
+                for entry in entries:
                     fields = (
                         self.operation,
                         self.attempt,
@@ -217,9 +217,9 @@ class Call(CallState):
                         outcome if failed else None,
                     )
                     try:
-                        counter(*fields)
+                        entry(*fields)
                     except Exception as err:
-                        _events.counter_failed(counter, err, fields)
+                        _events.entry_failed(_events.RetryScheduled, entry, err, fields)
                 return
         event = _events.RetryScheduled(
             self.operation,
@@ -290,10 +290,17 @@ class Call(CallState):
         last = self.verdict
         if self.attempt == 1 or last is None:
             return  # a first attempt judged good: no failure to report a recovery from
-        event = _events.Succeeded(
-            self.operation, self.attempt, now - self.start, None if last is None else last.category
-        )
-        self._dispatch(event, self.policy.on_success)
+        fields = (self.operation, self.attempt, now - self.start, last.category)
+        if self.policy.on_success is None:
+            entries = _events.direct_entries(_events.Succeeded)
+            if entries is not None:  # only the built-in sinks: no event is built
+                for entry in entries:
+                    try:
+                        entry(*fields)
+                    except Exception as err:
+                        _events.entry_failed(_events.Succeeded, entry, err, fields)
+                return
+        self._dispatch(_events.Succeeded(*fields), self.policy.on_success)
 
     def _dispatch(self, event: _events.Event, callback: Callable[[Any], Any] | None) -> None:
         if _events.listening(type(event)):

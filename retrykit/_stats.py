@@ -901,4 +901,22 @@ def _count_sink_failure(sink: Any, err: BaseException, event: Any) -> None:
 
 
 _events.on_sink_failure(_count_sink_failure)
-_events.count_retries_with(record_event, count_retry)
+
+
+def count_success(operation: str, attempts: int, elapsed: float, after: ErrorCategory | None) -> None:
+    """``record_event`` for a success after failures, given its fields (no ``Succeeded`` built)."""
+    cfg = _config.settings
+    if not cfg.stats_enabled:
+        return
+    current = _recorder
+    if current is None or _recorder_gen != cfg.generation:
+        current = recorder()
+    if current.shared is not None or after is None:
+        current(_events.Succeeded(operation, attempts, elapsed, after))
+        return
+    local = current.local
+    local.tally(operation, (_SUCCEEDED_TALLY, after, min(attempts, MAX_ATTEMPT_FIELD)), None, local.clock())
+
+
+_events.take_directly(record_event, _events.RetryScheduled, count_retry)
+_events.take_directly(record_event, _events.Succeeded, count_success)

@@ -361,10 +361,18 @@ def _cache_key(exc: BaseException) -> tuple[Any, ...] | None:
     hashable ``args`` that wrap no exception. ``None``: classify it in full.
     """
     cls = type(exc)
-    plan = _BUILTIN_PLANS.get(cls)
-    if plan is None or cls is OSError or issubclass(cls, _UNCACHED):
-        return None  # (a class seen for the first time is planned by the full walk)
-    if exc.__cause__ is not None or exc.__context__ is not None:
+    kind = _CACHEABLE.get(cls)
+    if kind is None:
+        if cls not in _BUILTIN_PLANS:
+            return None  # (a class seen for the first time is planned by the full walk)
+        kind = _CACHEABLE[cls] = (
+            _NOT_CACHED
+            if cls is OSError or issubclass(cls, _UNCACHED)
+            else _OS_ERROR
+            if issubclass(cls, OSError)
+            else _BY_ARGS
+        )
+    if kind == _NOT_CACHED or exc.__cause__ is not None or exc.__context__ is not None:
         return None
     try:
         if object.__getattribute__(exc, "__dict__"):
@@ -372,7 +380,8 @@ def _cache_key(exc: BaseException) -> tuple[Any, ...] | None:
         args = exc.args
         if args and isinstance(args[0], BaseException):
             return None
-        if isinstance(exc, OSError):
+        if kind == _OS_ERROR:
+            assert isinstance(exc, OSError)
             key: tuple[Any, ...] = (cls, args, exc.errno, exc.strerror, exc.filename, exc.filename2)
         else:
             key = (cls, args)
@@ -380,6 +389,10 @@ def _cache_key(exc: BaseException) -> tuple[Any, ...] | None:
     except Exception:
         return None
     return key
+
+
+_NOT_CACHED, _BY_ARGS, _OS_ERROR = range(3)
+_CACHEABLE: dict[type, int] = {}  # builtin classes only: they live for ever
 
 
 # Most severe first: an exception group is classified by its most severe member.

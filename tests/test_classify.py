@@ -586,3 +586,42 @@ class _NoModule(type):
 def test_a_class_whose_module_cannot_be_read_has_none() -> None:
     """module_of() of a class whose __module__ raises is the empty string."""
     assert "" == module_of(_NoModule("Odd", (), {}))
+
+
+def _carrying(
+    exc: BaseException, *, errno_: int | None = None, cause: BaseException | None = None
+) -> BaseException:
+    """*exc* with an errno set after it was made, or raised from *cause*."""
+    if errno_ is not None:
+        assert isinstance(exc, OSError)
+        exc.errno = errno_
+    if cause is not None:
+        exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "category"),
+    [
+        (
+            ConnectionError("down"),
+            _carrying(ConnectionError("down"), errno_=errno.EACCES),
+            ErrorCategory.PERMANENT_ERROR,
+        ),
+        (
+            RuntimeError("failed"),
+            _carrying(RuntimeError("failed"), cause=ConnectionResetError("reset")),
+            ErrorCategory.NETWORK_ERROR,
+        ),
+        (RuntimeError("failed"), RuntimeError("too many requests"), ErrorCategory.API_RATE_LIMIT),
+        (ConnectionError("down"), ConnectionError("down"), ErrorCategory.NETWORK_ERROR),
+    ],
+    ids=["errno set later", "a cause", "another message", "the same"],
+)
+def test_an_exception_like_one_classified_before_is_classified_by_what_it_carries(
+    first: BaseException, second: BaseException, category: ErrorCategory
+) -> None:
+    """An exception like one classified before is classified by its own errno, cause and message."""
+    classifier = Classifier()
+    classifier.classify(first)
+    assert category == classifier.classify(second).category

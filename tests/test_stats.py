@@ -479,3 +479,50 @@ def test_the_statistics_sink_failing_is_not_counted_by_itself() -> None:
     """When the statistics sink itself fails, it does not try to count its own failure."""
     _stats._count_sink_failure(_stats.record_event, ValueError(), _gave_up())
     assert 0 == _stats.recorder().local.size()
+
+
+@pytest.mark.parametrize("failures", [1, 3], ids=["one retry", "three retries"])
+def test_a_call_is_counted_the_same_whether_or_not_its_events_are_built(failures: int) -> None:
+    """A retried call adds the same counts whether its events are built (a sink listens) or not."""
+    counts = []
+    for listening in (False, True):
+        rec = StatsRecorder(MemoryStore(clock=Clock()))
+        old = use_recorder(rec)
+        unsubscribe = retrykit.events.subscribe(lambda event: None) if listening else None
+        try:
+            with no_wait():
+                fixed = {"network_error": retrykit.Strategy.delay(0.5, max_retries=5)}
+                retrykit.retry("default", operation="op", strategies=fixed)(Flaky.failing(failures))()
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+            if old is not None:
+                use_recorder(old)
+        counts.append(rec.local.read(None, 0, T0 + 3600))
+    assert counts[0] == counts[1]
+    assert failures == counts[0]["op"]["retried:network_error"]
+
+
+class _BrokenStore(MemoryStore):
+    """A memory store whose counting raises."""
+
+    def add(self, operation: str, fields: dict[str, int], timestamp: float | None = None) -> None:
+        raise RuntimeError("broken")
+
+    def tally(self, operation: str, tally: Any, waited: int | None, timestamp: float) -> None:
+        raise RuntimeError("broken")
+
+
+@pytest.mark.parametrize("failures", [1, 2], ids=["one retry", "two retries"])
+def test_statistics_that_fail_to_count_a_retry_never_break_the_call(failures: int) -> None:
+    """When the statistics fail to count a retry, the call still succeeds and the failure is counted."""
+    old = use_recorder(StatsRecorder(_BrokenStore()))
+    before = retrykit.stats.sink_failures().get("retrykit._stats.record_event:RuntimeError", 0)
+    try:
+        with no_wait():
+            assert "ok" == retrykit.retry("default", operation="op")(Flaky.failing(failures))()
+    finally:
+        if old is not None:
+            use_recorder(old)
+    after = retrykit.stats.sink_failures()["retrykit._stats.record_event:RuntimeError"]
+    assert failures + 1 == after - before  # each retry and the recovery

@@ -85,10 +85,9 @@ Tally = tuple[Any, ...]
 
 def tally_of(event: Any) -> tuple[str, Tally | None, int | None]:
     """
-    The operation an event counts for, its tally (None: it adds to no field) and the milliseconds
-    it waited (a retry's delay; None for the others). A failed attempt is counted once, from the
-    event that says what became of it (``RetryScheduled`` or ``GaveUp``); ``AttemptFailed`` adds
-    nothing (the statistics do not even subscribe to it).
+    The operation an event counts for, its tally (None: it adds to no field) and the ms a retry
+    waited. A failed attempt is counted once, from the event that says what became of it
+    (``RetryScheduled`` or ``GaveUp``); ``AttemptFailed`` adds nothing (nor is it subscribed).
     """
     kind = type(event)
     tally: Tally

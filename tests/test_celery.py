@@ -350,6 +350,33 @@ def test_hooks_and_signals_fire_once_per_attempt(spy: dict[str, list[Any]]) -> N
     assert ["RETRY", "RETRY", "FAILURE"] == spy["postrun"]
 
 
+@pytest.mark.parametrize("asked_by", ["policy", "body"])
+def test_a_retrys_recorded_traceback_shows_no_adapter_frames(asked_by: str) -> None:
+    """A recorded retry traceback: no adapter frames when the policy decided, the body's for self.retry()."""
+    app = make_app("memory")
+    seen: list[str] = []
+
+    def on_retry(einfo: Any = None, **kw: Any) -> None:
+        seen.append(einfo.traceback)
+
+    @task(fast(2), app=app, bind=True)
+    def flaky(self: Any) -> None:
+        if asked_by == "body" and not self.request.retries:
+            self.retry(exc=ConnectionResetError("asked"))
+        raise ConnectionResetError
+
+    signals.task_retry.connect(on_retry, weak=False)
+    try:
+        with worker(app):
+            wait(flaky.delay())
+    finally:
+        signals.task_retry.disconnect(on_retry)
+    assert 1 == len(seen)
+    assert "Retry in" in seen[0]
+    assert ("in flaky" in seen[0]) == (asked_by == "body")
+    assert ("_retrykit" in seen[0]) == (asked_by == "body")
+
+
 def test_message_identity_survives_retries(broker: str) -> None:
     """Task id, args, kwargs, priority and headers are the same on every attempt."""
     app = make_app(broker)

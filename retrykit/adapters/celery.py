@@ -57,7 +57,7 @@ try:
     import celery
     from celery import signals
     from celery._state import _task_stack, get_current_task
-    from celery.exceptions import Ignore, Reject, TaskPredicate
+    from celery.exceptions import Ignore, Reject, Retry, TaskPredicate
     from celery.schedules import schedule
 except ImportError:  # pragma: no cover - celery is in the dev extra
     raise ImportError(f"retrykit.adapters.celery needs Celery: {install_hint('celery')}") from None
@@ -591,7 +591,14 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             return self.run(*args, **kwargs)  # what Celery's tracer runs for its own Task
         if "_orig_run" in self.__dict__:  # Celery's autoretry_for wrapped run before the policy was named
             raise _autoretry_refused(self)
-        return self._retrykit_deliver(request, args, kwargs)
+        try:
+            return self._retrykit_deliver(request, args, kwargs)
+        except Retry as flow:
+            if id(flow) == id(getattr(request, "_retrykit_published", None)):
+                # the retry this delivery published: Celery formats its traceback for every retry
+                # (ExceptionInfo, stored with the RETRY state); the frames below say nothing
+                flow.__traceback__ = None
+            raise  # a Retry of the body's own, untouched
 
     def _retrykit_deliver(self, request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """One delivery of a task with a policy: the attempt, and the decision if it fails."""
@@ -838,6 +845,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         retry = celery.Task.retry(self, exc=exc, countdown=countdown, throw=False, **options)
         if ledger is not None and request.id:
             ledger.end(request.id, request.retries)
+        request._retrykit_published = retry
         raise retry
 
     def _retrykit_held(self, policy: Policy, request: Any, delay: float) -> None:

@@ -140,8 +140,10 @@ def test_a_body_that_cannot_be_replayed_is_sent_once(
 ) -> None:
     """A generator body goes once, and a warning says so."""
     http_server.script(Reply(503))
+    route = f"/{uuid.uuid4().hex}"  # the warning is said once per operation: this one is new
+    options = {"policy": policy(), "route": lambda request: route}
     with caplog.at_level(logging.WARNING, logger="retrykit"):
-        [outcome] = client({"policy": policy()}, [Req("PUT", http_server.url, body=GENERATOR)], None)
+        [outcome] = client(options, [Req("PUT", http_server.url, body=GENERATOR)], None)
     assert (503, 0) == (outcome.status, outcome.resend)
     assert [b"one-shot"] == [seen.body for seen in http_server.seen]
     assert "cannot be replayed" in caplog.text

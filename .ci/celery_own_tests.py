@@ -26,7 +26,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def celery_parameters():
-    return {"task_cls": "retrykit.adapters.celery:RetrykitTask"}
+    return {"task_cls": "retrykit_celery:RetrykitTask"}
 '''
 
 

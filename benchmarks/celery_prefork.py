@@ -68,7 +68,7 @@ def job(self: Any) -> int:
 
 if os.environ.get("RKB_SIDE", "retrykit") == "retrykit":
     from retrykit import ErrorCategory, Policy, Strategy
-    from retrykit.adapters.celery import task
+    from retrykit_celery import task
 
     policy = Policy(
         strategies={ErrorCategory.NETWORK_ERROR: Strategy.immediately(max_retries=3)}, max_attempts=4

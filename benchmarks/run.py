@@ -234,7 +234,7 @@ def bench_celery(tasks: int, brokers: list[str]) -> dict[str, Any]:
     import celery
     from celery.contrib.testing.worker import start_worker
 
-    from retrykit.adapters.celery import task
+    from retrykit_celery import task
 
     urls = {
         "memory": ("memory://", "cache+memory://"),

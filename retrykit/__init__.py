@@ -6,7 +6,7 @@ Decorate a function or coroutine function with ``@retrykit.retry`` (a preset nam
 Every failure is classified into an ``ErrorCategory``; the policy's ``Strategy`` for that
 category says whether and when to retry. The events of what happened are in
 ``retrykit.events``, statistics in ``retrykit.stats``, test helpers in ``retrykit.testing``,
-and Celery tasks in ``retrykit.adapters.celery``.
+and Celery tasks in the retrykit-celery distribution (``retrykit_celery``).
 """
 
 from __future__ import annotations

@@ -130,14 +130,25 @@ def _load_policy(spec: str) -> Policy:
         ) from None
     policy = getattr(module, attr, None)
     if _is_celery_task(policy):
-        from .adapters.celery import policy_of
-
-        return policy_of(policy)  # its policy, or the one its Celery options make
+        return _celery_policy_of(policy)  # its policy, or the one its Celery options make
     if not isinstance(policy, Policy):
         raise CommandError(
             f"{spec!r} is not a retrykit Policy or a Celery task (found {type(policy).__name__})", EXIT_USAGE
         )
     return policy
+
+
+def _celery_policy_of(task: Any) -> Any:
+    """The policy of a Celery task, from retrykit-celery's ``retrykit.explain`` entry point."""
+    from importlib.metadata import entry_points
+
+    found = [e for e in entry_points(group="retrykit.explain") if e.name == "celery"]
+    if not found:
+        raise CommandError(
+            f"{task!r} is a Celery task; explaining it needs the Celery adapter: pip install retrykit-celery",
+            EXIT_USAGE,
+        )
+    return found[0].load()(task)
 
 
 def _is_celery_task(obj: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import struct
 import threading
@@ -19,10 +20,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from . import _events
 from ._analysis import Analysis, analyze, render_analysis
+from ._errors import DISTRIBUTION, install_hint
 from ._events import GaveUp, RetryScheduled
 from ._stats import MemoryStore, StatsRecorder, use_recorder
 from .adapters import retry
@@ -180,12 +184,46 @@ def run_with_analysis(  # noqa: PLR0915 - a script
         file=out,
     )
     result = analyze(OPERATION, since=elapsed + 60, recorder=own)
-    from . import _demo_celery
-
-    celery_ok = _demo_celery.run(out)
+    celery_ok = _run_celery_part(out)
     if analysis:
         print("", file=out)
         render_analysis(result, out)
     expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
     good = all(rows[p].outcome == o for p, o in expected.items()) and total == served and celery_ok
     return (0 if good else 1), result
+
+
+def _checkout(folder: Path) -> bool:
+    """Whether *folder* is a source checkout of this project (its pyproject.toml names it)."""
+    try:
+        return f'name = "{DISTRIBUTION}"' in (folder / "pyproject.toml").read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def install_hint_here() -> str:
+    """
+    The install command for the Celery adapter that works where the user stands: the checkout's
+    ``adapters/celery`` in a checkout (or the checkout retrykit was installed from, editable),
+    else the package's name on the index.
+    """
+    here = Path.cwd()
+    source = Path(__file__).resolve().parent.parent
+    if _checkout(here):
+        return 'pip install "./adapters/celery"'
+    if _checkout(source):
+        return f'pip install "{os.path.relpath(source / "adapters" / "celery", here)}"'
+    return install_hint("celery")
+
+
+def _run_celery_part(out: TextIO) -> bool:
+    """
+    The Celery part, from the adapter's ``retrykit.demo`` entry point (retrykit-celery): the core
+    never imports the adapter. Without it: skipped, with the command that installs it.
+    """
+    found = [e for e in entry_points(group="retrykit.demo") if e.name == "celery"]
+    if not found:
+        print(f"\nCelery part skipped: {install_hint_here()}", file=out)
+        return True
+    run: Callable[[TextIO], bool] = found[0].load()
+    return run(out)

@@ -86,10 +86,6 @@ def require_service(name: str, host: str, port: int, how: str) -> None:
 SLOW_MODULES = {
     "tests/real_errors",
     "tests/test_benchmarks.py",
-    "tests/test_celery.py",
-    "tests/test_celery_breaker.py",
-    "tests/test_celery_crash.py",
-    "tests/test_celery_pools.py",
     "tests/redis_stores/test_stats_faults.py",
     "tests/test_pytest_asyncio.py",
 }

@@ -61,7 +61,7 @@ def test_explain_a_celery_task_shows_the_policy_of_its_options(
     pytest.importorskip("celery")
     (tmp_path / "rk_celery_tasks.py").write_text(
         "import celery\n"
-        "from retrykit.adapters.celery import RetrykitTask\n"
+        "from retrykit_celery import RetrykitTask\n"
         "app = celery.Celery('shop', broker='memory://', task_cls=RetrykitTask)\n"
         "@app.task(autoretry_for=(ConnectionError,), retry_backoff=2, retry_backoff_max=60,\n"
         "          retry_jitter=False, max_retries=4)\n"

@@ -137,7 +137,7 @@ def test_a_bad_variable_s_fix_is_spelt_as_the_variable(variable: str, value: str
 @pytest.mark.parametrize("where", ["configure", "overload store", "celery attempt ledger"])
 def test_redis_urls_are_checked_whole(url: str, says: str, where: str) -> None:
     """A Redis URL setting with a bad scheme, host, port or db is a ConfigError, password hidden."""
-    from retrykit.adapters._celery_guard import AttemptLedger
+    from retrykit_celery._ledger import AttemptLedger
 
     with pytest.raises(ConfigError, match=says) as info:
         if where == "configure":

@@ -309,7 +309,7 @@ def test_a_negative_deadline_gets_a_fix_that_works() -> None:
 
 
 def _errors_retrykit_raises() -> list[BaseException]:
-    from retrykit.adapters.celery import AttemptLost
+    from retrykit_celery import AttemptLost
 
     return [
         ConfigError("a", "b", "rule", "fix"),

@@ -85,6 +85,16 @@ MODULES = {
         "pushback_of",
     ],
     "retrykit.driver": ["Action", "Run", "Step", "start"],
+    "retrykit.queues": [
+        "LONGEST_DELAY",
+        "Delivery",
+        "RunState",
+        "admit",
+        "check_redis_url",
+        "log_event",
+        "owned",
+        "resume",
+    ],
     "retrykit.testing": [
         "Recorder",
         "Testing",
@@ -96,21 +106,6 @@ MODULES = {
         "set_testing",
     ],
     "retrykit.adapters": ["Attempt", "Attempts", "Retried", "attempts", "retry"],
-    "retrykit.adapters.celery": [
-        "HEADER",
-        "AttemptGuard",
-        "AttemptLost",
-        "RetrykitTask",
-        "TaskOptions",
-        "app_options",
-        "max_countdown",
-        "policy_from_celery",
-        "policy_of",
-        "register_monitoring",
-        "run_coroutine",
-        "task",
-        "task_options",
-    ],
 }
 
 
@@ -162,8 +157,8 @@ def test_demo_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("where", "installed_from", "hint"),
     [
-        ("checkout", "checkout", 'pip install ".[celery]"'),
-        ("elsewhere", "checkout", '[celery]"'),  # the checkout's path, relative to where the user is
+        ("checkout", "checkout", 'pip install "./adapters/celery"'),
+        ("elsewhere", "checkout", 'adapters/celery"'),  # the checkout's path, relative to where the user is
         ("elsewhere", "index", 'pip install "retrykit-engine[celery]"'),
     ],
 )
@@ -171,21 +166,21 @@ def test_demo_install_hint_suits_where_the_user_stands(
     where: str, installed_from: str, hint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The demo's Celery hint works where the user stands: a checkout, an editable install, the index."""
-    from retrykit import _demo_celery
+    from retrykit import _demo
 
     checkout = Path(__file__).resolve().parent.parent  # this repository, wherever retrykit is installed
     monkeypatch.chdir(checkout if where == "checkout" else tmp_path)
     if installed_from == "index":
         site = tmp_path / "site-packages" / "retrykit"
         site.mkdir(parents=True)
-        monkeypatch.setattr(_demo_celery, "__file__", str(site / "_demo_celery.py"))
+        monkeypatch.setattr(_demo, "__file__", str(site / "_demo.py"))
     else:  # an editable install: the module is the checkout's (also when a wheel was installed)
-        monkeypatch.setattr(_demo_celery, "__file__", str(checkout / "retrykit" / "_demo_celery.py"))
-    shown = _demo_celery.install_hint_here("celery")
+        monkeypatch.setattr(_demo, "__file__", str(checkout / "retrykit" / "_demo.py"))
+    shown = _demo.install_hint_here()
     assert shown.endswith(hint)
     if where == "elsewhere" and installed_from == "checkout":
-        path = shown.removeprefix('pip install "').removesuffix('[celery]"')
-        assert (tmp_path / path).resolve() == checkout
+        path = shown.removeprefix('pip install "').removesuffix('"')
+        assert (tmp_path / path).resolve() == checkout / "adapters" / "celery"
 
 
 @pytest.mark.parametrize("args", [["demo", "--time-scale", "0"], ["demo", "--time-scale", "x"], ["nope"]])

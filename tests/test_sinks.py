@@ -259,7 +259,7 @@ def test_json_logs_use_the_celery_task_id(json_logs: io.StringIO) -> None:
 def test_celery_beat_monitoring_tasks() -> None:
     """register_monitoring adds a monitor and a cleanup task to the app and its beat schedule."""
     celery = pytest.importorskip("celery")
-    from retrykit.adapters.celery import register_monitoring
+    from retrykit_celery import register_monitoring
 
     app = celery.Celery("t", broker="memory://", backend="cache+memory://")
     alerts: list[Any] = []

@@ -66,7 +66,8 @@ def test_celery_task_options_are_celery_and_retrykit_options() -> None:
     """TaskOptions names RetrykitTask's own options and Celery's, never Celery's retry options."""
     import celery
 
-    from retrykit.adapters.celery import CELERY_RETRY_OPTIONS, RetrykitTask, TaskOptions
+    from retrykit_celery import RetrykitTask, TaskOptions
+    from retrykit_celery._checks import CELERY_RETRY_OPTIONS
 
     keys = _keys(TaskOptions)
     own = {name for name in vars(RetrykitTask) if name.startswith("retrykit_")} - {"retrykit_policy"}

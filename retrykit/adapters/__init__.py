@@ -1,7 +1,7 @@
 """
-Bindings of retrykit policies to code: plain functions, coroutines, blocks (and Celery, in
-``retrykit.adapters.celery``). ``retry`` and ``attempts`` are also ``retrykit.retry`` and
-``retrykit.attempts``: they run the attempts and sleep; the policy decides what each failure gets.
+Bindings of retrykit policies to code: plain functions, coroutines, blocks (Celery is the
+retrykit-celery distribution, ``retrykit_celery``). ``retry`` and ``attempts`` are also
+``retrykit.retry`` and ``retrykit.attempts``: they run the attempts and sleep; the policy decides what each failure gets.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
             "fn",
             getattr(fn, "name", fn),
             "@retrykit.retry is above @app.task (the wrong order)",
-            "use @retrykit.adapters.celery.task(policy) in place of @app.task, or put "
+            "use @retrykit_celery.task(policy) in place of @app.task, or put "
             "@retrykit.retry below @app.task on a helper the task calls",
         )
     if isinstance(fn, type):
@@ -374,7 +374,7 @@ def attempts(
 
 # --------------------------------------------------------------------------- task queues
 # Celery's control-flow exceptions pass through every layer, and log lines inside a task carry its
-# id, as soon as Celery is in use (imported), whether or not ``retrykit.adapters.celery`` is.
+# id, as soon as Celery is in use (imported), whether or not ``retrykit_celery`` is.
 
 _CELERY_FLOW = (
     "Retry",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from retrykit import Classifier, ConfigError, ErrorCategory, Jitter, Policy, Rule, Strategy
-from retrykit._strategy import LONGEST_DELAY  # the one name the public API does not export
+from retrykit.queues import LONGEST_DELAY
 
 CELERY_DEFAULTS: dict[str, Any] = {
     "autoretry_for": (),
@@ -91,7 +91,31 @@ def policy_from_celery(
         key: value if value is not _UNSET else _of(task, key, CELERY_DEFAULTS[key])
         for key, value in given.items()
     }
-    extra = options["retry_kwargs"] or {}
+    extra = _retry_kwargs(options["retry_kwargs"] or {})
+    retries = _retries(extra.get("max_retries", options["max_retries"]))
+    label = name or f"celery:{getattr(task, 'name', None) or 'options'}"
+    return _policy(options, _strategy(options, extra, retries), retries + 1, label)
+
+
+def _policy(options: dict[str, Any], strategy: Strategy, attempts: int, name: str) -> Policy:
+    """The policy: *strategy* for what ``autoretry_for`` names (less ``dont_autoretry_for``), else none."""
+    retried = _exceptions("autoretry_for", options["autoretry_for"])
+    kept = _exceptions("dont_autoretry_for", options["dont_autoretry_for"])
+    rules = [
+        *([Rule(NOT_RETRIED, types=kept, reason="in dont_autoretry_for")] if kept else []),
+        *([Rule(RETRIED, types=retried, reason="in autoretry_for")] if retried else []),
+        Rule(NOT_RETRIED, types=BaseException, reason="not in autoretry_for"),
+    ]
+    return Policy(
+        strategies={c: strategy if c is not NOT_RETRIED else Strategy.no_retry() for c in ErrorCategory},
+        classifier=Classifier(rules, default=NOT_RETRIED, builtin=False),
+        max_attempts=attempts,
+        name=name,
+    )
+
+
+def _retry_kwargs(extra: object) -> Mapping[str, Any]:
+    """Celery's ``retry_kwargs``, checked: a mapping of ``max_retries`` and ``countdown`` only."""
     if not isinstance(extra, Mapping):
         raise ConfigError(
             "retry_kwargs", extra, "must be a mapping", "pass e.g. retry_kwargs={'max_retries': 5}"
@@ -104,7 +128,11 @@ def policy_from_celery(
             f"has options the bridge does not translate ({', '.join(unknown)})",
             "keep max_retries and countdown in retry_kwargs; set queue and the like on the task",
         )
-    retries = extra.get("max_retries", options["max_retries"])
+    return extra
+
+
+def _retries(retries: object) -> int:
+    """Celery's ``max_retries``, checked: a whole number (``None``, for ever, has no equivalent)."""
     if retries is None:
         raise ConfigError(
             "max_retries",
@@ -116,21 +144,7 @@ def policy_from_celery(
         raise ConfigError(
             "max_retries", retries, "must be a whole number 0 or more", "pass e.g. max_retries=3"
         )
-    retried = _exceptions("autoretry_for", options["autoretry_for"])
-    kept = _exceptions("dont_autoretry_for", options["dont_autoretry_for"])
-    strategy = _strategy(options, extra, retries)
-    rules = [
-        *([Rule(NOT_RETRIED, types=kept, reason="in dont_autoretry_for")] if kept else []),
-        *([Rule(RETRIED, types=retried, reason="in autoretry_for")] if retried else []),
-        Rule(NOT_RETRIED, types=BaseException, reason="not in autoretry_for"),
-    ]
-    label = name or f"celery:{getattr(task, 'name', None) or 'options'}"
-    return Policy(
-        strategies={c: strategy if c is not NOT_RETRIED else Strategy.no_retry() for c in ErrorCategory},
-        classifier=Classifier(rules, default=NOT_RETRIED, builtin=False),
-        max_attempts=retries + 1,
-        name=label,
-    )
+    return retries
 
 
 def _of(task: Any, key: str, default: Any) -> Any:

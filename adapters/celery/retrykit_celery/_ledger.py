@@ -35,8 +35,8 @@ import threading
 import time
 from typing import Any
 
-from retrykit._errors import ConfigError
-from retrykit._redis import check_url
+from retrykit import ConfigError
+from retrykit.queues import check_redis_url
 
 _log = logging.getLogger("retrykit")
 
@@ -104,7 +104,7 @@ class AttemptLedger:
     ) -> None:
         import redis
 
-        check_url("retrykit_guard", url)
+        check_redis_url("retrykit_guard", url)
         if not isinstance(lease, (int, float)) or isinstance(lease, bool) or lease < 0.3:
             raise ConfigError("retrykit_lease", lease, "must be a number of seconds >= 0.3", "pass e.g. 30")
         self.url = url
@@ -327,3 +327,22 @@ def redis_url_of(value: Any) -> str | None:
     if value.startswith(("redis://", "rediss://", "unix://")):
         return value.split(";")[0]
     return None
+
+
+AttemptGuard = AttemptLedger
+"""
+The attempt ledger's class: each attempt of a bound task runs its body at most once.
+
+``AttemptGuard(url, prefix="retrykit:attempt", ttl=604800, lease=30.0)``. ``RetrykitTask``
+builds one from ``retrykit_guard`` (by default the broker's or the result backend's Redis);
+you need one yourself only to inspect or clear the ledger. A delivery claims its attempt
+``(task id, request.retries)`` with ``begin()``: ``"run"`` (run the body), ``"done"``
+(already finished: skip it), ``"busy"`` (running elsewhere, its lease still renewed: come back
+later) or ``"lost"`` (started, and its process died: count a failed attempt).
+
+Args:
+    url: The Redis URL.
+    prefix: The prefix of the keys ``<prefix>:{<task id>}:<retries>``.
+    ttl: Seconds the keys are kept (7 days).
+    lease: Seconds a running attempt's lease lasts without renewal.
+"""

@@ -1,4 +1,4 @@
-"""The keywords of ``retrykit.adapters.celery.task`` and ``task_options``: Celery's task options."""
+"""The keywords of ``retrykit_celery.task`` and ``task_options``: Celery's task options."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
-    from .celery import RetrykitTask
+    from ._task import RetrykitTask
 
 
 class TaskOptions(TypedDict, total=False):

@@ -17,8 +17,8 @@ import celery
 import redis
 
 from retrykit import CircuitBreaker, ErrorCategory, Policy, Strategy
-from retrykit.adapters.celery import app_options, task
 from retrykit.overload import RedisOverloadStore
+from retrykit_celery import app_options, task
 
 app = celery.Celery(
     "rk_breaker",

@@ -14,7 +14,7 @@ import celery
 import redis
 
 from retrykit import ErrorCategory, Policy, Strategy
-from retrykit.adapters.celery import app_options, task
+from retrykit_celery import app_options, task
 
 app = celery.Celery(
     "rk_crash",

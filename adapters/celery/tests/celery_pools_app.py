@@ -16,7 +16,7 @@ import redis
 from celery import signals
 
 from retrykit import ErrorCategory, Policy, Strategy
-from retrykit.adapters.celery import app_options, task
+from retrykit_celery import app_options, task
 
 app = celery.Celery("rk_pools", broker="redis://127.0.0.1:6379/14", backend="redis://127.0.0.1:6379/15")
 app.conf.update(

@@ -20,14 +20,13 @@ import itertools  # noqa: E402
 from celery import signals  # noqa: E402
 from celery.contrib.testing.worker import start_worker  # noqa: E402
 from celery.exceptions import Ignore, Retry  # noqa: E402
+from celery_services import require_service  # noqa: E402
 from kombu.asynchronous import set_event_loop  # noqa: E402
 
 import retrykit  # noqa: E402
 from retrykit import ConfigError, ErrorCategory, Policy, Strategy  # noqa: E402
-from retrykit.adapters.celery import RetrykitTask, app_options, max_countdown, task, task_options  # noqa: E402
 from retrykit.testing import Recorder  # noqa: E402
-
-from .conftest import require_service  # noqa: E402
+from retrykit_celery import RetrykitTask, app_options, max_countdown, task, task_options  # noqa: E402
 
 NET = ErrorCategory.NETWORK_ERROR
 BROKERS = {
@@ -740,7 +739,7 @@ def test_an_explicit_retry_is_honoured_within_the_policy(
 @pytest.mark.parametrize("how", ["strategy", "countdown", "breaker"])
 def test_the_longest_wait_is_published_not_an_overflow(how: str) -> None:
     """A year-long retry (the cap, countdown=1e308, a breaker open 1e12 s): RETRY stored, no OverflowError."""
-    from retrykit._strategy import LONGEST_DELAY
+    from retrykit.queues import LONGEST_DELAY
 
     app = make_app("memory")
     runs: list[int] = []
@@ -808,7 +807,7 @@ def _celery_style_tasks(app: Any, runs: dict[str, list[Any]]) -> dict[str, Any]:
     return {"plain": plain, "auto": auto, "explicit": explicit, "bare": bare, "recurse": recurse}
 
 
-@pytest.mark.parametrize("task_cls", ["celery.app.task:Task", "retrykit.adapters.celery:RetrykitTask"])
+@pytest.mark.parametrize("task_cls", ["celery.app.task:Task", "retrykit_celery:RetrykitTask"])
 def test_without_a_policy_a_task_behaves_as_with_celerys_task(task_cls: str) -> None:
     """task_cls=RetrykitTask, no policy named: Celery's options, retries and self-calls as with Task."""
     app = make_app("memory")
@@ -919,7 +918,7 @@ def test_a_direct_self_call_is_one_plain_attempt() -> None:
 )
 def test_celery_options_become_the_equivalent_policy(error: type[Exception], runs: int) -> None:
     """policy_from_celery(same keywords): the same runs and the same outcome as Celery's own options."""
-    from retrykit.adapters.celery import policy_from_celery
+    from retrykit_celery import policy_from_celery
 
     options: dict[str, Any] = {
         "autoretry_for": (ConnectionError,),
@@ -953,7 +952,7 @@ def test_celery_options_become_the_equivalent_policy(error: type[Exception], run
 
 def test_the_bridge_reads_a_task_and_celerys_defaults() -> None:
     """policy_from_celery(task): its options, else Celery's (3 retries, 180 s); unbounded is refused."""
-    from retrykit.adapters.celery import policy_from_celery, policy_of
+    from retrykit_celery import policy_from_celery, policy_of
 
     app = make_app("memory")
 
@@ -1049,7 +1048,7 @@ def test_attempt_lost_round_trips_through_result_backends() -> None:
 
     from celery.backends.base import BaseBackend
 
-    from retrykit.adapters.celery import AttemptLost
+    from retrykit_celery import AttemptLost
 
     lost = AttemptLost("abc", 3)
     again = pickle.loads(pickle.dumps(lost))
@@ -1071,7 +1070,7 @@ def test_a_lost_attempt_that_stored_success_is_not_counted(
     from celery.contrib.testing.mocks import TaskMessage
     from celery.worker.request import Request
 
-    from retrykit.adapters._celery_request import RetrykitRequest
+    from retrykit_celery._request import RetrykitRequest
 
     app = make_app("memory")
 

@@ -22,9 +22,9 @@ import pytest
 pytest.importorskip("celery")
 redis = pytest.importorskip("redis")
 
-from .conftest import require_service  # noqa: E402
+from celery_services import require_service  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent  # the apps are top-level modules here (no package)
 BROKERS = {
     "redis": "redis://127.0.0.1:6379/14",
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
@@ -47,7 +47,7 @@ def _need(broker: str) -> None:
 def breaker_app(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: str, pool: str, **settings: str
 ) -> Iterator[tuple[Any, Any, Path]]:
-    """tests.celery_breaker_app configured for a run of its own, here and in a worker process."""
+    """celery_breaker_app configured for a run of its own, here and in a worker process."""
     _need(broker)
     run = uuid.uuid4().hex[:8]
     own = {
@@ -61,16 +61,16 @@ def breaker_app(
     }
     for key, value in own.items():
         monkeypatch.setenv(key, value)  # restored after the test
-    sys.modules.pop("tests.celery_breaker_app", None)
-    app = importlib.import_module("tests.celery_breaker_app")
+    sys.modules.pop("celery_breaker_app", None)
+    app = importlib.import_module("celery_breaker_app")
     log = tmp_path / "worker.log"
-    command = [sys.executable, "-m", "celery", "-A", "tests.celery_breaker_app", "worker", "-P", pool]
+    command = [sys.executable, "-m", "celery", "-A", "celery_breaker_app", "worker", "-P", pool]
     command += ["-c", "2"] if pool == "prefork" else []
     command += ["--without-mingle", "--without-gossip", "--loglevel=WARNING", "-n", f"w{run}@%h"]
-    env = {**os.environ, **own, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **own, "PYTHONPATH": str(HERE)}
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     runs = redis.Redis.from_url(BACKEND)
     try:

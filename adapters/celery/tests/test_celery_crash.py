@@ -18,9 +18,9 @@ import pytest
 pytest.importorskip("celery")
 redis = pytest.importorskip("redis")
 
-from .conftest import require_service  # noqa: E402
+from celery_services import require_service  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent  # the apps are top-level modules here (no package)
 BROKERS = {
     "redis": "redis://127.0.0.1:6379/13",
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
@@ -54,7 +54,7 @@ def _popen_worker(env: dict[str, str], out: Any, concurrency: int) -> subprocess
             "-m",
             "celery",
             "-A",
-            "tests.celery_crash_app",
+            "celery_crash_app",
             "worker",
             "-P",
             "prefork",
@@ -66,7 +66,7 @@ def _popen_worker(env: dict[str, str], out: Any, concurrency: int) -> subprocess
             "-n",
             f"w{uuid.uuid4().hex[:6]}@%h",
         ],
-        cwd=ROOT,
+        cwd=HERE,
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -95,9 +95,9 @@ def _crash_app(
     }
     for key, value in own.items():
         monkeypatch.setenv(key, value)  # restored after the test
-    sys.modules.pop("tests.celery_crash_app", None)
-    crash = importlib.import_module("tests.celery_crash_app")  # configured for this run
-    return {**os.environ, **own, "PYTHONPATH": str(ROOT)}, crash
+    sys.modules.pop("celery_crash_app", None)
+    crash = importlib.import_module("celery_crash_app")  # configured for this run
+    return {**os.environ, **own, "PYTHONPATH": str(HERE)}, crash
 
 
 @pytest.mark.timeout(300)
@@ -174,7 +174,7 @@ def test_a_poison_pill_ends_after_the_policys_attempts(
         require_service("RabbitMQ", "127.0.0.1", 5672, "rabbitmq-server -detached")
     env, crash = _crash_app(monkeypatch, BROKERS[broker], "lost", guard="")
     import retrykit
-    from retrykit.adapters.celery import AttemptLost
+    from retrykit_celery import AttemptLost
 
     env["RETRYKIT_STATS_REDIS_URL"] = STATS  # the worker's statistics, shared through Redis
     start = time.time()

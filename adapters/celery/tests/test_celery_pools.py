@@ -18,15 +18,14 @@ import pytest
 pytest.importorskip("celery")
 redis = pytest.importorskip("redis")
 
+from celery_services import require_service  # noqa: E402
+
 import retrykit  # noqa: E402
-from retrykit import ErrorCategory  # noqa: E402
-from retrykit._errors import ConfigError  # noqa: E402
-from retrykit.adapters import celery as rkc  # noqa: E402
-from retrykit.adapters._celery_guard import AttemptLedger  # noqa: E402
+import retrykit_celery as rkc  # noqa: E402
+from retrykit import ConfigError, ErrorCategory  # noqa: E402
+from retrykit_celery._ledger import AttemptLedger  # noqa: E402
 
-from .conftest import require_service  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent  # the apps are top-level modules here (no package)
 STORE = "redis://127.0.0.1:6379/15"
 TASKS = 8
 
@@ -40,7 +39,7 @@ def _worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes
                 "-m",
                 "celery",
                 "-A",
-                "tests.celery_pools_app",
+                "celery_pools_app",
                 "worker",
                 "-P",
                 pool,
@@ -52,7 +51,7 @@ def _worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes
                 "-n",
                 f"p{uuid.uuid4().hex[:6]}@%h",
             ],
-            cwd=ROOT,
+            cwd=HERE,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -73,12 +72,12 @@ def test_async_tasks_run_on_every_pool(pool: str, tmp_path: Path, monkeypatch: p
     own = {"RKP_QUEUE": f"rk-pools-{pool}-{run}", "RKP_RUNS": f"rk:pools:{run}:runs"}
     for key, value in own.items():
         monkeypatch.setenv(key, value)
-    sys.modules.pop("tests.celery_pools_app", None)
-    import tests.celery_pools_app as app_module
+    sys.modules.pop("celery_pools_app", None)
+    import celery_pools_app as app_module
 
     store = redis.Redis.from_url(STORE)
     log = tmp_path / "worker.log"
-    proc = _worker(pool, {**os.environ, **own, "PYTHONPATH": str(ROOT)}, log)
+    proc = _worker(pool, {**os.environ, **own, "PYTHONPATH": str(HERE)}, log)
     try:
         results = [app_module.fetch.delay(i) for i in range(TASKS)]
         outcomes = []
@@ -95,7 +94,7 @@ def test_async_tasks_run_on_every_pool(pool: str, tmp_path: Path, monkeypatch: p
         store.delete(own["RKP_RUNS"])
         with contextlib.suppress(Exception), app_module.app.connection_for_write() as conn:
             conn.default_channel.queue_delete(own["RKP_QUEUE"])
-        sys.modules.pop("tests.celery_pools_app", None)
+        sys.modules.pop("celery_pools_app", None)
     text = log.read_text()
     assert [[i * 2, 1] for i in range(TASKS)] == outcomes, text[-3000:]
     assert sorted(f"{r.id}:{n}" for r in results for n in (0, 1)) == runs

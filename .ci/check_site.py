@@ -38,7 +38,8 @@ MODULES = {
     "retrykit.logs": "api/logs",
     "retrykit.testing": "api/testing",
     "retrykit.adapters": "api/adapters",
-    "retrykit.adapters.celery": "api/celery",
+    "retrykit.queues": "api/queues",
+    "retrykit_celery": "api/celery",
 }
 HEADING = re.compile(r'<h([1-6])\s+id="([^"]+)"[^>]*class="doc doc-heading"', re.IGNORECASE)
 PRIVATE = re.compile(r"retrykit(?:\.adapters)?\._[a-z]")

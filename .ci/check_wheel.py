@@ -5,6 +5,7 @@ package folder given, e.g. ``adapters/http/retrykit_http`` for retrykit-http.
 
 ``python .ci/check_wheel.py dist/retrykit_engine-*.whl``
 ``python .ci/check_wheel.py dist/retrykit_http-*.whl adapters/http/retrykit_http``
+``python .ci/check_wheel.py dist/retrykit_celery-*.whl adapters/celery/retrykit_celery``
 """
 
 from __future__ import annotations

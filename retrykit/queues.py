@@ -116,7 +116,16 @@ def _holding(policy: Policy) -> Policy:
 
 
 class Delivery:
-    """One delivery of a call's message: its attempt's outcome, and what the next delivery resumes."""
+    """
+    One delivery of a call's message: its attempt's outcome, and what the next delivery resumes.
+    Made by ``resume()``.
+
+    Args:
+        policy: The policy in force.
+        operation: The call's name in events, logs and statistics.
+        state: What earlier deliveries counted.
+        expires: The Unix time after which the message expires (None: never).
+    """
 
     __slots__ = ("_call", "_expires", "_state", "operation", "policy")
 
@@ -270,6 +279,9 @@ def owned(owner: str) -> Iterator[None]:
     """
     The scope of an attempt's body whose retries *owner* (a task queue's adapter) makes: retrykit
     layers inside make one attempt and let the failure through (the one-layer rule).
+
+    Args:
+        owner: The adapter's name for the layer that owns the retries (e.g. ``"celery-task"``).
     """
     token = _scope.enter(None, _scope.now(), owner=owner)
     try:
@@ -282,6 +294,10 @@ def log_event(event: str, fields: Mapping[str, Any]) -> None:
     """
     Log ``retrykit.<event> key=value ...`` as retrykit logs its own events: at the configured
     ``log_level``, with the context fields (a task's id), the fields in ``extra["retrykit"]``.
+
+    Args:
+        event: The event's name (``"circuit_open"``).
+        fields: Its fields, in the order shown.
     """
     level = _config.settings.log_level
     if not _log.isEnabledFor(level):
@@ -295,5 +311,12 @@ def check_redis_url(argument: str, url: object) -> str:
     """
     *url* if it is a whole Redis URL (``redis://``, ``rediss://``, ``unix://``), else a
     ``ConfigError`` naming *argument*, the URL (password hidden) and what is wrong with it.
+
+    Args:
+        argument: The name of the setting the URL was given as (in the error).
+        url: The URL to check.
+
+    Returns:
+        The URL, unchanged.
     """
     return check_url(argument, url)

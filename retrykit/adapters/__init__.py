@@ -1,7 +1,8 @@
 """
 Bindings of retrykit policies to code: plain functions, coroutines, blocks (Celery is the
 retrykit-celery distribution, ``retrykit_celery``). ``retry`` and ``attempts`` are also
-``retrykit.retry`` and ``retrykit.attempts``: they run the attempts and sleep; the policy decides what each failure gets.
+``retrykit.retry`` and ``retrykit.attempts``: they run the attempts and sleep; the policy
+decides what each failure gets.
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ def policy_of(task: object) -> Policy:
     Raises:
         ConfigError: *task* is not a Celery task.
     """
-    cls = task if isinstance(task, type) else task.__class__  # a lazy task's proxy forwards __class__
-    if not (isinstance(cls, type) and issubclass(cls, celery.Task)):
+    cls: type = task if isinstance(task, type) else task.__class__  # a lazy proxy forwards __class__
+    if not issubclass(cls, celery.Task):
         raise ConfigError("task", task, "is not a Celery task", "pass a task (@app.task) or a task class")
     named = (
         None
@@ -125,8 +125,8 @@ def task(
             ``@retrykit.retry`` or already a task, a function taking ``self`` without
             ``bind=True``, or Celery's own retry options.
     """
-    given: object = policy
-    if callable(given) and not isinstance(given, (str, Policy)):
+    given: object = policy  # untyped callers write @task without parentheses
+    if callable(given) and not isinstance(given, Policy):
         raise ConfigError(
             "policy",
             policy,
@@ -137,18 +137,24 @@ def task(
 
     def decorator(fn: Callable[..., Any]) -> Any:
         _check_function(fn, merged)
-        target = fn
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            def target(*args: Any, **kwargs: Any) -> Any:
-                return run_coroutine(fn(*args, **kwargs))
-
-        if app is None:
-            return celery.shared_task(**merged)(target)
-        return app.task(**{"shared": False, **merged})(target)  # on this app only
+        target = _sync(fn)
+        register: Any = celery.shared_task if app is None else app.task  # Celery's options, untyped
+        extra = {} if app is None else {"shared": False}  # on this app only
+        return register(**extra, **merged)(target)
 
     return decorator
+
+
+def _sync(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """*fn*, or for an ``async def`` a function that runs its coroutine to completion."""
+    if not inspect.iscoroutinefunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return run_coroutine(fn(*args, **kwargs))
+
+    return run
 
 
 def _check_function(fn: Callable[..., Any], options: dict[str, Any]) -> None:
@@ -160,10 +166,12 @@ def _check_function(fn: Callable[..., Any], options: dict[str, Any]) -> None:
             "it already has @retrykit.retry and gets a task policy (applied twice)",
             "drop @retrykit.retry; the task's policy retries it",
         )
-    if isinstance(fn, celery.Task):
+    task_class: type = celery.Task
+    if isinstance(fn, task_class):
+        name: object = getattr(fn, "name", fn)
         raise ConfigError(
             "fn",
-            getattr(fn, "name", fn),
+            name,
             "it is already a Celery task (decorators in the wrong order)",
             "use this decorator in place of @app.task, not on top of it",
         )

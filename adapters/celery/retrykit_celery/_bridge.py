@@ -10,7 +10,7 @@ by the broker, events and statistics). ``retrykit explain module:task`` shows th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from retrykit import Classifier, ConfigError, ErrorCategory, Jitter, Policy, Rule, Strategy
 from retrykit.queues import LONGEST_DELAY
@@ -120,15 +120,16 @@ def _retry_kwargs(extra: object) -> Mapping[str, Any]:
         raise ConfigError(
             "retry_kwargs", extra, "must be a mapping", "pass e.g. retry_kwargs={'max_retries': 5}"
         )
-    unknown = sorted(set(extra) - {"max_retries", "countdown"})
+    given: Mapping[str, Any] = extra  # pyright: ignore[reportUnknownVariableType]  # the user's own mapping
+    unknown = sorted(set(given) - {"max_retries", "countdown"})
     if unknown:
         raise ConfigError(
             "retry_kwargs",
-            dict(extra),
+            dict(given),
             f"has options the bridge does not translate ({', '.join(unknown)})",
             "keep max_retries and countdown in retry_kwargs; set queue and the like on the task",
         )
-    return extra
+    return given
 
 
 def _retries(retries: object) -> int:
@@ -154,14 +155,16 @@ def _of(task: Any, key: str, default: Any) -> Any:
     return default if value is None and key != "max_retries" else value
 
 
-def _exceptions(argument: str, value: Any) -> tuple[type[BaseException], ...]:
-    found = value if isinstance(value, (tuple, list)) else (value,) if value else ()
-    for item in found:
-        if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise ConfigError(
-                argument, value, "must be exception classes", f"pass e.g. {argument}=(ConnectionError,)"
-            )
-    return tuple(found)
+def _exceptions(argument: str, value: object) -> tuple[type[BaseException], ...]:
+    found: tuple[object, ...] = (value,) if value else ()
+    if isinstance(value, (tuple, list)):
+        found = tuple(cast("tuple[object, ...]", value))
+    classes = tuple(item for item in found if isinstance(item, type) and issubclass(item, BaseException))
+    if len(classes) != len(found):
+        raise ConfigError(
+            argument, value, "must be exception classes", f"pass e.g. {argument}=(ConnectionError,)"
+        )
+    return classes
 
 
 def _strategy(options: dict[str, Any], extra: Mapping[str, Any], retries: int) -> Strategy:

@@ -29,11 +29,12 @@ Redis (the bytes are in the socket); an error reply is logged when it is read.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from retrykit import ConfigError
 from retrykit.queues import check_redis_url
@@ -105,18 +106,19 @@ class AttemptLedger:
         import redis
 
         check_redis_url("retrykit_guard", url)
-        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or lease < 0.3:
+        given = cast("object", lease)  # untyped callers can pass anything
+        if not isinstance(given, (int, float)) or isinstance(given, bool) or given < 0.3:
             raise ConfigError("retrykit_lease", lease, "must be a number of seconds >= 0.3", "pass e.g. 30")
         self.url = url
         self.prefix = prefix
         self.ttl: int = int(ttl)
         self.lease: float = float(lease)
-        self.client: redis.Redis = redis.Redis.from_url(
+        self.client: redis.Redis = redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
             url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
         )
         self._errors = (redis.RedisError, OSError)
         self._reply_error = redis.ResponseError
-        self._no_script = redis.exceptions.NoScriptError
+        self._no_script: type[Exception] = importlib.import_module("redis.exceptions").NoScriptError
         self._warned = False
         self._line = threading.local()
         self.failed_at: float = float("-inf")
@@ -250,6 +252,11 @@ class AttemptLedger:
 
     # ----------------------------------------------------------------- the renewer
 
+    def after_fork(self) -> None:
+        """In a forked pool child: locks of its own (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
     def _ensure_renewer(self) -> None:
         pid = os.getpid()
         if self._pid == pid:
@@ -298,8 +305,7 @@ def _after_fork() -> None:  # pragma: no cover - runs in pool children
     global _ledgers_lock
     _ledgers_lock = threading.Lock()
     for ledger in _ledgers.values():
-        ledger._lock = threading.Lock()
-        ledger._wake = threading.Event()
+        ledger.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -318,10 +324,10 @@ def ledger_for(url: str, lease: float = 30.0) -> AttemptLedger:
     return ledger
 
 
-def redis_url_of(value: Any) -> str | None:
+def redis_url_of(value: object) -> str | None:
     """*value* if it is a Redis URL Celery uses (broker or result backend), else None."""
     if isinstance(value, (list, tuple)):
-        value = value[0] if value else None
+        value = value[0] if value else None  # pyright: ignore[reportUnknownVariableType]  # Celery's setting
     if not isinstance(value, str):
         return None
     if value.startswith(("redis://", "rediss://", "unix://")):

@@ -10,8 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import celery
 from celery import signals
+from celery.exceptions import Retry
 
 from retrykit import Classification, ErrorCategory
 from retrykit.queues import Delivery
@@ -116,6 +116,7 @@ def _publish(task: RetrykitTask, req: Any, countdown: float, options: dict[str, 
 def _retried(task: RetrykitTask, req: Any, lost: AttemptLost, einfo: Any, countdown: float) -> None:
     """Record the retry of a lost attempt as Celery records one: state, ack, event, handlers, signal."""
     request = req._context
+    when: Any = countdown  # a number, as Celery's own retries give it (the stubs say Real)
     if req.store_errors:
         task.backend.mark_as_retry(req.id, lost, einfo.traceback, request=request)
     if task.acks_late:
@@ -127,7 +128,7 @@ def _retried(task: RetrykitTask, req: Any, lost: AttemptLost, einfo: Any, countd
         signals.task_retry.send(
             sender=task,
             request=request,
-            reason=celery.exceptions.Retry(exc=lost, when=countdown),
+            reason=Retry(exc=lost, when=when),
             einfo=einfo,
         )
     finally:

@@ -7,20 +7,24 @@ the attempt as failed and lets the policy decide (retry through the broker, or F
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from celery.exceptions import WorkerLostError
-from celery.worker.request import ExceptionWithTraceback, Request
+from celery.worker.request import Request
 from celery.worker.state import task_ready
 
+_WRAPPED: type[BaseException] = importlib.import_module("billiard.einfo").ExceptionWithTraceback
+"""How a pool hands an exception over with its traceback (not in celery-types' stubs)."""
 
-class RetrykitRequest(Request):  # type: ignore[misc]
+
+class RetrykitRequest(Request):
     """A Celery request whose lost attempts count against the task's retrykit policy."""
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
         exc = exc_info.exception
-        if isinstance(exc, ExceptionWithTraceback):
-            exc = exc.exc
+        if isinstance(exc, _WRAPPED):
+            exc = getattr(exc, "exc", exc)
         task = self.task
         handler = getattr(task, "_retrykit_worker_lost", None)
         if (
@@ -59,5 +63,7 @@ class RetrykitRequest(Request):  # type: ignore[misc]
         if isinstance(exc, WorkerLostError):
             return True
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-            return not (self._already_cancelled or self._already_revoked)
+            return not (
+                getattr(self, "_already_cancelled", False) or getattr(self, "_already_revoked", False)
+            )
         return False

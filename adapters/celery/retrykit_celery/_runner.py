@@ -11,10 +11,11 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from celery._state import _task_stack, get_current_task
+from celery._state import get_current_task
 
 from retrykit import ConfigError
 
+_STATE: Any = importlib.import_module("celery._state")  # its _task_stack, as Task.__call__ uses it
 _Outcome = tuple[bool, Any]
 """``(True, value)`` or ``(False, exception)``: a thread pool that sees no exception prints no traceback."""
 
@@ -72,12 +73,12 @@ def _in_thread(coroutine: Coroutine[Any, Any, Any]) -> Callable[[], _Outcome]:
     task and request on that thread's stacks.
     """
     context = contextvars.copy_context()
-    task = get_current_task()
+    task: Any = get_current_task()  # None outside a task, whatever the stubs say
     request = task.request if task is not None else None
 
     def run() -> _Outcome:
         if task is not None:
-            _task_stack.push(task)
+            _STATE._task_stack.push(task)
             task.request_stack.push(request)
         try:
             return True, context.run(_run_fresh, coroutine)
@@ -86,7 +87,7 @@ def _in_thread(coroutine: Coroutine[Any, Any, Any]) -> Callable[[], _Outcome]:
         finally:
             if task is not None:
                 task.request_stack.pop()
-                _task_stack.pop()
+                _STATE._task_stack.pop()
 
     return run
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import celery
 from celery.exceptions import Ignore, Reject, TaskPredicate
@@ -33,6 +33,11 @@ from ._ledger import AttemptLedger, ledger_for, redis_url_of
 from ._lost import LOST, AttemptLost, worker_lost
 from ._runner import resolve_coroutine, run_coroutine
 from ._wire import due_in, expires_at, max_countdown, requested_delay, retry_options, state_of
+
+if TYPE_CHECKING:
+    _Task = celery.Task[Any, Any]  # generic in celery-types' stubs, not at run time
+else:
+    _Task = celery.Task
 
 _log = logging.getLogger("retrykit")
 OWNER = "celery-task"
@@ -73,10 +78,11 @@ class _Autoretry:
                 return task.__dict__["_orig_run"]
             except KeyError:
                 raise AttributeError("_orig_run") from None
-        raise refused(task.app, type(task), autoretry_refused(task))
+        cls: type = task.__class__
+        raise refused(task.app, cls, autoretry_refused(task))
 
     def __set__(self, task: Any, value: object) -> None:
-        cls = type(task)
+        cls: type = task.__class__
         if not builtin(cls) and named_policy(cls, task.__dict__.get("_app"), RetrykitTask) is not None:
             raise refused(task.__dict__.get("_app"), cls, autoretry_refused(task))
         task.__dict__["_orig_run"] = value
@@ -85,7 +91,7 @@ class _Autoretry:
         task.__dict__.pop("_orig_run", None)
 
 
-class RetrykitTask(celery.Task):  # type: ignore[misc]
+class RetrykitTask(_Task):
     """
     A Celery task base class whose failures are retried by a retrykit policy, through the broker.
 
@@ -174,11 +180,11 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
     # ------------------------------------------------------------------ one delivery
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        request = self.request
+        request: Any = self.request  # Celery's Context, which carries the marks below too
         if request.called_directly or getattr(request, "_retrykit_entered", None) is not None:
             # A direct call (outside a worker, or the body calling its own task): as Celery, a
             # fresh request context with these arguments, one attempt, the original exception.
-            result = celery.Task.__call__(self, *args, **kwargs)
+            result: object = _Task.__call__(self, *args, **kwargs)
             return result if self._retrykit_off else resolve_coroutine(result)
         # the delivery the tracer runs; a context a direct call from its body pushes copies the mark
         request._retrykit_entered = id(request)
@@ -243,7 +249,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
                 result = resolve_coroutine(self.run(*args, **kwargs))
         except TaskPredicate as flow:  # Retry, Ignore, Reject: Celery's control flow, untouched
             if ledger is not None:
-                if isinstance(flow, Reject) and flow.requeue:
+                if isinstance(flow, Reject) and getattr(flow, "requeue", False):
                     ledger.release(request.id, request.retries)  # the requeued delivery runs it
                 else:
                     ledger.end(request.id, request.retries)
@@ -386,7 +392,7 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
             raise exc
         self._retrykit_held(policy, request, delay)
         countdown, options = retry_options(request, delivery, delay, self._retrykit_hop(request))
-        retry = celery.Task.retry(self, exc=exc, countdown=countdown, throw=False, **options)
+        retry = super().retry(exc=exc, countdown=countdown, throw=False, **options)  # Celery's own
         if ledger is not None and request.id:
             ledger.end(request.id, request.retries)
         raise retry
@@ -444,7 +450,8 @@ class RetrykitTask(celery.Task):  # type: ignore[misc]
         if exc is not None:
             request._retrykit_decided = exc  # decided here: __call__ re-raises it as it is
             raise exc
-        raise self.MaxRetriesExceededError(
+        exceeded: Any = self.MaxRetriesExceededError  # takes task_args and task_kwargs
+        raise exceeded(
             f"Can't retry {self.name}[{request.id}] args:{request.args} kwargs:{request.kwargs}",
             task_args=request.args,
             task_kwargs=request.kwargs,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import celery
 
@@ -42,8 +42,9 @@ def max_countdown(app: celery.Celery) -> float | None:
     Returns:
         Seconds, or ``None`` for a broker with no such limit (the memory transport).
     """
-    options = app.conf.broker_transport_options or {}
-    url = str(app.conf.broker_url or "")
+    conf: Any = app.conf  # Celery's settings, untyped
+    options: dict[str, Any] = conf.broker_transport_options or {}
+    url = str(conf.broker_url or "")
     if "visibility_timeout" in options:
         return float(options["visibility_timeout"]) * COUNTDOWN_MARGIN
     if url.startswith(("redis", "rediss", "sentinel", "unix")):
@@ -56,8 +57,9 @@ def max_countdown(app: celery.Celery) -> float | None:
 
 
 def _meta(request: Any) -> dict[str, Any]:
-    found = (request.headers or {}).get(HEADER)
-    return dict(found) if isinstance(found, dict) else {}
+    headers: dict[str, Any] = request.headers or {}
+    found: object = headers.get(HEADER)
+    return dict(cast("dict[str, Any]", found)) if isinstance(found, dict) else {}
 
 
 def state_of(request: Any) -> RunState:

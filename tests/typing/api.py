@@ -14,6 +14,7 @@ from datetime import timedelta
 import tenacity
 
 import retrykit
+import retrykit_celery as rkc
 from retrykit import (
     CircuitBreaker,
     Classifier,
@@ -25,7 +26,6 @@ from retrykit import (
     Rule,
     Strategy,
 )
-from retrykit.adapters import celery as rkc
 from retrykit.events import GaveUp, RetryScheduled, Succeeded
 
 

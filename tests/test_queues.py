@@ -8,7 +8,7 @@ import retrykit
 from retrykit import CircuitBreaker, CircuitOpen, Classification, ErrorCategory, Policy, Strategy
 from retrykit.driver import Action
 from retrykit.queues import RunState, admit, owned, resume
-from retrykit.testing import record
+from retrykit.testing import no_wait, record
 
 NETWORK = Policy(strategies={ErrorCategory.NETWORK_ERROR: Strategy.delay(2.0, max_retries=3)}, max_attempts=4)
 
@@ -97,6 +97,6 @@ def test_a_layer_inside_the_owned_scope_makes_one_attempt() -> None:
         calls.append(1)
         raise ConnectionResetError("reset")
 
-    with owned("my-queue"), pytest.raises(ConnectionResetError):
+    with no_wait(), owned("my-queue"), pytest.raises(ConnectionResetError):
         helper()
     assert calls == [1]

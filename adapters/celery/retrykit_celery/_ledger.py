@@ -34,7 +34,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from retrykit import ConfigError
 from retrykit.queues import check_redis_url
@@ -310,6 +310,34 @@ def _after_fork() -> None:  # pragma: no cover - runs in pool children
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
+
+
+class Claim(NamedTuple):
+    """One attempt ``(task id, retries)`` of a delivery that claimed it in *ledger*."""
+
+    ledger: AttemptLedger
+    task_id: str
+    retries: int
+
+    def begin(self) -> str:
+        """Claim it: ``"run"``, ``"done"``, ``"busy"`` or ``"lost"`` (``AttemptLedger.begin``)."""
+        return self.ledger.begin(self.task_id, self.retries)
+
+    def stop(self) -> None:
+        """The body stopped running here (its lease is no longer renewed)."""
+        self.ledger.stop(self.task_id, self.retries)
+
+    def end(self) -> None:
+        """The attempt is finished: its result stored or its retry published."""
+        self.ledger.end(self.task_id, self.retries)
+
+    def release(self) -> None:
+        """The attempt goes back to the broker unrun (a requeue): the next delivery runs it."""
+        self.ledger.release(self.task_id, self.retries)
+
+    def lease_left(self) -> float:
+        """Seconds the running attempt's lease has left."""
+        return self.ledger.lease_left(self.task_id, self.retries)
 
 
 def ledger_for(url: str, lease: float = 30.0) -> AttemptLedger:

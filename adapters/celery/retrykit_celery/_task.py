@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import celery
+from celery.app.task import Context
 from celery.exceptions import Ignore, Reject, TaskPredicate
 
 from retrykit import CircuitBreaker, Classification, ConfigError, ErrorCategory, Policy
@@ -29,7 +30,7 @@ from ._checks import (
     policy_named,
     refused,
 )
-from ._ledger import AttemptLedger, ledger_for, redis_url_of
+from ._ledger import AttemptLedger, Claim, ledger_for, redis_url_of
 from ._lost import LOST, AttemptLost, worker_lost
 from ._runner import resolve_coroutine, run_coroutine
 from ._wire import due_in, expires_at, max_countdown, requested_delay, retry_options, state_of
@@ -169,7 +170,7 @@ class RetrykitTask(_Task):
             return None  # its Redis failed just now (down, or frozen: each call would wait its timeout)
         return ledger
 
-    def _retrykit_hop(self, request: Any) -> float | None:
+    def _retrykit_hop(self, request: Context) -> float | None:
         """The longest single countdown (None: any; eager mode publishes nothing)."""
         if request.is_eager:
             return None
@@ -195,13 +196,13 @@ class RetrykitTask(_Task):
             raise autoretry_refused(self)
         return self._retrykit_deliver(request, args, kwargs)
 
-    def _retrykit_deliver(self, request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _retrykit_deliver(self, request: Context, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """One delivery of a task with a policy: the attempt, and the decision if it fails."""
         policy = self._policy()
-        ledger = self._retrykit_enter(policy, request)
+        claim = self._retrykit_enter(policy, request)
         failure: Exception | None = None
         try:
-            return self._retrykit_attempt(policy, request, ledger, args, kwargs)
+            return self._retrykit_attempt(policy, request, claim, args, kwargs)
         except TaskPredicate:
             raise
         except Exception as exc:
@@ -210,18 +211,19 @@ class RetrykitTask(_Task):
         try:  # outside the except block: what is raised now has no __context__
             if getattr(request, "_retrykit_decided", None) is failed:
                 raise failed
-            self._retrykit_fail(policy, failed, ledger)
+            self._retrykit_fail(policy, failed, claim)
         finally:
             del failure, failed  # no reference cycle through the traceback
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _retrykit_enter(self, policy: Policy, request: Any) -> AttemptLedger | None:
+    def _retrykit_enter(self, policy: Policy, request: Context) -> Claim | None:
         """Before the body: a hop not yet due, the breaker's admission, the ledger's claim."""
         if request.is_eager:
             if policy.guard is not None and not request.retries:
                 admit(policy, operation=self.name, first=True, hold=False)
             return None
-        if not request.id:
+        task_id = request.id
+        if not task_id:
             return None
         left = due_in(request)
         if left is not None:
@@ -229,15 +231,17 @@ class RetrykitTask(_Task):
         if policy.guard is not None:
             self._retrykit_admit(policy, request)
         ledger = self._retrykit_ledger()
-        if ledger is not None:
-            self._retrykit_claim(policy, ledger, request)
-        return ledger
+        if ledger is None:
+            return None
+        claim = Claim(ledger, task_id, request.retries)
+        self._retrykit_claim(policy, claim, request)
+        return claim
 
     def _retrykit_attempt(
         self,
         policy: Policy,
-        request: Any,
-        ledger: AttemptLedger | None,
+        request: Context,
+        claim: Claim | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
@@ -248,15 +252,15 @@ class RetrykitTask(_Task):
                 # (eager mode on Celery 5.4.0: request.retries 0 and id None on every attempt)
                 result = resolve_coroutine(self.run(*args, **kwargs))
         except TaskPredicate as flow:  # Retry, Ignore, Reject: Celery's control flow, untouched
-            if ledger is not None:
+            if claim is not None:
                 if isinstance(flow, Reject) and getattr(flow, "requeue", False):
-                    ledger.release(request.id, request.retries)  # the requeued delivery runs it
+                    claim.release()  # the requeued delivery runs it
                 else:
-                    ledger.end(request.id, request.retries)
+                    claim.end()
             raise
         finally:
-            if ledger is not None:
-                ledger.stop(request.id, request.retries)
+            if claim is not None:
+                claim.stop()
         if request.retries:
             delivery = resume(policy, operation=self.name, state=state_of(request))
             delivery.succeeded()
@@ -265,9 +269,9 @@ class RetrykitTask(_Task):
             resume(policy, operation=self.name).succeeded()  # the breaker's success, the budget's refund
         return result
 
-    def _retrykit_claim(self, policy: Policy, ledger: AttemptLedger, request: Any) -> None:
+    def _retrykit_claim(self, policy: Policy, claim: Claim, request: Context) -> None:
         """Claim this attempt in the ledger: return to run the body, or raise (skip, defer, lost)."""
-        status = ledger.begin(request.id, request.retries)
+        status = claim.begin()
         if status == "run":
             return
         attempt = request.retries + 1
@@ -275,7 +279,7 @@ class RetrykitTask(_Task):
             _log.info("retrykit: attempt %s of %s[%s] already ran; skipped", attempt, self.name, request.id)
             raise Ignore()
         if status == "busy":
-            wait = ledger.lease_left(request.id, request.retries) + 0.2
+            wait = claim.lease_left() + 0.2
             _log.info(
                 "retrykit: attempt %s of %s[%s] is running elsewhere; checked again in %.1fs",
                 attempt,
@@ -285,14 +289,14 @@ class RetrykitTask(_Task):
             )
             self._retrykit_republish(request, wait)
         # "lost": it started and its process died; counts as a failed attempt
-        if self._retrykit_stored_success(request):
+        if self._retrykit_stored_success(request, claim.task_id):
             raise Ignore()
         _log.warning(
             "retrykit: attempt %s of %s[%s] was lost with its worker", attempt, self.name, request.id
         )
-        self._retrykit_fail(policy, AttemptLost(request.id, attempt), None, LOST)
+        self._retrykit_fail(policy, AttemptLost(claim.task_id, attempt), None, LOST)
 
-    def _retrykit_admit(self, policy: Policy, request: Any) -> None:
+    def _retrykit_admit(self, policy: Policy, request: Context) -> None:
         """
         Ask the policy's breaker before the body runs (a probe when half-open). Open: the body does
         not run and no attempt is charged; this same attempt goes back to the broker for the
@@ -306,7 +310,7 @@ class RetrykitTask(_Task):
             self._retrykit_republish(request, left)
 
     def _retrykit_circuit_open(
-        self, request: Any, breaker: CircuitBreaker, countdown: float, ran: bool
+        self, request: Context, breaker: CircuitBreaker, countdown: float, ran: bool
     ) -> None:
         """
         The log line of a wait the broker holds because *breaker* is open: the next attempt
@@ -322,15 +326,15 @@ class RetrykitTask(_Task):
         }
         log_event("circuit_open", fields)
 
-    def _retrykit_stored_success(self, request: Any) -> bool:
+    def _retrykit_stored_success(self, request: Context, task_id: str) -> bool:
         if getattr(request, "ignore_result", False) or self.ignore_result:
             return False
         try:
-            return bool(self.backend.get_state(request.id) == "SUCCESS")
+            return bool(self.backend.get_state(task_id) == "SUCCESS")
         except Exception:
             return False
 
-    def _retrykit_republish(self, request: Any, wait: float) -> None:
+    def _retrykit_republish(self, request: Context, wait: float) -> None:
         """Publish this same attempt again in *wait* seconds (in hops), and end this delivery (acked)."""
         hop = self._retrykit_hop(request)
         wait = min(wait, LONGEST_DELAY)  # an open breaker's time left: a date the eta can hold
@@ -356,7 +360,7 @@ class RetrykitTask(_Task):
     def _retrykit_decide(
         self,
         policy: Policy,
-        request: Any,
+        request: Context,
         exc: Exception,
         found: Classification | None,
         requested: float | None = None,
@@ -382,7 +386,7 @@ class RetrykitTask(_Task):
         self,
         policy: Policy,
         exc: Exception,
-        ledger: AttemptLedger | None,
+        claim: Claim | None,
         found: Classification | None = None,
     ) -> None:
         """Decide about a failed attempt: raise the original exception, or publish the retry."""
@@ -393,11 +397,11 @@ class RetrykitTask(_Task):
         self._retrykit_held(policy, request, delay)
         countdown, options = retry_options(request, delivery, delay, self._retrykit_hop(request))
         retry = super().retry(exc=exc, countdown=countdown, throw=False, **options)  # Celery's own
-        if ledger is not None and request.id:
-            ledger.end(request.id, request.retries)
+        if claim is not None:
+            claim.end()
         raise retry
 
-    def _retrykit_held(self, policy: Policy, request: Any, delay: float) -> None:
+    def _retrykit_held(self, policy: Policy, request: Context, delay: float) -> None:
         """Say so when the retry just decided waits for the policy's open breaker."""
         breaker = policy.breaker
         if breaker is not None and not request.is_eager and breaker.remaining() > 0:
@@ -437,7 +441,7 @@ class RetrykitTask(_Task):
         return super().retry(args, kwargs, exc, throw, None, planned, **message)
 
     def _retrykit_requested(
-        self, policy: Policy, request: Any, exc: Exception | None, delay: float | None
+        self, policy: Policy, request: Context, exc: Exception | None, delay: float | None
     ) -> tuple[Delivery, float]:
         """The decision on a retry the body asked for; raises what ends the task when it is refused."""
         outcome = exc if exc is not None else sys.exc_info()[1]
@@ -448,7 +452,7 @@ class RetrykitTask(_Task):
         if planned is not None:
             return delivery, planned
         if exc is not None:
-            request._retrykit_decided = exc  # decided here: __call__ re-raises it as it is
+            vars(request)["_retrykit_decided"] = exc  # decided here: __call__ re-raises it as it is
             raise exc
         exceeded: Any = self.MaxRetriesExceededError  # takes task_args and task_kwargs
         raise exceeded(
@@ -480,7 +484,7 @@ class RetrykitTask(_Task):
         return worker_lost(self, req, self._retrykit_ledger(), decide, self._retrykit_hop(request))
 
 
-def _direct(request: Any) -> bool:
+def _direct(request: Context) -> bool:
     """Whether *request* is the context of a direct call of the task from its own body."""
     entered = getattr(request, "_retrykit_entered", None)
     return entered is not None and entered != id(request)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import celery
+from celery.app.task import Context
 
 from retrykit import ErrorCategory
 from retrykit.queues import LONGEST_DELAY, Delivery, RunState
@@ -56,13 +57,13 @@ def max_countdown(app: celery.Celery) -> float | None:
     return None
 
 
-def _meta(request: Any) -> dict[str, Any]:
+def _meta(request: Context) -> dict[str, Any]:
     headers: dict[str, Any] = request.headers or {}
     found: object = headers.get(HEADER)
     return dict(cast("dict[str, Any]", found)) if isinstance(found, dict) else {}
 
 
-def state_of(request: Any) -> RunState:
+def state_of(request: Context) -> RunState:
     """The call's state as the message carries it: attempt number, counters, start, last category."""
     meta = _meta(request)
     last = meta.get("last")
@@ -76,7 +77,7 @@ def state_of(request: Any) -> RunState:
 
 
 def retry_options(
-    request: Any, delivery: Delivery, delay: float, hop: float | None
+    request: Context, delivery: Delivery, delay: float, hop: float | None
 ) -> tuple[float, dict[str, Any]]:
     """The countdown and message options of the retry *delay* seconds from now (*hop*: the longest)."""
     delay = min(delay, LONGEST_DELAY)  # e.g. a breaker's open time: never an eta that overflows
@@ -98,7 +99,7 @@ def retry_options(
     return countdown, options
 
 
-def due_in(request: Any) -> float | None:
+def due_in(request: Context) -> float | None:
     """Seconds until the retry this hop of a long wait leads to is due; None: due now (run it)."""
     due = _meta(request).get("due")
     if not isinstance(due, (int, float)):
@@ -107,7 +108,7 @@ def due_in(request: Any) -> float | None:
     return left if left > DUE_TOLERANCE else None
 
 
-def expires_at(request: Any) -> float | None:
+def expires_at(request: Context) -> float | None:
     """The Unix time the task expires (``expires``), or None."""
     expires = getattr(request, "expires", None)
     if isinstance(expires, str) and expires:

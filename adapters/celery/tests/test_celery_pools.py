@@ -21,9 +21,9 @@ redis = pytest.importorskip("redis")
 from celery_services import require_service  # noqa: E402
 
 import retrykit  # noqa: E402
-import retrykit_celery as rkc  # noqa: E402
 from retrykit import ConfigError, ErrorCategory  # noqa: E402
 from retrykit_celery._ledger import AttemptLedger  # noqa: E402
+from retrykit_celery._runner import _run_fresh  # noqa: E402
 
 HERE = Path(__file__).resolve().parent  # the apps are top-level modules here (no package)
 STORE = "redis://127.0.0.1:6379/15"
@@ -120,7 +120,7 @@ def test_another_loop_in_the_thread_is_a_configuration_error(
     async def main() -> BaseException:
         coroutine = body()
         with pytest.raises(ConfigError) as caught:
-            rkc._run_fresh(coroutine)
+            _run_fresh(coroutine)
         assert coroutine.cr_frame is None
         return caught.value
 

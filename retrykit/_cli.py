@@ -138,7 +138,7 @@ def _load_policy(spec: str) -> Policy:
     return policy
 
 
-def _celery_policy_of(task: Any) -> Any:
+def _celery_policy_of(task: object) -> Policy:
     """The policy of a Celery task, from retrykit-celery's ``retrykit.explain`` entry point."""
     from importlib.metadata import entry_points
 
@@ -148,7 +148,8 @@ def _celery_policy_of(task: Any) -> Any:
             f"{task!r} is a Celery task; explaining it needs the Celery adapter: pip install retrykit-celery",
             EXIT_USAGE,
         )
-    return found[0].load()(task)
+    policy_of: Callable[[object], Policy] = found[0].load()
+    return policy_of(task)
 
 
 def _is_celery_task(obj: Any) -> bool:

@@ -15,7 +15,8 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"```bash\n(.*?)\n```", quick, re.DOTALL)
     assert [
         "pip install . && retrykit demo",
-        'pip install -e ".[dev]" -e "./adapters/http[dev]" --config-settings editable_mode=strict && pytest',
+        'pip install -e ".[dev]" -e "./adapters/http[dev]" -e "./adapters/celery[dev]" '
+        "--config-settings editable_mode=strict && pytest",
     ] == commands
     ci = (ROOT / ".ci" / "run").read_text()
     assert "grep -m1 '^pip install -e' README.md" in ci

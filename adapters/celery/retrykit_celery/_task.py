@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import celery
 from celery.app.task import Context
-from celery.exceptions import Ignore, Reject, TaskPredicate
+from celery.exceptions import Ignore, Reject, Retry, TaskPredicate
 
 from retrykit import CircuitBreaker, Classification, ConfigError, ErrorCategory, Policy
 from retrykit.driver import Action
@@ -194,7 +194,14 @@ class RetrykitTask(_Task):
             return self.run(*args, **kwargs)  # what Celery's tracer runs for its own Task
         if "_orig_run" in self.__dict__:  # Celery's autoretry_for wrapped run before the policy was named
             raise autoretry_refused(self)
-        return self._retrykit_deliver(request, args, kwargs)
+        try:
+            return self._retrykit_deliver(request, args, kwargs)
+        except Retry as flow:
+            if flow is getattr(request, "_retrykit_published", None):
+                # the retry this delivery published: Celery formats its traceback for every retry
+                # (ExceptionInfo, stored with the RETRY state); the frames below say nothing
+                flow.__traceback__ = None
+            raise  # a Retry of the body's own, untouched
 
     def _retrykit_deliver(self, request: Context, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """One delivery of a task with a policy: the attempt, and the decision if it fails."""
@@ -399,6 +406,7 @@ class RetrykitTask(_Task):
         retry = super().retry(exc=exc, countdown=countdown, throw=False, **options)  # Celery's own
         if claim is not None:
             claim.end()
+        vars(request)["_retrykit_published"] = retry
         raise retry
 
     def _retrykit_held(self, policy: Policy, request: Context, delay: float) -> None:

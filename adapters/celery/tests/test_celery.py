@@ -831,6 +831,25 @@ def test_without_a_policy_a_task_behaves_as_with_celerys_task(task_cls: str) -> 
     assert 3 == tasks["plain"].max_retries
 
 
+@pytest.fixture
+def _only_celerys_builtins_shared() -> Iterator[None]:
+    """
+    Apps finalized inside get Celery's built-in tasks only: ``@app.task`` shares a task with every
+    app finalized later, and a task another test shared (with autoretry_for, say) would come under
+    an app-wide policy too, and be refused.
+    """
+    from celery import _state
+
+    shared = set(_state._on_app_finalizers)
+    builtins = {c for c in shared if getattr(c, "__module__", "") == "celery.app.builtins"}
+    _state._on_app_finalizers.intersection_update(builtins)
+    try:
+        yield
+    finally:
+        _state._on_app_finalizers.update(shared)
+
+
+@pytest.mark.usefixtures("_only_celerys_builtins_shared")
 def test_an_app_wide_policy_and_a_task_that_keeps_celerys() -> None:
     """app.conf.retrykit_policy names the policy of every task naming none; retrykit_policy=None opts out."""
     app = make_app("memory")

@@ -200,6 +200,7 @@ class RetrykitTask(_Task):
             if flow is getattr(request, "_retrykit_published", None):
                 # the retry this delivery published: Celery formats its traceback for every retry
                 # (ExceptionInfo, stored with the RETRY state); the frames below say nothing
+                request._retrykit_published = None  # nothing of the attempt outlives it
                 flow.__traceback__ = None
             raise  # a Retry of the body's own, untouched
 

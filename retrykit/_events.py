@@ -43,6 +43,10 @@ def attributes(values: Mapping[str, object]) -> Iterator[None]:
     enclosing block): an adapter names what the core cannot know, e.g. how many times an HTTP
     request was resent (``{"http.request.resend_count": 2}``). Context-local, like a contextvar.
 
+    Args:
+        values: The attributes, by name (str keys); values as the sinks take them (numbers,
+            strings, booleans).
+
     Raises:
         ConfigError: *values* is not a mapping with str keys.
     """

@@ -809,6 +809,11 @@ class RedisOverloadStore:
 _live_stores: weakref.WeakSet[RedisOverloadStore] = weakref.WeakSet()
 
 
+def forget_stores() -> None:
+    """Forget the Redis stores made so far (``retrykit.testing.isolated()``): analyses list none."""
+    _live_stores.clear()
+
+
 def _after_fork_in_child() -> None:
     # the parent's thread, batches, leases and locks stay the parent's: the child starts afresh
     # (a lock held by a parent thread at fork() would never be released in the child)

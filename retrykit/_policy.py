@@ -555,6 +555,19 @@ def register_preset(name: str, policy: Policy, *, replace: bool = False) -> None
     _config.bump()
 
 
+def snapshot_presets() -> dict[str, Policy]:
+    """The presets registered now, by name (``retrykit.testing.isolated()`` puts them back)."""
+    with _registry_lock:
+        return dict(_registry)
+
+
+def restore_presets(presets: dict[str, Policy]) -> None:
+    """The presets are *presets* again, and only those."""
+    with _registry_lock:
+        _registry.clear()
+        _registry.update(presets)
+
+
 def preset_names() -> list[str]:
     """The names ``get_preset`` knows, sorted."""
     return sorted({"default", *_registry})

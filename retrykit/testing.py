@@ -20,13 +20,14 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import cast
 
-from . import _config, _events, _layers, _scope
+from . import _config, _events, _layers, _overload_memory, _overload_redis, _policy, _scope, _stats
 from ._classify import Classification
 from ._events import AttemptFailed, Event, GaveUp, RetryScheduled, Succeeded
 
 __all__ = [
     "Recorder",
     "Testing",
+    "isolated",
     "no_retry",
     "no_wait",
     "record",
@@ -266,3 +267,33 @@ def reset() -> None:
     _layers.forget_inner_retriers()
     _config.reset()
     _config.load_env_at_import()
+
+
+@contextlib.contextmanager
+def isolated() -> Iterator[None]:
+    """
+    A block that starts from retrykit's state at import and leaves none of its own behind: the
+    built-in settings, empty statistics, no budget or breaker state in this process (an open
+    breaker of an earlier test cannot fail the next test's calls), and afterwards the presets as
+    they were before the block (one registered inside is gone).
+
+    Process-wide, not context-local: for a test fixture (``with isolated(): yield``), not for code
+    running beside other tests.
+    """
+    presets = _policy.snapshot_presets()
+    _fresh_state()
+    try:
+        yield
+    finally:
+        _policy.restore_presets(presets)
+        _fresh_state()
+
+
+def _fresh_state() -> None:
+    """Built-in settings, a new in-memory statistics store, no budget or breaker state."""
+    _config.reset()
+    old = _stats.use_recorder(_stats.StatsRecorder(_stats.MemoryStore()))
+    if old is not None:
+        old.close()
+    _overload_memory.reset_default_store()
+    _overload_redis.forget_stores()

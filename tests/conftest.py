@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import retrykit
-from retrykit import _budget, _config, _overload_redis, _policy, _stats
+from retrykit.testing import isolated
 
 BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")]
 
@@ -32,18 +32,8 @@ def _clean_settings() -> Iterator[None]:
     Each test starts from the built-in settings, presets, an empty statistics store and no
     budget or breaker state (an earlier test's open breaker must not show in a later analysis).
     """
-    _config.reset()
-    presets = dict(_policy._registry)
-    _stats.use_recorder(_stats.StatsRecorder(_stats.MemoryStore()))
-    _budget.reset_default_store()
-    _overload_redis._live_stores.clear()
-    yield
-    _config.reset()
-    _policy._registry.clear()
-    _policy._registry.update(presets)
-    old = _stats.use_recorder(_stats.StatsRecorder(_stats.MemoryStore()))
-    if old is not None:
-        old.close()
+    with isolated():
+        yield
 
 
 # The tests' own Redis database (db 0 belongs to whoever else uses the server); the helpers keep

@@ -98,6 +98,7 @@ MODULES = {
     "retrykit.testing": [
         "Recorder",
         "Testing",
+        "isolated",
         "no_retry",
         "no_wait",
         "record",

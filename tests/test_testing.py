@@ -11,8 +11,9 @@ import anyio
 import pytest
 
 import retrykit
+import retrykit.stats as retrykit_stats
 from retrykit import ConfigError, ErrorCategory, Policy, Strategy, _config, _scope
-from retrykit.testing import Recorder, no_retry, no_wait, record, reset, set_testing
+from retrykit.testing import Recorder, isolated, no_retry, no_wait, record, reset, set_testing
 
 from .flaky import Flaky
 
@@ -218,6 +219,7 @@ def test_django_is_not_imported_by_retrykit(pytester: pytest.Pytester) -> None:
 
 LEAKY_TESTS = """
 import retrykit
+import retrykit.stats as retrykit_stats
 from retrykit import _config, _scope
 from retrykit.testing import set_testing
 
@@ -267,3 +269,72 @@ def test_no_retry_is_still_context_local() -> None:
     with no_retry(), set_testing(no_wait=True):
         assert "ok" == _in_thread(retrykit.retry(FIVE)(flaky))
     assert 2 == flaky.calls
+
+
+def _open_a_breaker() -> Callable[[], object]:
+    """Open the breaker 'isolated-payments'; afterwards, whether a call through it is sent."""
+    sent: list[int] = []
+
+    @retrykit.retry(max_attempts=1, breaker={"key": "isolated-payments", "min_throughput": 1})
+    def pay() -> None:
+        sent.append(1)
+        raise ConnectionResetError("down")
+
+    for _ in range(2):
+        with pytest.raises((ConnectionResetError, retrykit.CircuitOpen)):
+            pay()
+
+    def sent_after() -> object:
+        before = len(sent)
+        with pytest.raises((ConnectionResetError, retrykit.CircuitOpen)):
+            pay()
+        return len(sent) > before
+
+    return sent_after
+
+
+def _count_a_failure() -> Callable[[], object]:
+    """Count a failed attempt in the statistics; afterwards, the failed attempts counted."""
+    flaky = retrykit.retry(max_attempts=1)(Flaky.failing(1))
+    with pytest.raises(ConnectionError):
+        flaky()
+    return lambda: retrykit_stats.analyze().total_errors
+
+
+def _register_a_preset() -> Callable[[], object]:
+    """Register the preset 'isolated-preset'; afterwards, whether it is known."""
+    retrykit.register_preset("isolated-preset", Policy(max_attempts=2))
+    return lambda: _known("isolated-preset")
+
+
+def _known(name: str) -> bool:
+    """Whether *name* is a preset now."""
+    try:
+        retrykit.get_preset(name)
+    except ConfigError:
+        return False
+    return True
+
+
+def _configure() -> Callable[[], object]:
+    """Switch retrykit off; afterwards, whether it is on."""
+    retrykit.configure(enabled=False)
+    return lambda: not _config.settings.enabled
+
+
+@pytest.mark.parametrize(
+    ("change", "after"),
+    [
+        pytest.param(_open_a_breaker, True, id="a breaker opened inside lets calls through after"),
+        pytest.param(_count_a_failure, 0, id="statistics counted inside are gone"),
+        pytest.param(_register_a_preset, False, id="a preset registered inside is gone"),
+        pytest.param(_configure, False, id="settings changed inside are the built-in ones again"),
+    ],
+)
+def test_isolated_leaves_nothing_of_its_block(
+    change: Callable[[], Callable[[], object]], after: object
+) -> None:
+    """What a block under ``isolated()`` changes in the process is gone after it."""
+    with isolated():
+        observe = change()
+    assert after == observe()

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import pytest
 from celery_services import REDIS_URL, current, require_service
 
-from retrykit import _budget, _config, _overload_redis, _policy, _stats
+from retrykit.testing import isolated
 
 _HERE = Path(__file__).resolve().parent
 _FAST = {"test_celery_package.py"}
@@ -25,18 +25,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(autouse=True)
 def _clean_settings() -> Iterator[None]:
     """Each test starts from the built-in settings and presets, no statistics, budget or breaker state."""
-    _config.reset()
-    presets = dict(_policy._registry)
-    _stats.use_recorder(_stats.StatsRecorder(_stats.MemoryStore()))
-    _budget.reset_default_store()
-    _overload_redis._live_stores.clear()
-    yield
-    _config.reset()
-    _policy._registry.clear()
-    _policy._registry.update(presets)
-    old = _stats.use_recorder(_stats.StatsRecorder(_stats.MemoryStore()))
-    if old is not None:
-        old.close()
+    with isolated():
+        yield
 
 
 @pytest.fixture

@@ -70,15 +70,24 @@ _BY_CONDITION = Classification(
     ErrorCategory.TEMPORARY_ERROR, "a tenacity retry condition asked for a retry", None, "retry_condition"
 )
 
-# Pass-through predicates registered by adapters (e.g. a task queue's control-flow exceptions).
+# Pass-through predicates registered by adapters (e.g. a task queue's control-flow exceptions),
+# and those of them that may accept an instance of a builtin-only class (the loop's fast path
+# decides those exceptions without asking the predicates only when there are none).
 _passthrough: tuple[Callable[[BaseException], bool], ...] = ()
+_passthrough_builtins: tuple[Callable[[BaseException], bool], ...] = ()
 
 
-def register_passthrough(predicate: Callable[[BaseException], bool]) -> None:
-    """Never retry or annotate exceptions *predicate* accepts (adapters register their own)."""
-    global _passthrough
+def register_passthrough(predicate: Callable[[BaseException], bool], *, builtins: bool = True) -> None:
+    """
+    Never retry or annotate exceptions *predicate* accepts (adapters register their own).
+    *builtins*: False promises that it never accepts an exception whose class and bases are all
+    builtins (``ConnectionError``, ``TimeoutError``...), which are then decided without it.
+    """
+    global _passthrough, _passthrough_builtins
     if predicate not in _passthrough:
         _passthrough = (*_passthrough, predicate)
+        if builtins:
+            _passthrough_builtins = (*_passthrough_builtins, predicate)
 
 
 class Verdict:

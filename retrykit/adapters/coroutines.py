@@ -87,7 +87,7 @@ def wrap(
                     if _cancelling():
                         raise
                     call = call or new_call(policy, operation, start, scope, extras)
-                    delay = call.step(exc, True)
+                    delay = call.fail(exc)
                     if delay is None:
                         await _end(call, stats, "raised")
                         raise

@@ -120,7 +120,7 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
                     result = fn(*args, **kwargs)
                 except Exception as exc:
                     call = call or new_call(policy, operation, start, scope, extras)
-                    delay = call.step(exc, True)
+                    delay = call.fail(exc)
                     if delay is None:
                         _end(call, stats, "raised")
                         raise
@@ -314,7 +314,7 @@ class BlockRun:
         call = self.call
         if call is None:
             call = self.call = new_call(self.policy, self.operation, self.start, self.scope, self.extras)
-        self.delay = delay = call.step(exc, True)
+        self.delay = delay = call.fail(exc)
         if delay is not None:
             return True
         self.stats.end(call, "raised")

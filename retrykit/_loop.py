@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from . import _classify, _config, _decision, _events, _scope
+from . import _classify, _config, _decision, _events, _layers, _scope
 from ._decision import (
     GIVE_UP,
     MARK,
@@ -37,7 +37,6 @@ from ._decision import (
 )
 from ._errors import callable_name
 from ._events import StopReason
-from ._layers import inner_retries
 from ._strategy import Decision, Jitter
 
 if TYPE_CHECKING:
@@ -180,8 +179,14 @@ class Call(CallState):
             or (max_attempts is not None and self.attempt >= max_attempts)
             or _events._by_type[_events.AttemptFailed]
             or _events._local_sinks.get()
-            or inner_retries(exc) is not None
+            or _layers._user
         ):
+            return self.step(exc, True)
+        try:  # (``inner_retries`` for one plain builtin link, as a cached key implies)
+            framed = _layers._from_frames(exc)
+        except Exception:
+            framed = None
+        if framed is not None and framed.attempts > 1:  # the client inside retried: say so
             return self.step(exc, True)
         strategy, _, delays = entry
         if delays is not None and count <= len(delays):
@@ -214,6 +219,17 @@ class Call(CallState):
             except Exception as err:
                 _events.entry_failed(_events.RetryScheduled, direct, err, fields)
         return delay
+
+    def returned(self, result: Any, found: Classification | None = None) -> float | None:
+        """
+        ``step(result, False, found)`` for a driver's attempt that returned: a result no rule or
+        tenacity condition judges is a success, told to the guard and reported without a decision.
+        """
+        extras = self.extras
+        if found is None and self.policy.classify_result is None and (extras is None or extras.retry is None):
+            self.succeeded(_scope.now())
+            return None
+        return self.step(result, False, found)
 
     def decide_outcome(
         self, outcome: Any, failed: bool, now: float, found: tuple[Classification | None, bool] | None

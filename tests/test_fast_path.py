@@ -72,11 +72,16 @@ class Observed:
 
 @pytest.fixture
 def general(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
-    """A switch: True sends every failure through the general path (``Call.step``)."""
-    fast = Call.fail
+    """A switch: True sends every outcome through the general path (``Call.step``)."""
+    fast, returned = Call.fail, Call.returned
 
     def switch(on: bool) -> None:
         monkeypatch.setattr(Call, "fail", (lambda self, exc: self.step(exc, True)) if on else fast)
+        monkeypatch.setattr(
+            Call,
+            "returned",
+            (lambda self, value, found=None: self.step(value, False, found)) if on else returned,
+        )
 
     return switch
 

@@ -171,7 +171,11 @@ class Call(CallState):
             return self.step(exc, True)
         category = classification.category
         entry = plain.get(category)
-        count = self.counts.get(category, 0) + 1
+        if category is self.first:
+            count = self.first_count + 1
+        else:
+            more = self.more
+            count = (0 if more is None else more.get(category, 0)) + 1
         max_attempts = policy.max_attempts
         if (
             entry is None
@@ -198,7 +202,10 @@ class Call(CallState):
         previous = self.verdict
         self.after = None if previous is None else previous.category
         self.verdict = verdict
-        self.counts[category] = count
+        if category is self.first or self.first is None:
+            self.first, self.first_count = category, count
+        else:
+            self.set_count(category, count)
         self.idle += delay
         self.sent += 1
         now = _scope._monotonic()

@@ -192,6 +192,18 @@ class Call(CallState):
             framed = None
         if framed is not None and framed.attempts > 1:  # the client inside retried: say so
             return self.step(exc, True)
+        return self.retry_plainly(exc, classification, entry, count, entries)
+
+    def retry_plainly(
+        self,
+        exc: Exception,
+        classification: Classification,
+        entry: _FastEntry,
+        count: int,
+        entries: tuple[_events.DirectEntry, ...],
+    ) -> float:
+        """``fail``'s retry number *count* of *classification*'s category: the delay, counted, reported."""
+        category = classification.category
         strategy, _, delays = entry
         if delays is not None and count <= len(delays):
             delay = delays[count - 1]

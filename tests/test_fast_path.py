@@ -12,8 +12,9 @@ import anyio.lowlevel
 import pytest
 
 import retrykit
-from retrykit import ErrorCategory, Policy, Strategy, _decision, _scope, _stats
+from retrykit import ErrorCategory, Policy, Strategy, _decision, _scope, _stats, driver
 from retrykit._loop import FAST_DELAYS, Call
+from retrykit.driver import Action, Step
 
 from .flaky import AsyncFlaky, Flaky
 
@@ -277,3 +278,34 @@ def test_what_the_fast_path_cannot_decide_takes_the_general_path(
 
     seen = _observe(monkeypatch, caplog, run)
     assert (seen.outcome[0], seen.steps) == ("returned", 2)
+
+
+@pytest.mark.parametrize(("strategies", "failures"), CASES.values(), ids=CASES)
+def test_a_driver_run_steps_the_same_on_either_path(
+    strategies: dict[ErrorCategory, Strategy],
+    failures: Callable[[], tuple[Exception, ...]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    general: Callable[[bool], None],
+) -> None:
+    """An adapter's loop over ``retrykit.driver`` gets the same steps, sleeps, logs and counts."""
+    policy = Policy(strategies=strategies, max_attempts=FAST_DELAYS + 3)
+
+    def run() -> Any:
+        flaky = Flaky(*failures(), name="op")
+        steps: list[Step] = []
+        with driver.start(policy, operation="op") as attempts:
+            while True:
+                try:
+                    step = attempts.returned(flaky())
+                except Exception as exc:
+                    step = attempts.failed(exc)
+                    if step.action is Action.GIVE_UP:
+                        raise  # as an adapter does: the caller gets its own exception
+                steps.append(step)
+                if step.action is not Action.RETRY:
+                    return steps
+                attempts.sleep(step.delay)
+                assert attempts.next()
+
+    _took_the_fast_path(_both(monkeypatch, caplog, general, run))

@@ -75,7 +75,12 @@ class Call(CallState):
 
     __slots__ = ("after", "cache", "found", "last", "last_failed", "pending", "token", "verdict")
 
-    attempt: int  # CallState's, declared again: this class counts attempts (pyright: not ambiguous)
+    # CallState's, declared again: this class sets them too (pyright: not ambiguous)
+    attempt: int
+    first: ErrorCategory | None
+    first_count: int
+    idle: float
+    sent: int
 
     def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
         super().__init__(policy, operation, start, scope)

@@ -37,7 +37,7 @@ from ._decision import (
 )
 from ._errors import callable_name
 from ._events import StopReason
-from ._strategy import Decision, Jitter
+from ._strategy import Decision, Jitter, Strategy
 
 if TYPE_CHECKING:
     from ._classify import Classification, ErrorCategory
@@ -464,34 +464,54 @@ _TABLES: dict[int, tuple[Policy, dict[ErrorCategory, _FastEntry] | None]] = {}
 _TABLES_SIZE = 256
 
 
+_ENTRIES: dict[int, tuple[Strategy, _FastEntry | None]] = {}
+_ENTRIES_SIZE = 1024
+
+
 def fast_table(policy: Policy) -> tuple[Policy, dict[ErrorCategory, _FastEntry] | None]:
     """
-    Built once per policy: for each category whose strategy ``Call.fail`` can decide alone
-    (it retries, with no tenacity ``stop``/``wait`` and no decorrelated jitter), the strategy,
-    its ``max_retries`` and, without jitter, the delays of its first ``FAST_DELAYS`` retries.
-    ``None`` in place of the map: the policy has a guard or an ``on_retry`` (the general path).
+    Built once per policy: for each category whose strategy ``Call.fail`` can decide alone, its
+    entry (see ``fast_entry``). ``None`` in place of the map: the policy has a guard or an
+    ``on_retry`` (the general path).
     """
     plain: dict[ErrorCategory, _FastEntry] | None = None
     if policy.guard is None and policy.on_retry is None:
         plain = {}
         for category, strategy in policy.strategies.items():
-            if (
-                strategy.decision is Decision.NO_RETRY
-                or strategy.stop is not None
-                or strategy.wait is not None
-                or strategy.jitter is Jitter.DECORRELATED
-            ):
-                continue
-            delays = None
-            if strategy.jitter is Jitter.NONE:
-                delays = tuple(
-                    min(strategy.delay_for(n), strategy.max_delay) for n in range(1, FAST_DELAYS + 1)
-                )
-            plain[category] = (strategy, strategy.max_retries, delays)
+            entry = fast_entry(strategy)
+            if entry is not None:
+                plain[category] = entry
     if len(_TABLES) >= _TABLES_SIZE:
         _TABLES.clear()
     table = _TABLES[id(policy)] = (policy, plain)
     return table
+
+
+def fast_entry(strategy: Strategy) -> _FastEntry | None:
+    """
+    Built once per strategy (policies made with ``replace`` share theirs): the strategy, its
+    ``max_retries`` and, without jitter, the delays of its first ``FAST_DELAYS`` retries; None
+    for a strategy ``Call.fail`` leaves to the general path (no retry, a tenacity ``stop`` or
+    ``wait``, decorrelated jitter).
+    """
+    found = _ENTRIES.get(id(strategy))
+    if found is not None and found[0] is strategy:
+        return found[1]
+    entry: _FastEntry | None = None
+    if not (
+        strategy.decision is Decision.NO_RETRY
+        or strategy.stop is not None
+        or strategy.wait is not None
+        or strategy.jitter is Jitter.DECORRELATED
+    ):
+        delays = None
+        if strategy.jitter is Jitter.NONE:
+            delays = tuple(min(strategy.delay_for(n), strategy.max_delay) for n in range(1, FAST_DELAYS + 1))
+        entry = (strategy, strategy.max_retries, delays)
+    if len(_ENTRIES) >= _ENTRIES_SIZE:
+        _ENTRIES.clear()
+    _ENTRIES[id(strategy)] = (strategy, entry)
+    return entry
 
 
 def warn_inner(operation: str, verdict: Verdict) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 import retrykit
 from retrykit import ErrorCategory, Policy, Strategy, _decision, _scope, _stats, driver
-from retrykit._loop import FAST_DELAYS, Call
+from retrykit._loop import FAST_DELAYS, Call, fast_entry, fast_table
 from retrykit.driver import Action, Step
 
 from .flaky import AsyncFlaky, Flaky
@@ -309,3 +309,12 @@ def test_a_driver_run_steps_the_same_on_either_path(
                 assert attempts.next()
 
     _took_the_fast_path(_both(monkeypatch, caplog, general, run))
+
+
+@pytest.mark.parametrize("jitter", ["none", "full"])
+def test_policies_made_per_call_share_their_strategies_tables(jitter: str) -> None:
+    """A policy made with ``replace`` (a driver run with overrides) reuses its strategies' entries."""
+    policy = Policy(strategies={NET: Strategy.backoff(0.1, jitter=jitter)})
+    entries = [(fast_table(policy.replace(max_attempts=n))[1] or {}).get(NET) for n in (2, 3)]
+    assert entries[0] is not None
+    assert entries[0] is entries[1] is fast_entry(policy.strategies[NET])

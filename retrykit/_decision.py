@@ -70,15 +70,24 @@ _BY_CONDITION = Classification(
     ErrorCategory.TEMPORARY_ERROR, "a tenacity retry condition asked for a retry", None, "retry_condition"
 )
 
-# Pass-through predicates registered by adapters (e.g. a task queue's control-flow exceptions).
+# Pass-through predicates registered by adapters (e.g. a task queue's control-flow exceptions),
+# and those of them that may accept an instance of a builtin-only class (the loop's fast path
+# decides those exceptions without asking the predicates only when there are none).
 _passthrough: tuple[Callable[[BaseException], bool], ...] = ()
+_passthrough_builtins: tuple[Callable[[BaseException], bool], ...] = ()
 
 
-def register_passthrough(predicate: Callable[[BaseException], bool]) -> None:
-    """Never retry or annotate exceptions *predicate* accepts (adapters register their own)."""
-    global _passthrough
+def register_passthrough(predicate: Callable[[BaseException], bool], *, builtins: bool = True) -> None:
+    """
+    Never retry or annotate exceptions *predicate* accepts (adapters register their own).
+    *builtins*: False promises that it never accepts an exception whose class and bases are all
+    builtins (``ConnectionError``, ``TimeoutError``...), which are then decided without it.
+    """
+    global _passthrough, _passthrough_builtins
     if predicate not in _passthrough:
         _passthrough = (*_passthrough, predicate)
+        if builtins:
+            _passthrough_builtins = (*_passthrough_builtins, predicate)
 
 
 class Verdict:
@@ -142,10 +151,12 @@ class CallState:
     __slots__ = (
         "attempt",
         "attempt_start",
-        "counts",
         "deadline",
         "extras",
+        "first",
+        "first_count",
         "idle",
+        "more",
         "operation",
         "overload",
         "policy",
@@ -163,7 +174,11 @@ class CallState:
         self.start: float = start
         self.attempt: int = 1
         self.attempt_start: float = start
-        self.counts: dict[ErrorCategory, int] = {}
+        # Retries per category: the first category retried in two slots (a call in flight holds
+        # no dict for the usual one category), the others in ``more`` (see ``counts``).
+        self.first: ErrorCategory | None = None
+        self.first_count: int = 0
+        self.more: dict[ErrorCategory, int] | None = None
         self.previous: Mapping[ErrorCategory, float] = _NO_PREVIOUS
         """The last delay per category, kept for decorrelated jitter only (which reads it)."""
         self.idle: float = 0.0
@@ -179,11 +194,42 @@ class CallState:
         self.overload: Settled | None = None
         """What the policy's guard (budget, breaker) settled for the last failed attempt."""
 
+    @property
+    def counts(self) -> dict[ErrorCategory, int]:
+        """The retries counted so far, per category (a new dict)."""
+        counts = {} if self.first is None else {self.first: self.first_count}
+        if self.more:
+            counts.update(self.more)
+        return counts
+
+    @counts.setter
+    def counts(self, counts: Mapping[ErrorCategory, int]) -> None:
+        self.first, self.first_count, self.more = None, 0, None
+        for category, count in counts.items():
+            self.set_count(category, count)
+
+    def count_of(self, category: ErrorCategory) -> int:
+        """The retries of *category* counted so far."""
+        if category is self.first:
+            return self.first_count
+        more = self.more
+        return 0 if more is None else more.get(category, 0)
+
+    def set_count(self, category: ErrorCategory, count: int) -> None:
+        """Set the retries of *category* counted so far."""
+        first = self.first
+        if first is None or category is first:
+            self.first, self.first_count = category, count
+        elif self.more is None:
+            self.more = {category: count}
+        else:
+            self.more[category] = count
+
     def commit(self, verdict: Verdict) -> None:
         """Count a retry the loop acted on."""
         category = verdict.category
         assert category is not None
-        self.counts[category] = verdict.count
+        self.set_count(category, verdict.count)
         strategy = verdict.strategy
         if strategy is not None and strategy.jitter is Jitter.DECORRELATED:
             previous = self.previous
@@ -367,7 +413,7 @@ def decide(
     if forced and strategy.decision is Decision.NO_RETRY:
         category = ErrorCategory.TEMPORARY_ERROR
         strategy = policy.strategies[category]
-    count = call.counts.get(category, 0) + 1
+    count = call.count_of(category) + 1
     verdict = Verdict(RETRY, classification, category, strategy, count)
     if classification.inner is not None:
         verdict.requests = classification.inner.attempts

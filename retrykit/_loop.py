@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from . import _events, _scope
+from . import _classify, _config, _decision, _events, _layers, _scope
 from ._decision import (
     GIVE_UP,
     MARK,
@@ -37,6 +37,7 @@ from ._decision import (
 )
 from ._errors import callable_name
 from ._events import StopReason
+from ._strategy import Decision, Jitter, Strategy
 
 if TYPE_CHECKING:
     from ._classify import Classification, ErrorCategory
@@ -74,7 +75,12 @@ class Call(CallState):
 
     __slots__ = ("after", "cache", "found", "last", "last_failed", "pending", "token", "verdict")
 
-    attempt: int  # CallState's, declared again: this class counts attempts (pyright: not ambiguous)
+    # CallState's, declared again: this class sets them too (pyright: not ambiguous)
+    attempt: int
+    first: ErrorCategory | None
+    first_count: int
+    idle: float
+    sent: int
 
     def __init__(self, policy: Policy, operation: str, start: float, scope: _scope.Scope | None) -> None:
         super().__init__(policy, operation, start, scope)
@@ -126,6 +132,128 @@ class Call(CallState):
             return verdict.delay
         self.report_give_up(verdict.reason or StopReason.NON_RETRYABLE, outcome, failed, now)
         return None
+
+    def fail(self, exc: Exception) -> float | None:
+        """
+        ``step(exc, True)`` for a driver's failed attempt: the common retry (a cached
+        classification, a plain strategy, no guard, deadline, test mode, hook or extra sink)
+        decided, counted and reported here in one go; anything else takes ``step``.
+        """
+        policy = self.policy
+        table = _TABLES.get(id(policy))
+        if table is None or table[0] is not policy:
+            table = fast_table(policy)
+        plain = table[1]
+        settings = _config.settings
+        classifier = policy.classifier or settings.classifier
+        scope = self.scope
+        entries = _events._direct[_events.RetryScheduled]
+        if (
+            plain is None
+            or entries is None  # a sink without a direct entry takes the event: build it
+            or self.deadline is not None
+            or self.extras is not None
+            or _decision._passthrough_builtins
+            or not settings.enabled
+            or (scope is not None and scope.owner is not None)
+            or _scope._testing_here() is not None
+            or _scope._TESTING.process is not None
+            or classifier.rules
+        ):
+            return self.step(exc, True)
+        key = _classify._cache_key(exc)
+        if key is None:
+            return self.step(exc, True)
+        classification = _classify._CLASSIFIED.get(
+            (key, classifier.builtin, classifier.default_given, classifier.default)
+        )
+        if (
+            classification is None
+            or classification.rule == _classify.UNRECOGNISED
+            or classification.retry_after is not None
+            or (classification.replay_unsafe and not policy.idempotent)
+        ):
+            return self.step(exc, True)
+        category = classification.category
+        entry = plain.get(category)
+        if category is self.first:
+            count = self.first_count + 1
+        else:
+            more = self.more
+            count = (0 if more is None else more.get(category, 0)) + 1
+        max_attempts = policy.max_attempts
+        if (
+            entry is None
+            or (entry[1] is not None and count > entry[1])
+            or (max_attempts is not None and self.attempt >= max_attempts)
+            or _events._by_type[_events.AttemptFailed]
+            or _events._local_sinks.get()
+            or _layers._user
+        ):
+            return self.step(exc, True)
+        try:  # (``inner_retries`` for one plain builtin link, as a cached key implies)
+            framed = _layers._from_frames(exc)
+        except Exception:
+            framed = None
+        if framed is not None and framed.attempts > 1:  # the client inside retried: say so
+            return self.step(exc, True)
+        return self.retry_plainly(exc, classification, entry, count, entries)
+
+    def retry_plainly(
+        self,
+        exc: Exception,
+        classification: Classification,
+        entry: _FastEntry,
+        count: int,
+        entries: tuple[_events.DirectEntry, ...],
+    ) -> float:
+        """``fail``'s retry number *count* of *classification*'s category: the delay, counted, reported."""
+        category = classification.category
+        strategy, _, delays = entry
+        if delays is not None and count <= len(delays):
+            delay = delays[count - 1]
+        else:
+            delay = min(strategy.delay_for(count, rng=_decision._random), strategy.max_delay)
+        verdict = Verdict(RETRY, classification, category, strategy, count)
+        verdict.delay = delay
+        previous = self.verdict
+        self.after = None if previous is None else previous.category
+        self.verdict = verdict
+        if category is self.first or self.first is None:
+            self.first, self.first_count = category, count
+        else:
+            self.set_count(category, count)
+        self.idle += delay
+        self.sent += 1
+        now = _scope._monotonic()
+        fields = (
+            self.operation,
+            self.attempt,
+            type(exc).__name__,
+            classification,
+            strategy.decision,
+            delay,
+            now - self.start,
+            self.after,
+            exc,
+        )
+        for direct in entries:
+            try:
+                direct(*fields)
+            except Exception as err:
+                _events.entry_failed(_events.RetryScheduled, direct, err, fields)
+        return delay
+
+    def returned(self, result: Any, found: Classification | None = None) -> float | None:
+        """
+        ``step(result, False, found)`` for a driver's attempt that returned: a result no rule or
+        tenacity condition judges is a success, told to the guard and reported without a decision.
+        """
+        extras = self.extras
+        if found is None and self.policy.classify_result is None and (extras is None or extras.retry is None):
+            self.succeeded(_scope.now())
+            return None
+        return self.step(result, False, found)
 
     def decide_outcome(
         self, outcome: Any, failed: bool, now: float, found: tuple[Classification | None, bool] | None
@@ -328,6 +456,62 @@ class Call(CallState):
 
 
 _warned: set[tuple[str, str]] = set()
+
+FAST_DELAYS = 16
+"""Retries per category whose delays a policy's fast table holds (strategies without jitter)."""
+_FastEntry = tuple[Any, "int | None", "tuple[float, ...] | None"]
+_TABLES: dict[int, tuple[Policy, dict[ErrorCategory, _FastEntry] | None]] = {}
+_TABLES_SIZE = 256
+
+
+_ENTRIES: dict[int, tuple[Strategy, _FastEntry | None]] = {}
+_ENTRIES_SIZE = 1024
+
+
+def fast_table(policy: Policy) -> tuple[Policy, dict[ErrorCategory, _FastEntry] | None]:
+    """
+    Built once per policy: for each category whose strategy ``Call.fail`` can decide alone, its
+    entry (see ``fast_entry``). ``None`` in place of the map: the policy has a guard or an
+    ``on_retry`` (the general path).
+    """
+    plain: dict[ErrorCategory, _FastEntry] | None = None
+    if policy.guard is None and policy.on_retry is None:
+        plain = {}
+        for category, strategy in policy.strategies.items():
+            entry = fast_entry(strategy)
+            if entry is not None:
+                plain[category] = entry
+    if len(_TABLES) >= _TABLES_SIZE:
+        _TABLES.clear()
+    table = _TABLES[id(policy)] = (policy, plain)
+    return table
+
+
+def fast_entry(strategy: Strategy) -> _FastEntry | None:
+    """
+    Built once per strategy (policies made with ``replace`` share theirs): the strategy, its
+    ``max_retries`` and, without jitter, the delays of its first ``FAST_DELAYS`` retries; None
+    for a strategy ``Call.fail`` leaves to the general path (no retry, a tenacity ``stop`` or
+    ``wait``, decorrelated jitter).
+    """
+    found = _ENTRIES.get(id(strategy))
+    if found is not None and found[0] is strategy:
+        return found[1]
+    entry: _FastEntry | None = None
+    if not (
+        strategy.decision is Decision.NO_RETRY
+        or strategy.stop is not None
+        or strategy.wait is not None
+        or strategy.jitter is Jitter.DECORRELATED
+    ):
+        delays = None
+        if strategy.jitter is Jitter.NONE:
+            delays = tuple(min(strategy.delay_for(n), strategy.max_delay) for n in range(1, FAST_DELAYS + 1))
+        entry = (strategy, strategy.max_retries, delays)
+    if len(_ENTRIES) >= _ENTRIES_SIZE:
+        _ENTRIES.clear()
+    _ENTRIES[id(strategy)] = (strategy, entry)
+    return entry
 
 
 def warn_inner(operation: str, verdict: Verdict) -> None:

@@ -190,7 +190,10 @@ class Run:
         if call is None:
             call = self._call = Call(self.policy, self.operation, self._start, self.scope)
         before = call.verdict
-        delay = call.step(outcome, failed, found)
+        if failed and found is None and isinstance(outcome, Exception):
+            delay = call.fail(outcome)  # the common retry decided in one go (else ``step``)
+        else:
+            delay = call.step(outcome, failed, found)
         if delay is not None:
             verdict = call.verdict
             return Step(Action.RETRY, delay, None if verdict is None else verdict.reason)

@@ -412,7 +412,7 @@ def celery_task_id() -> dict[str, Any] | None:
     return {"task_id": task_id} if isinstance(task_id, str) else None
 
 
-_decision.register_passthrough(celery_control_flow)
+_decision.register_passthrough(celery_control_flow, builtins=False)  # Celery's classes only
 _logging.register_context(celery_task_id)
 
 __all__ = ["Attempt", "Attempts", "Retried", "attempts", "retry"]

@@ -87,7 +87,7 @@ def wrap(
                     if _cancelling():
                         raise
                     call = call or new_call(policy, operation, start, scope, extras)
-                    delay = call.step(exc, True)
+                    delay = call.fail(exc)
                     if delay is None:
                         await _end(call, stats, "raised")
                         raise
@@ -105,7 +105,7 @@ def wrap(
                             stats.last = _FIRST_TRY
                             return result
                         call = new_call(policy, operation, start, scope, extras)
-                    delay = call.step(result, False, found)
+                    delay = call.returned(result, found)
                     if delay is None:
                         await _end(call, stats, "returned")
                         return result

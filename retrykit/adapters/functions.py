@@ -120,7 +120,7 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
                     result = fn(*args, **kwargs)
                 except Exception as exc:
                     call = call or new_call(policy, operation, start, scope, extras)
-                    delay = call.step(exc, True)
+                    delay = call.fail(exc)
                     if delay is None:
                         _end(call, stats, "raised")
                         raise
@@ -138,7 +138,7 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
                             stats.last = _FIRST_TRY
                             return result
                         call = new_call(policy, operation, start, scope, extras)
-                    delay = call.step(result, False, found)
+                    delay = call.returned(result, found)
                     if delay is None:
                         _end(call, stats, "returned")
                         return result
@@ -304,7 +304,7 @@ class BlockRun:
         attempt._token = None
         if exc is None:
             if self.call is not None:
-                self.call.step(None, False)  # the guard is told, and a recovery reported
+                self.call.returned(None)  # the guard is told, and a recovery reported
                 self.stats.end(self.call, "returned")
             elif self.policy.guard is not None:
                 self.policy.guard.succeeded(None)
@@ -314,7 +314,7 @@ class BlockRun:
         call = self.call
         if call is None:
             call = self.call = new_call(self.policy, self.operation, self.start, self.scope, self.extras)
-        self.delay = delay = call.step(exc, True)
+        self.delay = delay = call.fail(exc)
         if delay is not None:
             return True
         self.stats.end(call, "raised")

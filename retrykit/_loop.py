@@ -329,27 +329,7 @@ class Call(CallState):
         strategy = verdict.strategy
         assert classification is not None
         assert strategy is not None
-        if policy.on_retry is None:
-            entries = _events.direct_entries(_events.RetryScheduled)
-            if entries is not None:  # only the built-in sinks: no event is built
-                for entry in entries:
-                    fields = (
-                        self.operation,
-                        self.attempt,
-                        type(outcome).__name__,
-                        classification,
-                        strategy.decision,
-                        delay,
-                        now - self.start,
-                        self.after,
-                        outcome if failed else None,
-                    )
-                    try:
-                        entry(*fields)
-                    except Exception as err:
-                        _events.entry_failed(_events.RetryScheduled, entry, err, fields)
-                return
-        event = _events.RetryScheduled(
+        fields = (
             self.operation,
             self.attempt,
             type(outcome).__name__,
@@ -360,6 +340,16 @@ class Call(CallState):
             self.after,
             outcome if failed else None,
         )
+        if policy.on_retry is None:
+            entries = _events.direct_entries(_events.RetryScheduled)
+            if entries is not None:  # only the built-in sinks: no event is built
+                for entry in entries:
+                    try:
+                        entry(*fields)
+                    except Exception as err:
+                        _events.entry_failed(_events.RetryScheduled, entry, err, fields)
+                return
+        event = _events.RetryScheduled(*fields)
         self._dispatch(event, policy.on_retry)
 
     def report_give_up(

@@ -22,6 +22,7 @@ can raise into the caller. The private names read are the clients' own (see the 
 from __future__ import annotations
 
 import re
+import sys
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -506,6 +507,17 @@ _frames: dict[tuple[str, str], tuple[str, str, FrameCounter, str]] = {}
 # frame): a traceback of the caller's own frames is checked by one lookup per frame. Bounded.
 _by_code: dict[CodeType, tuple[str, str, FrameCounter, str] | None] = {}
 _BY_CODE_SIZE = 4096
+_frame_modules: frozenset[str] = frozenset()
+_loaded: list[Any] = [-1, False]
+"""``[len(sys.modules), whether a module of the frame table is imported]`` when last looked at:
+a frame runs in an imported module, so with none of them imported no traceback is walked."""
+
+
+def _table_imported() -> None:
+    """Look again whether a module of the frame table is imported (``_loaded``)."""
+    modules = sys.modules
+    _loaded[0] = len(modules)
+    _loaded[1] = not _frame_modules.isdisjoint(modules)
 _UNSEEN: Any = object()
 
 
@@ -517,9 +529,11 @@ def _rebuild_frames() -> None:
         if declared.frame is not None:
             module, function, local = declared.frame
             table[(module, function)] = (declared.client, local, _as_is(local), declared.switch_off)
-    global _frames
+    global _frames, _frame_modules
     _frames = table
+    _frame_modules = frozenset(module for module, _ in table)
     _by_code.clear()
+    _loaded[0] = -1
 
 
 _rebuild_frames()
@@ -571,6 +585,10 @@ def _from_user(link: BaseException) -> InnerRetries | None:
 
 
 def _from_frames(link: BaseException) -> InnerRetries | None:
+    if len(sys.modules) != _loaded[0]:
+        _table_imported()
+    if not _loaded[1]:
+        return None  # no retrying client's module is imported: none of its frames can be here
     best: InnerRetries | None = None
     tb = link.__traceback__
     seen = 0

@@ -73,7 +73,7 @@ operation_name = callable_name
 class Call(CallState):
     """A retrying call in progress: the per-call state plus what the loop does with verdicts."""
 
-    __slots__ = ("after", "cache", "found", "last", "last_failed", "pending", "token", "verdict")
+    __slots__ = ("after", "cache", "found", "last", "last_failed", "pending", "plain", "token", "verdict")
 
     # CallState's, declared again: this class sets them too (pyright: not ambiguous)
     attempt: int
@@ -95,6 +95,8 @@ class Call(CallState):
         self.cache: dict[bool, Verdict] | None = None
         self.found: tuple[Classification | None, bool] | None = None
         self.token: Token[_scope.Scope | None] | None = None
+        self.plain: dict[ErrorCategory, _FastEntry] | None = None
+        """The categories ``fail`` decides alone in this call (see ``fast_plan``), once it failed."""
 
     # ------------------------------------------------------------------ the step
 
@@ -139,39 +141,35 @@ class Call(CallState):
         classification, a plain strategy, no guard, deadline, test mode, hook or extra sink)
         decided, counted and reported here in one go; anything else takes ``step``.
         """
-        policy = self.policy
-        table = _TABLES.get(id(policy))
-        if table is None or table[0] is not policy:
-            table = fast_table(policy)
-        plain = table[1]
+        plain = self.plain
+        if plain is None:
+            plain = self.plain = fast_plan(self)
         settings = _config.settings
-        classifier = policy.classifier or settings.classifier
-        scope = self.scope
         entries = _events._direct[_events.RetryScheduled]
         if (
-            plain is None
+            not plain  # this call never takes the fast path (see ``fast_plan``)
             or entries is None  # a sink without a direct entry takes the event: build it
-            or self.deadline is not None
-            or self.extras is not None
-            or _decision._passthrough_builtins
             or not settings.enabled
-            or (scope is not None and scope.owner is not None)
-            or _scope._testing_here() is not None
+            or _decision._passthrough_builtins
+            or _layers._user
+            or _events._by_type[_events.AttemptFailed]
             or _scope._TESTING.process is not None
-            or classifier.rules
+            or _scope._testing_here() is not None
+            or _events._local_sinks.get()
         ):
             return self.step(exc, True)
+        classifier = self.policy.classifier or settings.classifier
         key = _classify._cache_key(exc)
-        if key is None:
-            return self.step(exc, True)
-        classification = _classify._CLASSIFIED.get(
-            (key, classifier.builtin, classifier.default_given, classifier.default)
+        classification = (
+            None
+            if key is None or classifier.rules
+            else _classify._CLASSIFIED.get((key, classifier.builtin, classifier.default_given, classifier.default))
         )
         if (
             classification is None
             or classification.rule == _classify.UNRECOGNISED
             or classification.retry_after is not None
-            or (classification.replay_unsafe and not policy.idempotent)
+            or (classification.replay_unsafe and not self.policy.idempotent)
         ):
             return self.step(exc, True)
         category = classification.category
@@ -181,14 +179,11 @@ class Call(CallState):
         else:
             more = self.more
             count = (0 if more is None else more.get(category, 0)) + 1
-        max_attempts = policy.max_attempts
+        max_attempts = self.policy.max_attempts
         if (
             entry is None
             or (entry[1] is not None and count > entry[1])
             or (max_attempts is not None and self.attempt >= max_attempts)
-            or _events._by_type[_events.AttemptFailed]
-            or _events._local_sinks.get()
-            or _layers._user
         ):
             return self.step(exc, True)
         try:  # (``inner_retries`` for one plain builtin link, as a cached key implies)
@@ -456,6 +451,27 @@ _TABLES_SIZE = 256
 
 _ENTRIES: dict[int, tuple[Strategy, _FastEntry | None]] = {}
 _ENTRIES_SIZE = 1024
+
+
+_NEVER_FAST: dict[ErrorCategory, _FastEntry] = {}
+
+
+def fast_plan(call: Call) -> dict[ErrorCategory, _FastEntry]:
+    """
+    At a call's first failure: the categories ``Call.fail`` may decide alone in it, by what holds
+    for the whole call (its policy, deadline, tenacity objects, an owner of its retries); an empty
+    map: none, every failure takes ``step``.
+    """
+    if call.deadline is not None or call.extras is not None:
+        return _NEVER_FAST
+    scope = call.scope
+    if scope is not None and scope.owner is not None:
+        return _NEVER_FAST
+    policy = call.policy
+    table = _TABLES.get(id(policy))
+    if table is None or table[0] is not policy:
+        table = fast_table(policy)
+    return table[1] or _NEVER_FAST
 
 
 def fast_table(policy: Policy) -> tuple[Policy, dict[ErrorCategory, _FastEntry] | None]:

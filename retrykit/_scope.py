@@ -197,22 +197,20 @@ def _on_trio() -> bool:
         return False
 
 
-def async_sleep() -> Callable[[float], Awaitable[None]]:
-    """The running loop's own sleep (``trio.sleep`` or ``asyncio.sleep``): no wrapper layers."""
-    if _on_trio():
+def sleep_async(delay: float) -> Awaitable[None]:
+    """
+    The running loop's own sleep of *delay* seconds (or the test mode's version of it), to await:
+    ``trio.sleep(...)`` or ``asyncio.sleep(...)`` itself, no coroutine around it; always a
+    cancellation point.
+    """
+    mode = _testing_here()
+    if mode is None:
+        mode = _TESTING.process
+    if mode is not None:
+        delay = _skip(mode, delay)
+    if "trio" in sys.modules and _on_trio():
         import trio
 
-        return trio.sleep
+        return trio.sleep(delay)
     sleep: Callable[[float], Awaitable[None]] = sys.modules["asyncio"].sleep  # asyncio runs
-    return sleep
-
-
-def testing_delay(delay: float) -> float:
-    """How long to really sleep for *delay* under the test mode in force (if any)."""
-    mode = testing_mode()
-    return delay if mode is None else _skip(mode, delay)
-
-
-async def sleep_async(delay: float) -> None:
-    """Sleep *delay* seconds on the running loop (asyncio or trio); always a cancellation point."""
-    await async_sleep()(testing_delay(delay))
+    return sleep(delay)

@@ -256,29 +256,41 @@ class MemoryStore:
 
     def tally(self, operation: str, tally: Tally, waited: int | None, timestamp: float) -> None:
         """Count one event of *tally* (and *waited* ms) for *operation*, in *timestamp*'s bucket."""
-        bucket = int(timestamp // self.bucket_seconds)
-        tallies = self._tallies
+        key = (int(timestamp // self.bucket_seconds), operation, tally)
         with self._lock:
-            op = operation if operation in self._operations else self.operation_key(operation)
-            if op == OTHER and operation != OTHER:
-                self.overflowed += 1
-                key: tuple[int, str, Tally] = (bucket, op, (_OVERFLOW_TALLY,))
-                entry = tallies.get(key)
-                if entry is None:
-                    entry = tallies[key] = [0, 0]
+            # A tally counted before in this bucket (the operation is known, the bucket is not
+            # new, nothing is due to be named): one lookup. Anything else takes ``_first_tally``.
+            entry = self._tallies.get(key)
+            if entry is not None:
                 entry[0] += 1
-            key = (bucket, op, tally)
+                if waited is not None:
+                    entry[1] += waited
+                return
+            self._first_tally(operation, tally, waited, key[0])
+
+    def _first_tally(self, operation: str, tally: Tally, waited: int | None, bucket: int) -> None:
+        """``tally`` for a key not counted yet in its bucket (the lock is held)."""
+        tallies = self._tallies
+        op = operation if operation in self._operations else self.operation_key(operation)
+        if op == OTHER and operation != OTHER:
+            self.overflowed += 1
+            key: tuple[int, str, Tally] = (bucket, op, (_OVERFLOW_TALLY,))
             entry = tallies.get(key)
             if entry is None:
                 entry = tallies[key] = [0, 0]
             entry[0] += 1
-            if waited is not None:
-                entry[1] += waited
-            if bucket > self._newest:
-                self._newest = bucket
-                self._expire(bucket)
-            elif len(tallies) >= _RAW_LIMIT:
-                self._name_tallies()
+        key = (bucket, op, tally)
+        entry = tallies.get(key)
+        if entry is None:
+            entry = tallies[key] = [0, 0]
+        entry[0] += 1
+        if waited is not None:
+            entry[1] += waited
+        if bucket > self._newest:
+            self._newest = bucket
+            self._expire(bucket)
+        elif len(tallies) >= _RAW_LIMIT:
+            self._name_tallies()
 
     def _name_tallies(self) -> None:
         """Add the tallies counted so far to the named counters (the lock is held)."""

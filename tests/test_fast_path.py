@@ -102,7 +102,7 @@ def _watch(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) ->
 
     monkeypatch.setattr(Call, "step", counted)
     monkeypatch.setattr(_scope.time, "sleep", seen.slept.append)
-    monkeypatch.setattr(_scope, "async_sleep", lambda: sleep)
+    monkeypatch.setattr(_scope, "sleep_async", sleep)
     monkeypatch.setattr(_decision, "_random", _draws())
     _stats.use_recorder(_stats.StatsRecorder(_stats.MemoryStore(clock=lambda: 1000.0)))
     caplog.set_level(logging.DEBUG, logger="retrykit")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from types import CodeType
 from typing import Any
 
 _log = logging.getLogger("retrykit")
@@ -16,6 +17,8 @@ _LIBRARIES = frozenset({"tenacity", "backoff", "stamina"})
 _DEPTH = 24
 """How many frames up the stack are looked at (only when a call fails for the first time)."""
 _warned: set[tuple[str, str]] = set()
+_tops: dict[int, tuple[CodeType, str | None]] = {}
+"""Per code object (by id, kept beside it so the id stays its own): what ``_top_of`` found."""
 
 
 def outer_retrier(depth: int = 2) -> str | None:
@@ -36,13 +39,28 @@ def outer_retrier(depth: int = 2) -> str | None:
     for _ in range(_DEPTH):
         if frame is None:
             return None
-        module = frame.f_globals.get("__name__")
-        if isinstance(module, str):
-            top = module.split(".", 1)[0]
-            if top in _LIBRARIES:
-                return f"a {top} retry loop"
+        code = frame.f_code
+        seen = _tops.get(id(code))
+        if seen is None or seen[0] is not code:
+            seen = _top_of(frame)
+        top = seen[1]
+        if top is not None:
+            return f"a {top} retry loop"
         frame = frame.f_back
     return None
+
+
+def _top_of(frame: Any) -> tuple[CodeType, str | None]:
+    """
+    Remembered for *frame*'s code: the retry library it belongs to, or None.
+    """
+    module = frame.f_globals.get("__name__")
+    top = module.split(".", 1)[0] if isinstance(module, str) else None
+    seen = (frame.f_code, top if top in _LIBRARIES else None)
+    if len(_tops) >= 4096:
+        _tops.clear()
+    _tops[id(frame.f_code)] = seen
+    return seen
 
 
 def warn_once(operation: str, authority: str) -> None:

@@ -111,7 +111,7 @@ def wrap(
                         return result
                 if call.pending:
                     await call.drain()
-                await _scope.async_sleep()(_scope.testing_delay(delay))
+                await _scope.sleep_async(delay)
                 if not call.begin():  # the deadline passed, or the breaker opened, while it slept
                     await _end(call, stats, "raised" if call.last_failed else "returned")
                     return call.end_with_last()  # type: ignore[no-any-return]

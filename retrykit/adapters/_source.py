@@ -18,7 +18,7 @@ _TENACITY_TYPES = (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.w
 class PolicySource:
     """Gives the policy in force for a decorated function, and the tenacity objects given with it."""
 
-    __slots__ = ("_gen", "_name", "_overrides", "_policy", "extras", "fixed")
+    __slots__ = ("_gen", "_name", "_overrides", "_policy", "_state", "extras", "fixed", "fixed_state")
 
     def __init__(
         self, policy: Policy | None, name: str | None, overrides: dict[str, Any], extras: Extras | None
@@ -28,8 +28,21 @@ class PolicySource:
         self._gen = _config.settings.generation
         self.extras: Extras | None = extras
         self._policy = policy if policy is not None else self._build()
+        self._state = (self._policy, self._quiet(self._policy))
         self.fixed: Policy | None = policy
         """The policy when it is fixed (not a preset name that follows settings), else None."""
+        self.fixed_state: tuple[Policy, bool] | None = None if policy is None else self._state
+        """``state()`` when the policy is fixed, else None."""
+
+    def _quiet(self, policy: Policy) -> bool:
+        """Whether a first-try success under *policy* is told to nobody and judged by nothing."""
+        extras = self.extras
+        return (
+            policy.guard is None
+            and policy.on_success is None
+            and policy.classify_result is None
+            and (extras is None or extras.retry is None)
+        )
 
     def _build(self) -> Policy:
         assert self._name is not None
@@ -41,7 +54,18 @@ class PolicySource:
         if self._name is not None and self._gen != _config.settings.generation:
             self._gen = _config.settings.generation
             self._policy = self._build()
+            self._state = (self._policy, self._quiet(self._policy))
         return self._policy
+
+    def state(self) -> tuple[Policy, bool]:
+        """
+        ``current()``, and whether a first-try success under it is told to nobody and judged by
+        nothing (no guard, ``on_success``, result rule or tenacity ``retry``): the decorator
+        then builds nothing for it.
+        """
+        if self._name is not None and self._gen != _config.settings.generation:
+            self.current()
+        return self._state
 
     def derive(self, overrides: dict[str, Any]) -> PolicySource:
         """A source with *overrides* on top (``retry_with``): tenacity objects and policy options."""

@@ -10,10 +10,9 @@ from typing import Any, TypeVar
 from retrykit import _scope
 from retrykit._loop import Call, drain
 from retrykit._policy import Policy
-from retrykit._results import judge_result
 
 from ._source import PolicySource
-from .functions import _FIRST_TRY, Attempt, BlockRun, Statistics, begin, new_call, succeeded_at_once
+from .functions import _FIRST_TRY, Attempt, BlockRun, Statistics, Success, begin, first_result, new_call
 
 T = TypeVar("T")
 
@@ -41,8 +40,11 @@ def _timeout(policy: Policy, scope: _scope.Scope) -> float | None:
     return timeout
 
 
-async def _bounded(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, limit: float | None) -> T:
-    """Await one attempt, cut after *limit* seconds (anyio, so asyncio and trio alike)."""
+async def _bounded(
+    fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, policy: Policy, scope: _scope.Scope
+) -> T:
+    """Await one attempt, cut by ``_timeout`` (anyio, so asyncio and trio alike)."""
+    limit = _timeout(policy, scope)
     if limit is None:
         return await fn(*args, **kwargs)
     import anyio
@@ -59,29 +61,21 @@ def wrap(
     One coroutine runs every attempt (no nested coroutine per call: 10,000 calls in flight hold
     one frame each).
     """
-    current = source.current
-    fixed = source.fixed
-    extras = source.extras
-    var = _scope._SCOPE
+    state, fixed, extras = source.state, source.fixed_state, source.extras
     plain = extras is None or extras.retry is None  # results need no tenacity condition
 
     @functools.wraps(fn)
     async def retrying(*args: Any, **kwargs: Any) -> T:
-        policy = fixed or current()
-        guard = policy.guard
-        if guard is not None:  # overload protection: an open breaker refuses the call here
-            guard.admit(operation, var.get())
-        start, scope = begin(policy)
+        policy, quiet = fixed or state()
+        start, scope = begin(policy, operation)
         bounded = policy.attempt_timeout is not None or scope.deadline is not None
         call: Call | None = None
-        token = var.set(scope)
+        token = _scope._SCOPE.set(scope)
         try:
             while True:
                 try:
                     result = await (
-                        _bounded(fn, args, kwargs, _timeout(policy, scope))
-                        if bounded
-                        else fn(*args, **kwargs)
+                        _bounded(fn, args, kwargs, policy, scope) if bounded else fn(*args, **kwargs)
                     )
                 except Exception as exc:
                     if _cancelling():
@@ -92,20 +86,18 @@ def wrap(
                         await _end(call, stats, "raised")
                         raise
                 else:
-                    found = None
+                    if call is None and quiet:  # a first-try success told to nobody: nothing built
+                        stats.last = _FIRST_TRY
+                        return result
                     if call is None:
-                        found = (
-                            None
-                            if policy.classify_result is None
-                            else judge_result(policy.classify_result, result)
-                        )
-                        if found is None and plain:  # a first-try success: nothing is built
-                            if guard is not None or policy.on_success is not None:
-                                await _first_try(policy, operation, start)
-                            stats.last = _FIRST_TRY
+                        first = first_result(policy, operation, start, scope, extras, result, stats, plain)
+                        if isinstance(first, Success):
+                            if first.pending is not None:
+                                await drain([first.pending])
                             return result
-                        call = new_call(policy, operation, start, scope, extras)
-                    delay = call.returned(result, found)
+                        call, delay = first
+                    else:
+                        delay = call.returned(result)
                     if delay is None:
                         await _end(call, stats, "returned")
                         return result
@@ -113,28 +105,23 @@ def wrap(
                     await call.drain()
                 await _scope.sleep_async(delay)
                 if not call.begin():  # the deadline passed, or the breaker opened, while it slept
-                    await _end(call, stats, "raised" if call.last_failed else "returned")
-                    return call.end_with_last()  # type: ignore[no-any-return]
+                    return await _last(call, stats)  # type: ignore[no-any-return]
         finally:
-            var.reset(token)
+            _scope._SCOPE.reset(token)
 
     return retrying
-
-
-async def _first_try(policy: Policy, operation: str, start: float) -> None:
-    """A first attempt that succeeded, under a guard or an ``on_success``: tell them."""
-    if policy.guard is not None:
-        policy.guard.succeeded(None)
-    if policy.on_success is not None:
-        pending = succeeded_at_once(policy, operation, start)
-        if pending is not None:
-            await drain([pending])
 
 
 async def _end(call: Call, stats: Statistics, outcome: str) -> None:
     if call.pending:
         await call.drain()
     stats.end(call, outcome)
+
+
+async def _last(call: Call, stats: Statistics) -> Any:
+    """End the call with its last outcome (the deadline passed while it slept)."""
+    await _end(call, stats, "raised" if call.last_failed else "returned")
+    return call.end_with_last()
 
 
 class AsyncAttempts:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from retrykit import _scope
 from retrykit._decision import Extras
@@ -59,12 +59,17 @@ class Statistics(Mapping[str, Any]):
         return f"<retrykit statistics {self._asdict()}>"
 
 
-def begin(policy: Policy, clock: Callable[[], float] = _scope._monotonic) -> tuple[float, _scope.Scope]:
+def begin(
+    policy: Policy, operation: str, clock: Callable[[], float] = _scope._monotonic
+) -> tuple[float, _scope.Scope]:
     """
-    A call's start and scope: the raw clock (made virtual for test modes only if a failure needs
-    it) and the enclosing scope's deadline and owner, unless the policy has a deadline of its own.
+    A call's start and scope, once its guard admitted it (an open breaker refuses it here): the
+    raw clock (made virtual for test modes only if a failure needs it) and the enclosing scope's
+    deadline and owner, unless the policy has a deadline of its own.
     """
     outer = _scope._SCOPE.get()
+    if policy.guard is not None:
+        policy.guard.admit(operation, outer)
     if policy.deadline is not None:
         start = _scope.now()
         return start, _scope.scope(policy.deadline, start)
@@ -91,29 +96,56 @@ def new_call(
     return call
 
 
-def succeeded_at_once(policy: Policy, operation: str, start: float) -> Any:
-    """``on_success`` for a first-attempt success (*start* on the raw clock unless a deadline)."""
-    began = start if policy.deadline is not None else _scope.virtual(start)
-    return first_success(policy, operation, _scope.now() - began)
+def first_result(
+    policy: Policy,
+    operation: str,
+    start: float,
+    scope: _scope.Scope,
+    extras: Extras | None,
+    result: Any,
+    stats: Statistics,
+    plain: bool,
+) -> Success | tuple[Call, float | None]:
+    """
+    What a first attempt's *result* is: a ``Success`` when no rule or tenacity condition judges
+    it (nothing built: the guard and an ``on_success`` told, the statistics' last call set), else
+    the call built for it and the delay before the next attempt (None: the call ends here).
+    """
+    found = None if policy.classify_result is None else judge_result(policy.classify_result, result)
+    if found is None and plain:
+        pending = None
+        if policy.guard is not None:
+            policy.guard.succeeded(None)
+        if policy.on_success is not None:
+            began = start if policy.deadline is not None else _scope.virtual(start)
+            pending = first_success(policy, operation, _scope.now() - began)
+        stats.last = _FIRST_TRY
+        return _SUCCEEDED if pending is None else Success(pending)
+    call = new_call(policy, operation, start, scope, extras)
+    return call, call.returned(result, found)
+
+
+class Success(NamedTuple):
+    """A first attempt that succeeded (``first_result``)."""
+
+    pending: Awaitable[Any] | None
+    """An async ``on_success``'s awaitable, for an async driver to await (a sync one closes it)."""
+
+
+_SUCCEEDED = Success(None)
 
 
 def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Statistics) -> Callable[..., T]:
     """Wrap a plain function: the first attempt is a bare call; retrying starts at a failure."""
-    current = source.current
-    fixed = source.fixed
-    extras = source.extras
-    var = _scope._SCOPE
+    state, fixed, extras = source.state, source.fixed_state, source.extras
     plain = extras is None or extras.retry is None  # results need no tenacity condition
 
     @functools.wraps(fn)
     def retrying(*args: Any, **kwargs: Any) -> T:
-        policy = fixed or current()
-        guard = policy.guard
-        if guard is not None:  # overload protection: an open breaker refuses the call here
-            guard.admit(operation, var.get())
-        start, scope = begin(policy)
+        policy, quiet = fixed or state()
+        start, scope = begin(policy, operation)
         call: Call | None = None
-        token = var.set(scope)
+        token = _scope._SCOPE.set(scope)
         try:
             while True:
                 try:
@@ -125,20 +157,17 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
                         _end(call, stats, "raised")
                         raise
                 else:
-                    found = None
+                    if call is None and quiet:  # a first-try success told to nobody: nothing built
+                        stats.last = _FIRST_TRY
+                        return result
                     if call is None:
-                        found = (
-                            None
-                            if policy.classify_result is None
-                            else judge_result(policy.classify_result, result)
-                        )
-                        if found is None and plain:  # a first-try success: nothing is built
-                            if guard is not None or policy.on_success is not None:
-                                _first_try(policy, operation, start)
-                            stats.last = _FIRST_TRY
+                        first = first_result(policy, operation, start, scope, extras, result, stats, plain)
+                        if isinstance(first, Success):
+                            _close(first.pending)
                             return result
-                        call = new_call(policy, operation, start, scope, extras)
-                    delay = call.returned(result, found)
+                        call, delay = first
+                    else:
+                        delay = call.returned(result)
                     if delay is None:
                         _end(call, stats, "returned")
                         return result
@@ -148,17 +177,16 @@ def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Stat
                 if not call.begin():  # the deadline passed, or the breaker opened, while it slept
                     return _last(call, stats)  # type: ignore[no-any-return]
         finally:
-            var.reset(token)
+            _scope._SCOPE.reset(token)
 
     return retrying
 
 
-def _first_try(policy: Policy, operation: str, start: float) -> None:
-    """A first attempt that succeeded, under a guard or an ``on_success``: tell them."""
-    if policy.guard is not None:
-        policy.guard.succeeded(None)
-    if policy.on_success is not None:
-        succeeded_at_once(policy, operation, start)
+def _close(pending: Awaitable[Any] | None) -> None:
+    """Close an awaitable a sync driver cannot await (an async ``on_success``'s)."""
+    close = getattr(pending, "close", None)
+    if close is not None:
+        close()
 
 
 def _end(call: Call, stats: Statistics, outcome: str) -> None:
@@ -230,7 +258,7 @@ class BlockRun:
         self.operation: str = operation
         self.extras: Extras | None = extras
         self.asynchronous: bool = asynchronous
-        start, scope = begin(policy)
+        start, scope = begin(policy, operation)  # (an open breaker refuses the block here)
         self.start: float = start
         self.scope: _scope.Scope = scope
         self.call: Call | None = None
@@ -255,9 +283,6 @@ class BlockRun:
         call = self.call
         if self.number and call is not None and not call.begin():
             return None
-        guard = self.policy.guard
-        if guard is not None and not self.number:  # overload protection: the first attempt
-            guard.admit(self.operation, _scope._SCOPE.get())
         self.number += 1
         self.entered = False
         return Attempt(self, self.number)

@@ -407,6 +407,16 @@ def decide(
         if failed or not forced:  # a pass-through exception, or a result nobody asks to retry
             return PASS_VERDICT
         classification = _BY_CONDITION
+    return _verdict(call, classification, forced, outcome, failed, now)
+
+
+def _verdict(
+    call: CallState, classification: Classification, forced: bool, outcome: Any, failed: bool, now: float
+) -> Verdict:
+    """
+    The verdict on an outcome retrykit judges: a retry under its category's strategy (the
+    temporary category's if *forced* past a no-retry one), unless a limit or the guard gives up.
+    """
     policy = call.policy
     category = classification.category
     strategy = policy.strategies[category]

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
@@ -109,36 +109,10 @@ class Rule:
         name: str | None = None,
     ) -> None:
         cat = ErrorCategory.parse(category)
-        type_tuple = _tuple_of("types", types, type)
-        for t in type_tuple:
-            if not (isinstance(t, type) and issubclass(t, BaseException)):
-                raise ConfigError("types", types, "must be exception classes", "pass e.g. types=(MyError,)")
-        codes = frozenset(_tuple_of("status", status, int))
-        for code in codes:
-            if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
-                raise ConfigError(
-                    "status", status, "must be HTTP status codes (100-599)", "pass e.g. status=429"
-                )
-        if message is not None and not isinstance(message, (str, re.Pattern)):
-            raise ConfigError(
-                "message",
-                message,
-                "must be a regular expression (a str or re.Pattern)",
-                "pass e.g. message=r'try again'",
-            )
-        for label, text in (("reason", reason), ("name", name)):
-            if text is not None and not isinstance(text, str):
-                raise ConfigError(label, text, "must be a str", f"pass a short text as {label}=")
-        pattern: re.Pattern[str] | None
-        try:
-            pattern = re.compile(message, re.IGNORECASE) if isinstance(message, str) else message
-        except re.error as err:
-            raise ConfigError(
-                "message",
-                message,
-                f"is not a valid regular expression ({err})",
-                "escape special characters with re.escape()",
-            ) from None
+        type_tuple = _exception_types(types)
+        codes = _status_codes(status)
+        _check_texts(message, reason, name)
+        pattern = _compiled(message)
         if when is not None and not callable(when):
             raise ConfigError("when", when, "must be callable", "pass a function exc -> bool")
         if not (type_tuple or codes or pattern or when):
@@ -175,6 +149,51 @@ class Rule:
         )
 
 
+def _exception_types(types: object) -> tuple[type[BaseException], ...]:
+    """``Rule``'s *types* as a tuple of exception classes (a ``ConfigError`` if they are not)."""
+    type_tuple = _tuple_of("types", types, type)
+    for t in type_tuple:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise ConfigError("types", types, "must be exception classes", "pass e.g. types=(MyError,)")
+    return type_tuple
+
+
+def _status_codes(status: object) -> frozenset[int]:
+    """``Rule``'s *status* as a set of HTTP status codes (a ``ConfigError`` if it is not)."""
+    codes = frozenset(_tuple_of("status", status, int))
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise ConfigError("status", status, "must be HTTP status codes (100-599)", "pass e.g. status=429")
+    return codes
+
+
+def _check_texts(message: object, reason: object, name: object) -> None:
+    """``Rule``'s text arguments are of the right types: a regular expression, short texts."""
+    if message is not None and not isinstance(message, (str, re.Pattern)):
+        raise ConfigError(
+            "message",
+            message,
+            "must be a regular expression (a str or re.Pattern)",
+            "pass e.g. message=r'try again'",
+        )
+    for label, text in (("reason", reason), ("name", name)):
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(label, text, "must be a str", f"pass a short text as {label}=")
+
+
+def _compiled(message: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
+    """``Rule``'s *message* compiled, case-insensitive (a ``ConfigError`` if it does not compile)."""
+    try:
+        return re.compile(message, re.IGNORECASE) if isinstance(message, str) else message
+    except re.error as err:
+        raise ConfigError(
+            "message",
+            message,
+            f"is not a valid regular expression ({err})",
+            "escape special characters with re.escape()",
+        ) from None
+
+
 def _tuple_of(argument: str, value: Any, single: type) -> tuple[Any, ...]:
     """*value* as a tuple: one item of type *single*, or an iterable of them (not a str)."""
     if isinstance(value, single) and not isinstance(value, bool):
@@ -187,7 +206,12 @@ def _tuple_of(argument: str, value: Any, single: type) -> tuple[Any, ...]:
     return tuple(value)
 
 
-def _describe(types: tuple[type, ...], codes: frozenset[int], pattern: Any, when: Any) -> str:
+def _describe(
+    types: tuple[type, ...],
+    codes: frozenset[int],
+    pattern: re.Pattern[str] | None,
+    when: Callable[[BaseException], bool] | None,
+) -> str:
     parts = []
     if types:
         parts.append("types=" + "|".join(t.__name__ for t in types))
@@ -220,7 +244,7 @@ class _CallableRule:
         )
 
 
-def _checked(verdict: Any, rule: Any) -> Classification | None:
+def _checked(verdict: Any, rule: ClassifierRule) -> Classification | None:
     """A rule's answer, validated at the rule's boundary (a bad one raises: the rule failed)."""
     if verdict is None:
         return None
@@ -532,7 +556,24 @@ class Classifier:
         depth: int = 0,
         budget: list[int] | None = None,
     ) -> Hit | None:
+        """
+        The verdict on *exc*: the first user rule matching a link of its chain, else the most
+        specific built-in signal of the chain and of its groups' members, completed by ``_finish``.
+        """
         links = _links(exc, seen)
+        if self.rules:
+            mine = self._by_rules(links, trace)
+            if mine is not None:
+                return mine
+        best, duck, http = self._by_signals(links, seen, trace, depth, budget)
+        if (best is None or best[0] == WRAPPER) and self.builtin:
+            best = _fallback(links, best, trace)
+        if best is None:
+            return None
+        return _finish(best, links, duck, http)
+
+    def _by_rules(self, links: list[BaseException], trace: list[_Step] | None) -> Hit | None:
+        """The first user rule's verdict on a link, outer links first (a rule that raises is skipped)."""
         for index, link in enumerate(links):
             for rule in self.rules:
                 began = _clock()
@@ -548,6 +589,20 @@ class Classifier:
                     if trace is not None:
                         trace.append(_Step(index, _describe_exc(link), _USER, verdict))
                     return _USER, verdict
+        return None
+
+    def _by_signals(
+        self,
+        links: list[BaseException],
+        seen: set[int],
+        trace: list[_Step] | None,
+        depth: int,
+        budget: list[int] | None,
+    ) -> tuple[Hit | None, bool, bool]:
+        """
+        The most specific built-in signal of the chain (the outer link on a tie), an exception
+        group counting as its most severe member; and whether a link is duck-typed, an HTTP client's.
+        """
         best: Hit | None = None
         duck = http = False
         for index, link in enumerate(links):
@@ -565,30 +620,14 @@ class Classifier:
                         trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
                     if best is None or found[0] < best[0]:
                         best = found
-                for reader in plan.dynamic:
-                    try:
-                        found = reader(link)
-                    except Exception as err:
-                        _events.emit(
-                            _events.RuleFailed(_reader_name(reader), type(link).__name__, type(err).__name__)
-                        )
-                        continue
-                    if found is not None:
-                        if trace is not None:
-                            trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
-                        if best is None or found[0] < best[0]:
-                            best = found
+                best = _read(plan.dynamic, index, link, best, trace)
             if _is_group(link) and depth < GROUP_DEPTH:
                 if budget is None:
                     budget = [GROUP_MEMBERS]
                 worst = self._group(link, seen, trace, depth, budget)
                 if worst is not None and (best is None or worst[0] <= best[0]):
                     best = worst
-        if (best is None or best[0] == WRAPPER) and self.builtin:
-            best = _fallback(links, best, trace)
-        if best is None:
-            return None
-        return _finish(best, links, duck, http)
+        return best, duck, http
 
     def _group(
         self, group: BaseException, seen: set[int], trace: list[_Step] | None, depth: int, budget: list[int]
@@ -599,7 +638,7 @@ class Classifier:
         is reached, the most severe member seen so far wins.
         """
         worst: Hit | None = None
-        stack: list[Any] = list(reversed(tuple(itertools.islice(_members(group), budget[0]))))
+        stack: list[object] = list(reversed(tuple(itertools.islice(_members(group), budget[0]))))
         while stack and budget[0] > 0:
             member = stack.pop()
             budget[0] -= 1
@@ -619,23 +658,32 @@ def _fallback(links: list[BaseException], best: Hit | None, trace: list[_Step] |
     if best is not None and best[1].rule not in _rules_generic.WEAK:
         return best
     for index, link in enumerate(links):
-        for reader in _plan(type(link)).fallback:
-            try:
-                found = reader(link)
-            except Exception as err:
-                _events.emit(
-                    _events.RuleFailed(_reader_name(reader), type(link).__name__, type(err).__name__)
-                )
-                continue
-            if found is not None:
-                if trace is not None:
-                    trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
-                if best is None or found[0] < best[0]:
-                    best = found
+        best = _read(_plan(type(link)).fallback, index, link, best, trace)
     return best
 
 
-def _members(group: BaseException) -> Any:
+def _read(
+    readers: tuple[Reader, ...], index: int, link: BaseException, best: Hit | None, trace: list[_Step] | None
+) -> Hit | None:
+    """
+    The most specific of *best* and what *readers* find on *link*, the *index*-th link of the
+    chain (each finding recorded in *trace*); a reader that raises is reported and skipped.
+    """
+    for reader in readers:
+        try:
+            found = reader(link)
+        except Exception as err:
+            _events.emit(_events.RuleFailed(_reader_name(reader), type(link).__name__, type(err).__name__))
+            continue
+        if found is not None:
+            if trace is not None:
+                trace.append(_Step(index, _describe_exc(link), found[0], found[1]))
+            if best is None or found[0] < best[0]:
+                best = found
+    return best
+
+
+def _members(group: BaseException) -> Iterator[object]:
     try:
         members = getattr(group, "exceptions", ())
         return iter(members)
@@ -655,7 +703,7 @@ _slow_rules: set[str] = set()
 _log = logging.getLogger("retrykit")
 
 
-def _slow(rule: Any) -> None:
+def _slow(rule: ClassifierRule) -> None:
     name = str(getattr(rule, "name", "?"))
     if name not in _slow_rules and len(_slow_rules) < 1000:
         _slow_rules.add(name)
@@ -702,7 +750,7 @@ def _finish(best: Hit, links: list[BaseException], duck: bool, http: bool) -> Hi
     return (best[0], replace(verdict, **changes)) if changes else best
 
 
-def _reader_name(reader: Callable[..., Any]) -> str:
+def _reader_name(reader: Reader) -> str:
     return f"{getattr(reader, '__module__', '?')}.{getattr(reader, '__name__', '?')}"
 
 

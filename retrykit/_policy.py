@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, cast, overload
 
 import tenacity
 
@@ -133,10 +133,54 @@ class PolicyStop(tenacity.stop.stop_base):
         return f"<PolicyStop of {self.policy.name or 'policy'}>"
 
 
-def _check_callback(name: str, value: Any) -> Any:
+def _check_callback(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise ConfigError(name, value, "must be callable", f"pass a function taking one event as {name}=")
-    return value
+
+
+def _merged_strategies(given: object) -> MappingProxyType[ErrorCategory, Strategy]:
+    """A policy's *strategies* checked and laid over the built-in default ones, read-only."""
+    if not isinstance(given, Mapping):
+        raise ConfigError(
+            "strategies",
+            given,
+            "must map categories to Strategy objects",
+            "pass e.g. {ErrorCategory.NETWORK_ERROR: Strategy.backoff(0.5, 10)}",
+        )
+    merged = dict(_BUILTIN_DEFAULT)
+    for key, strategy in given.items():
+        category = ErrorCategory.parse(key, "strategies")
+        if not isinstance(strategy, Strategy):
+            raise ConfigError(
+                f"strategies[{category.value!r}]",
+                strategy,
+                "must be a Strategy",
+                "build one with Strategy.backoff(...), Strategy.delay(...), "
+                "Strategy.immediately(...) or Strategy.no_retry()",
+            )
+        merged[category] = strategy
+    return MappingProxyType(merged)
+
+
+def _result_rule(judge: object) -> ResultRule | None:
+    """A policy's *classify_result*: a function as given, or the built-in rule a name stands for."""
+    if isinstance(judge, str):
+        if judge not in BUILTIN_RESULT_RULES:
+            raise ConfigError(
+                "classify_result",
+                judge,
+                "is not a built-in result rule",
+                f"use one of: {', '.join(BUILTIN_RESULT_RULES)}, or pass a function",
+            )
+        return BUILTIN_RESULT_RULES[judge]
+    if judge is not None and not callable(judge):
+        raise ConfigError(
+            "classify_result",
+            judge,
+            "must be a function result -> None | category | Classification, or 'http'",
+            "pass e.g. classify_result=lambda r: 'temporary_error' if r is None else None",
+        )
+    return cast("ResultRule | None", judge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,26 +290,7 @@ class Policy:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if not isinstance(self.strategies, Mapping):
-            raise ConfigError(
-                "strategies",
-                self.strategies,
-                "must map categories to Strategy objects",
-                "pass e.g. {ErrorCategory.NETWORK_ERROR: Strategy.backoff(0.5, 10)}",
-            )
-        merged = dict(_BUILTIN_DEFAULT)
-        for key, strategy in self.strategies.items():
-            category = ErrorCategory.parse(key, "strategies")
-            if not isinstance(strategy, Strategy):
-                raise ConfigError(
-                    f"strategies[{category.value!r}]",
-                    strategy,
-                    "must be a Strategy",
-                    "build one with Strategy.backoff(...), Strategy.delay(...), "
-                    "Strategy.immediately(...) or Strategy.no_retry()",
-                )
-            merged[category] = strategy
-        set_(self, "strategies", MappingProxyType(merged))
+        set_(self, "strategies", _merged_strategies(self.strategies))
         if self.classifier is not None and not isinstance(self.classifier, Classifier):
             raise ConfigError(
                 "classifier",
@@ -280,23 +305,7 @@ class Policy:
             _check_callback(name, getattr(self, name))
         if self.name is not None and not isinstance(self.name, str):
             raise ConfigError("name", self.name, "must be a str", "pass a short name")
-        judge: Any = self.classify_result
-        if isinstance(judge, str):
-            if judge not in BUILTIN_RESULT_RULES:
-                raise ConfigError(
-                    "classify_result",
-                    judge,
-                    "is not a built-in result rule",
-                    f"use one of: {', '.join(BUILTIN_RESULT_RULES)}, or pass a function",
-                )
-            set_(self, "classify_result", BUILTIN_RESULT_RULES[judge])
-        elif judge is not None and not callable(judge):
-            raise ConfigError(
-                "classify_result",
-                judge,
-                "must be a function result -> None | category | Classification, or 'http'",
-                "pass e.g. classify_result=lambda r: 'temporary_error' if r is None else None",
-            )
+        set_(self, "classify_result", _result_rule(self.classify_result))
         for flag in ("idempotent", "clamp_retry_after"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(flag, getattr(self, flag), "must be True or False", f"pass {flag}=True")
@@ -330,7 +339,7 @@ class Policy:
                 hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(sorted(allowed))}"
                 raise ConfigError(key, value, "is not a Policy option", hint)
         if "strategies" in given and isinstance(given["strategies"], Mapping):
-            merged: dict[Any, Strategy] = dict(self.strategies)
+            merged: dict[ErrorCategory, Strategy] = dict(self.strategies)
             for key, value in given["strategies"].items():
                 merged[ErrorCategory.parse(key, "strategies")] = value
             given["strategies"] = merged
@@ -390,7 +399,7 @@ class Policy:
         )
 
 
-def _is_async_callable(obj: Any) -> bool:
+def _is_async_callable(obj: object) -> bool:
     if obj is None:
         return False
     while hasattr(obj, "func"):  # functools.partial

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from types import CodeType, FrameType, TracebackType
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 from ._categories import Classification, attr, header, module_of
 from ._errors import ConfigError, callable_name
@@ -144,24 +144,10 @@ def _checked(
     """``inner_retrier``'s arguments checked (a ``ConfigError`` names the wrong one); the types."""
     _text("client", client, "e.g. client='mysdk'")
     _text("switch_off", switch_off, "e.g. switch_off='MySDK(max_retries=0)'")
-    kinds = cast(object, (types,) if isinstance(types, type) else types)
-    if isinstance(kinds, (str, bytes)) or not isinstance(kinds, Iterable):
-        raise ConfigError("types", types, "must be exception classes", "pass e.g. types=(MySDKGaveUp,)")
-    found = tuple(kinds)
-    for kind in found:
-        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-            raise ConfigError("types", types, "must be exception classes", "pass e.g. types=(MySDKGaveUp,)")
+    found = _exception_classes(types)
     if attempts is not None and not callable(attempts):
         raise ConfigError("attempts", attempts, "must be callable", "pass a function exc -> int | None")
-    if frame is not None and not (
-        isinstance(frame, tuple) and len(frame) == 3 and all(isinstance(p, str) and p for p in frame)
-    ):
-        raise ConfigError(
-            "frame",
-            frame,
-            "must be a (module, function, local) tuple of names",
-            "pass e.g. frame=('mysdk._http', 'send', 'attempt')",
-        )
+    _check_frame(frame)
     if attempts_per_call is not None and (
         isinstance(attempts_per_call, bool) or not isinstance(attempts_per_call, int) or attempts_per_call < 1
     ):
@@ -171,6 +157,43 @@ def _checked(
             "must be a whole number >= 1",
             "pass e.g. attempts_per_call=3",
         )
+    _check_recognisable(client, found, frame, attempts, attempts_per_call)
+    return found
+
+
+def _exception_classes(types: object) -> tuple[type[BaseException], ...]:
+    """``inner_retrier``'s *types*: one exception class or several, as a tuple."""
+    kinds = (types,) if isinstance(types, type) else types
+    if isinstance(kinds, (str, bytes)) or not isinstance(kinds, Iterable):
+        raise ConfigError("types", types, "must be exception classes", "pass e.g. types=(MySDKGaveUp,)")
+    found = tuple(kinds)
+    for kind in found:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise ConfigError("types", types, "must be exception classes", "pass e.g. types=(MySDKGaveUp,)")
+    return found
+
+
+def _check_frame(frame: object) -> None:
+    """``inner_retrier``'s *frame*, if given, names a module, a function and one of its locals."""
+    if frame is not None and not (
+        isinstance(frame, tuple) and len(frame) == 3 and all(isinstance(p, str) and p for p in frame)
+    ):
+        raise ConfigError(
+            "frame",
+            frame,
+            "must be a (module, function, local) tuple of names",
+            "pass e.g. frame=('mysdk._http', 'send', 'attempt')",
+        )
+
+
+def _check_recognisable(
+    client: str,
+    found: tuple[type[BaseException], ...],
+    frame: tuple[str, str, str] | None,
+    attempts: Counter | None,
+    attempts_per_call: int | None,
+) -> None:
+    """The declaration can recognise the client's failures, and count the requests behind them."""
     if not found and frame is None:
         raise ConfigError(
             "inner_retrier",
@@ -185,7 +208,6 @@ def _checked(
             "is needed when types= is given without attempts=: how many requests did it send?",
             "pass attempts=lambda exc: exc.tries, or attempts_per_call=3",
         )
-    return found
 
 
 def forget_inner_retriers() -> None:
@@ -195,7 +217,7 @@ def forget_inner_retriers() -> None:
     _rebuild_frames()
 
 
-def _text(argument: str, value: Any, example: str) -> None:
+def _text(argument: str, value: object, example: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(argument, value, "must be a non-empty str", f"pass {example}")
 
@@ -203,7 +225,7 @@ def _text(argument: str, value: Any, example: str) -> None:
 # --------------------------------------------------------------------------- reading values
 
 
-def _int(value: Any) -> int | None:
+def _int(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -216,7 +238,7 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _len(value: Any) -> int | None:
+def _len(value: object) -> int | None:
     if isinstance(value, (list, tuple)):
         return len(value)
     return None
@@ -229,7 +251,7 @@ def _local(frame: FrameType, name: str) -> Any:
         return None
 
 
-def _default(value: Any) -> bool:
+def _default(value: object) -> bool:
     """elastic-transport's DEFAULT sentinel (a per-call option left unset)."""
     return type(value).__name__ == "DefaultType"
 

@@ -399,7 +399,7 @@ class Policy:
         )
 
 
-def _is_async_callable(obj: object) -> bool:
+def _is_async_callable(obj: Any) -> bool:
     if obj is None:
         return False
     while hasattr(obj, "func"):  # functools.partial

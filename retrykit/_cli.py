@@ -14,11 +14,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from ._analysis import fmt_seconds, render_analysis
+from ._analysis import Analysis, fmt_seconds, render_analysis
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from ._policy import Policy
+
+    OverloadStates: TypeAlias = tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]
+    """The budgets' and the breakers' states by key, as ``overload_states()`` gives them."""
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -152,7 +157,7 @@ def _celery_policy_of(task: object) -> Policy:
     return policy_of(task)
 
 
-def _is_celery_task(obj: Any) -> bool:
+def _is_celery_task(obj: object) -> bool:
     task = getattr(sys.modules.get("celery.app.task"), "Task", None)
     return task is not None and (isinstance(obj, task) or (isinstance(obj, type) and issubclass(obj, task)))
 
@@ -256,7 +261,7 @@ NO_FIGURES = (
 )
 
 
-def _analysis(redis_url: str | None, operation: str | None, since: float, overload_prefix: str) -> Any:
+def _analysis(redis_url: str | None, operation: str | None, since: float, overload_prefix: str) -> Analysis:
     from . import _analysis, _stats
 
     if redis_url:
@@ -274,7 +279,7 @@ def _analysis(redis_url: str | None, operation: str | None, since: float, overlo
     return _analysis.analyze(operation, since)  # this process's figures (or stats_redis_url's)
 
 
-def _fleet_overload(redis_url: str, prefix: str) -> Any:
+def _fleet_overload(redis_url: str, prefix: str) -> OverloadStates:
     """Every budget and breaker of the fleet in the Redis overload store under *prefix*."""
     from ._overload import overload_states
     from ._overload_redis import RedisOverloadStore
@@ -316,9 +321,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    """Entry point."""
-    out = out or sys.stdout
+def _parser() -> _Parser:
+    """The command line: ``--version`` and the commands ``demo``, ``explain``, ``stats``, ``analyze``."""
     parser = _Parser(prog="retrykit", description="Classify every failure, retry it in exactly one layer.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
@@ -345,6 +349,13 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             metavar="PREFIX",
             help="with --redis: the overload store's key prefix (default retrykit-overload)",
         )
+    return parser
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point."""
+    out = out or sys.stdout
+    parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # bad arguments (2), --help (0): a status, in-process too

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from ._categories import CategoryKey
 from ._classify import ErrorCategory
-from ._errors import ConfigError, from_setting, seconds
+from ._errors import ConfigError, downstream_key, from_setting, seconds
 from ._overload_memory import CLOSED, HALF_OPEN, OPEN, STATE_NAMES, default_store
 
 DEFAULT_COUNTED = frozenset(
@@ -69,6 +69,29 @@ class CircuitOpen(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CircuitOpen, (self.key, self.remaining), dict(self.__dict__))  # notes included
+
+
+def _failure_ratio(value: object) -> float:
+    """A breaker's *failure_ratio*: a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError("failure_ratio", value, "must be in (0, 1]", "pass e.g. failure_ratio=0.5")
+    return float(value)
+
+
+def _counted_categories(counted: Iterable[CategoryKey] | None) -> frozenset[ErrorCategory]:
+    """The categories a breaker counts as failures: the default ones, or those given if all may count."""
+    if counted is None:
+        return DEFAULT_COUNTED
+    chosen = frozenset(ErrorCategory.parse(c, "counted") for c in counted)
+    never = chosen & NEVER_COUNTED
+    if never:
+        raise ConfigError(
+            "counted",
+            sorted(c.value for c in never),
+            "data and permanent errors prove the dependency answered: they never count",
+            "count network_error, system_error, temporary_error or api_rate_limit",
+        )
+    return chosen
 
 
 class CircuitBreaker:
@@ -123,41 +146,16 @@ class CircuitBreaker:
         store: BreakerStore | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not isinstance(key, str) or not key:
-            raise ConfigError(
-                "key", key, "must be a non-empty str", "name the downstream, e.g. 'payments-api'"
-            )
-        if (
-            isinstance(failure_ratio, bool)
-            or not isinstance(failure_ratio, (int, float))
-            or not 0 < failure_ratio <= 1
-        ):
-            raise ConfigError(
-                "failure_ratio", failure_ratio, "must be in (0, 1]", "pass e.g. failure_ratio=0.5"
-            )
+        self.key: str = downstream_key(key)
+        self.failure_ratio: float = _failure_ratio(failure_ratio)
         for name, value in (("min_throughput", min_throughput), ("probes", probes)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(name, value, "must be a whole number >= 1", f"pass e.g. {name}=1")
-        chosen = (
-            DEFAULT_COUNTED
-            if counted is None
-            else frozenset(ErrorCategory.parse(c, "counted") for c in counted)
-        )
-        never = chosen & NEVER_COUNTED
-        if never:
-            raise ConfigError(
-                "counted",
-                sorted(c.value for c in never),
-                "data and permanent errors prove the dependency answered: they never count",
-                "count network_error, system_error, temporary_error or api_rate_limit",
-            )
-        self.key: str = key
-        self.failure_ratio: float = float(failure_ratio)
+        self.counted: frozenset[ErrorCategory] = _counted_categories(counted)
         self.min_throughput: int = min_throughput
         self.window: float = seconds("window", window, positive=True)
         self.open_for: float = seconds("open_for", open_for, positive=True)
         self.probes: int = probes
-        self.counted: frozenset[ErrorCategory] = chosen
         self.store: BreakerStore | None = store  # None: the process's default store
         self.clock: Callable[[], float] = clock or time.monotonic
 

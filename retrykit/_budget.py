@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from ._categories import CategoryCosts
 from ._classify import ErrorCategory
-from ._errors import ConfigError, from_setting, seconds
+from ._errors import ConfigError, downstream_key, from_setting, seconds
 from ._overload_memory import BudgetState, MemoryOverloadStore, default_store, reset_default_store
 
 SHAPES = ("ratio", "quota", "adaptive")
@@ -56,13 +56,24 @@ class BudgetStore(Protocol):
         ...
 
 
-def _number(argument: str, value: Any, *, minimum: float = 0.0, positive: bool = False) -> float:
+def _number(argument: str, value: object, *, minimum: float = 0.0, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ConfigError(argument, value, "must be a number", f"pass e.g. {argument}=0.1")
     if value < minimum or (positive and value <= 0) or math.isinf(value):
         bound = "greater than 0" if positive else f"{minimum:g} or more"
         raise ConfigError(argument, value, f"must be finite and {bound}", f"pass {argument} {bound}")
     return float(value)
+
+
+def _costs(costs: CategoryCosts | None) -> dict[ErrorCategory, int]:
+    """A quota budget's tokens per category: the default costs, with those given laid over them."""
+    merged = dict(DEFAULT_COSTS)
+    for category, cost in (costs or {}).items():
+        parsed = ErrorCategory.parse(category, "costs")
+        if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
+            raise ConfigError(f"costs[{parsed.value!r}]", cost, "must be a whole number >= 0", "pass e.g. 5")
+        merged[parsed] = cost
+    return merged
 
 
 class RetryBudget:
@@ -126,13 +137,9 @@ class RetryBudget:
         clock: Callable[[], float] | None = None,
         rng: Callable[[], float] | None = None,
     ) -> None:
-        if not isinstance(key, str) or not key:
-            raise ConfigError(
-                "key", key, "must be a non-empty str", "name the downstream, e.g. 'payments-api'"
-            )
+        self.key: str = downstream_key(key)
         if shape not in SHAPES:
             raise ConfigError("shape", shape, "is not a budget shape", f"use one of: {', '.join(SHAPES)}")
-        self.key: str = key
         self.shape = shape
         self.ratio: float = _number("ratio", ratio)
         self.min_per_second: float = _number("min_per_second", min_per_second)
@@ -141,15 +148,7 @@ class RetryBudget:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ConfigError("capacity", capacity, "must be a whole number >= 1", "pass e.g. capacity=500")
         self.capacity: int = capacity
-        merged = dict(DEFAULT_COSTS)
-        for category, cost in (costs or {}).items():
-            parsed = ErrorCategory.parse(category, "costs")
-            if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
-                raise ConfigError(
-                    f"costs[{parsed.value!r}]", cost, "must be a whole number >= 0", "pass e.g. 5"
-                )
-            merged[parsed] = cost
-        self.costs: Mapping[ErrorCategory, int] = merged
+        self.costs: Mapping[ErrorCategory, int] = _costs(costs)
         self.k: float = _number("k", k, minimum=1.0)
         self.store: BudgetStore | None = store
         self.clock: Callable[[], float] = clock or time.monotonic

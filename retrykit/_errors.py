@@ -158,6 +158,13 @@ def whole(argument: str, value: Any, *, minimum: int, allow_none: bool = True) -
     return value
 
 
+def downstream_key(key: object) -> str:
+    """*key* if it can name a budget's or a breaker's downstream: a non-empty str."""
+    if not isinstance(key, str) or not key:
+        raise ConfigError("key", key, "must be a non-empty str", "name the downstream, e.g. 'payments-api'")
+    return key
+
+
 def callable_name(fn: Any) -> str:
     """
     A stable, argument-free name for a function, for logs, statistics and metric labels: its

@@ -295,7 +295,7 @@ def _otel_sink(provider: Any, trace: Any) -> _events.Sink:
     def sink(event: _events.Event) -> None:
         if isinstance(event, _events.RuleFailed):
             return
-        attributes: dict[str, Any] = {"retrykit.operation": event.operation}
+        attributes: dict[str, str] = {"retrykit.operation": event.operation}
         if isinstance(event, _events.Succeeded):
             successes.add(1, attributes)
             return
@@ -305,30 +305,27 @@ def _otel_sink(provider: Any, trace: Any) -> _events.Sink:
         elif isinstance(event, _events.RetryScheduled):
             retries.add(1, attributes)
             delays.record(event.delay, attributes)
-            trace.get_current_span().add_event(
-                "retrykit.retry_scheduled",
-                {
-                    **event.attributes,
-                    **attributes,
-                    "retrykit.attempt": event.attempt,
-                    "retrykit.delay": event.delay,
-                    "retrykit.error": event.error_type,
-                },
-            )
+            figures = {"retrykit.attempt": event.attempt, "retrykit.delay": event.delay}
+            _span_event(trace, "retrykit.retry_scheduled", event, attributes, figures)
         else:
             attributes["retrykit.reason"] = event.reason.value
             giveups.add(1, attributes)
-            trace.get_current_span().add_event(
-                "retrykit.gave_up",
-                {
-                    **event.attributes,
-                    **attributes,
-                    "retrykit.attempts": event.attempts,
-                    "retrykit.error": event.error_type,
-                },
-            )
+            _span_event(trace, "retrykit.gave_up", event, attributes, {"retrykit.attempts": event.attempts})
 
     return sink
+
+
+def _span_event(
+    trace: Any,
+    name: str,
+    event: _events.RetryScheduled | _events.GaveUp,
+    labels: dict[str, str],
+    figures: dict[str, int | float],
+) -> None:
+    """An event *name* on the current span: the call's attributes, the metrics' *labels*, *figures*."""
+    trace.get_current_span().add_event(
+        name, {**event.attributes, **labels, **figures, "retrykit.error": event.error_type}
+    )
 
 
 def _otel_overload(meter: Any) -> None:

@@ -569,6 +569,10 @@ class RedisStore:
             self._flush_lock.release()
 
     def _send(self, client: Any, batch: dict[tuple[int, str], Counter[str]], seq: int) -> bool:
+        """
+        Send *batch* in one pipeline: True once it is sent or dropped (counts that cannot be sent
+        anywhere), False while Redis is unreachable (the batch is kept and resent).
+        """
         per_op: dict[str, list[tuple[int, Counter[str]]]] = {}
         for (bucket, operation), counter in batch.items():
             per_op.setdefault(operation, []).append((bucket, counter))
@@ -577,13 +581,7 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             for operation, slots in per_op.items():
                 try:
-                    keys = [self._seq_key(operation)]
-                    args: list[Any] = [seq, ttl, ttl]
-                    for bucket, counter in slots:
-                        keys.append(self.key(operation, bucket))
-                        args.append(len(counter))
-                        for field, value in counter.items():
-                            args.extend((encode_name(field), int(value)))
+                    keys, args = self._script_input(operation, slots, seq, ttl)
                 except Exception as err:  # an unencodable name: drop its counts, keep the rest
                     self.dropped += sum(sum(c.values()) for _, c in slots)
                     self._report_once(err, f"statistics could not encode an operation's counts ({seq})")
@@ -592,14 +590,7 @@ class RedisStore:
                 pipe.sadd(f"{self.prefix}:operations", encode_name(operation))
             pipe.execute()
         except self._errors as err:
-            if not self._failing:
-                self._failing = True
-                _log.warning(
-                    "retrykit: statistics cannot reach Redis at %s (%s); counts are kept "
-                    "in this process and sent when it is back",
-                    self.shown_url,
-                    redact_url(type(err).__name__ + ": " + str(err)),
-                )
+            self._unreachable(err)
             return False
         except Exception as err:
             self.dropped += sum(sum(c.values()) for c in batch.values())
@@ -609,6 +600,30 @@ class RedisStore:
             self._failing = False
             _log.info("retrykit: statistics reach Redis at %s again", self.shown_url)
         return True
+
+    def _script_input(
+        self, operation: str, slots: list[tuple[int, Counter[str]]], seq: int, ttl: int
+    ) -> tuple[list[str], list[int | str]]:
+        """The keys and arguments of the script adding *operation*'s counts of each bucket in *slots*."""
+        keys = [self._seq_key(operation)]
+        args: list[int | str] = [seq, ttl, ttl]
+        for bucket, counter in slots:
+            keys.append(self.key(operation, bucket))
+            args.append(len(counter))
+            for field, value in counter.items():
+                args.extend((encode_name(field), int(value)))
+        return keys, args
+
+    def _unreachable(self, err: BaseException) -> None:
+        """Redis did not answer: said once, until it answers again (counts are kept meanwhile)."""
+        if not self._failing:
+            self._failing = True
+            _log.warning(
+                "retrykit: statistics cannot reach Redis at %s (%s); counts are kept "
+                "in this process and sent when it is back",
+                self.shown_url,
+                redact_url(type(err).__name__ + ": " + str(err)),
+            )
 
     def buffered(self) -> int:
         """How many (bucket, operation) counters wait to be sent."""
@@ -811,7 +826,7 @@ def recorder() -> StatsRecorder:
         return _recorder
 
 
-def _stats_changed(current: StatsRecorder, cfg: Any) -> bool:
+def _stats_changed(current: StatsRecorder, cfg: _config.Settings) -> bool:
     shared_url = current.shared.url if current.shared is not None else ""
     return (
         shared_url != (cfg.stats_redis_url or "")
@@ -905,7 +920,7 @@ def merge(counters: Iterable[Counter[str]]) -> Counter[str]:
     return total
 
 
-def _count_sink_failure(sink: Any, err: BaseException, event: Any) -> None:
+def _count_sink_failure(sink: _events.Sink, err: BaseException, event: _events.Event) -> None:
     if sink is record_event:
         return  # the statistics are the failing sink: the log layer's count still holds
     record_sink_failure(_events.sink_name(sink), type(err).__name__)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from ._errors import ConfigError, install_hint
 
@@ -31,24 +32,11 @@ def check_url(argument: str, url: Any) -> str:
             f"has the scheme {scheme!r}, not a Redis one",
             f"use redis://, rediss:// or unix://, e.g. {EXAMPLE}",
         )
-    db: str | None = None
     if scheme == "unix":
-        if not parts.path or parts.path == "/":
-            raise ConfigError(argument, url, "names no socket path", "use e.g. unix:///run/redis.sock?db=0")
+        _check_socket(argument, url, parts)
+        db = None
     else:
-        if not parts.hostname:
-            raise ConfigError(argument, url, "names no host", f"name the host, e.g. {EXAMPLE}")
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if port is not None and not 0 < port < 65536:
-            raise ConfigError(
-                argument, url, "has a port that is not a number from 1 to 65535", f"use e.g. {EXAMPLE}"
-            )
-        path = parts.path.strip("/")
-        if path:
-            db = path
+        db = _server_db(argument, url, parts)
     query = parse_qs(parts.query)
     if "db" in query:
         db = query["db"][-1]
@@ -59,7 +47,28 @@ def check_url(argument: str, url: Any) -> str:
     return url
 
 
-def connector(argument: str, url: Any) -> Any:
+def _check_socket(argument: str, url: str, parts: SplitResult) -> None:
+    """A ``unix://`` URL names a socket path (its db can only come from the query)."""
+    if not parts.path or parts.path == "/":
+        raise ConfigError(argument, url, "names no socket path", "use e.g. unix:///run/redis.sock?db=0")
+
+
+def _server_db(argument: str, url: str, parts: SplitResult) -> str | None:
+    """A server URL names a host and a valid port if any; the db its path names, if any."""
+    if not parts.hostname:
+        raise ConfigError(argument, url, "names no host", f"name the host, e.g. {EXAMPLE}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(
+            argument, url, "has a port that is not a number from 1 to 65535", f"use e.g. {EXAMPLE}"
+        )
+    return parts.path.strip("/") or None
+
+
+def connector(argument: str, url: Any) -> Callable[[float], Any]:
     """
     A function ``seconds -> redis.Redis`` for *url*: one timeout for connecting and for each
     reply, no retries inside redis-py (retrykit resends what failed itself, and a caller waits

@@ -17,7 +17,8 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import entry_points
@@ -96,7 +97,7 @@ def run(
     return run_with_analysis(time_scale, out, analysis=analysis, on_call=on_call)[0]
 
 
-def run_with_analysis(  # noqa: PLR0915 - a script
+def run_with_analysis(
     time_scale: float = 0.1,
     out: TextIO | None = None,
     *,
@@ -106,91 +107,131 @@ def run_with_analysis(  # noqa: PLR0915 - a script
     """The demo, and the analysis of its own statistics (kept apart from the process's)."""
     import sys
 
-    out = out or sys.stdout
+    transcript = _Transcript(out or sys.stdout)
+    own = StatsRecorder(MemoryStore())
+    with _flaky_service() as base:
+        get = _client(base)
+        with _observed(transcript.show, own):
+            started = time.monotonic()
+            transcript.say(f"retrykit demo: a flaky service on {base}, policy 'http', waits x{time_scale:g}")
+            with scaled_time(time_scale):
+                for path in SCRIPT:
+                    transcript.call(get, path, on_call)
+    elapsed = time.monotonic() - started
+    served = sum(_Service.hits.values())
+    total = transcript.summary(elapsed, served)
+    result = analyze(OPERATION, since=elapsed + 60, recorder=own)
+    celery_ok = _run_celery_part(transcript.out)
+    if analysis:
+        print("", file=transcript.out)
+        render_analysis(result, transcript.out)
+    expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
+    rows = transcript.rows
+    good = all(rows[p].outcome == o for p, o in expected.items()) and total == served and celery_ok
+    return (0 if good else 1), result
+
+
+@contextmanager
+def _flaky_service() -> Iterator[str]:
+    """The scripted service on a free port of 127.0.0.1, served by a thread; yields its base URL."""
     _Service.hits = Counter()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    rows: dict[str, _Row] = {}
-    current: list[_Row] = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
-    def show(event: _events.Event) -> None:
-        if not current:
-            return
-        row = current[0]
-        if isinstance(event, RetryScheduled):
-            c = event.classification
-            row.attempts = event.attempt + 1
-            row.waited += event.delay
-            after = f" (Retry-After {c.retry_after:g}s)" if c.retry_after is not None else ""
-            print(
-                f"  attempt {event.attempt}: {c.category.value} [{c.reason}] "
-                f"-> {event.decision.value} in {event.delay:.2f}s{after}",
-                file=out,
-            )
-        elif isinstance(event, GaveUp):
-            c = event.classification
-            print(
-                f"  attempt {event.attempts}: {c.category.value} [{c.reason}] "
-                f"-> give up ({event.reason.value})",
-                file=out,
-            )
+
+def _client(base: str) -> Callable[[str], object]:
+    """GET a path of the service at *base* through ``@retry("http")``: the call the demo shows."""
 
     @retry("http", operation=OPERATION)
-    def get(path: str) -> Any:
+    def get(path: str) -> object:
         with urllib.request.urlopen(base + path, timeout=5) as response:
             return json.loads(response.read())
 
+    return get
+
+
+@contextmanager
+def _observed(show: Callable[[_events.Event], None], recorder: StatsRecorder) -> Iterator[None]:
+    """
+    Within: retrykit's events go to *show* and its statistics to *recorder*, and its log is quiet
+    (the demo prints the events itself); all put back after.
+    """
     logger = logging.getLogger("retrykit")
     level = logger.level
-    logger.setLevel(logging.ERROR)  # the demo prints events itself
+    logger.setLevel(logging.ERROR)
     unsubscribe = _events.subscribe(show)
-    own = StatsRecorder(MemoryStore())
-    previous = use_recorder(own)
-    started = time.monotonic()
-    print(f"retrykit demo: a flaky service on {base}, policy 'http', waits x{time_scale:g}", file=out)
+    previous = use_recorder(recorder)
     try:
-        with scaled_time(time_scale):
-            for path in SCRIPT:
-                row = rows[path] = _Row(path)
-                current[:] = [row]
-                if on_call is not None:
-                    on_call(f"{len(rows)}/{len(SCRIPT)} calls")
-                print(f"GET {path}", file=out)
-                try:
-                    get(path)
-                except Exception as exc:
-                    row.outcome = f"failed: {type(exc).__name__} {getattr(exc, 'code', '')}".strip()
-                else:
-                    row.outcome = "ok"
-                print(f"  => {row.outcome} after {row.attempts} attempt(s)", file=out)
+        yield
     finally:
         logger.setLevel(level)
         unsubscribe()
         if previous is not None:
             use_recorder(previous)
-        server.shutdown()
-        server.server_close()
-    elapsed = time.monotonic() - started
-    print("\nsummary", file=out)
-    print(f"  {'call':<18} {'attempts':>8} {'waited (policy s)':>18}  outcome", file=out)
-    for row in rows.values():
-        print(f"  {row.path:<18} {row.attempts:>8} {row.waited:>18.2f}  {row.outcome}", file=out)
-    total = sum(r.attempts for r in rows.values())
-    served = sum(_Service.hits.values())
-    print(
-        f"  {len(rows)} calls, {total} attempts ({served} requests served), {elapsed:.2f}s real time",
-        file=out,
-    )
-    result = analyze(OPERATION, since=elapsed + 60, recorder=own)
-    celery_ok = _run_celery_part(out)
-    if analysis:
-        print("", file=out)
-        render_analysis(result, out)
-    expected = {"/orders/17": "ok", "/inventory": "ok", "/quotes": "ok"}
-    good = all(rows[p].outcome == o for p, o in expected.items()) and total == served and celery_ok
-    return (0 if good else 1), result
+
+
+class _Transcript:
+    """What the demo prints: each call, its attempts as retrykit's events report them, a summary."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.rows: dict[str, _Row] = {}
+        self.current: _Row | None = None
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out)
+
+    def call(self, get: Callable[[str], object], path: str, on_call: Callable[[str], None] | None) -> None:
+        """Call *get* on *path*, its attempts shown as they are decided, then its outcome."""
+        row = self.rows[path] = self.current = _Row(path)
+        if on_call is not None:
+            on_call(f"{len(self.rows)}/{len(SCRIPT)} calls")
+        self.say(f"GET {path}")
+        try:
+            get(path)
+        except Exception as exc:
+            row.outcome = f"failed: {type(exc).__name__} {getattr(exc, 'code', '')}".strip()
+        else:
+            row.outcome = "ok"
+        self.say(f"  => {row.outcome} after {row.attempts} attempt(s)")
+
+    def show(self, event: _events.Event) -> None:
+        """One decision of the current call: a retry scheduled (counted in its row), or a give-up."""
+        row = self.current
+        if row is None:
+            return
+        if isinstance(event, RetryScheduled):
+            c = event.classification
+            row.attempts = event.attempt + 1
+            row.waited += event.delay
+            after = f" (Retry-After {c.retry_after:g}s)" if c.retry_after is not None else ""
+            self.say(
+                f"  attempt {event.attempt}: {c.category.value} [{c.reason}] "
+                f"-> {event.decision.value} in {event.delay:.2f}s{after}"
+            )
+        elif isinstance(event, GaveUp):
+            c = event.classification
+            self.say(
+                f"  attempt {event.attempts}: {c.category.value} [{c.reason}] "
+                f"-> give up ({event.reason.value})"
+            )
+
+    def summary(self, elapsed: float, served: int) -> int:
+        """The table of the calls, and a line of totals; the attempts made in all."""
+        self.say("\nsummary")
+        self.say(f"  {'call':<18} {'attempts':>8} {'waited (policy s)':>18}  outcome")
+        for row in self.rows.values():
+            self.say(f"  {row.path:<18} {row.attempts:>8} {row.waited:>18.2f}  {row.outcome}")
+        total = sum(r.attempts for r in self.rows.values())
+        self.say(
+            f"  {len(self.rows)} calls, {total} attempts ({served} requests served), {elapsed:.2f}s real time"
+        )
+        return total
 
 
 def _checkout(folder: Path) -> bool:

@@ -341,7 +341,7 @@ def whole_state(call: CallState, outcome: Any, failed: bool, now: float) -> tena
     return state
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     """*value* as a usable delay, or None if it is not a real number (NaN, a string...)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -527,7 +527,7 @@ def _inner_round_too_many(call: CallState, verdict: Verdict, strategy: Strategy)
     return call.sent + verdict.requests + round_ > max(round_, limit)
 
 
-def _truthy(condition: Callable[[Any], Any], state: tenacity.RetryCallState) -> bool:
+def _truthy(condition: Callable[[tenacity.RetryCallState], object], state: tenacity.RetryCallState) -> bool:
     """A tenacity stop's answer; one that raises is taken as "stop" (never retry blindly)."""
     try:
         return bool(condition(state))
@@ -571,7 +571,9 @@ def _schedule(call: CallState, verdict: Verdict, outcome: Any, failed: bool, now
     verdict.delay = delay
 
 
-def _custom_wait(wait: Callable[[Any], Any], state: tenacity.RetryCallState) -> float | None:
+def _custom_wait(
+    wait: Callable[[tenacity.RetryCallState], object], state: tenacity.RetryCallState
+) -> float | None:
     """A tenacity wait's delay; None (use the strategy's own) if it raises or is not a number."""
     try:
         value = wait(state)

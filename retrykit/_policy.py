@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from ._config import Settings
 
-Callback = Callable[[Any], Any]
 OnRetry: TypeAlias = Callable[[RetryScheduled], object]
 OnGiveUp: TypeAlias = Callable[[GaveUp], object]
 OnSuccess: TypeAlias = Callable[[Succeeded], object]

@@ -540,6 +540,8 @@ def _table_imported() -> None:
     modules = sys.modules
     _loaded[0] = len(modules)
     _loaded[1] = not _frame_modules.isdisjoint(modules)
+
+
 _UNSEEN: Any = object()
 
 

@@ -163,7 +163,9 @@ class Call(CallState):
         classification = (
             None
             if key is None or classifier.rules
-            else _classify._CLASSIFIED.get((key, classifier.builtin, classifier.default_given, classifier.default))
+            else _classify._CLASSIFIED.get(
+                (key, classifier.builtin, classifier.default_given, classifier.default)
+            )
         )
         if (
             classification is None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +70,37 @@ def test_a_declared_client_is_counted_by_its_frame() -> None:
     inner = events.gave_up[-1].classification.inner
     assert inner is not None
     assert ("loop-sdk", 5) == (inner.client, inner.attempts)
+
+
+_LATE_SDK = """
+def send(sent, tries):
+    attempt = 0
+    while attempt < tries:
+        attempt += 1
+        sent.append(attempt)
+    raise ConnectionResetError(104, "reset by peer")
+"""
+
+
+def test_a_client_imported_after_a_failure_is_still_counted_by_its_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A declared client whose module is imported after a failure was judged is still found in the frames."""
+    (tmp_path / "late_loop_sdk.py").write_text(_LATE_SDK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "late_loop_sdk", raising=False)
+    retrykit.inner_retrier("late-sdk", switch_off="tries=1", frame=("late_loop_sdk", "send", "attempt"))
+    policy = retrykit.Policy(max_attempts=3)
+    with no_wait(), pytest.raises(ConnectionResetError):  # judged while the module is not imported
+        retrykit.retry(policy)(_sdk_call_with_its_own_retries)([], 1)
+    late = importlib.import_module("late_loop_sdk")
+    sent: list[int] = []
+    with no_wait(), record() as events, pytest.raises(ConnectionResetError):
+        retrykit.retry(policy)(late.send)(sent, 5)
+    assert 5 == len(sent)
+    inner = events.gave_up[-1].classification.inner
+    assert inner is not None
+    assert ("late-sdk", 5) == (inner.client, inner.attempts)
 
 
 def test_an_undeclared_loop_is_retried_as_before() -> None:

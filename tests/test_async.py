@@ -223,3 +223,20 @@ async def test_no_wait_is_context_local() -> None:
         tg.start_soon(run, "waiting", False)
     assert slept["waiting"] >= 0.02
     assert slept["skipping"] < slept["waiting"]
+
+
+async def test_a_coroutine_follows_its_preset_to_a_first_try_success_callback() -> None:
+    """A first-try success calls the on_success of a preset registered again after the first await."""
+    retrykit.register_preset("told-later-async", retrykit.Policy(max_attempts=2))
+
+    @retrykit.retry("told-later-async")
+    async def fetch() -> int:
+        return 1
+
+    assert 1 == await fetch()  # nobody to tell: nothing built
+    seen: list[int] = []
+    retrykit.register_preset(
+        "told-later-async", retrykit.Policy(on_success=lambda e: seen.append(e.attempts)), replace=True
+    )
+    assert 1 == await fetch()
+    assert [1] == seen

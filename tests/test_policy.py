@@ -71,6 +71,17 @@ def test_register_preset() -> None:
     assert 3 == retrykit.get_preset("payments").max_attempts
 
 
+def test_a_decorated_function_follows_its_preset_to_a_first_try_success_callback() -> None:
+    """A first-try success calls the on_success of a preset registered again after the first call."""
+    retrykit.register_preset("told-later", Policy(max_attempts=2))
+    fetch = retrykit.retry("told-later")(lambda: 1)
+    assert 1 == fetch()  # nobody to tell: nothing built
+    seen: list[int] = []
+    retrykit.register_preset("told-later", Policy(on_success=lambda e: seen.append(e.attempts)), replace=True)
+    assert 1 == fetch()
+    assert [1] == seen
+
+
 def test_replace_merges_strategies_and_validates() -> None:
     """replace() changes one category and keeps the rest; unknown options are refused."""
     policy = retrykit.get_preset("http").replace(strategies={"network_error": Strategy.immediately(2)})

@@ -18,7 +18,7 @@ _TENACITY_TYPES = (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.w
 class PolicySource:
     """Gives the policy in force for a decorated function, and the tenacity objects given with it."""
 
-    __slots__ = ("_gen", "_name", "_overrides", "_policy", "_state", "extras", "fixed", "fixed_state")
+    __slots__ = ("_gen", "_name", "_overrides", "_policy", "_state", "extras", "fixed")
 
     def __init__(
         self, policy: Policy | None, name: str | None, overrides: dict[str, Any], extras: Extras | None
@@ -29,10 +29,8 @@ class PolicySource:
         self.extras: Extras | None = extras
         self._policy = policy if policy is not None else self._build()
         self._state = (self._policy, self._quiet(self._policy))
-        self.fixed: Policy | None = policy
-        """The policy when it is fixed (not a preset name that follows settings), else None."""
-        self.fixed_state: tuple[Policy, bool] | None = None if policy is None else self._state
-        """``state()`` when the policy is fixed, else None."""
+        self.fixed: tuple[Policy, bool] | None = None if policy is None else self._state
+        """``state()`` when the policy is fixed (not a preset name that follows settings), else None."""
 
     def _quiet(self, policy: Policy) -> bool:
         """Whether a first-try success under *policy* is told to nobody and judged by nothing."""

@@ -61,7 +61,7 @@ def wrap(
     One coroutine runs every attempt (no nested coroutine per call: 10,000 calls in flight hold
     one frame each).
     """
-    state, fixed, extras = source.state, source.fixed_state, source.extras
+    state, fixed, extras = source.state, source.fixed, source.extras
     plain = extras is None or extras.retry is None  # results need no tenacity condition
 
     @functools.wraps(fn)

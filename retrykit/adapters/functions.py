@@ -137,7 +137,7 @@ _SUCCEEDED = Success(None)
 
 def wrap(fn: Callable[..., T], source: PolicySource, operation: str, stats: Statistics) -> Callable[..., T]:
     """Wrap a plain function: the first attempt is a bare call; retrying starts at a failure."""
-    state, fixed, extras = source.state, source.fixed_state, source.extras
+    state, fixed, extras = source.state, source.fixed, source.extras
     plain = extras is None or extras.retry is None  # results need no tenacity condition
 
     @functools.wraps(fn)

@@ -148,6 +148,26 @@ def other_retrier(fn: Any) -> str | None:
 def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
     if isinstance(fn, (staticmethod, classmethod)):
         return type(fn)(_decorate(fn.__func__, source, operation))
+    _refuse(fn, operation)
+    name = operation or operation_name(fn)
+    stats = Statistics()
+    if _is_async(fn):
+        wrapped: Any = coroutines.wrap(fn, source, name, stats)
+    else:
+        _check_plain(source.current(), name)
+        wrapped = functions.wrap(fn, source, name, stats)
+    setattr(wrapped, _MARKER, source)
+    wrapped.statistics = stats
+
+    def retry_with(**overrides: Any) -> Any:
+        return _decorate(fn, source.derive(dict(overrides)), operation)
+
+    wrapped.retry_with = retry_with
+    return wrapped
+
+
+def _refuse(fn: Any, operation: str | None) -> None:
+    """Refuse what ``@retrykit.retry`` cannot retry, saying why and what to do instead."""
     if _is_celery_task(fn):
         raise ConfigError(
             "fn",
@@ -183,36 +203,25 @@ def _decorate(fn: Any, source: PolicySource, operation: str | None) -> Any:
             f"it already has a retry decorator ({other}): two retry authorities",
             "keep one retry decorator on a function",
         )
-    policy = source.current()
-    name = operation or operation_name(fn)
-    stats = Statistics()
-    if _is_async(fn):
-        wrapped: Any = coroutines.wrap(fn, source, name, stats)
-    else:
-        if policy.async_callbacks:
-            raise ConfigError(
-                policy.async_callbacks[0],
-                getattr(policy, policy.async_callbacks[0]),
-                f"an async callback cannot run for the plain function {name}",
-                "use a plain function as callback, or make the decorated function async",
-            )
-        if policy.attempt_timeout is not None:
-            warnings.warn(
-                f"attempt_timeout={policy.attempt_timeout} is not enforced for the plain "
-                f"function {name}: Python cannot interrupt a running function. Pass a timeout "
-                "to the call you make, or make the function async",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        wrapped = functions.wrap(fn, source, name, stats)
-    setattr(wrapped, _MARKER, source)
-    wrapped.statistics = stats
 
-    def retry_with(**overrides: Any) -> Any:
-        return _decorate(fn, source.derive(dict(overrides)), operation)
 
-    wrapped.retry_with = retry_with
-    return wrapped
+def _check_plain(policy: Policy, name: str) -> None:
+    """What a plain function's policy cannot do: refuse async callbacks, warn of a timeout."""
+    if policy.async_callbacks:
+        raise ConfigError(
+            policy.async_callbacks[0],
+            getattr(policy, policy.async_callbacks[0]),
+            f"an async callback cannot run for the plain function {name}",
+            "use a plain function as callback, or make the decorated function async",
+        )
+    if policy.attempt_timeout is not None:
+        warnings.warn(
+            f"attempt_timeout={policy.attempt_timeout} is not enforced for the plain "
+            f"function {name}: Python cannot interrupt a running function. Pass a timeout "
+            "to the call you make, or make the function async",
+            RuntimeWarning,
+            stacklevel=4,  # _check_plain, _decorate, the decorator, the user's line
+        )
 
 
 @overload

@@ -19,8 +19,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -81,6 +82,8 @@ def _unrecognised(event: Any) -> str | None:
 # for every retry of a kind): the memory store counts tallies, and names their fields on read.
 _RETRIED_TALLY, _GAVE_UP_TALLY, _SUCCEEDED_TALLY, _RULE_TALLY, _OVERFLOW_TALLY = range(5)
 Tally = tuple[Any, ...]
+TallyKey = tuple[int, str, Tally]
+"""What the memory store counts: (bucket, operation, tally)."""
 
 
 def tally_of(event: Any) -> tuple[str, Tally | None, int | None]:
@@ -179,6 +182,8 @@ def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
 
 _RAW_LIMIT = 10_000
 """Tallies a memory store holds before it names their fields (a read names them too)."""
+QUEUED_LIMIT = 256
+"""Events a memory store queues before it counts them (a read counts them too)."""
 
 
 class MemoryStore:
@@ -217,12 +222,16 @@ class MemoryStore:
         self.overflowed: int = 0
         """Counts of names beyond *max_operations*, counted as ``"<other>"``."""
         self._counts: dict[tuple[int, str], Counter[str]] = {}
-        self._tallies: dict[tuple[int, str, Tally], list[int]] = {}
+        self._tallies: dict[TallyKey, list[int]] = {}
         """Tallies counted since their fields were last named: (bucket, operation, tally) -> [n, ms
         waited]."""
         self._operations: set[str] = set()
         self._lock = threading.Lock()
         self._newest = 0
+        self.queued: deque[TallyKey] = deque()
+        """Events not counted yet, by key (see ``tally``)."""
+        self.waits: deque[tuple[TallyKey, int]] = deque()
+        """The ms waited by queued events that waited (see ``tally``)."""
 
     def bucket(self, timestamp: float) -> int:
         """The bucket number of a wall-clock *timestamp*."""
@@ -255,37 +264,59 @@ class MemoryStore:
                 self._expire(bucket)
 
     def tally(self, operation: str, tally: Tally, waited: int | None, timestamp: float) -> None:
-        """Count one event of *tally* (and *waited* ms) for *operation*, in *timestamp*'s bucket."""
+        """
+        Count one event of *tally* (and *waited* ms) for *operation*, in *timestamp*'s bucket. It
+        is queued without the lock (``deque.append`` is atomic) and counted in a batch under it,
+        once ``QUEUED_LIMIT`` events are queued or when anything reads the store. The statistics'
+        direct entries (every retry) queue alike, inline.
+        """
         key = (int(timestamp // self.bucket_seconds), operation, tally)
-        with self._lock:
-            # A tally counted before in this bucket (the operation is known, the bucket is not
-            # new, nothing is due to be named): one lookup. Anything else takes ``_first_tally``.
-            entry = self._tallies.get(key)
-            if entry is not None:
-                entry[0] += 1
-                if waited is not None:
-                    entry[1] += waited
-                return
-            self._first_tally(operation, tally, waited, key[0])
+        queued = self.queued
+        queued.append(key)
+        if waited:
+            self.waits.append((key, waited))
+        if len(queued) >= QUEUED_LIMIT:
+            self.count_queued()
 
-    def _first_tally(self, operation: str, tally: Tally, waited: int | None, bucket: int) -> None:
-        """``tally`` for a key not counted yet in its bucket (the lock is held)."""
+    def count_queued(self) -> None:
+        """Count the queued events (see ``tally``)."""
+        with self._lock:
+            self._count_queued()
+
+    def _count_queued(self) -> None:
+        """``count_queued`` with the lock held: the events queued now, each key looked up once."""
+        queued, waits = self.queued, self.waits
+        # popleft, as many as are queued now: events queued meanwhile stay for the next batch
+        counted = Counter(islice(iter(queued.popleft, None), len(queued)))
+        waited: Counter[TallyKey] = Counter()
+        for key, ms in islice(iter(waits.popleft, None), len(waits)):
+            waited[key] += ms
+        for key, n in counted.items():
+            self._add(key, n, waited.pop(key, 0))
+        for key, ms in waited.items():  # (the wait of an event counted in the batch before)
+            self._add(key, 0, ms)
+
+    def _add(self, key: TallyKey, n: int, waited: int) -> None:
+        entry = self._tallies.get(key)
+        if entry is None:
+            self._first_tally(key, n, waited)
+        else:
+            entry[0] += n
+            entry[1] += waited
+
+    def _first_tally(self, key: TallyKey, n: int, waited: int) -> None:
+        """``_add`` for a key not counted yet in its bucket (the operation may be capped)."""
         tallies = self._tallies
+        bucket, operation, tally = key
         op = operation if operation in self._operations else self.operation_key(operation)
         if op == OTHER and operation != OTHER:
-            self.overflowed += 1
-            key: tuple[int, str, Tally] = (bucket, op, (_OVERFLOW_TALLY,))
-            entry = tallies.get(key)
-            if entry is None:
-                entry = tallies[key] = [0, 0]
-            entry[0] += 1
-        key = (bucket, op, tally)
-        entry = tallies.get(key)
-        if entry is None:
-            entry = tallies[key] = [0, 0]
-        entry[0] += 1
-        if waited is not None:
-            entry[1] += waited
+            self.overflowed += n
+            entry = tallies.setdefault((bucket, op, (_OVERFLOW_TALLY,)), [0, 0])
+            entry[0] += n
+            key = (bucket, op, tally)
+        entry = tallies.setdefault(key, [0, 0])
+        entry[0] += n
+        entry[1] += waited
         if bucket > self._newest:
             self._newest = bucket
             self._expire(bucket)
@@ -294,6 +325,8 @@ class MemoryStore:
 
     def _name_tallies(self) -> None:
         """Add the tallies counted so far to the named counters (the lock is held)."""
+        if self.queued:  # (counting may name the tallies: a new bucket; the queue is empty then)
+            self._count_queued()
         counts = self._counts
         for (bucket, op, tally), (n, waited) in self._tallies.items():
             counter = counts.get((bucket, op))
@@ -880,8 +913,14 @@ def count_retry(
         0 if after is None else min(attempt, MAX_ATTEMPT_FIELD),
         None,
     )
-    local = current.local
-    local.tally(operation, tally, round(delay * 1000), local.clock())
+    local = current.local  # (``local.tally``, inline: this runs on every retry)
+    key = (int(local.clock() // local.bucket_seconds), operation, tally)
+    queued = local.queued
+    queued.append(key)
+    if delay:
+        local.waits.append((key, round(delay * 1000)))
+    if len(queued) >= QUEUED_LIMIT:
+        local.count_queued()
 
 
 def record_sink_failure(sink: str, error_type: str) -> None:
@@ -940,8 +979,12 @@ def count_success(operation: str, attempts: int, elapsed: float, after: ErrorCat
     if current.shared is not None or after is None:
         current(_events.Succeeded(operation, attempts, elapsed, after))
         return
-    local = current.local
-    local.tally(operation, (_SUCCEEDED_TALLY, after, min(attempts, MAX_ATTEMPT_FIELD)), None, local.clock())
+    local = current.local  # (``local.tally``, inline)
+    tally = (_SUCCEEDED_TALLY, after, min(attempts, MAX_ATTEMPT_FIELD))
+    queued = local.queued
+    queued.append((int(local.clock() // local.bucket_seconds), operation, tally))
+    if len(queued) >= QUEUED_LIMIT:
+        local.count_queued()
 
 
 _events.take_directly(record_event, _events.RetryScheduled, count_retry)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import logging
 import multiprocessing
+import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -190,6 +191,65 @@ def test_counts_are_exact_under_threads() -> None:
     for t in threads:
         t.join()
     assert 40_000 == store.read("op", T0, T0)["op"]["failed:network_error"]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.25], ids=["no wait", "a wait"])
+def test_retries_counted_from_threads_at_once_are_all_counted(delay: float) -> None:
+    """Retries counted by eight threads at once, while a ninth reads, lose nothing (waits included)."""
+    rec = StatsRecorder(MemoryStore(clock=Clock()))
+    old = use_recorder(rec)
+    classification = retrykit.classify(ConnectionError("refused"))
+    decision = retrykit.Decision.RETRY_WITH_DELAY
+    done = threading.Event()
+
+    def work() -> None:
+        for n in range(3000):
+            _stats.count_retry("op", 1 + n % 3, "E", classification, decision, delay, 0.0, None, None)
+
+    def read() -> None:
+        while not done.is_set():
+            rec.local.size()
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        reader = threading.Thread(target=read)
+        reader.start()
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        reader.join()
+    finally:
+        sys.setswitchinterval(switch)
+        if old is not None:
+            use_recorder(old)
+    counts = rec.local.read("op", T0, T0)["op"]
+    assert 24_000 == counts["retried:network_error"]
+    assert round(delay * 1000) * 24_000 == counts["waited_ms:network_error"]
+
+
+def test_a_queued_event_counts_in_its_own_minute_however_late_it_is_read() -> None:
+    """An event still queued when its minute ends is counted in that minute's bucket."""
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    for minute in range(3):
+        store.tally("op", (_stats._SUCCEEDED_TALLY, NET, 2), None, T0 + minute * 60)
+    clock.now = T0 + 3600
+    assert 3 == len(store.queued)
+    assert [1, 1, 1] == [store.read("op", T0 + m * 60, T0 + m * 60)["op"]["succeeded"] for m in range(3)]
+    assert not store.queued
+
+
+def test_the_queue_of_events_is_counted_once_it_is_full() -> None:
+    """A store queues at most ``QUEUED_LIMIT`` events before it counts them, with nobody reading."""
+    store = MemoryStore(clock=Clock())
+    for _ in range(_stats.QUEUED_LIMIT * 3):
+        store.tally("op", (_stats._SUCCEEDED_TALLY, NET, 2), None, T0)
+        assert len(store.queued) < _stats.QUEUED_LIMIT
+    assert _stats.QUEUED_LIMIT * 3 == store.read("op", T0, T0)["op"]["succeeded"]
 
 
 def test_cleanup_old_errors() -> None:
@@ -503,8 +563,19 @@ def test_a_call_is_counted_the_same_whether_or_not_its_events_are_built(failures
     assert failures == counts[0]["op"]["retried:network_error"]
 
 
+class _BrokenQueue(deque[Any]):
+    """A queue that takes nothing."""
+
+    def append(self, item: Any) -> None:
+        raise RuntimeError("broken")
+
+
 class _BrokenStore(MemoryStore):
-    """A memory store whose counting raises."""
+    """A memory store whose counting raises (its queue of events too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued = _BrokenQueue()
 
     def add(self, operation: str, fields: dict[str, int], timestamp: float | None = None) -> None:
         raise RuntimeError("broken")

@@ -24,10 +24,9 @@ def _cancelling() -> bool:
         return False
     try:
         task = asyncio.current_task()
-    except RuntimeError:
+    except RuntimeError:  # no asyncio loop runs (trio)
         return False
-    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-    return bool(cancelling is not None and cancelling())
+    return task is not None and task.cancelling() > 0
 
 
 def _timeout(policy: Policy, scope: _scope.Scope) -> float | None:

@@ -150,7 +150,6 @@ class CallState:
 
     __slots__ = (
         "attempt",
-        "attempt_start",
         "deadline",
         "extras",
         "first",
@@ -173,7 +172,6 @@ class CallState:
         self.operation: str = operation
         self.start: float = start
         self.attempt: int = 1
-        self.attempt_start: float = start
         # Retries per category: the first category retried in two slots (a call in flight holds
         # no dict for the usual one category), the others in ``more`` (see ``counts``).
         self.first: ErrorCategory | None = None

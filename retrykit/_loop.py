@@ -260,9 +260,8 @@ class Call(CallState):
 
     def begin(self) -> bool:
         """Start the next attempt; ``False`` if the deadline passed meanwhile (the call gave up)."""
-        now = _scope.now()
         deadline = self.deadline
-        if deadline is not None and now >= deadline:
+        if deadline is not None and _scope.now() >= deadline:
             self.give_up(StopReason.DEADLINE)
             return False
         guard = self.policy.guard
@@ -270,7 +269,6 @@ class Call(CallState):
             self.give_up(StopReason.CIRCUIT_OPEN)
             return False
         self.attempt += 1
-        self.attempt_start = now
         self.last = None
         return True
 
@@ -646,7 +644,6 @@ def _advance(call: Call, attempt: int) -> None:
     call.cache = None
     call.found = None
     call.attempt = attempt
-    call.attempt_start = _scope.now()
 
 
 def view(policy: Policy, state: tenacity.RetryCallState, forced: bool) -> Verdict:

@@ -340,11 +340,7 @@ class Call(CallState):
         if policy.on_retry is None:
             entries = _events.direct_entries(_events.RetryScheduled)
             if entries is not None:  # only the built-in sinks: no event is built
-                for entry in entries:
-                    try:
-                        entry(*fields)
-                    except Exception as err:
-                        _events.entry_failed(_events.RetryScheduled, entry, err, fields)
+                _events.send_direct(_events.RetryScheduled, entries, fields)
                 return
         event = _events.RetryScheduled(*fields)
         self._dispatch(event, policy.on_retry)
@@ -409,11 +405,7 @@ class Call(CallState):
         if self.policy.on_success is None:
             entries = _events.direct_entries(_events.Succeeded)
             if entries is not None:  # only the built-in sinks: no event is built
-                for entry in entries:
-                    try:
-                        entry(*fields)
-                    except Exception as err:
-                        _events.entry_failed(_events.Succeeded, entry, err, fields)
+                _events.send_direct(_events.Succeeded, entries, fields)
                 return
         self._dispatch(_events.Succeeded(*fields), self.policy.on_success)
 

@@ -401,6 +401,18 @@ def entry_failed(kind: type, entry: DirectEntry, err: Exception, fields: tuple[A
             hook(sink, err, event)
 
 
+def send_direct(kind: type, entries: tuple[DirectEntry, ...], fields: tuple[Any, ...]) -> None:
+    """
+    Give an event's *fields* to each of *entries* (``direct_entries(kind)``) in place of the event;
+    never raises: an entry that raises is reported through ``entry_failed``.
+    """
+    for entry in entries:
+        try:
+            entry(*fields)
+        except Exception as err:
+            entry_failed(kind, entry, err, fields)
+
+
 def emit(event: Event) -> None:
     """
     Dispatch *event* to the global and context-local sinks; never raises.

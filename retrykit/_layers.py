@@ -530,16 +530,31 @@ _frames: dict[tuple[str, str], tuple[str, str, FrameCounter, str]] = {}
 _by_code: dict[CodeType, tuple[str, str, FrameCounter, str] | None] = {}
 _BY_CODE_SIZE = 4096
 _frame_modules: frozenset[str] = frozenset()
-_loaded: list[Any] = [-1, False]
-"""``[len(sys.modules), whether a module of the frame table is imported]`` when last looked at:
-a frame runs in an imported module, so with none of them imported no traceback is walked."""
+
+
+class _Loaded:
+    """
+    Whether a module of the frame table is imported, as last looked at: a frame runs in an
+    imported module, so with none of them imported no traceback is walked.
+    """
+
+    __slots__ = ("imported", "modules")
+
+    def __init__(self) -> None:
+        self.modules: int = -1
+        """``len(sys.modules)`` when last looked at (-1: look again)."""
+        self.imported: bool = False
+        """Whether a module of the frame table was imported then."""
+
+
+_loaded = _Loaded()
 
 
 def _table_imported() -> None:
     """Look again whether a module of the frame table is imported (``_loaded``)."""
     modules = sys.modules
-    _loaded[0] = len(modules)
-    _loaded[1] = not _frame_modules.isdisjoint(modules)
+    _loaded.modules = len(modules)
+    _loaded.imported = not _frame_modules.isdisjoint(modules)
 
 
 _UNSEEN: Any = object()
@@ -557,7 +572,7 @@ def _rebuild_frames() -> None:
     _frames = table
     _frame_modules = frozenset(module for module, _ in table)
     _by_code.clear()
-    _loaded[0] = -1
+    _loaded.modules = -1
 
 
 _rebuild_frames()
@@ -609,9 +624,9 @@ def _from_user(link: BaseException) -> InnerRetries | None:
 
 
 def _from_frames(link: BaseException) -> InnerRetries | None:
-    if len(sys.modules) != _loaded[0]:
+    if len(sys.modules) != _loaded.modules:
         _table_imported()
-    if not _loaded[1]:
+    if not _loaded.imported:
         return None  # no retrying client's module is imported: none of its frames can be here
     best: InnerRetries | None = None
     tb = link.__traceback__

@@ -102,59 +102,59 @@ def _inner(c: Any) -> dict[str, Any]:
     return {"inner_client": inner.client, "inner_requests": inner.attempts}
 
 
-def _fields(event: _Outcome) -> tuple[str, int, dict[str, Any]]:
+def _fields(event: _Outcome) -> tuple[str, dict[str, Any]]:
+    """The line for *event*: its name (``retrykit.<name>``) and its fields (``_level``: its level)."""
     if isinstance(event, _events.RetryScheduled):
-        c = event.classification
-        return (
-            "retry_scheduled",
-            _config.settings.log_level,
-            {
-                "operation": event.operation,
-                "attempt": event.attempt,
-                "error": event.error_type,
-                "category": c.category.value,
-                "decision": event.decision.value,
-                "delay": round(event.delay, 3),
-                "reason": c.reason,
-                **_inner(c),
-            },
-        )
+        return "retry_scheduled", _retry_fields(event)
     if isinstance(event, _events.GaveUp):
-        c = event.classification
-        quiet = event.attempts == 1 and event.reason is _events.StopReason.NON_RETRYABLE
-        return (
-            "gave_up",
-            logging.INFO if quiet else logging.WARNING,
-            {
-                "operation": event.operation,
-                "attempts": event.attempts,
-                "error": event.error_type,
-                "category": c.category.value,
-                "stop_reason": event.reason.value,
-                "reason": c.reason,
-                "elapsed": round(event.elapsed, 3),
-                **_inner(c),
-            },
-        )
+        return "gave_up", _give_up_fields(event)
     if isinstance(event, _events.Succeeded):
-        return (
-            "succeeded",
-            logging.INFO,
-            {
-                "operation": event.operation,
-                "attempts": event.attempts,
-                "elapsed": round(event.elapsed, 3),
-            },
-        )
-    return (
-        "rule_failed",
-        logging.ERROR,
-        {
-            "rule": event.rule,
-            "error": event.error_type,
-            "rule_error": event.rule_error,  # a type name: emit() keeps messages out
-        },
-    )
+        return "succeeded", _success_fields(event)
+    return "rule_failed", _rule_failed_fields(event)
+
+
+def _retry_fields(event: _events.RetryScheduled) -> dict[str, Any]:
+    c = event.classification
+    return {
+        "operation": event.operation,
+        "attempt": event.attempt,
+        "error": event.error_type,
+        "category": c.category.value,
+        "decision": event.decision.value,
+        "delay": round(event.delay, 3),
+        "reason": c.reason,
+        **_inner(c),
+    }
+
+
+def _give_up_fields(event: _events.GaveUp) -> dict[str, Any]:
+    c = event.classification
+    return {
+        "operation": event.operation,
+        "attempts": event.attempts,
+        "error": event.error_type,
+        "category": c.category.value,
+        "stop_reason": event.reason.value,
+        "reason": c.reason,
+        "elapsed": round(event.elapsed, 3),
+        **_inner(c),
+    }
+
+
+def _success_fields(event: _events.Succeeded) -> dict[str, Any]:
+    return {
+        "operation": event.operation,
+        "attempts": event.attempts,
+        "elapsed": round(event.elapsed, 3),
+    }
+
+
+def _rule_failed_fields(event: _events.RuleFailed) -> dict[str, Any]:
+    return {
+        "rule": event.rule,
+        "error": event.error_type,
+        "rule_error": event.rule_error,  # a type name: emit() keeps messages out
+    }
 
 
 def _level(event: _events.Event) -> int:
@@ -199,10 +199,11 @@ def log_event(event: _events.Event) -> None:
     """Log *event* through structlog if configured, else through stdlib logging."""
     if isinstance(event, _events.AttemptFailed):
         return  # the retry or give-up that follows says it
+    level = _level(event)
     configured = structlog.is_configured()
-    if not configured and not _stdlib.isEnabledFor(_level(event)):
+    if not configured and not _stdlib.isEnabledFor(level):
         return  # nobody would see it: no work
-    name, level, fields = _fields(event)
+    name, fields = _fields(event)
     if isinstance(event, _events.RuleFailed):
         quiet = _limiter.check(("rule", event.rule, event.rule_error))
         if quiet is None:

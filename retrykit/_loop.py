@@ -338,11 +338,7 @@ class Call(CallState):
         if policy.on_retry is None:
             entries = _events.direct_entries(_events.RetryScheduled)
             if entries is not None:  # only the built-in sinks: no event is built
-                for entry in entries:
-                    try:
-                        entry(*fields)
-                    except Exception as err:
-                        _events.entry_failed(_events.RetryScheduled, entry, err, fields)
+                _events.send_direct(_events.RetryScheduled, entries, fields)
                 return
         event = _events.RetryScheduled(*fields)
         self._dispatch(event, policy.on_retry)
@@ -356,25 +352,7 @@ class Call(CallState):
         assert verdict.classification is not None
         classification = verdict.classification
         if failed:
-            strategy = verdict.strategy
-            why = _REASON_TEXT[reason].format(
-                category=classification.category.value,
-                max_retries=strategy.max_retries if strategy else "?",
-                max_delay=strategy.max_delay if strategy else 0.0,
-                max_attempts=self.policy.max_attempts,
-            )
-            attempts = self.attempt
-            note = (
-                f"{_NOTE_PREFIX}gave up on {self.operation} after {attempts} "
-                f"attempt{'s' if attempts != 1 else ''}: {classification.category.value} "
-                f"({classification.reason}); stopped because {why} [{reason.value}]"
-            )
-            sent = self.sent if rescheduled else self.sent + verdict.requests
-            inner = classification.inner
-            if sent > max(attempts, 0 if inner is None else inner.attempts):
-                note += f"; {sent} requests in all"
-            if inner is not None:
-                note += f"; {inner.describe()}"
+            note = self._give_up_note(reason, verdict, classification, rescheduled)
             annotate(outcome, note, None if self.scope is None else self.scope.outer)
         elif self.scope is not None and self.scope.outer is not None:
             mark(outcome, self.scope.outer)  # enclosing layers return this result as it is
@@ -392,6 +370,35 @@ class Call(CallState):
         )
         self._dispatch(event, self.policy.on_giveup)
 
+    def _give_up_note(
+        self, reason: StopReason, verdict: Verdict, classification: Classification, rescheduled: bool
+    ) -> str:
+        """The note added to the exception given up on: what, after how many attempts, and why."""
+        why = self._stop_text(reason, verdict, classification)
+        attempts = self.attempt
+        note = (
+            f"{_NOTE_PREFIX}gave up on {self.operation} after {attempts} "
+            f"attempt{'s' if attempts != 1 else ''}: {classification.category.value} "
+            f"({classification.reason}); stopped because {why} [{reason.value}]"
+        )
+        sent = self.sent if rescheduled else self.sent + verdict.requests
+        inner = classification.inner
+        if sent > max(attempts, 0 if inner is None else inner.attempts):
+            note += f"; {sent} requests in all"
+        if inner is not None:
+            note += f"; {inner.describe()}"
+        return note
+
+    def _stop_text(self, reason: StopReason, verdict: Verdict, classification: Classification) -> str:
+        """Why the call stopped, in words (the limit that was reached, with its value)."""
+        strategy = verdict.strategy
+        return _REASON_TEXT[reason].format(
+            category=classification.category.value,
+            max_retries=strategy.max_retries if strategy else "?",
+            max_delay=strategy.max_delay if strategy else 0.0,
+            max_attempts=self.policy.max_attempts,
+        )
+
     def succeeded(self, now: float) -> None:
         """
         The call succeeded on attempt ``self.attempt``: the guard is told (the breaker's success,
@@ -407,11 +414,7 @@ class Call(CallState):
         if self.policy.on_success is None:
             entries = _events.direct_entries(_events.Succeeded)
             if entries is not None:  # only the built-in sinks: no event is built
-                for entry in entries:
-                    try:
-                        entry(*fields)
-                    except Exception as err:
-                        _events.entry_failed(_events.Succeeded, entry, err, fields)
+                _events.send_direct(_events.Succeeded, entries, fields)
                 return
         self._dispatch(_events.Succeeded(*fields), self.policy.on_success)
 

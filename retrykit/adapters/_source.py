@@ -18,7 +18,7 @@ _TENACITY_TYPES = (tenacity.retry_base, tenacity.stop.stop_base, tenacity.wait.w
 class PolicySource:
     """Gives the policy in force for a decorated function, and the tenacity objects given with it."""
 
-    __slots__ = ("_gen", "_name", "_overrides", "_policy", "_state", "extras", "fixed")
+    __slots__ = ("_gen", "_name", "_overrides", "_state", "extras", "fixed")
 
     def __init__(
         self, policy: Policy | None, name: str | None, overrides: dict[str, Any], extras: Extras | None
@@ -27,8 +27,9 @@ class PolicySource:
         self._overrides = overrides
         self._gen = _config.settings.generation
         self.extras: Extras | None = extras
-        self._policy = policy if policy is not None else self._build()
-        self._state = (self._policy, self._quiet(self._policy))
+        in_force = policy if policy is not None else self._build()
+        self._state: tuple[Policy, bool] = (in_force, self._quiet(in_force))
+        """``state()`` as of the settings generation ``_gen``."""
         self.fixed: tuple[Policy, bool] | None = None if policy is None else self._state
         """``state()`` when the policy is fixed (not a preset name that follows settings), else None."""
 
@@ -49,11 +50,7 @@ class PolicySource:
 
     def current(self) -> Policy:
         """The policy now (a named preset follows ``configure()`` and ``register_preset()``)."""
-        if self._name is not None and self._gen != _config.settings.generation:
-            self._gen = _config.settings.generation
-            self._policy = self._build()
-            self._state = (self._policy, self._quiet(self._policy))
-        return self._policy
+        return self.state()[0]
 
     def state(self) -> tuple[Policy, bool]:
         """
@@ -62,7 +59,9 @@ class PolicySource:
         then builds nothing for it.
         """
         if self._name is not None and self._gen != _config.settings.generation:
-            self.current()
+            self._gen = _config.settings.generation
+            policy = self._build()
+            self._state = (policy, self._quiet(policy))
         return self._state
 
     def derive(self, overrides: dict[str, Any]) -> PolicySource:

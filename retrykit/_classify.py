@@ -369,7 +369,7 @@ def _plan(cls: type) -> _Plan:
     return plan
 
 
-# Classifications of plain builtin exceptions, by what alone decides them (see ``_cache_key``):
+# Classifications of plain builtin exceptions, by what alone decides them (see ``cache_key``):
 # a retried failure is classified by one dict lookup. Bounded; cleared when full.
 _CLASSIFIED: dict[tuple[Any, ...], Classification] = {}
 _CLASSIFIED_SIZE = 512
@@ -377,13 +377,16 @@ _CLASSIFIED_SIZE = 512
 _UNCACHED = (UnicodeError, SyntaxError, BaseExceptionGroup)
 
 
-def _cache_key(exc: BaseException) -> tuple[Any, ...] | None:
+def cache_key(exc: BaseException, classifier: Classifier) -> tuple[Any, ...] | None:
     """
     What alone decides the built-in rules' verdict on *exc*, when that is its class and its
     ``args``: a builtin-only class (no duck-typed attributes, no library module), not a plain
     ``OSError`` (read with its traceback), no cause or context, nothing in its ``__dict__``,
-    hashable ``args`` that wrap no exception. ``None``: classify it in full.
+    hashable ``args`` that wrap no exception; with what of *classifier* decides it too (a
+    classifier with rules of its own has no key). ``None``: classify it in full.
     """
+    if classifier.rules:
+        return None
     cls = type(exc)
     kind = _CACHEABLE.get(cls)
     if kind is None:
@@ -406,9 +409,19 @@ def _cache_key(exc: BaseException) -> tuple[Any, ...] | None:
             return None
         if kind == _OS_ERROR:
             assert isinstance(exc, OSError)
-            key: tuple[Any, ...] = (cls, args, exc.errno, exc.strerror, exc.filename, exc.filename2)
+            key: tuple[Any, ...] = (
+                cls,
+                args,
+                exc.errno,
+                exc.strerror,
+                exc.filename,
+                exc.filename2,
+                classifier.builtin,
+                classifier.default_given,
+                classifier.default,
+            )
         else:
-            key = (cls, args)
+            key = (cls, args, classifier.builtin, classifier.default_given, classifier.default)
         hash(key)
     except Exception:
         return None
@@ -506,12 +519,9 @@ class Classifier:
 
     def classify(self, exc: BaseException) -> Classification:
         """Classify *exc*; never raises."""
-        if self.rules:
-            return self._classification(exc, None)
-        key = _cache_key(exc)
+        key = cache_key(exc, self)
         if key is None:
             return self._classification(exc, None)
-        key = (key, self.builtin, self.default_given, self.default)
         found = _CLASSIFIED.get(key)
         if found is None:
             found = self._classification(exc, None)

@@ -102,13 +102,14 @@ class Verdict:
         category: ErrorCategory | None = None,
         strategy: Strategy | None = None,
         count: int = 0,
+        delay: float = 0.0,
     ) -> None:
         self.action: Action = action
         self.classification: Classification | None = classification
         self.category: ErrorCategory | None = category
         self.strategy: Strategy | None = strategy
         self.count: int = count
-        self.delay: float = 0.0
+        self.delay: float = delay
         self.reason: StopReason | None = None
         self.requests: int = 1
         """Requests this attempt sent (more than 1: the client inside the call retried)."""

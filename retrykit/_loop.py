@@ -158,15 +158,8 @@ class Call(CallState):
             or _events._local_sinks.get()
         ):
             return self.step(exc, True)
-        classifier = self.policy.classifier or settings.classifier
-        key = _classify._cache_key(exc)
-        classification = (
-            None
-            if key is None or classifier.rules
-            else _classify._CLASSIFIED.get(
-                (key, classifier.builtin, classifier.default_given, classifier.default)
-            )
-        )
+        key = _classify.cache_key(exc, self.policy.classifier or settings.classifier)
+        classification = None if key is None else _classify._CLASSIFIED.get(key)
         if (
             classification is None
             or classification.rule == _classify.UNRECOGNISED
@@ -211,8 +204,7 @@ class Call(CallState):
             delay = delays[count - 1]
         else:
             delay = min(strategy.delay_for(count, rng=_decision._random), strategy.max_delay)
-        verdict = Verdict(RETRY, classification, category, strategy, count)
-        verdict.delay = delay
+        verdict = Verdict(RETRY, classification, category, strategy, count, delay)
         previous = self.verdict
         self.after = None if previous is None else previous.category
         self.verdict = verdict

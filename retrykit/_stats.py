@@ -86,10 +86,10 @@ TallyKey = tuple[int, str, Tally]
 """What the memory store counts: (bucket, operation, tally)."""
 
 
-def tally_of(event: Any) -> tuple[str, Tally | None, int | None]:
+def tally_of(event: Any) -> tuple[str, Tally | None, float | None]:
     """
-    The operation an event counts for, its tally (None: it adds to no field) and the ms a retry
-    waited. A failed attempt is counted once, from the event that says what became of it
+    The operation an event counts for, its tally (None: it adds to no field) and the seconds a
+    retry waited. A failed attempt is counted once, from the event that says what became of it
     (``RetryScheduled`` or ``GaveUp``); ``AttemptFailed`` adds nothing (nor is it subscribed).
     """
     kind = type(event)
@@ -104,7 +104,7 @@ def tally_of(event: Any) -> tuple[str, Tally | None, int | None]:
             0 if after is None else min(attempt, MAX_ATTEMPT_FIELD),
             _unrecognised(event),
         )
-        return event.operation, tally, round(event.delay * 1000)
+        return event.operation, tally, event.delay
     if kind is _events.GaveUp:
         attempts, after = event.attempts, event.after
         if event.rescheduled:  # the failure was counted with its RetryScheduled
@@ -176,7 +176,7 @@ def fields_of(event: _events.Event) -> tuple[str, dict[str, int]]:
         return operation, {}
     fields = dict.fromkeys(field_names(tally), 1)
     if waited is not None:
-        fields[_WAITED[tally[1]]] = waited
+        fields[_WAITED[tally[1]]] = round(waited * 1000)
     return operation, fields
 
 
@@ -228,10 +228,8 @@ class MemoryStore:
         self._operations: set[str] = set()
         self._lock = threading.Lock()
         self._newest = 0
-        self.queued: deque[TallyKey] = deque()
-        """Events not counted yet, by key (see ``tally``)."""
-        self.waits: deque[tuple[TallyKey, int]] = deque()
-        """The ms waited by queued events that waited (see ``tally``)."""
+        self.queued: deque[tuple[TallyKey, float]] = deque()
+        """Events not counted yet: their key and the seconds they waited (see ``tally``)."""
 
     def bucket(self, timestamp: float) -> int:
         """The bucket number of a wall-clock *timestamp*."""
@@ -263,18 +261,15 @@ class MemoryStore:
                 self._newest = bucket
                 self._expire(bucket)
 
-    def tally(self, operation: str, tally: Tally, waited: int | None, timestamp: float) -> None:
+    def tally(self, operation: str, tally: Tally, waited: float | None, timestamp: float) -> None:
         """
-        Count one event of *tally* (and *waited* ms) for *operation*, in *timestamp*'s bucket. It
-        is queued without the lock (``deque.append`` is atomic) and counted in a batch under it,
-        once ``QUEUED_LIMIT`` events are queued or when anything reads the store. The statistics'
-        direct entries (every retry) queue alike, inline.
+        Count one event of *tally* (and the *waited* seconds, counted in whole ms) for *operation*,
+        in *timestamp*'s bucket. It is queued without the lock (``deque.append`` is atomic) and
+        counted in a batch under it, once ``QUEUED_LIMIT`` events are queued or when anything
+        reads the store. The statistics' direct entries (every retry) queue alike, inline.
         """
-        key = (int(timestamp // self.bucket_seconds), operation, tally)
         queued = self.queued
-        queued.append(key)
-        if waited:
-            self.waits.append((key, waited))
+        queued.append(((int(timestamp // self.bucket_seconds), operation, tally), waited or 0.0))
         if len(queued) >= QUEUED_LIMIT:
             self.count_queued()
 
@@ -284,17 +279,12 @@ class MemoryStore:
             self._count_queued()
 
     def _count_queued(self) -> None:
-        """``count_queued`` with the lock held: the events queued now, each key looked up once."""
-        queued, waits = self.queued, self.waits
-        # popleft, as many as are queued now: events queued meanwhile stay for the next batch
-        counted = Counter(islice(iter(queued.popleft, None), len(queued)))
-        waited: Counter[TallyKey] = Counter()
-        for key, ms in islice(iter(waits.popleft, None), len(waits)):
-            waited[key] += ms
-        for key, n in counted.items():
-            self._add(key, n, waited.pop(key, 0))
-        for key, ms in waited.items():  # (the wait of an event counted in the batch before)
-            self._add(key, 0, ms)
+        """``count_queued`` with the lock held: the events queued now, each (key, wait) handled once."""
+        queued = self.queued
+        # popleft, as many as are queued now (events queued meanwhile wait for the next batch),
+        # counted by Counter in C: a batch holds few distinct keys and waits
+        for (key, waited), n in Counter(islice(iter(queued.popleft, None), len(queued))).items():
+            self._add(key, n, round(waited * 1000) * n)  # (each event's wait in whole ms)
 
     def _add(self, key: TallyKey, n: int, waited: int) -> None:
         entry = self._tallies.get(key)
@@ -914,11 +904,8 @@ def count_retry(
         None,
     )
     local = current.local  # (``local.tally``, inline: this runs on every retry)
-    key = (int(local.clock() // local.bucket_seconds), operation, tally)
     queued = local.queued
-    queued.append(key)
-    if delay:
-        local.waits.append((key, round(delay * 1000)))
+    queued.append(((int(local.clock() // local.bucket_seconds), operation, tally), delay))
     if len(queued) >= QUEUED_LIMIT:
         local.count_queued()
 
@@ -982,7 +969,7 @@ def count_success(operation: str, attempts: int, elapsed: float, after: ErrorCat
     local = current.local  # (``local.tally``, inline)
     tally = (_SUCCEEDED_TALLY, after, min(attempts, MAX_ATTEMPT_FIELD))
     queued = local.queued
-    queued.append((int(local.clock() // local.bucket_seconds), operation, tally))
+    queued.append(((int(local.clock() // local.bucket_seconds), operation, tally), 0.0))
     if len(queued) >= QUEUED_LIMIT:
         local.count_queued()
 

@@ -580,7 +580,7 @@ class _BrokenStore(MemoryStore):
     def add(self, operation: str, fields: dict[str, int], timestamp: float | None = None) -> None:
         raise RuntimeError("broken")
 
-    def tally(self, operation: str, tally: Any, waited: int | None, timestamp: float) -> None:
+    def tally(self, operation: str, tally: Any, waited: float | None, timestamp: float) -> None:
         raise RuntimeError("broken")
 
 

@@ -409,19 +409,8 @@ def cache_key(exc: BaseException, classifier: Classifier) -> tuple[Any, ...] | N
             return None
         if kind == _OS_ERROR:
             assert isinstance(exc, OSError)
-            key: tuple[Any, ...] = (
-                cls,
-                args,
-                exc.errno,
-                exc.strerror,
-                exc.filename,
-                exc.filename2,
-                classifier.builtin,
-                classifier.default_given,
-                classifier.default,
-            )
-        else:
-            key = (cls, args, classifier.builtin, classifier.default_given, classifier.default)
+            args = (args, exc.errno, exc.strerror, exc.filename, exc.filename2)
+        key = (cls, args, classifier.builtin, classifier.default_given, classifier.default)
         hash(key)
     except Exception:
         return None

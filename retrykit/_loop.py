@@ -204,17 +204,15 @@ class Call(CallState):
             delay = delays[count - 1]
         else:
             delay = min(strategy.delay_for(count, rng=_decision._random), strategy.max_delay)
-        verdict = Verdict(RETRY, classification, category, strategy, count, delay)
         previous = self.verdict
         self.after = None if previous is None else previous.category
-        self.verdict = verdict
+        self.verdict = Verdict(RETRY, classification, category, strategy, count, delay)
         if category is self.first or self.first is None:
             self.first, self.first_count = category, count
         else:
             self.set_count(category, count)
         self.idle += delay
         self.sent += 1
-        now = _scope._monotonic()
         fields = (
             self.operation,
             self.attempt,
@@ -222,7 +220,7 @@ class Call(CallState):
             classification,
             strategy.decision,
             delay,
-            now - self.start,
+            _scope._monotonic() - self.start,
             self.after,
             exc,
         )

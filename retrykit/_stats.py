@@ -315,7 +315,7 @@ class MemoryStore:
 
     def _name_tallies(self) -> None:
         """Add the tallies counted so far to the named counters (the lock is held)."""
-        if self.queued:  # (counting may name the tallies: a new bucket; the queue is empty then)
+        if self.queued:  # (called again from counting a new bucket: it counts what was queued since)
             self._count_queued()
         counts = self._counts
         for (bucket, op, tally), (n, waited) in self._tallies.items():
